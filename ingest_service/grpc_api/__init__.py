@@ -1,0 +1,1 @@
+"""The ingest service's gRPC surface: servicers translating between the wire and the domain."""

@@ -1,0 +1,24 @@
+"""Ending a call with a status code, typed so that control flow after it is clear."""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import grpc
+
+from ingest_service.domain import StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """Ends the call with ``code``; typed so that callers' control flow is clear to readers and mypy."""
+    await context.abort(code, details)
+    raise AssertionError("grpc.aio's context.abort() always raises")
+
+
+async def abort_storage_unavailable(context: grpc.aio.ServicerContext, error: StorageUnavailable) -> NoReturn:
+    """Ends the call with ``UNAVAILABLE``; the storage error is logged, never sent to the caller."""
+    logger.error("Storage unavailable", extra={"error": str(error)})
+    await abort(context, grpc.StatusCode.UNAVAILABLE, "storage unavailable; retry later")

@@ -1,0 +1,59 @@
+"""``AuctionSettingsService``: reading and toggling an auction's viewer analytics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
+
+from ingest_service.analytics_flags import AnalyticsFlagCache
+from ingest_service.domain import AuctionSettings, StorageUnavailable
+from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
+from ingest_service.grpc_api.conversions import settings_to_wire
+from ingest_service.storage.port import SnapshotStore
+from ingest_service.validation import auction_id_problem
+
+logger = logging.getLogger(__name__)
+
+
+class AuctionSettingsServicer:
+    def __init__(self, store: SnapshotStore, flags: AnalyticsFlagCache, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._flags = flags
+        self._clock = clock
+
+    async def GetAuctionSettings(
+        self, request: settings_pb2.GetAuctionSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.GetAuctionSettingsResponse:
+        await _require_valid_auction_id(request.auction_id, context)
+        try:
+            found = await self._store.get_settings([request.auction_id])
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error)
+        settings = found.get(request.auction_id) or AuctionSettings.never_configured(request.auction_id)
+        return settings_pb2.GetAuctionSettingsResponse(settings=settings_to_wire(settings))
+
+    async def SetViewerAnalytics(
+        self, request: settings_pb2.SetViewerAnalyticsRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.SetViewerAnalyticsResponse:
+        await _require_valid_auction_id(request.auction_id, context)
+        try:
+            settings = await self._store.set_viewer_analytics(
+                request.auction_id, request.enabled, self._clock()
+            )
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error)
+        self._flags.remember(settings)
+        logger.info(
+            "Viewer analytics setting changed",
+            extra={"auction_id": settings.auction_id, "enabled": settings.enable_viewer_analytics},
+        )
+        return settings_pb2.SetViewerAnalyticsResponse(settings=settings_to_wire(settings))
+
+
+async def _require_valid_auction_id(auction_id: str, context: grpc.aio.ServicerContext) -> None:
+    problem = auction_id_problem(auction_id)
+    if problem:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)

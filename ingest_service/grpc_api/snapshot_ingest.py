@@ -1,0 +1,77 @@
+"""``SnapshotIngestService``: the long-lived stream on which gateways deliver snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
+
+from ingest_service.domain import StorageUnavailable
+from ingest_service.grpc_api.aborts import abort
+from ingest_service.grpc_api.conversions import OUTCOME_TO_WIRE, snapshot_from_wire
+from ingest_service.ingestion import SnapshotIngestor
+
+logger = logging.getLogger(__name__)
+
+
+class SnapshotIngestServicer:
+    """Answers each batch on a stream with one acknowledgement per snapshot, in order.
+
+    When draining starts (shutdown), a batch already being processed is finished and acknowledged,
+    then the stream ends with ``UNAVAILABLE`` so the gateway reconnects elsewhere or later.
+    """
+
+    def __init__(self, ingestor: SnapshotIngestor) -> None:
+        self._ingestor = ingestor
+        self._draining = asyncio.Event()
+
+    def start_draining(self) -> None:
+        """Stops reading new batches; streams end once their current batch is acknowledged."""
+        self._draining.set()
+
+    async def StreamSnapshots(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        peer = context.peer()
+        logger.info("Snapshot stream opened", extra={"peer": peer})
+        draining = asyncio.ensure_future(self._draining.wait())
+        try:
+            while True:
+                next_request = asyncio.ensure_future(context.read())
+                await asyncio.wait((next_request, draining), return_when=asyncio.FIRST_COMPLETED)
+                if not next_request.done():
+                    next_request.cancel()
+                    await abort(
+                        context,
+                        grpc.StatusCode.UNAVAILABLE,
+                        "ingest service is shutting down; re-send unacknowledged snapshots later",
+                    )
+                request = next_request.result()
+                if request is grpc.aio.EOF:
+                    logger.info("Snapshot stream closed by the client", extra={"peer": peer})
+                    return
+                await context.write(await self._answer(request, context))
+        finally:
+            draining.cancel()
+
+    async def _answer(
+        self, request: ingest_pb2.StreamSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.StreamSnapshotsResponse:
+        received = request.snapshots
+        try:
+            results = await self._ingestor.ingest([snapshot_from_wire(message) for message in received])
+        except StorageUnavailable as error:
+            logger.error("Storage unavailable; batch not acknowledged", extra={"error": str(error)})
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "storage unavailable; re-send the batch later")
+        return ingest_pb2.StreamSnapshotsResponse(
+            acks=[
+                ingest_pb2.SnapshotAck(
+                    auction_id=message.auction_id,
+                    minute_start=message.minute_start,
+                    outcome=OUTCOME_TO_WIRE[result.outcome],
+                    detail=result.detail,
+                )
+                for message, result in zip(received, results, strict=True)
+            ]
+        )

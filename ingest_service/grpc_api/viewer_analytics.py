@@ -1,0 +1,60 @@
+"""``ViewerAnalyticsService``: stored snapshots read back as bucketed points and a summary."""
+
+from __future__ import annotations
+
+import grpc
+from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
+
+from ingest_service.domain import AnalyticsRange, AnalyticsSummary, RangeTotals, StorageUnavailable
+from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
+from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
+from ingest_service.storage.port import SnapshotStore
+from ingest_service.validation import auction_id_problem
+
+# Seven days of minutes (10,080) fit; a response stays far below gRPC's default 4 MiB message limit.
+MAX_POINTS = 20_000
+
+
+def point_bound(totals: RangeTotals, bucket_seconds: int) -> int:
+    """The most points a query can return: one per snapshot, or one per bucket the data spans."""
+    if totals.first_minute is None or totals.last_minute is None:
+        return 0
+    if bucket_seconds == 0:
+        return totals.snapshot_count
+    spanned = totals.last_minute // bucket_seconds - totals.first_minute // bucket_seconds + 1
+    return min(totals.snapshot_count, spanned)
+
+
+class ViewerAnalyticsServicer:
+    def __init__(self, store: SnapshotStore, snapshot_interval_seconds: int) -> None:
+        self._store = store
+        self._snapshot_interval_seconds = snapshot_interval_seconds
+
+    async def QueryViewerAnalytics(
+        self, request: analytics_pb2.QueryViewerAnalyticsRequest, context: grpc.aio.ServicerContext
+    ) -> analytics_pb2.QueryViewerAnalyticsResponse:
+        problem = auction_id_problem(request.auction_id)
+        if problem:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        start = getattr(request, "from").seconds if request.HasField("from") else None
+        end = request.to.seconds if request.HasField("to") else None
+        if start is not None and end is not None and start >= end:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "'from' must be before 'to'")
+        query = AnalyticsRange(auction_id=request.auction_id, start=start, end=end)
+        try:
+            totals = await self._store.query_totals(query)
+            bound = point_bound(totals, request.bucket_seconds)
+            if bound > MAX_POINTS:
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the range holds up to {bound} points at this bucket size, more than {MAX_POINTS}; "
+                    "choose a larger bucket_seconds or a shorter range",
+                )
+            points = await self._store.query_points(query, request.bucket_seconds) if bound else []
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error)
+        summary = AnalyticsSummary.from_totals(totals, self._snapshot_interval_seconds)
+        return analytics_pb2.QueryViewerAnalyticsResponse(
+            points=[point_to_wire(point) for point in points], summary=summary_to_wire(summary)
+        )

@@ -1,0 +1,52 @@
+"""The ingest service process: configuration, store, server, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from ingest_service.config import IngestConfig
+from ingest_service.domain import StorageUnavailable
+from ingest_service.server import create_ingest_server
+from ingest_service.storage.factory import open_store
+from service_common.config import ConfigError
+from service_common.shutdown import wait_for_stop_signal
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(config: IngestConfig) -> None:
+    """Serves until SIGTERM or SIGINT, then drains in-flight batches and closes the store."""
+    store = await open_store(config)
+    try:
+        server = create_ingest_server(config, store)
+        await server.start()
+        logger.info(
+            "Ingest service listening",
+            extra={
+                "address": f"{config.host}:{server.port}",
+                "port": server.port,
+                "store": "mongodb" if config.mongodb_uri else f"sqlite:{config.sqlite_path}",
+            },
+        )
+        await wait_for_stop_signal()
+        # The grace bounds how long a batch that is being written may take to finish and be acknowledged.
+        await server.stop(config.shutdown_grace_seconds)
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    try:
+        config = IngestConfig.from_env(os.environ)
+    except ConfigError as error:
+        print(f"ingest_service: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    config.logging.apply()
+    try:
+        asyncio.run(serve(config))
+    except StorageUnavailable as error:
+        logger.critical("Cannot open the store", extra={"error": str(error)})
+        sys.exit(1)

@@ -1,0 +1,112 @@
+"""Building the ingest service's gRPC server from its configuration and dependencies."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from viewer_analytics.v1 import (
+    auction_settings_service_pb2,
+    auction_settings_service_pb2_grpc,
+    snapshot_ingest_service_pb2,
+    snapshot_ingest_service_pb2_grpc,
+    viewer_analytics_service_pb2,
+    viewer_analytics_service_pb2_grpc,
+)
+
+from ingest_service.analytics_flags import AnalyticsFlagCache
+from ingest_service.config import IngestConfig
+from ingest_service.grpc_api.auction_settings import AuctionSettingsServicer
+from ingest_service.grpc_api.snapshot_ingest import SnapshotIngestServicer
+from ingest_service.grpc_api.viewer_analytics import ViewerAnalyticsServicer
+from ingest_service.ingestion import SnapshotIngestor
+from ingest_service.storage.port import SnapshotStore
+from ingest_service.validation import SnapshotRules
+from service_common.internal_auth import InternalKeyInterceptor, InternalKeyRing
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    snapshot_ingest_service_pb2.DESCRIPTOR.services_by_name["SnapshotIngestService"].full_name,
+    auction_settings_service_pb2.DESCRIPTOR.services_by_name["AuctionSettingsService"].full_name,
+    viewer_analytics_service_pb2.DESCRIPTOR.services_by_name["ViewerAnalyticsService"].full_name,
+)
+
+
+class IngestServer:
+    """The gRPC server with its servicers; ``start`` binds and serves, ``stop`` drains and stops."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health_servicer: health.aio.HealthServicer,
+        snapshot_servicer: SnapshotIngestServicer,
+        port: int,
+    ) -> None:
+        self._server = server
+        self._health = health_servicer
+        self._snapshot_servicer = snapshot_servicer
+        self.port = port
+
+    async def start(self) -> None:
+        await self._server.start()
+        for service in ("", *SERVICE_NAMES):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Reports NOT_SERVING, lets in-flight batches finish within ``grace_seconds``, then stops.
+
+        Health turns NOT_SERVING first so load balancers stop routing here while streams drain.
+        """
+        await self._health.enter_graceful_shutdown()
+        self._snapshot_servicer.start_draining()
+        await self._server.stop(grace_seconds)
+        logger.info("Ingest service stopped")
+
+
+def create_ingest_server(
+    config: IngestConfig,
+    store: SnapshotStore,
+    clock: Callable[[], float] = time.time,
+) -> IngestServer:
+    """Builds the server on ``store`` and binds it to the configured address (port 0: any free port)."""
+    flags = AnalyticsFlagCache(store, max_age_seconds=config.flag_cache_seconds, clock=clock)
+    rules = SnapshotRules(
+        snapshot_interval_seconds=config.timing.snapshot_interval_seconds,
+        max_samples=config.timing.max_samples_per_snapshot,
+        retention_seconds=config.retention_days * 86_400,
+    )
+    snapshot_servicer = SnapshotIngestServicer(SnapshotIngestor(store, flags, rules, clock))
+    health_servicer = health.aio.HealthServicer()
+
+    server = grpc.aio.server(
+        interceptors=[InternalKeyInterceptor(InternalKeyRing(config.internal_api_keys))],
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # Gateways hold one stream open for hours; pings find a vanished peer within a minute.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    snapshot_ingest_service_pb2_grpc.add_SnapshotIngestServiceServicer_to_server(snapshot_servicer, server)
+    auction_settings_service_pb2_grpc.add_AuctionSettingsServiceServicer_to_server(
+        AuctionSettingsServicer(store, flags, clock), server
+    )
+    viewer_analytics_service_pb2_grpc.add_ViewerAnalyticsServiceServicer_to_server(
+        ViewerAnalyticsServicer(store, config.timing.snapshot_interval_seconds), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+    )
+
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {config.host}:{config.port}")
+    return IngestServer(server, health_servicer, snapshot_servicer, port)

@@ -1,0 +1,24 @@
+"""Choosing and opening the configured store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ingest_service.config import IngestConfig
+from ingest_service.storage.mongo_store import MongoSnapshotStore
+from ingest_service.storage.port import SnapshotStore
+from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+
+
+async def open_store(config: IngestConfig, clock: Callable[[], float] = time.time) -> SnapshotStore:
+    """MongoDB when ``MONGODB_URI`` is set, else the embedded SQLite file.
+
+    Raises:
+        StorageUnavailable: the database cannot be opened.
+    """
+    if config.mongodb_uri:
+        return await MongoSnapshotStore.open(config.mongodb_uri, retention_days=config.retention_days)
+    return await SqliteSnapshotStore.open(
+        config.sqlite_path, retention_days=config.retention_days, clock=clock
+    )

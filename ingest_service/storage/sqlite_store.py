@@ -1,0 +1,296 @@
+"""The embedded store: a SQLite file in WAL mode, with a periodic purge in place of MongoDB's TTL monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ingest_service.domain import (
+    AnalyticsPoint,
+    AnalyticsRange,
+    AuctionSettings,
+    RangeTotals,
+    Snapshot,
+    SnapshotOutcome,
+    StorageUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS viewer_snapshots (
+    auction_id     TEXT    NOT NULL,
+    minute_start   INTEGER NOT NULL,
+    viewer_count   INTEGER NOT NULL,
+    avg_viewers    REAL    NOT NULL,
+    peak_viewers   INTEGER NOT NULL,
+    min_viewers    INTEGER NOT NULL,
+    sample_count   INTEGER NOT NULL,
+    unique_viewers INTEGER NOT NULL,
+    partial        INTEGER NOT NULL,
+    gateway_id     TEXT    NOT NULL,
+    stored_at      REAL    NOT NULL,
+    PRIMARY KEY (auction_id, minute_start)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS viewer_snapshots_by_minute ON viewer_snapshots (minute_start);
+CREATE TABLE IF NOT EXISTS auction_settings (
+    auction_id              TEXT    PRIMARY KEY,
+    enable_viewer_analytics INTEGER NOT NULL,
+    updated_at              REAL    NOT NULL
+) WITHOUT ROWID;
+"""
+
+_INSERT_SNAPSHOT = """
+INSERT OR IGNORE INTO viewer_snapshots (
+    auction_id, minute_start, viewer_count, avg_viewers, peak_viewers, min_viewers,
+    sample_count, unique_viewers, partial, gateway_id, stored_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+# The row holding each bucket's last minute is found through the primary key, so the
+# bucket's closing viewer_count costs one index lookup per point, not a second scan.
+_QUERY_POINTS = """
+WITH buckets AS (
+    SELECT (minute_start / :bucket) * :bucket AS bucket_start,
+           SUM(avg_viewers * sample_count)     AS weighted_sum,
+           SUM(sample_count)                   AS samples,
+           MAX(peak_viewers)                   AS peak,
+           MIN(min_viewers)                    AS low,
+           MAX(minute_start)                   AS last_minute
+    FROM viewer_snapshots
+    WHERE auction_id = :auction AND minute_start >= :start AND minute_start < :end
+    GROUP BY bucket_start
+)
+SELECT b.bucket_start, b.weighted_sum / b.samples, b.peak, b.low, s.viewer_count, b.samples
+FROM buckets AS b
+JOIN viewer_snapshots AS s ON s.auction_id = :auction AND s.minute_start = b.last_minute
+ORDER BY b.bucket_start
+"""
+
+_QUERY_TOTALS = """
+SELECT COUNT(*), COALESCE(MAX(peak_viewers), 0), COALESCE(SUM(avg_viewers * sample_count), 0.0),
+       COALESCE(SUM(sample_count), 0), MIN(minute_start), MAX(minute_start)
+FROM viewer_snapshots
+WHERE auction_id = :auction AND minute_start >= :start AND minute_start < :end
+"""
+
+# Deleting in slices keeps each write transaction short, so a large first purge does not
+# hold the writer lock while snapshots are waiting to be stored.
+_PURGE_SLICE = """
+DELETE FROM viewer_snapshots WHERE (auction_id, minute_start) IN (
+    SELECT auction_id, minute_start FROM viewer_snapshots WHERE minute_start < ? LIMIT 5000
+)
+"""
+
+_UNBOUNDED_START = -(2**62)
+_UNBOUNDED_END = 2**62
+
+
+class SqliteSnapshotStore:
+    """The SnapshotStore port on a SQLite file.
+
+    One connection, used only from one dedicated thread, serializes every statement; WAL mode
+    with ``synchronous=FULL`` makes an acknowledged batch survive a crash of the process or the
+    machine, which the gateways rely on when they drop acknowledged snapshots from their outbox.
+    """
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        *,
+        retention_seconds: int,
+        clock: Callable[[], float],
+        purge_interval_seconds: float,
+    ) -> None:
+        self._connection = connection
+        self._executor = executor
+        self._retention_seconds = retention_seconds
+        self._clock = clock
+        self._purge_interval_seconds = purge_interval_seconds
+        self._purge_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        *,
+        retention_days: int,
+        clock: Callable[[], float] = time.time,
+        purge_interval_seconds: float = 60.0,
+    ) -> SqliteSnapshotStore:
+        """Opens (creating if needed) the database at ``path`` and starts the periodic purge.
+
+        Raises:
+            StorageUnavailable: the file cannot be opened or its schema created.
+        """
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        loop = asyncio.get_running_loop()
+        try:
+            connection = await loop.run_in_executor(executor, _connect, path)
+        except sqlite3.Error as error:
+            executor.shutdown(wait=False)
+            raise StorageUnavailable(f"cannot open SQLite database {path}: {error}") from error
+        store = cls(
+            connection,
+            executor,
+            retention_seconds=retention_days * 86_400,
+            clock=clock,
+            purge_interval_seconds=purge_interval_seconds,
+        )
+        store._purge_task = asyncio.create_task(store._purge_periodically(), name="sqlite-retention-purge")
+        logger.info("SQLite store opened", extra={"path": path, "retention_days": retention_days})
+        return store
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, work, self._connection)
+        except sqlite3.Error as error:
+            raise StorageUnavailable(f"SQLite: {error}") from error
+
+    async def insert_snapshots(self, snapshots: Sequence[Snapshot]) -> list[SnapshotOutcome]:
+        stored_at = self._clock()
+        return await self._run(functools.partial(_insert_snapshots, snapshots, stored_at))
+
+    async def get_settings(self, auction_ids: Collection[str]) -> dict[str, AuctionSettings]:
+        return await self._run(functools.partial(_get_settings, list(auction_ids)))
+
+    async def set_viewer_analytics(self, auction_id: str, enabled: bool, now: float) -> AuctionSettings:
+        return await self._run(functools.partial(_set_viewer_analytics, auction_id, enabled, now))
+
+    async def query_points(self, query: AnalyticsRange, bucket_seconds: int) -> list[AnalyticsPoint]:
+        parameters = _range_parameters(query)
+        parameters["bucket"] = bucket_seconds or 1
+        rows = await self._run(lambda connection: connection.execute(_QUERY_POINTS, parameters).fetchall())
+        return [AnalyticsPoint(*row) for row in rows]
+
+    async def query_totals(self, query: AnalyticsRange) -> RangeTotals:
+        parameters = _range_parameters(query)
+        row = await self._run(lambda connection: connection.execute(_QUERY_TOTALS, parameters).fetchone())
+        return RangeTotals(*row)
+
+    async def ping(self) -> None:
+        await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
+
+    async def purge_expired(self) -> int:
+        """Deletes snapshots older than the retention period by the store's clock; returns how many."""
+        cutoff = int(self._clock()) - self._retention_seconds
+        return await self._run(functools.partial(_purge_before, cutoff))
+
+    async def _purge_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._purge_interval_seconds)
+            try:
+                purged = await self.purge_expired()
+            except StorageUnavailable:
+                logger.warning("Retention purge failed; retrying next period", exc_info=True)
+                continue
+            if purged:
+                logger.info("Expired snapshots purged", extra={"purged": purged})
+
+    async def close(self) -> None:
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._connection.close)
+        self._executor.shutdown(wait=True)
+        logger.info("SQLite store closed")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Autocommit mode; transactions are opened explicitly around each batch.
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    # Another process holding the file (a backup, an operator's sqlite3 shell) gets a few seconds.
+    connection.execute("PRAGMA busy_timeout=5000")
+    connection.executescript(_SCHEMA)
+    return connection
+
+
+def _insert_snapshots(
+    snapshots: Sequence[Snapshot], stored_at: float, connection: sqlite3.Connection
+) -> list[SnapshotOutcome]:
+    outcomes: list[SnapshotOutcome] = []
+    stored, duplicate = SnapshotOutcome.STORED, SnapshotOutcome.DUPLICATE
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for s in snapshots:
+            cursor = connection.execute(
+                _INSERT_SNAPSHOT,
+                (
+                    s.auction_id,
+                    s.minute_start,
+                    s.viewer_count,
+                    s.avg_viewers,
+                    s.peak_viewers,
+                    s.min_viewers,
+                    s.sample_count,
+                    s.unique_viewers,
+                    s.partial,
+                    s.gateway_id,
+                    stored_at,
+                ),
+            )
+            outcomes.append(stored if cursor.rowcount == 1 else duplicate)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _get_settings(auction_ids: list[str], connection: sqlite3.Connection) -> dict[str, AuctionSettings]:
+    if not auction_ids:
+        return {}
+    placeholders = ",".join("?" * len(auction_ids))
+    rows = connection.execute(
+        "SELECT auction_id, enable_viewer_analytics, updated_at FROM auction_settings "
+        f"WHERE auction_id IN ({placeholders})",
+        auction_ids,
+    ).fetchall()
+    return {row[0]: AuctionSettings(row[0], bool(row[1]), row[2]) for row in rows}
+
+
+def _set_viewer_analytics(
+    auction_id: str, enabled: bool, now: float, connection: sqlite3.Connection
+) -> AuctionSettings:
+    connection.execute(
+        "INSERT INTO auction_settings (auction_id, enable_viewer_analytics, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (auction_id) DO UPDATE SET "
+        "enable_viewer_analytics = excluded.enable_viewer_analytics, updated_at = excluded.updated_at",
+        (auction_id, enabled, now),
+    )
+    return AuctionSettings(auction_id, enabled, now)
+
+
+def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:
+    purged = 0
+    while True:
+        deleted = connection.execute(_PURGE_SLICE, (cutoff,)).rowcount
+        purged += deleted
+        if deleted == 0:
+            return purged
+
+
+def _range_parameters(query: AnalyticsRange) -> dict[str, int | str]:
+    return {
+        "auction": query.auction_id,
+        "start": _UNBOUNDED_START if query.start is None else query.start,
+        "end": _UNBOUNDED_END if query.end is None else query.end,
+    }

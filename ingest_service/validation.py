@@ -1,0 +1,64 @@
+"""The rules a received snapshot must satisfy before it is stored."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from ingest_service.domain import Snapshot
+
+# Far above any real auction room, low enough that a corrupted counter cannot poison a chart's scale.
+MAX_VIEWER_COUNT = 10_000_000
+MAX_AUCTION_ID_LENGTH = 128
+MAX_GATEWAY_ID_LENGTH = 128
+# Mongo ObjectIds, UUIDs and slugs all fit; anything else (spaces, quotes, operators) is refused.
+_AUCTION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+def auction_id_problem(auction_id: str) -> str | None:
+    """Why ``auction_id`` is not acceptable, or None if it is."""
+    if not auction_id:
+        return "auction_id is empty"
+    if len(auction_id) > MAX_AUCTION_ID_LENGTH:
+        return f"auction_id is longer than {MAX_AUCTION_ID_LENGTH} characters"
+    if not _AUCTION_ID_PATTERN.fullmatch(auction_id):
+        return "auction_id may hold only letters, digits and . _ : - (starting with a letter or digit)"
+    return None
+
+
+@dataclass(frozen=True)
+class SnapshotRules:
+    """The limits that depend on configuration: interval length, samples per interval, retention."""
+
+    snapshot_interval_seconds: int
+    max_samples: int
+    retention_seconds: int
+
+    def problem(self, snapshot: Snapshot, now: float) -> str | None:
+        """Why ``snapshot`` must be rejected at time ``now`` (epoch seconds), or None if it is valid."""
+        id_problem = auction_id_problem(snapshot.auction_id)
+        if id_problem:
+            return id_problem
+        interval = self.snapshot_interval_seconds
+        if snapshot.minute_start % interval:
+            return f"minute_start is not on a multiple of the {interval}-second snapshot interval"
+        if snapshot.minute_start > now + 2 * interval:
+            return "minute_start is more than two intervals in the future"
+        if snapshot.minute_start < now - self.retention_seconds:
+            return "minute_start is older than the retention period"
+        if not 1 <= snapshot.sample_count <= self.max_samples:
+            return f"sample_count must be between 1 and {self.max_samples}"
+        if snapshot.peak_viewers > MAX_VIEWER_COUNT or snapshot.unique_viewers > MAX_VIEWER_COUNT:
+            return f"counts must not exceed {MAX_VIEWER_COUNT}"
+        if not math.isfinite(snapshot.avg_viewers):
+            return "avg_viewers is not a finite number"
+        if not snapshot.min_viewers <= snapshot.avg_viewers <= snapshot.peak_viewers:
+            return "expected min_viewers <= avg_viewers <= peak_viewers"
+        if not snapshot.min_viewers <= snapshot.viewer_count <= snapshot.peak_viewers:
+            return "viewer_count must lie between min_viewers and peak_viewers"
+        if snapshot.unique_viewers > snapshot.viewer_count:
+            return "unique_viewers cannot exceed viewer_count (both are counted at the interval's end)"
+        if len(snapshot.gateway_id) > MAX_GATEWAY_ID_LENGTH:
+            return f"gateway_id is longer than {MAX_GATEWAY_ID_LENGTH} characters"
+        return None

@@ -1,0 +1,1 @@
+"""Code shared by the services: configuration helpers, logging setup, internal-key auth, shutdown."""

@@ -1,0 +1,96 @@
+"""Fixtures shared by every test: storage backends and a running ingest service."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from secantus import SecantusDBServer
+
+from ingest_service.config import IngestConfig
+from ingest_service.domain import AnalyticsRange
+from ingest_service.server import IngestServer, create_ingest_server
+from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from service_common.timing import SnapshotTiming
+from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
+
+
+@pytest.fixture(scope="session")
+def secantus_uri() -> Iterator[str]:
+    """A SecantusDB server (MongoDB wire protocol, WiredTiger inside) on a free loopback port.
+
+    Not mongod: where it differs from MongoDB's documented behaviour, the tests follow MongoDB's
+    documentation. Its TTL monitor sweeps every second (mongod's default is 60 s).
+    """
+    with tempfile.TemporaryDirectory(prefix="secantus-") as storage:
+        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage, ttl_sweep_seconds=1.0)
+        server.start()
+        try:
+            yield server.uri
+        finally:
+            server.stop()
+
+
+def real_mongodb_uri() -> str | None:
+    """``TEST_MONGODB_URI``: a real MongoDB to run the MongoDB tests against as well, when set."""
+    return os.environ.get("TEST_MONGODB_URI") or None
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@dataclass
+class RunningIngest:
+    server: IngestServer
+    store: SqliteSnapshotStore
+    config: IngestConfig
+    clock: FakeClock
+    channel: grpc.aio.Channel
+
+    def client(self, key: str | None = TEST_KEY) -> IngestClient:
+        return IngestClient(self.channel, key)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    async def stored_count(self, auction_id: str) -> int:
+        """Snapshots stored for the auction, read from the store itself rather than through the API."""
+        return (await self.store.query_totals(AnalyticsRange(auction_id, None, None))).snapshot_count
+
+
+def ingest_config(**overrides: object) -> IngestConfig:
+    settings: dict[str, object] = {
+        "internal_api_keys": (TEST_KEY, ROTATED_KEY),
+        "host": "127.0.0.1",
+        "port": 0,
+        "timing": SnapshotTiming(60, 5),
+        "shutdown_grace_seconds": 5.0,
+    }
+    settings.update(overrides)
+    return IngestConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ingest(tmp_path: Path, clock: FakeClock) -> AsyncIterator[RunningIngest]:
+    """The ingest service on SQLite, on a free loopback port, with a channel to it."""
+    config = ingest_config(sqlite_path=str(tmp_path / "analytics.sqlite3"))
+    store = await SqliteSnapshotStore.open(
+        config.sqlite_path, retention_days=config.retention_days, clock=clock
+    )
+    server = create_ingest_server(config, store, clock)
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield RunningIngest(server, store, config, clock, channel)
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await store.close()
