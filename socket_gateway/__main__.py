@@ -1,0 +1,5 @@
+"""``python -m socket_gateway``."""
+
+from socket_gateway.main import main
+
+main()

@@ -1,0 +1,129 @@
+"""The socket gateway's configuration, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service_common.config import (
+    ConfigError,
+    read_choice,
+    read_float,
+    read_int,
+    read_optional_str,
+    read_port,
+    read_str,
+)
+from service_common.internal_auth import read_internal_api_keys
+from service_common.logging_setup import LogSettings
+from service_common.timing import SnapshotTiming
+
+DEFAULT_OUTBOX_PATH = "data/gateway_outbox.sqlite3"
+DEFAULT_ALLOWED_ORIGIN = "http://localhost:3000"
+# HMAC secrets shorter than this are guessable offline from one captured token.
+MIN_TOKEN_SECRET_LENGTH = 32
+
+
+def _read_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = read_str(env, "ALLOWED_ORIGIN", DEFAULT_ALLOWED_ORIGIN)
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError("ALLOWED_ORIGIN", f"expected http(s)://host[:port] or *, got {origin!r}")
+    return origins
+
+
+def _read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = read_choice(env, name, "true" if default else "false", ("true", "false", "1", "0"))
+    return value in ("true", "1")
+
+
+def _default_gateway_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the socket gateway reads from its environment.
+
+    ``allowed_origins`` may hold ``"*"`` (any origin: only for local demos).
+    ``viewer_token_secret`` switches on signed viewer tokens; without it viewing is anonymous.
+    """
+
+    internal_api_keys: tuple[str, ...]
+    ingest_target: str = "127.0.0.1:50051"
+    host: str = "127.0.0.1"
+    port: int = 8081
+    allowed_origins: tuple[str, ...] = (DEFAULT_ALLOWED_ORIGIN,)
+    timing: SnapshotTiming = field(default_factory=SnapshotTiming)
+    count_update_interval_ms: int = 500
+    outbox_path: str = DEFAULT_OUTBOX_PATH
+    outbox_max_snapshots: int = 100_000
+    send_batch_size: int = 500
+    shutdown_flush_seconds: float = 5.0
+    max_payload_bytes: int = 16 * 1024
+    connections_per_ip_per_minute: int = 120
+    viewer_token_secret: str | None = None
+    websocket_compression: bool = False
+    ping_interval_seconds: float = 25.0
+    ping_timeout_seconds: float = 20.0
+    gateway_id: str = field(default_factory=_default_gateway_id)
+    logging: LogSettings = field(default_factory=LogSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewayConfig:
+        """Builds the configuration from ``env``.
+
+        Raises:
+            service_common.config.ConfigError: a variable is missing or invalid (the message names it).
+        """
+        secret = read_optional_str(env, "VIEWER_TOKEN_SECRET")
+        if secret is not None and len(secret) < MIN_TOKEN_SECRET_LENGTH:
+            raise ConfigError(
+                "VIEWER_TOKEN_SECRET", f"must be at least {MIN_TOKEN_SECRET_LENGTH} characters when set"
+            )
+        ingest_target = read_str(env, "INGEST_TARGET", "127.0.0.1:50051")
+        if ":" not in ingest_target:
+            raise ConfigError("INGEST_TARGET", f"expected host:port, got {ingest_target!r}")
+        return cls(
+            internal_api_keys=read_internal_api_keys(env),
+            ingest_target=ingest_target,
+            host=read_str(env, "GATEWAY_HOST", "127.0.0.1"),
+            port=read_port(env, "GATEWAY_PORT", 8081),
+            allowed_origins=_read_origins(env),
+            timing=SnapshotTiming.from_env(env),
+            count_update_interval_ms=read_int(
+                env, "COUNT_UPDATE_INTERVAL_MS", 500, minimum=10, maximum=60_000
+            ),
+            outbox_path=read_str(env, "OUTBOX_PATH", DEFAULT_OUTBOX_PATH),
+            outbox_max_snapshots=read_int(
+                env, "OUTBOX_MAX_SNAPSHOTS", 100_000, minimum=1, maximum=100_000_000
+            ),
+            send_batch_size=read_int(env, "GATEWAY_SEND_BATCH_SIZE", 500, minimum=1, maximum=5_000),
+            shutdown_flush_seconds=read_float(
+                env, "GATEWAY_SHUTDOWN_FLUSH_SECONDS", 5.0, minimum=0.0, maximum=300.0
+            ),
+            max_payload_bytes=read_int(
+                env, "GATEWAY_MAX_PAYLOAD_BYTES", 16 * 1024, minimum=1024, maximum=1024 * 1024
+            ),
+            connections_per_ip_per_minute=read_int(
+                env, "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", 120, minimum=1, maximum=1_000_000
+            ),
+            viewer_token_secret=secret,
+            websocket_compression=_read_bool(env, "GATEWAY_WEBSOCKET_COMPRESSION", False),
+            ping_interval_seconds=read_float(
+                env, "GATEWAY_PING_INTERVAL_SECONDS", 25.0, minimum=1, maximum=300
+            ),
+            ping_timeout_seconds=read_float(
+                env, "GATEWAY_PING_TIMEOUT_SECONDS", 20.0, minimum=1, maximum=300
+            ),
+            gateway_id=read_str(env, "GATEWAY_ID", _default_gateway_id()),
+            logging=LogSettings.from_env(env),
+        )
+
+    @property
+    def internal_api_key(self) -> str:
+        """The key this gateway sends: the first configured one (the others are for rotation)."""
+        return self.internal_api_keys[0]

@@ -1,0 +1,138 @@
+"""The Socket.IO handlers: connect, joinAuction, leaveAuction, disconnect, and anything else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import socketio  # type: ignore[import-untyped]
+
+from socket_gateway.broadcast import CountBroadcaster
+from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.protocol import (
+    COUNT_EVENT,
+    JOIN_EVENT,
+    LEAVE_EVENT,
+    PayloadError,
+    ViewerTokenVerifier,
+    auction_id_of,
+    connect_request_of,
+    count_payload,
+    error_ack,
+)
+from socket_gateway.rooms import RoomRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def room_name(auction_id: str) -> str:
+    """The Socket.IO room of an auction; prefixed so no auction id can name a socket's own room."""
+    return f"auction:{auction_id}"
+
+
+class ViewerEvents:
+    """Keeps the registry and the Socket.IO rooms in step with what each socket asks for.
+
+    Every handler catches what it does not expect: one bad event is answered with an error
+    acknowledgement (or dropped, when the client asked for none) and logged, and never takes the
+    connection or the process down.
+    """
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        registry: RoomRegistry,
+        broadcaster: CountBroadcaster,
+        metrics: GatewayMetrics,
+        token_verifier: ViewerTokenVerifier | None,
+    ) -> None:
+        self._sio = sio
+        self._registry = registry
+        self._broadcaster = broadcaster
+        self._metrics = metrics
+        self._tokens = token_verifier
+        self._viewer_ids: dict[str, str | None] = {}
+        self._direct_sends: set[asyncio.Task[None]] = set()
+
+    @property
+    def connections(self) -> int:
+        return len(self._viewer_ids)
+
+    def register(self) -> None:
+        self._sio.on("connect", self.on_connect)
+        self._sio.on("disconnect", self.on_disconnect)
+        self._sio.on(JOIN_EVENT, self.on_join)
+        self._sio.on(LEAVE_EVENT, self.on_leave)
+        self._sio.on("*", self.on_unknown)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            request = connect_request_of(auth)
+            viewer_id = self._tokens.viewer_id(request.token) if self._tokens else request.viewer_id
+        except PayloadError as error:
+            reason = "token" if self._tokens and "token" in str(error) else "malformed_auth"
+            self._metrics.connections_refused[reason] += 1
+            logger.info("Connection refused", extra={"reason": str(error)})
+            raise socketio.exceptions.ConnectionRefusedError(str(error)) from None
+        self._viewer_ids[sid] = viewer_id
+        self._metrics.connections_total += 1
+        if request.auction_id is not None:
+            await self._join(sid, request.auction_id)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._viewer_ids.pop(sid, None)
+        left = self._registry.leave(sid)
+        if left is not None:
+            self._broadcaster.room_changed(left)
+
+    async def on_join(self, sid: str, *args: Any) -> dict[str, Any]:
+        try:
+            auction_id = auction_id_of(args[0] if args else None)
+        except PayloadError as error:
+            return self._malformed(JOIN_EVENT, sid, str(error))
+        try:
+            return await self._join(sid, auction_id)
+        except Exception:
+            logger.exception("joinAuction failed", extra={"sid": sid})
+            return error_ack("internal error")
+
+    async def on_leave(self, sid: str, *args: Any) -> dict[str, Any]:
+        try:
+            left = self._registry.leave(sid)
+            if left is not None:
+                await self._sio.leave_room(sid, room_name(left))
+                self._broadcaster.room_changed(left)
+            return {"ok": True, "auctionId": left}
+        except Exception:
+            logger.exception("leaveAuction failed", extra={"sid": sid})
+            return error_ack("internal error")
+
+    async def on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        return self._malformed("unknown", sid, f"unknown event {event[:64]!r}")
+
+    async def _join(self, sid: str, auction_id: str) -> dict[str, Any]:
+        if sid not in self._viewer_ids:
+            # The socket disconnected while this event waited to run; joining now would leak it.
+            return error_ack("not connected")
+        left, changed = self._registry.join(sid, auction_id, self._viewer_ids[sid])
+        if changed:
+            if left is not None:
+                await self._sio.leave_room(sid, room_name(left))
+                self._broadcaster.room_changed(left)
+            await self._sio.enter_room(sid, room_name(auction_id))
+            self._broadcaster.room_changed(auction_id)
+        counts = self._registry.counts(auction_id)
+        # The joiner hears the count at once, not at the room's next coalesced update.
+        # Sent from a task, after this handler returns: from the connect handler the socket's
+        # CONNECT packet must be queued before any event reaches it.
+        task = asyncio.create_task(self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), to=sid))
+        self._direct_sends.add(task)
+        task.add_done_callback(self._direct_sends.discard)
+        self._metrics.count_messages_total += 1
+        return {"ok": True, **count_payload(auction_id, counts)}
+
+    def _malformed(self, event: str, sid: str, problem: str) -> dict[str, Any]:
+        self._metrics.malformed_events[event] += 1
+        logger.info("Malformed event refused", extra={"event": event, "sid": sid, "problem": problem})
+        return error_ack(problem)

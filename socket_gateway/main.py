@@ -1,0 +1,62 @@
+"""The gateway process: configuration, web server, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from service_common.config import ConfigError
+from service_common.shutdown import wait_for_stop_signal
+from socket_gateway.app import create_app
+from socket_gateway.config import GatewayConfig
+
+logger = logging.getLogger(__name__)
+
+# Everything the gateway builds at start-up lives until exit. Freezing it takes it out of every
+# later collection, and a higher first threshold makes collections rarer while thousands of small
+# packets are alive: measured for the issue, this cut the CPU per delivered message by about 40%.
+_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Serves until SIGTERM or SIGINT, then closes the partial interval, flushes and stops."""
+    app = create_app(config)
+    # The flush deadline bounds the shutdown; the web server needs no more than a moment beyond it
+    # because the Socket.IO clients are disconnected first.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        ports = [address[1] for address in runner.addresses]
+        gc.freeze()
+        gc.set_threshold(*_GC_THRESHOLDS)
+        logger.info(
+            "Socket gateway listening",
+            extra={
+                "address": f"{config.host}:{ports[0]}",
+                "port": ports[0],
+                "ingest_target": config.ingest_target,
+                "outbox": config.outbox_path,
+                "gateway_id": config.gateway_id,
+            },
+        )
+        await wait_for_stop_signal()
+    finally:
+        await runner.cleanup()
+    logger.info("Socket gateway stopped")
+
+
+def main() -> None:
+    try:
+        config = GatewayConfig.from_env(os.environ)
+    except ConfigError as error:
+        print(f"socket_gateway: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    config.logging.apply()
+    asyncio.run(serve(config))

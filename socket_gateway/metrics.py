@@ -1,0 +1,111 @@
+"""The gateway's counters and gauges, rendered in the Prometheus text exposition format.
+
+Written by hand rather than with prometheus-client: a dozen plain numbers owned by one app
+object need no registry, no module-level state and no extra dependency.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GatewayMetrics:
+    """Counters the gateway's parts increment; gauges are read from their owners when rendered."""
+
+    connections_total: int = 0
+    connections_refused: Counter[str] = field(default_factory=Counter)
+    malformed_events: Counter[str] = field(default_factory=Counter)
+    count_broadcasts_total: int = 0
+    count_messages_total: int = 0
+    samples_total: int = 0
+    snapshots_enqueued_total: int = 0
+    outbox_dropped_total: int = 0
+    snapshots_acked: Counter[str] = field(default_factory=Counter)
+    send_failures_total: int = 0
+    last_ack_timestamp_seconds: float = 0.0
+
+    def render(self, gauges: dict[str, tuple[str, Callable[[], float]]]) -> str:
+        """The exposition text: these counters plus ``gauges`` (name → help, reader)."""
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                lines.append(f"{name}{labels} {_number(value)}")
+
+        for name, (help_text, read) in gauges.items():
+            metric(name, "gauge", help_text, [("", read())])
+        metric(
+            "gateway_connections_total",
+            "counter",
+            "Socket.IO connections accepted.",
+            [("", self.connections_total)],
+        )
+        metric(
+            "gateway_connections_refused_total",
+            "counter",
+            "Connections refused, by reason.",
+            _labelled("reason", self.connections_refused),
+        )
+        metric(
+            "gateway_malformed_events_total",
+            "counter",
+            "Events answered with an error or dropped, by event name.",
+            _labelled("event", self.malformed_events),
+        )
+        metric(
+            "gateway_count_broadcasts_total",
+            "counter",
+            "viewerCountUpdate broadcasts to a room.",
+            [("", self.count_broadcasts_total)],
+        )
+        metric(
+            "gateway_count_messages_total",
+            "counter",
+            "viewerCountUpdate messages delivered to sockets (broadcast recipients plus direct updates).",
+            [("", self.count_messages_total)],
+        )
+        metric("gateway_samples_total", "counter", "Sampler ticks taken.", [("", self.samples_total)])
+        metric(
+            "gateway_snapshots_enqueued_total",
+            "counter",
+            "Snapshots written to the outbox.",
+            [("", self.snapshots_enqueued_total)],
+        )
+        metric(
+            "gateway_outbox_dropped_total",
+            "counter",
+            "Snapshots dropped because the outbox was at its cap.",
+            [("", self.outbox_dropped_total)],
+        )
+        metric(
+            "gateway_snapshots_acked_total",
+            "counter",
+            "Snapshots acknowledged by the ingest service, by outcome.",
+            _labelled("outcome", self.snapshots_acked),
+        )
+        metric(
+            "gateway_send_failures_total",
+            "counter",
+            "Snapshot streams that failed (the unacknowledged snapshots are re-sent).",
+            [("", self.send_failures_total)],
+        )
+        metric(
+            "gateway_last_ack_timestamp_seconds",
+            "gauge",
+            "When the ingest service last acknowledged a batch (0: never).",
+            [("", self.last_ack_timestamp_seconds)],
+        )
+        return "\n".join(lines) + "\n"
+
+
+def _labelled(label: str, counts: Counter[str]) -> list[tuple[str, float]]:
+    return [(f'{{{label}="{key}"}}', value) for key, value in sorted(counts.items())]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,124 @@
+"""The Socket.IO contract with browsers: event names, payload checks, and the signed viewer token."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from socket_gateway.rooms import RoomCounts
+
+JOIN_EVENT = "joinAuction"
+LEAVE_EVENT = "leaveAuction"
+COUNT_EVENT = "viewerCountUpdate"
+
+# The same limits the ingest service applies to auction ids, so a room's snapshots are never refused
+# for their id; viewer ids are opaque to us but bounded so a client cannot make them costly.
+MAX_ID_LENGTH = 128
+_AUCTION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+class PayloadError(ValueError):
+    """A payload that does not follow the contract; the message is safe to show the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    auction_id: str | None
+    viewer_id: str | None
+    token: str | None
+
+
+def auction_id_of(payload: Any) -> str:
+    """The ``auctionId`` of a ``joinAuction`` payload.
+
+    Raises:
+        PayloadError: the payload is not an object with a valid ``auctionId``.
+    """
+    if not isinstance(payload, dict):
+        raise PayloadError("expected an object {auctionId}")
+    return _auction_id(payload.get("auctionId"))
+
+
+def _auction_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise PayloadError("auctionId must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise PayloadError(f"auctionId is longer than {MAX_ID_LENGTH} characters")
+    if not _AUCTION_ID_PATTERN.fullmatch(value):
+        raise PayloadError(
+            "auctionId may hold only letters, digits and . _ : - (starting with a letter or digit)"
+        )
+    return value
+
+
+def _optional_string(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > (MAX_ID_LENGTH if key == "viewerId" else 4096):
+        raise PayloadError(f"{key} must be a string of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def connect_request_of(auth: Any) -> ConnectRequest:
+    """Reads the connect ``auth`` payload ``{auctionId?, viewerId?, token?}`` (all optional).
+
+    Raises:
+        PayloadError: a field is present but malformed.
+    """
+    if auth is None:
+        return ConnectRequest(None, None, None)
+    if not isinstance(auth, dict):
+        raise PayloadError("auth must be an object {auctionId, viewerId, token}")
+    auction_id = auth.get("auctionId")
+    return ConnectRequest(
+        auction_id=None if auction_id in (None, "") else _auction_id(auction_id),
+        viewer_id=_optional_string(auth, "viewerId"),
+        token=_optional_string(auth, "token"),
+    )
+
+
+class ViewerTokenVerifier:
+    """Checks the signed viewer token (HS256 JWT) when a secret is configured.
+
+    The token's ``sub`` is the viewer id: with tokens on, a client cannot claim someone else's id
+    and so cannot skew the unique-viewer count. ``exp`` is required so a leaked token expires.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def viewer_id(self, token: str | None) -> str:
+        """The viewer id the token vouches for.
+
+        Raises:
+            PayloadError: the token is missing, expired, or not signed with the secret.
+        """
+        if token is None:
+            raise PayloadError("a viewer token is required")
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+            )
+        except jwt.InvalidTokenError as error:
+            raise PayloadError(f"invalid viewer token: {error}") from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_ID_LENGTH:
+            raise PayloadError("invalid viewer token: bad sub")
+        return subject
+
+
+def count_payload(auction_id: str, counts: RoomCounts) -> dict[str, Any]:
+    """The ``viewerCountUpdate`` payload."""
+    return {
+        "auctionId": auction_id,
+        "viewerCount": counts.viewer_count,
+        "uniqueViewers": counts.unique_viewers,
+    }
+
+
+def error_ack(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}
