@@ -32,6 +32,8 @@ class CountBroadcaster:
         self._last_sent_at: dict[str, float] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def room_changed(self, auction_id: str) -> None:
         """Notes that the room's counts may have changed; schedules its update if none is due."""
@@ -43,9 +45,16 @@ class CountBroadcaster:
         # Even an immediate update runs as a callback: a socket joining from its connect handler
         # must have its CONNECT packet queued before any event reaches it.
         self._pending[auction_id] = loop.call_later(delay, self._flush, auction_id)
+        self._idle.clear()
 
     def _flush(self, auction_id: str) -> None:
         del self._pending[auction_id]
+        try:
+            self._flush_room(auction_id)
+        finally:
+            self._note_if_idle()
+
+    def _flush_room(self, auction_id: str) -> None:
         counts = self._registry.counts(auction_id)
         if counts == EMPTY:
             # Nobody is left to tell; forgetting the room keeps this state bounded by live rooms.
@@ -58,7 +67,24 @@ class CountBroadcaster:
         self._last_sent_at[auction_id] = asyncio.get_running_loop().time()
         task = asyncio.create_task(self._send_logged(auction_id, counts))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._note_if_idle()
+
+    def _note_if_idle(self) -> None:
+        if not self._pending and not self._sending:
+            self._idle.set()
+
+    @property
+    def remembered_rooms(self) -> int:
+        """Rooms whose last update is remembered (bounded by the rooms with viewers)."""
+        return len(self._last_sent)
+
+    async def wait_idle(self) -> None:
+        """Returns once no update is scheduled or being sent."""
+        await self._idle.wait()
 
     async def _send_logged(self, auction_id: str, counts: RoomCounts) -> None:
         try:
