@@ -1,0 +1,5 @@
+"""``python -m graphql_api``."""
+
+from graphql_api.main import main
+
+main()

@@ -1,0 +1,182 @@
+"""Viewer analytics as the API offers them: ranges, bucket widths and results, free of GraphQL and gRPC."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+HOUR_SECONDS = 3600
+DAY_SECONDS = 86_400
+# The ingest service refuses a query that could return more points than this (its MAX_POINTS).
+MAX_POINTS = 20_000
+# AUTO picks the finest bucket that keeps a chart at or under this many points.
+AUTO_TARGET_POINTS = 500
+# AUTO's choices: widths a person reads easily, each epoch-aligned like every bucket.
+AUTO_BUCKET_LADDER = (
+    60,
+    300,
+    900,
+    1800,
+    HOUR_SECONDS,
+    2 * HOUR_SECONDS,
+    3 * HOUR_SECONDS,
+    6 * HOUR_SECONDS,
+    12 * HOUR_SECONDS,
+    DAY_SECONDS,
+    7 * DAY_SECONDS,
+    30 * DAY_SECONDS,
+)
+
+
+class RangePreset(enum.Enum):
+    """Ranges relative to now; ``ALL`` is every stored snapshot (the seed's ``timeRange=all``)."""
+
+    LAST_HOUR = HOUR_SECONDS
+    LAST_24_HOURS = DAY_SECONDS
+    LAST_7_DAYS = 7 * DAY_SECONDS
+    ALL = 0
+
+
+class Bucket(enum.Enum):
+    """Widths of a point's bucket; ``AUTO`` picks one that keeps the series at most ~500 points."""
+
+    AUTO = 0
+    MINUTE = 60
+    FIVE_MINUTES = 300
+    HOUR = HOUR_SECONDS
+    DAY = DAY_SECONDS
+
+
+class InvalidQuery(ValueError):
+    """The caller asked for something the API does not answer; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Epoch seconds, ``start`` inclusive and ``end`` exclusive; both None for all stored data."""
+
+    start: int | None
+    end: int | None
+
+    @property
+    def is_all(self) -> bool:
+        return self.start is None and self.end is None
+
+
+def resolve_window(
+    preset: RangePreset | None,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    now: float,
+    max_range_seconds: int,
+) -> TimeWindow:
+    """The window a query covers: a preset, or an explicit ``start`` (and ``end``, default now).
+
+    With neither, ``ALL``. Explicit ranges are bounded by ``max_range_seconds``.
+
+    Raises:
+        InvalidQuery: both a preset and explicit bounds, ``end`` without ``start``, a naive datetime,
+            ``start`` not before ``end``, or a range longer than allowed.
+    """
+    if preset is not None and (start is not None or end is not None):
+        raise InvalidQuery("give either 'range' or 'from'/'to', not both")
+    if start is None:
+        if end is not None:
+            raise InvalidQuery("'to' needs 'from'")
+        chosen = preset or RangePreset.ALL
+        if chosen is RangePreset.ALL:
+            return TimeWindow(None, None)
+        end_seconds = int(now)
+        return TimeWindow(end_seconds - chosen.value, end_seconds)
+    start_seconds = _epoch_seconds(start, "from")
+    end_seconds = int(now) if end is None else _epoch_seconds(end, "to")
+    if start_seconds >= end_seconds:
+        raise InvalidQuery("'from' must be before 'to'")
+    if end_seconds - start_seconds > max_range_seconds:
+        raise InvalidQuery(f"the range may span at most {max_range_seconds // DAY_SECONDS} days")
+    return TimeWindow(start_seconds, end_seconds)
+
+
+def _epoch_seconds(moment: datetime, name: str) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidQuery(f"'{name}' needs a time zone, e.g. 2026-01-31T12:00:00Z")
+    # Snapshots start on whole seconds; a fraction would only shift a bound within one.
+    return int(moment.timestamp() // 1)
+
+
+def buckets_spanned(start: int, end: int, bucket_seconds: int) -> int:
+    """How many epoch-aligned buckets ``[start, end)`` touches: the most points it can produce."""
+    return (end - 1) // bucket_seconds - start // bucket_seconds + 1
+
+
+def auto_bucket_seconds(start: int, end: int) -> int:
+    """The finest ladder width at which ``[start, end)`` spans at most ``AUTO_TARGET_POINTS`` buckets."""
+    for width in AUTO_BUCKET_LADDER:
+        if buckets_spanned(start, end, width) <= AUTO_TARGET_POINTS:
+            return width
+    return AUTO_BUCKET_LADDER[-1]
+
+
+def explicit_bucket_seconds(bucket: Bucket, window: TimeWindow) -> int:
+    """The width for a bucket other than AUTO, checked against the point limit when the window is known.
+
+    Raises:
+        InvalidQuery: the window would hold more points than the ingest service returns.
+    """
+    known = window.start is not None and window.end is not None
+    if known and buckets_spanned(window.start, window.end, bucket.value) > MAX_POINTS:  # type: ignore[arg-type]
+        raise InvalidQuery(TOO_MANY_POINTS)
+    return bucket.value
+
+
+TOO_MANY_POINTS = (
+    f"the range holds more than {MAX_POINTS} points at this bucket; choose a larger bucket or a shorter range"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionSettings:
+    """An auction's analytics flag; ``updated_at`` is None for an auction never configured."""
+
+    auction_id: str
+    enable_viewer_analytics: bool
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsPoint:
+    """One bucket: sample-weighted mean, peak, minimum, the last minute's count, and samples behind it."""
+
+    at: datetime
+    avg_viewers: float
+    peak_viewers: int
+    min_viewers: int
+    viewer_count: int
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsSummary:
+    """Over the raw minutes of the range, whatever the bucket; all zero when there is no data."""
+
+    overall_peak: int
+    overall_avg: float
+    duration_minutes: float
+    first_at: datetime | None
+    last_at: datetime | None
+    snapshot_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerAnalytics:
+    """An auction's points over a window, with the bucket width used and the summary."""
+
+    points: tuple[AnalyticsPoint, ...]
+    summary: AnalyticsSummary
+    bucket_seconds: int
+
+
+def utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)

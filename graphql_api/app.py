@@ -1,0 +1,48 @@
+"""Building the GraphQL API's aiohttp application from its configuration and dependencies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from graphql_api import http_handlers
+from graphql_api.auth import TokenVerifier
+from graphql_api.config import GraphQLConfig
+from graphql_api.metrics import Metrics
+from graphql_api.middlewares import cors_middleware, metrics_middleware
+from graphql_api.resources import CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
+from graphql_api.schema import create_schema
+from graphql_api.view import ViewerAnalyticsView
+
+GRAPHQL_PATH = "/graphql"
+EXPORT_PATH = "/export/auctions/{auction_id}/viewer-analytics.csv"
+
+
+def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The application: GraphQL at ``/graphql``, health, readiness, metrics and the CSV export.
+
+    Args:
+        config: the service's configuration.
+        clock: epoch seconds now; range presets count back from it (tests pass a fake one).
+    """
+    metrics = Metrics()
+    app = web.Application(middlewares=[metrics_middleware(metrics), cors_middleware(config.allowed_origins)])
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[VERIFIER] = TokenVerifier(config.jwt_secret)
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(ingest_channel)
+
+    schema = create_schema(
+        max_depth=config.max_query_depth, max_tokens=config.max_query_tokens, max_aliases=config.max_aliases
+    )
+    # GraphiQL only in development: in production the page would invite probing of the schema.
+    view = ViewerAnalyticsView(schema=schema, graphql_ide="graphiql" if config.dev_mode else None)
+    app.router.add_route("*", GRAPHQL_PATH, view)
+    app.router.add_get("/healthz", http_handlers.healthz)
+    app.router.add_get("/readyz", http_handlers.readyz)
+    app.router.add_get("/metrics", http_handlers.metrics)
+    app.router.add_get(EXPORT_PATH, http_handlers.export_csv)
+    return app

@@ -1,0 +1,91 @@
+"""The GraphQL API's configuration, read once from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service_common.config import ConfigError, read_choice, read_float, read_int, read_port, read_str
+from service_common.internal_auth import read_internal_api_keys
+from service_common.logging_setup import LogSettings
+
+JWT_SECRET_VARIABLE = "GRAPHQL_JWT_SECRET"
+# RFC 7518 (3.2): an HS256 key must be at least as long as the hash output, 256 bits.
+MIN_JWT_SECRET_LENGTH = 32
+
+
+def read_jwt_secret(env: Mapping[str, str]) -> str:
+    """``GRAPHQL_JWT_SECRET``: the HS256 key that signs and verifies bearer tokens.
+
+    Raises:
+        ConfigError: the variable is missing or shorter than 32 characters.
+    """
+    secret = env.get(JWT_SECRET_VARIABLE, "").strip()
+    if not secret:
+        raise ConfigError(JWT_SECRET_VARIABLE, "is required (the HS256 key for bearer tokens)")
+    if len(secret) < MIN_JWT_SECRET_LENGTH:
+        raise ConfigError(JWT_SECRET_VARIABLE, f"must be at least {MIN_JWT_SECRET_LENGTH} characters")
+    return secret
+
+
+def _read_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("ALLOWED_ORIGIN", "")
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin == "*":
+            # A wildcard would let any site read analytics with a token it got hold of.
+            raise ConfigError("ALLOWED_ORIGIN", "'*' is not accepted; name the frontend's origin")
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError(
+                "ALLOWED_ORIGIN", f"expected an origin such as https://example.com, got {origin!r}"
+            )
+    return origins
+
+
+@dataclass(frozen=True)
+class GraphQLConfig:
+    """Everything the GraphQL API reads from its environment."""
+
+    internal_api_key: str
+    jwt_secret: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ingest_target: str = "127.0.0.1:50051"
+    allowed_origins: tuple[str, ...] = ()
+    ingest_timeout_seconds: float = 3.0
+    max_range_days: int = 92
+    max_query_depth: int = 6
+    max_query_tokens: int = 1000
+    max_aliases: int = 15
+    dev_mode: bool = False
+    shutdown_grace_seconds: float = 10.0
+    logging: LogSettings = field(default_factory=LogSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GraphQLConfig:
+        """Builds the configuration from ``env``.
+
+        Raises:
+            ConfigError: a variable is missing or invalid (the message names it).
+        """
+        return cls(
+            # Clients send the first key; the others are there for servers during a rotation.
+            internal_api_key=read_internal_api_keys(env)[0],
+            jwt_secret=read_jwt_secret(env),
+            host=read_str(env, "GRAPHQL_HOST", "127.0.0.1"),
+            port=read_port(env, "GRAPHQL_PORT", 8080),
+            ingest_target=read_str(env, "INGEST_TARGET", "127.0.0.1:50051"),
+            allowed_origins=_read_origins(env),
+            ingest_timeout_seconds=read_float(
+                env, "GRAPHQL_INGEST_TIMEOUT_SECONDS", 3.0, minimum=0.05, maximum=60.0
+            ),
+            max_range_days=read_int(env, "GRAPHQL_MAX_RANGE_DAYS", 92, minimum=1, maximum=3650),
+            max_query_depth=read_int(env, "GRAPHQL_MAX_QUERY_DEPTH", 6, minimum=3, maximum=50),
+            max_query_tokens=read_int(env, "GRAPHQL_MAX_QUERY_TOKENS", 1000, minimum=50, maximum=100_000),
+            max_aliases=read_int(env, "GRAPHQL_MAX_ALIASES", 15, minimum=1, maximum=1000),
+            dev_mode=read_choice(env, "GRAPHQL_DEV_MODE", "false", ("true", "false")) == "true",
+            shutdown_grace_seconds=read_float(
+                env, "GRAPHQL_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0, maximum=300.0
+            ),
+            logging=LogSettings.from_env(env),
+        )

@@ -1,0 +1,28 @@
+"""What every resolver may use: the caller, the ingest service, the clock and the limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from graphql_api.auth import Principal
+from graphql_api.ingest import IngestClient
+
+
+@dataclass
+class Context:
+    """Built once per request by the view; resolvers reach it as ``info.context``.
+
+    ``principal`` is None when the request carries no usable token; ``auth_problem`` then says why
+    (no token, expired, bad signature...), so that the authentication error can name it.
+    """
+
+    request: web.Request
+    response: web.StreamResponse
+    ingest: IngestClient
+    principal: Principal | None
+    auth_problem: str
+    clock: Callable[[], float]
+    max_range_seconds: int

@@ -1,0 +1,129 @@
+"""The plain HTTP endpoints beside GraphQL: health, readiness, metrics and the CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import datetime
+from typing import TypeVar
+
+from aiohttp import web
+
+from graphql_api import analytics
+from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE
+from graphql_api.ingest import IngestUnavailable
+from graphql_api.request_auth import authenticate
+from graphql_api.resources import CLOCK, CONFIG, INGEST, METRICS, VERIFIER
+from service_common.auction_ids import auction_id_problem
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", analytics.RangePreset, analytics.Bucket)
+
+CSV_COLUMNS = ("at", "avg_viewers", "peak_viewers", "min_viewers", "viewer_count", "samples")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers HTTP. It does not look at the ingest service (that is readiness)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the ingest service answers its gRPC health check with SERVING."""
+    if await request.app[INGEST].is_serving():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready", "reason": "ingest service unreachable"}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the API's metrics."""
+    body = request.app[METRICS].render()
+    return web.Response(body=body.encode(), headers={"Content-Type": request.app[METRICS].CONTENT_TYPE})
+
+
+def _error(status: int, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="viewer-analytics"'} if status == 401 else None
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _enum_parameter(request: web.Request, name: str, enum_type: type[E]) -> E | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return enum_type[raw.upper()]
+    except KeyError:
+        choices = ", ".join(member.name for member in enum_type)
+        raise analytics.InvalidQuery(f"'{name}' must be one of {choices}") from None
+
+
+def _datetime_parameter(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        raise analytics.InvalidQuery(
+            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z"
+        ) from None
+
+
+async def export_csv(request: web.Request) -> web.Response:
+    """``GET /export/auctions/{auction_id}/viewer-analytics.csv``: the series as a spreadsheet.
+
+    Query parameters as the GraphQL field's arguments: ``range`` (a preset name), or ``from`` and
+    ``to`` (ISO 8601 with a time zone), and ``bucket`` (default AUTO). Same bearer token, same rules.
+    """
+    app = request.app
+    principal, problem = authenticate(request, app[VERIFIER])
+    if principal is None:
+        return _error(401, problem)
+    auction_id = request.match_info["auction_id"]
+    if not principal.may_access(auction_id):
+        return _error(403, "not authorized for this auction")
+    id_problem = auction_id_problem(auction_id)
+    if id_problem:
+        return _error(400, id_problem)
+    try:
+        window = analytics.resolve_window(
+            _enum_parameter(request, "range", analytics.RangePreset),
+            _datetime_parameter(request, "from"),
+            _datetime_parameter(request, "to"),
+            now=app[CLOCK](),
+            max_range_seconds=app[CONFIG].max_range_days * 86_400,
+        )
+        bucket = _enum_parameter(request, "bucket", analytics.Bucket) or analytics.Bucket.AUTO
+        result = await app[INGEST].viewer_analytics(auction_id, window, bucket)
+    except analytics.InvalidQuery as invalid:
+        return _error(400, str(invalid))
+    except IngestUnavailable:
+        return _error(503, ANALYTICS_UNAVAILABLE_MESSAGE)
+    filename = f"viewer-analytics-{auction_id}.csv"
+    return web.Response(
+        body=render_csv(result).encode(),
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+
+
+def render_csv(result: analytics.ViewerAnalytics) -> str:
+    """One header line, then one line per point, oldest first; times in ISO 8601 UTC."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for point in result.points:
+        writer.writerow(
+            (
+                point.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                f"{point.avg_viewers:.3f}",
+                point.peak_viewers,
+                point.min_viewers,
+                point.viewer_count,
+                point.samples,
+            )
+        )
+    return buffer.getvalue()

@@ -1,0 +1,200 @@
+"""The ingest service as this API sees it: settings and analytics over one long-lived gRPC channel."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
+from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
+from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
+from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_grpc
+
+from graphql_api.analytics import (
+    TOO_MANY_POINTS,
+    AnalyticsPoint,
+    AnalyticsSummary,
+    AuctionSettings,
+    Bucket,
+    InvalidQuery,
+    TimeWindow,
+    ViewerAnalytics,
+    auto_bucket_seconds,
+    explicit_bucket_seconds,
+    utc,
+)
+from graphql_api.metrics import Metrics
+from service_common.internal_auth import internal_key_metadata
+
+logger = logging.getLogger(__name__)
+
+# The largest bucket_seconds the contract carries (uint32): one bucket holds every snapshot
+# before 2106, so a query at this width costs one point and returns the summary of all data.
+_ONE_BUCKET_SECONDS = 2**32 - 1
+# Readiness must answer quickly even when the ingest service hangs.
+_HEALTH_TIMEOUT_SECONDS = 1.0
+
+
+class IngestUnavailable(Exception):
+    """The ingest service cannot answer now (down, slow, or refusing our key); worth retrying later."""
+
+
+class IngestRejected(Exception):
+    """The ingest service refused the request as invalid; ``detail`` is its explanation."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    """Options of the long-lived channel: keepalive finds a vanished ingest service between requests."""
+    return [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+class IngestClient:
+    """Calls the ingest service with the internal key and a deadline on every call."""
+
+    def __init__(
+        self, channel: grpc.aio.Channel, internal_key: str, timeout_seconds: float, metrics: Metrics
+    ):
+        self._channel = channel
+        self._metadata = internal_key_metadata(internal_key)
+        self._timeout = timeout_seconds
+        self._metrics = metrics
+        self._settings = settings_grpc.AuctionSettingsServiceStub(channel)
+        self._analytics = analytics_grpc.ViewerAnalyticsServiceStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+
+    async def _call(self, method_name: str, method: Any, request: Any) -> Any:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await method(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise IngestRejected(error.details() or "invalid request") from None
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                # Our own key is wrong: an operator's mistake, never the caller's.
+                logger.error("Ingest service refused the internal key; check INTERNAL_API_KEY")
+            else:
+                logger.warning(
+                    "Ingest call failed",
+                    extra={"method": method_name, "code": code.name, "details": error.details()},
+                )
+            raise IngestUnavailable(f"{method_name}: {code.name}") from None
+        finally:
+            self._metrics.ingest_calls.inc((("method", method_name), ("code", code.name)))
+            self._metrics.ingest_duration.observe((("method", method_name),), time.perf_counter() - started)
+
+    async def get_settings(self, auction_id: str) -> AuctionSettings:
+        """The auction's settings (analytics off, no ``updated_at``, for an auction never configured)."""
+        response = await self._call(
+            "GetAuctionSettings",
+            self._settings.GetAuctionSettings,
+            settings_pb2.GetAuctionSettingsRequest(auction_id=auction_id),
+        )
+        return _settings_from_wire(response.settings)
+
+    async def set_viewer_analytics(self, auction_id: str, enabled: bool) -> AuctionSettings:
+        """Turns the auction's analytics on or off and returns its new settings."""
+        response = await self._call(
+            "SetViewerAnalytics",
+            self._settings.SetViewerAnalytics,
+            settings_pb2.SetViewerAnalyticsRequest(auction_id=auction_id, enabled=enabled),
+        )
+        return _settings_from_wire(response.settings)
+
+    async def viewer_analytics(self, auction_id: str, window: TimeWindow, bucket: Bucket) -> ViewerAnalytics:
+        """The auction's points and summary over ``window`` at ``bucket``.
+
+        AUTO over all data needs the data's span before it can choose a width, so it first asks
+        for a single bucket (which also brings the summary) and then for the series.
+
+        Raises:
+            InvalidQuery: the window holds more points than the ingest service returns at this bucket.
+            IngestUnavailable: the ingest service cannot answer now.
+        """
+        if bucket is not Bucket.AUTO:
+            return await self._query(auction_id, window, explicit_bucket_seconds(bucket, window))
+        if window.start is not None and window.end is not None:
+            return await self._query(auction_id, window, auto_bucket_seconds(window.start, window.end))
+        overview = await self._query(auction_id, window, _ONE_BUCKET_SECONDS)
+        summary = overview.summary
+        if summary.first_at is None or summary.last_at is None:
+            return ViewerAnalytics((), summary, auto_bucket_seconds(0, 1))
+        width = auto_bucket_seconds(int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1)
+        return await self._query(auction_id, window, width)
+
+    async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
+        request = analytics_pb2.QueryViewerAnalyticsRequest(
+            auction_id=auction_id, bucket_seconds=bucket_seconds
+        )
+        if window.start is not None:
+            # The field is named `from`, a Python keyword, so it is reached by name.
+            getattr(request, "from").CopyFrom(Timestamp(seconds=window.start))
+        if window.end is not None:
+            request.to.CopyFrom(Timestamp(seconds=window.end))
+        try:
+            response = await self._call("QueryViewerAnalytics", self._analytics.QueryViewerAnalytics, request)
+        except IngestRejected as rejected:
+            # The auction id and the range are checked before the call, so what is left for the
+            # ingest service to refuse is the point limit over all data; its words name gRPC fields.
+            logger.info("Ingest refused an analytics query", extra={"detail": rejected.detail})
+            raise InvalidQuery(TOO_MANY_POINTS) from None
+        return ViewerAnalytics(
+            points=tuple(_point_from_wire(point) for point in response.points),
+            summary=_summary_from_wire(response.summary),
+            bucket_seconds=bucket_seconds,
+        )
+
+    async def is_serving(self) -> bool:
+        """Whether the ingest service answers its gRPC health check with SERVING."""
+        try:
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=_HEALTH_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as error:
+            logger.info("Ingest service not ready", extra={"code": error.code().name})
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _settings_from_wire(message: settings_pb2.AuctionSettings) -> AuctionSettings:
+    return AuctionSettings(
+        auction_id=message.auction_id,
+        enable_viewer_analytics=message.enable_viewer_analytics,
+        updated_at=message.updated_at.ToDatetime(tzinfo=UTC) if message.HasField("updated_at") else None,
+    )
+
+
+def _point_from_wire(message: analytics_pb2.ViewerAnalyticsPoint) -> AnalyticsPoint:
+    return AnalyticsPoint(
+        at=utc(message.bucket_start.seconds),
+        avg_viewers=message.avg_viewers,
+        peak_viewers=message.peak_viewers,
+        min_viewers=message.min_viewers,
+        viewer_count=message.viewer_count,
+        samples=message.sample_count,
+    )
+
+
+def _summary_from_wire(message: analytics_pb2.ViewerAnalyticsSummary) -> AnalyticsSummary:
+    return AnalyticsSummary(
+        overall_peak=message.overall_peak,
+        overall_avg=message.overall_avg,
+        duration_minutes=message.duration_minutes,
+        first_at=utc(message.first_at.seconds) if message.HasField("first_at") else None,
+        last_at=utc(message.last_at.seconds) if message.HasField("last_at") else None,
+        snapshot_count=message.snapshot_count,
+    )

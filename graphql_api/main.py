@@ -1,0 +1,55 @@
+"""The GraphQL API process: configuration, the web server, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from graphql_api.app import create_app
+from graphql_api.config import GraphQLConfig
+from service_common.config import ConfigError
+from service_common.shutdown import wait_for_stop_signal
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(config: GraphQLConfig) -> None:
+    """Serves until SIGTERM or SIGINT, then lets in-flight requests finish and closes the channel."""
+    # The grace bounds how long requests already being answered may take once a stop is asked for.
+    runner = web.AppRunner(
+        create_app(config), handle_signals=False, shutdown_timeout=config.shutdown_grace_seconds
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        logger.info(
+            "GraphQL API listening",
+            extra={
+                "address": f"http://{config.host}:{port}/graphql",
+                "port": port,
+                "ingest_target": config.ingest_target,
+                "graphiql": config.dev_mode,
+            },
+        )
+        await wait_for_stop_signal()
+    finally:
+        # Closes the listening socket, waits for in-flight requests, then runs the cleanup
+        # contexts (the gRPC channel closes last, after the requests that use it).
+        await runner.cleanup()
+    logger.info("GraphQL API stopped")
+
+
+def main() -> None:
+    try:
+        config = GraphQLConfig.from_env(os.environ)
+    except ConfigError as error:
+        print(f"graphql_api: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    config.logging.apply()
+    asyncio.run(serve(config))

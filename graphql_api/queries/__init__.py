@@ -1,0 +1,1 @@
+"""The schema's root query fields."""

@@ -1,0 +1,39 @@
+"""What the application holds while it runs, reached through typed keys, and the contexts that open it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from aiohttp import web
+
+from graphql_api.auth import TokenVerifier
+from graphql_api.config import GraphQLConfig
+from graphql_api.ingest import IngestClient, channel_options
+from graphql_api.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", GraphQLConfig)
+METRICS = web.AppKey("metrics", Metrics)
+VERIFIER = web.AppKey("token_verifier", TokenVerifier)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+INGEST = web.AppKey("ingest_client", IngestClient)
+
+
+async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
+    """Opens the one long-lived channel to the ingest service for the application's lifetime.
+
+    Opening does not connect: the channel connects on first use and reconnects by itself, so the
+    API starts (and answers health probes) while the ingest service is still starting.
+    """
+    config = app[CONFIG]
+    channel = grpc.aio.insecure_channel(config.ingest_target, options=channel_options())
+    app[INGEST] = IngestClient(channel, config.internal_api_key, config.ingest_timeout_seconds, app[METRICS])
+    logger.info("Ingest channel opened", extra={"target": config.ingest_target})
+    try:
+        yield
+    finally:
+        await channel.close()
+        logger.info("Ingest channel closed")

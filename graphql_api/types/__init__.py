@@ -1,0 +1,1 @@
+"""The schema's object, enum and union types."""

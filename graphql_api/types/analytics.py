@@ -1,0 +1,68 @@
+"""Viewer analytics of an auction: bucketed points and a summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from graphql_api import analytics
+
+
+@strawberry.type(description="The snapshots whose minute falls in one bucket, combined.")
+class ViewerAnalyticsPoint:
+    at: datetime = strawberry.field(description="Start of the bucket (UTC).")
+    avg_viewers: float = strawberry.field(description="Mean viewers, weighted by each minute's samples.")
+    peak_viewers: int
+    min_viewers: int
+    viewer_count: int = strawberry.field(description="Viewers at the end of the bucket's last minute.")
+    samples: int = strawberry.field(description="Samples behind the point (12 per full minute by default).")
+
+    @classmethod
+    def from_domain(cls, point: analytics.AnalyticsPoint) -> ViewerAnalyticsPoint:
+        return cls(
+            at=point.at,
+            avg_viewers=point.avg_viewers,
+            peak_viewers=point.peak_viewers,
+            min_viewers=point.min_viewers,
+            viewer_count=point.viewer_count,
+            samples=point.samples,
+        )
+
+
+@strawberry.type(description="Over the raw minutes of the range, whatever the bucket; zero when empty.")
+class ViewerAnalyticsSummary:
+    overall_peak: int
+    overall_avg: float = strawberry.field(description="Mean viewers, weighted by each minute's samples.")
+    duration_minutes: float = strawberry.field(
+        description="From the start of the first minute to the end of the last."
+    )
+    first_at: datetime | None
+    last_at: datetime | None
+    snapshot_count: int
+
+    @classmethod
+    def from_domain(cls, summary: analytics.AnalyticsSummary) -> ViewerAnalyticsSummary:
+        return cls(
+            overall_peak=summary.overall_peak,
+            overall_avg=summary.overall_avg,
+            duration_minutes=summary.duration_minutes,
+            first_at=summary.first_at,
+            last_at=summary.last_at,
+            snapshot_count=summary.snapshot_count,
+        )
+
+
+@strawberry.type(description="An auction's viewer counts over a range.")
+class ViewerAnalytics:
+    points: list[ViewerAnalyticsPoint]
+    summary: ViewerAnalyticsSummary
+    bucket_seconds: int = strawberry.field(description="The bucket width used (what AUTO chose).")
+
+    @classmethod
+    def from_domain(cls, result: analytics.ViewerAnalytics) -> ViewerAnalytics:
+        return cls(
+            points=[ViewerAnalyticsPoint.from_domain(point) for point in result.points],
+            summary=ViewerAnalyticsSummary.from_domain(result.summary),
+            bucket_seconds=result.bucket_seconds,
+        )

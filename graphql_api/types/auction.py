@@ -1,0 +1,63 @@
+"""An auction as the frontend sees it: its settings and its viewer analytics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from graphql_api import analytics
+from graphql_api.context import Context
+from graphql_api.errors import AnalyticsUnavailable, BadUserInput
+from graphql_api.ingest import IngestRejected, IngestUnavailable
+from graphql_api.types.analytics import ViewerAnalytics
+from graphql_api.types.enums import Bucket, RangePreset
+from graphql_api.types.settings import ViewerAnalyticsSettings
+
+
+async def resolve_settings(root: Auction, info: Info[Context, None]) -> ViewerAnalyticsSettings:
+    try:
+        settings = await info.context.ingest.get_settings(str(root.id))
+    except IngestUnavailable:
+        raise AnalyticsUnavailable() from None
+    except IngestRejected as rejected:
+        raise BadUserInput(rejected.detail) from None
+    return ViewerAnalyticsSettings.from_domain(settings)
+
+
+async def resolve_viewer_analytics(
+    root: Auction,
+    info: Info[Context, None],
+    range_: Annotated[RangePreset | None, strawberry.argument(name="range")] = None,
+    from_: Annotated[
+        datetime | None, strawberry.argument(name="from", description="Start, inclusive.")
+    ] = None,
+    to: Annotated[datetime | None, strawberry.argument(description="End, exclusive.")] = None,
+    bucket: Bucket = Bucket.AUTO,
+) -> ViewerAnalytics:
+    context = info.context
+    try:
+        window = analytics.resolve_window(
+            range_, from_, to, now=context.clock(), max_range_seconds=context.max_range_seconds
+        )
+        result = await context.ingest.viewer_analytics(str(root.id), window, bucket)
+    except analytics.InvalidQuery as invalid:
+        raise BadUserInput(str(invalid)) from None
+    except IngestUnavailable:
+        raise AnalyticsUnavailable() from None
+    return ViewerAnalytics.from_domain(result)
+
+
+@strawberry.type(description="A live auction. Unknown auctions have analytics off and no data.")
+class Auction:
+    id: strawberry.ID
+    settings: ViewerAnalyticsSettings = strawberry.field(
+        resolver=resolve_settings, description="The auction's viewer-analytics settings."
+    )
+    viewer_analytics: ViewerAnalytics = strawberry.field(
+        resolver=resolve_viewer_analytics,
+        description="Viewer counts over a range: a preset (`range`, default ALL) or explicit `from` and "
+        "`to` (default now), in buckets of `bucket` (default AUTO).",
+    )
