@@ -1,0 +1,1 @@
+"""Benchmarks, not tests: runnable scripts (``python -m bench.<name>``); figures in docs/benchmarks.md."""
