@@ -46,6 +46,7 @@ def create_schema(*, max_depth: int, max_tokens: int, max_aliases: int) -> straw
         mutation=Mutation,
         # Factories, not instances: Strawberry builds fresh extensions for every request.
         extensions=[
+            # Introspection fields (GraphiQL nests ofType a dozen levels) are not counted by the limiter.
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
