@@ -58,7 +58,7 @@ def gateway_config(tmp_path: Path, **overrides: Any) -> GatewayConfig:
         "timing": SnapshotTiming(60, 5),
         "count_update_interval_ms": 100,
         "outbox_path": str(tmp_path / "outbox.sqlite3"),
-        "shutdown_flush_seconds": 5.0,
+        "shutdown_flush_seconds": 0.0,
         "gateway_id": "gateway-test",
     }
     settings.update(overrides)
@@ -72,6 +72,7 @@ class RunningGateway:
     port: int
     clock: ManualClock | None
     stopped: bool = False
+    viewers: list[Viewer] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -89,10 +90,22 @@ class RunningGateway:
         """Returns once the outbox is empty: everything queued so far was acknowledged."""
         await asyncio.wait_for(self.gateway.require_outbox().wait_until_empty(), WAIT)
 
-    async def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            await self.runner.cleanup()
+    async def viewer(self, auth: dict[str, Any] | None = None, **options: Any) -> Viewer:
+        """A connected viewer, closed (as a browser closes its tab) when the gateway stops."""
+        viewer = Viewer(self.url)
+        self.viewers.append(viewer)
+        return await viewer.connect(auth, **options)
+
+    async def stop(self, *, close_viewers: bool = True) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if close_viewers:
+            await asyncio.gather(*(viewer.disconnect() for viewer in self.viewers))
+        await self.runner.cleanup()
+        # python-socketio's client does not close its WebSocket when the server says goodbye
+        # (a browser does); closing the clients here keeps the next test's loop clean.
+        await asyncio.gather(*(viewer.disconnect() for viewer in self.viewers))
 
 
 @asynccontextmanager
@@ -101,7 +114,7 @@ async def running_gateway(
 ) -> AsyncIterator[RunningGateway]:
     """The gateway app served by a real aiohttp server on a free loopback port."""
     app = create_app(config, clock=clock, backoff=backoff or Backoff(0.02, 0.1))
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     running = RunningGateway(app[GATEWAY], runner, 0, clock)
     try:
@@ -131,11 +144,24 @@ class Viewer:
             self._arrived.notify_all()
 
     async def connect(self, auth: dict[str, Any] | None = None, **options: Any) -> Viewer:
-        await self.client.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=WAIT, **options)
+        try:
+            await self.client.connect(
+                self.url, auth=auth, transports=["websocket"], wait_timeout=WAIT, **options
+            )
+        except socketio.exceptions.ConnectionError:
+            # A refused client keeps its HTTP session open; close it so nothing leaks.
+            http = self.client.eio.http
+            if http is not None and not http.closed:
+                await http.close()
+            raise
         return self
 
     async def disconnect(self) -> None:
-        await self.client.disconnect()
+        if self.client.connected:
+            await self.client.disconnect()
+        http = self.client.eio.http
+        if http is not None and not http.closed:
+            await http.close()
 
     async def call(self, event: str, data: Any = None) -> Any:
         return await self.client.call(event, data, timeout=WAIT)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningIngest
-from tests.gateway_support import ManualClock, Viewer, gateway_config, running_gateway, stored_snapshots
+from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots
 
 
 async def test_live_view_counts_and_minute_snapshot(
@@ -20,17 +20,17 @@ async def test_live_view_counts_and_minute_snapshot(
     config = gateway_config(tmp_path, ingest_target=ingest.target)
     async with running_gateway(config, ManualClock(ingest.clock)) as gateway:
         # Open the live view: 1 watching.
-        first_tab = await Viewer(gateway.url).connect({"auctionId": "auction-on", "viewerId": "v1"})
+        first_tab = await gateway.viewer({"auctionId": "auction-on", "viewerId": "v1"})
         assert (await first_tab.wait_for(1))["auctionId"] == "auction-on"
         # A second tab: 2 watching, in both tabs.
-        second_tab = await Viewer(gateway.url).connect({"auctionId": "auction-on", "viewerId": "v1"})
+        second_tab = await gateway.viewer({"auctionId": "auction-on", "viewerId": "v1"})
         await second_tab.wait_for(2)
         await first_tab.wait_for(2)
         # Close one: 1 watching.
         await second_tab.disconnect()
         await first_tab.wait_for(1)
 
-        other = await Viewer(gateway.url).connect({"auctionId": "auction-off"})
+        other = await gateway.viewer({"auctionId": "auction-off"})
         await other.wait_for(1)
 
         # After a minute, a snapshot is stored for the auction with analytics on, not for the other.
