@@ -83,7 +83,7 @@ async def ingest(tmp_path: Path, clock: FakeClock) -> AsyncIterator[RunningInges
     """The ingest service on SQLite, on a free loopback port, with a channel to it."""
     config = ingest_config(sqlite_path=str(tmp_path / "analytics.sqlite3"))
     store = await SqliteSnapshotStore.open(
-        config.sqlite_path, retention_days=config.retention_days, clock=clock
+        config.sqlite_path, retention_days=config.retention_days, clock=clock, busy_timeout_ms=100
     )
     server = create_ingest_server(config, store, clock)
     await server.start()

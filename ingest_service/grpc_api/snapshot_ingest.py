@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 
 from ingest_service.domain import StorageUnavailable
@@ -47,7 +48,11 @@ class SnapshotIngestServicer:
                         grpc.StatusCode.UNAVAILABLE,
                         "ingest service is shutting down; re-send unacknowledged snapshots later",
                     )
-                request = next_request.result()
+                try:
+                    request = next_request.result()
+                except DecodeError:
+                    logger.warning("Malformed snapshot batch; stream ended", extra={"peer": peer})
+                    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "malformed StreamSnapshotsRequest")
                 if request is grpc.aio.EOF:
                     logger.info("Snapshot stream closed by the client", extra={"peer": peer})
                     return

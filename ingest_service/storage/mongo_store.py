@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import ASCENDING, AsyncMongoClient, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from ingest_service.domain import (
     AnalyticsPoint,
@@ -31,8 +31,6 @@ DEFAULT_DATABASE = "viewer_analytics"
 UNIQUE_INDEX = "auction_timestamp_unique"
 TTL_INDEX = "timestamp_ttl"
 _DUPLICATE_KEY = 11000
-# The server rejects a change of TTL through createIndex ("IndexOptionsConflict", 85); collMod changes it.
-_INDEX_OPTIONS_CONFLICT = 85
 _MILLIS_PER_SECOND = 1000
 
 
@@ -115,19 +113,24 @@ class MongoSnapshotStore:
         await self._snapshots.create_index(
             [("auction", ASCENDING), ("timestamp", ASCENDING)], unique=True, name=UNIQUE_INDEX
         )
-        try:
+        # createIndex refuses to change an existing index's options, so a changed retention goes
+        # through collMod. The existing index is looked up rather than inferred from createIndex's
+        # error, whose code differs between servers.
+        existing = (await self._snapshots.index_information()).get(TTL_INDEX)
+        if existing is None:
             await self._snapshots.create_index(
                 [("timestamp", ASCENDING)], expireAfterSeconds=retention_seconds, name=TTL_INDEX
             )
-        except OperationFailure as error:
-            if error.code != _INDEX_OPTIONS_CONFLICT:
-                raise
+        elif existing.get("expireAfterSeconds") != retention_seconds:
             await self._database.command(
                 "collMod",
                 SNAPSHOT_COLLECTION,
                 index={"name": TTL_INDEX, "expireAfterSeconds": retention_seconds},
             )
-            logger.info("TTL index retention changed", extra={"expire_after_seconds": retention_seconds})
+            logger.info(
+                "TTL index retention changed",
+                extra={"from_seconds": existing.get("expireAfterSeconds"), "to_seconds": retention_seconds},
+            )
 
     async def insert_snapshots(self, snapshots: Sequence[Snapshot]) -> list[SnapshotOutcome]:
         if not snapshots:

@@ -128,8 +128,17 @@ class SqliteSnapshotStore:
         retention_days: int,
         clock: Callable[[], float] = time.time,
         purge_interval_seconds: float = 60.0,
+        busy_timeout_ms: int = 5000,
     ) -> SqliteSnapshotStore:
         """Opens (creating if needed) the database at ``path`` and starts the periodic purge.
+
+        Args:
+            path: the database file; its directory is created if missing.
+            retention_days: snapshots older than this are purged.
+            clock: the time source of the purge, in epoch seconds.
+            purge_interval_seconds: how often the purge runs, like MongoDB's 60-second TTL monitor.
+            busy_timeout_ms: how long a statement waits for a lock held by another connection
+                (a backup, an operator's sqlite3 shell) before the store reports itself unavailable.
 
         Raises:
             StorageUnavailable: the file cannot be opened or its schema created.
@@ -139,7 +148,7 @@ class SqliteSnapshotStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
         try:
-            connection = await loop.run_in_executor(executor, _connect, path)
+            connection = await loop.run_in_executor(executor, _connect, path, busy_timeout_ms)
         except sqlite3.Error as error:
             executor.shutdown(wait=False)
             raise StorageUnavailable(f"cannot open SQLite database {path}: {error}") from error
@@ -212,13 +221,12 @@ class SqliteSnapshotStore:
         logger.info("SQLite store closed")
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     # Autocommit mode; transactions are opened explicitly around each batch.
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
-    # Another process holding the file (a backup, an operator's sqlite3 shell) gets a few seconds.
-    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     connection.executescript(_SCHEMA)
     return connection
 

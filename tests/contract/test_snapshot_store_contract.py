@@ -1,0 +1,154 @@
+"""The SnapshotStore contract: every adapter (SQLite, MongoDB) must pass every test here."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest_service.domain import AnalyticsPoint, AnalyticsRange, RangeTotals, SnapshotOutcome
+from tests.contract.conftest import Backend
+from tests.support import make_snapshot
+
+STORED, DUPLICATE = SnapshotOutcome.STORED, SnapshotOutcome.DUPLICATE
+DAY = 86_400
+
+
+def minute(backend: Backend, minutes_ago: int) -> int:
+    return int(backend.clock.now) - 60 * minutes_ago
+
+
+async def test_insert_is_unique_on_auction_and_minute(backend: Backend) -> None:
+    first = [make_snapshot("a-1", minute(backend, 3)), make_snapshot("a-1", minute(backend, 2))]
+    assert await backend.store.insert_snapshots(first) == [STORED, STORED]
+
+    again = [
+        make_snapshot("a-1", minute(backend, 2), viewer_count=9, peak_viewers=20),  # same key, other values
+        make_snapshot("a-1", minute(backend, 1)),
+        make_snapshot("a-2", minute(backend, 2)),  # same minute, other auction
+        make_snapshot("a-1", minute(backend, 1)),  # repeated inside the batch
+    ]
+    assert await backend.store.insert_snapshots(again) == [DUPLICATE, STORED, STORED, DUPLICATE]
+    assert await backend.count("a-1") == 3
+    assert await backend.count("a-2") == 1
+    # The first write wins: a duplicate never overwrites what was stored.
+    points = await backend.store.query_points(AnalyticsRange("a-1", None, None), 0)
+    assert [point.peak_viewers for point in points] == [9, 9, 9]
+
+
+async def test_empty_batch_stores_nothing(backend: Backend) -> None:
+    assert await backend.store.insert_snapshots([]) == []
+
+
+async def test_settings_round_trip(backend: Backend) -> None:
+    assert await backend.store.get_settings(["never-configured"]) == {}
+    assert await backend.store.get_settings([]) == {}
+
+    enabled = await backend.store.set_viewer_analytics("a-1", True, now=1_700_000_000.5)
+    assert enabled.enable_viewer_analytics
+    assert enabled.updated_at == 1_700_000_000.5
+    await backend.store.set_viewer_analytics("a-2", True, now=1_700_000_001.0)
+    disabled = await backend.store.set_viewer_analytics("a-2", False, now=1_700_000_002.0)
+    assert not disabled.enable_viewer_analytics
+
+    found = await backend.store.get_settings(["a-1", "a-2", "a-3"])
+    assert set(found) == {"a-1", "a-2"}
+    assert found["a-1"].enable_viewer_analytics is True
+    assert found["a-1"].updated_at == pytest.approx(1_700_000_000.5, abs=1e-3)
+    assert found["a-2"].enable_viewer_analytics is False
+    assert found["a-2"].updated_at == pytest.approx(1_700_000_002.0, abs=1e-3)
+
+
+async def test_points_and_totals_match_hand_computed_values(backend: Backend) -> None:
+    # Six minutes from an hour boundary, bucketed by 3 minutes: buckets [0,3) and [3,6).
+    hour = int(backend.clock.now) // 3600 * 3600 - 3600
+    rows = [
+        # minute, viewer_count, avg, peak, min, samples
+        (0, 4, 3.0, 5, 1, 12),
+        (1, 6, 5.0, 8, 4, 6),
+        (2, 2, 2.5, 6, 2, 12),
+        (3, 10, 10.0, 10, 10, 12),
+        (4, 7, 8.0, 12, 7, 3),
+        (5, 1, 1.5, 3, 0, 12),
+    ]
+    snapshots = [
+        make_snapshot(
+            "math",
+            hour + 60 * m,
+            viewer_count=count,
+            avg_viewers=avg,
+            peak_viewers=peak,
+            min_viewers=low,
+            sample_count=samples,
+            unique_viewers=0,
+        )
+        for m, count, avg, peak, low, samples in rows
+    ]
+    # Stored out of order: bucket order and "last viewer_count" must come from the timestamps.
+    await backend.store.insert_snapshots(snapshots[::-1])
+    everything = AnalyticsRange("math", None, None)
+
+    points = await backend.store.query_points(everything, 180)
+    # Bucket 1: weighted avg (3*12 + 5*6 + 2.5*12) / 30 = 96/30 = 3.2; bucket 2: (120 + 24 + 18) / 27 = 6.0
+    assert points == [
+        AnalyticsPoint(hour, pytest.approx(3.2), 8, 1, 2, 30),  # type: ignore[arg-type]
+        AnalyticsPoint(hour + 180, pytest.approx(6.0), 12, 0, 1, 27),  # type: ignore[arg-type]
+    ]
+
+    raw = await backend.store.query_points(everything, 0)
+    assert [(p.bucket_start, p.viewer_count, p.sample_count) for p in raw] == [
+        (hour + 60 * m, count, samples) for m, count, _, _, _, samples in rows
+    ]
+
+    totals = await backend.store.query_totals(everything)
+    assert totals.snapshot_count == 6
+    assert totals.peak_viewers == 12
+    assert totals.sample_total == 57
+    assert totals.weighted_viewer_sum == pytest.approx(96 + 162)
+    assert (totals.first_minute, totals.last_minute) == (hour, hour + 300)
+
+
+async def test_range_is_start_inclusive_end_exclusive(backend: Backend) -> None:
+    base = int(backend.clock.now) // 3600 * 3600 - 3600
+    await backend.store.insert_snapshots(
+        [make_snapshot("r", base + 60 * m, peak_viewers=m + 5) for m in range(10)]
+    )
+
+    window = AnalyticsRange("r", base + 120, base + 300)  # minutes 2, 3, 4
+    points = await backend.store.query_points(window, 0)
+    assert [p.bucket_start for p in points] == [base + 120, base + 180, base + 240]
+    totals = await backend.store.query_totals(window)
+    assert (totals.snapshot_count, totals.peak_viewers) == (3, 9)
+
+    from_only = await backend.store.query_totals(AnalyticsRange("r", base + 540, None))
+    until_only = await backend.store.query_totals(AnalyticsRange("r", None, base + 60))
+    assert (from_only.snapshot_count, until_only.snapshot_count) == (1, 1)
+
+
+async def test_queries_see_only_their_auction(backend: Backend) -> None:
+    at = minute(backend, 5)
+    await backend.store.insert_snapshots(
+        [make_snapshot("mine", at), make_snapshot("other", at, peak_viewers=99)]
+    )
+    totals = await backend.store.query_totals(AnalyticsRange("mine", None, None))
+    assert (totals.snapshot_count, totals.peak_viewers) == (1, 9)
+
+
+async def test_empty_range_has_empty_totals_and_no_points(backend: Backend) -> None:
+    nothing = AnalyticsRange("nobody", None, None)
+    assert await backend.store.query_points(nothing, 60) == []
+    assert await backend.store.query_totals(nothing) == RangeTotals.empty()
+
+
+async def test_snapshots_older_than_retention_expire(backend: Backend) -> None:
+    now = int(backend.clock.now) // 60 * 60
+    expired = [make_snapshot("old", now - 91 * DAY + 60 * m) for m in range(3)]
+    kept = [make_snapshot("recent", now - 89 * DAY), make_snapshot("recent", now - 60)]
+    await backend.store.insert_snapshots(expired + kept)
+
+    await backend.expire("old")
+
+    assert await backend.count("old") == 0
+    assert await backend.count("recent") == 2
+
+
+async def test_ping_answers(backend: Backend) -> None:
+    await backend.store.ping()

@@ -1,0 +1,94 @@
+"""What only the SQLite adapter has: a file that survives restarts, a purge on its own clock, locks."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ingest_service.domain import AnalyticsRange, StorageUnavailable
+from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from tests.support import FakeClock, make_snapshot
+
+DAY = 86_400
+
+
+async def count(store: SqliteSnapshotStore, auction_id: str) -> int:
+    return (await store.query_totals(AnalyticsRange(auction_id, None, None))).snapshot_count
+
+
+async def test_data_survives_reopening_the_file(tmp_path: Path, clock: FakeClock) -> None:
+    path = str(tmp_path / "nested" / "dir" / "analytics.sqlite3")
+    store = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock)
+    await store.insert_snapshots([make_snapshot("a", int(clock.now) - 60)])
+    await store.set_viewer_analytics("a", True, clock.now)
+    await store.close()
+
+    reopened = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock)
+    try:
+        assert await count(reopened, "a") == 1
+        assert (await reopened.get_settings(["a"]))["a"].enable_viewer_analytics
+    finally:
+        await reopened.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_purge_follows_the_store_clock(tmp_path: Path, clock: FakeClock) -> None:
+    store = await SqliteSnapshotStore.open(str(tmp_path / "a.sqlite3"), retention_days=90, clock=clock)
+    try:
+        now = int(clock.now)
+        await store.insert_snapshots(
+            [make_snapshot("a", now - 89 * DAY), make_snapshot("a", now - 80 * DAY), make_snapshot("a", now)]
+        )
+        assert await store.purge_expired() == 0
+
+        clock.advance(2 * DAY)  # the 89-day-old snapshot is now 91 days old
+        assert await store.purge_expired() == 1
+        assert await count(store, "a") == 2
+
+        clock.advance(20 * DAY)
+        assert await store.purge_expired() == 1
+        assert await count(store, "a") == 1
+    finally:
+        await store.close()
+
+
+async def test_periodic_purge_runs_by_itself(tmp_path: Path, clock: FakeClock) -> None:
+    store = await SqliteSnapshotStore.open(
+        str(tmp_path / "a.sqlite3"), retention_days=1, clock=clock, purge_interval_seconds=0.05
+    )
+    try:
+        await store.insert_snapshots([make_snapshot("a", int(clock.now) - 2 * DAY)])
+        # No event marks a purge, so poll; the bound turns "never purged" into a failure.
+        async with asyncio.timeout(5):
+            while await count(store, "a"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        await store.close()
+
+
+async def test_a_locked_database_is_reported_unavailable(tmp_path: Path, clock: FakeClock) -> None:
+    path = str(tmp_path / "a.sqlite3")
+    store = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock, busy_timeout_ms=50)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StorageUnavailable):
+            await store.insert_snapshots([make_snapshot("a", int(clock.now) - 60)])
+        holder.execute("ROLLBACK")
+        # Once the lock is gone the same batch goes through: nothing was half-written.
+        await store.insert_snapshots([make_snapshot("a", int(clock.now) - 60)])
+        assert await count(store, "a") == 1
+    finally:
+        holder.close()
+        await store.close()
+
+
+async def test_an_unopenable_path_is_reported_unavailable(tmp_path: Path) -> None:
+    directory_in_the_way = tmp_path / "is-a-directory"
+    directory_in_the_way.mkdir()
+    with pytest.raises(StorageUnavailable):
+        await SqliteSnapshotStore.open(str(directory_in_the_way), retention_days=90)
