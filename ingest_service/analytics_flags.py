@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Collection
+from typing import Protocol
 
 from ingest_service.domain import AuctionSettings
-from ingest_service.storage.port import SnapshotStore
+
+
+class SettingsLookup(Protocol):
+    """The one thing the cache needs from a store."""
+
+    async def get_settings(self, auction_ids: Collection[str]) -> dict[str, AuctionSettings]: ...
 
 
 class AnalyticsFlagCache:
@@ -19,7 +25,7 @@ class AnalyticsFlagCache:
 
     def __init__(
         self,
-        store: SnapshotStore,
+        store: SettingsLookup,
         *,
         max_age_seconds: float,
         clock: Callable[[], float],

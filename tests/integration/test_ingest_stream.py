@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
 
@@ -33,6 +34,23 @@ async def test_enabled_auction_is_stored_and_acked_in_order(ingest: RunningInges
         ("on", snapshot.minute_start) for snapshot in batch
     ]
     assert await ingest.stored_count("on") == 3
+
+
+async def test_each_batch_is_logged_with_counts_per_outcome(
+    ingest: RunningIngest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ingest_service.ingestion")
+    client = ingest.client()
+    await client.set_analytics("logged", True)
+    stored = make_snapshot("logged", minute_ago(ingest))
+    await client.send([stored])
+    caplog.clear()
+    await client.send([stored, make_snapshot("not-enabled", minute_ago(ingest)), make_snapshot("", 0)])
+    [line] = [record for record in caplog.records if record.getMessage() == "Viewer snapshot saved"]
+    fields = {k: getattr(line, k) for k in ("received", "stored", "duplicate", "skipped_analytics_disabled")}
+    assert fields == {"received": 3, "stored": 0, "duplicate": 1, "skipped_analytics_disabled": 1}
+    assert line.rejected == 1  # type: ignore[attr-defined]
+    assert line.first_rejection == "auction_id is empty"  # type: ignore[attr-defined]
 
 
 async def test_disabled_and_unknown_auctions_are_acknowledged_not_stored(ingest: RunningIngest) -> None:

@@ -1,0 +1,69 @@
+"""The ingest service's configuration: defaults, and a clear refusal naming each bad variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest_service.config import IngestConfig
+from service_common.config import ConfigError
+from service_common.timing import SnapshotTiming
+
+KEY = "a-valid-internal-key-123"
+
+
+def test_defaults_need_only_a_key() -> None:
+    config = IngestConfig.from_env({"INTERNAL_API_KEY": KEY})
+    assert config.internal_api_keys == (KEY,)
+    assert (config.host, config.port) == ("127.0.0.1", 50051)
+    assert config.mongodb_uri is None
+    assert config.sqlite_path == "data/viewer_analytics.sqlite3"
+    assert config.retention_days == 90
+    assert config.timing == SnapshotTiming(60, 5)
+    assert config.timing.max_samples_per_snapshot == 12
+
+
+def test_every_variable_is_read() -> None:
+    config = IngestConfig.from_env(
+        {
+            "INTERNAL_API_KEY": f" {KEY} , another-valid-key-4567 ",
+            "INGEST_HOST": "0.0.0.0",
+            "INGEST_PORT": "6000",
+            "MONGODB_URI": "mongodb://db.internal:27017/analytics",
+            "ANALYTICS_SQLITE_PATH": "/var/lib/va.sqlite3",
+            "VIEWER_ANALYTICS_RETENTION_DAYS": "30",
+            "SNAPSHOT_INTERVAL_SECONDS": "6",
+            "SAMPLE_INTERVAL_SECONDS": "1",
+        }
+    )
+    assert config.internal_api_keys == (KEY, "another-valid-key-4567")
+    assert (config.host, config.port) == ("0.0.0.0", 6000)
+    assert config.mongodb_uri == "mongodb://db.internal:27017/analytics"
+    assert config.sqlite_path == "/var/lib/va.sqlite3"
+    assert config.retention_days == 30
+    assert config.timing.max_samples_per_snapshot == 6
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"INTERNAL_API_KEY": ""}, "INTERNAL_API_KEY"),
+        ({"INTERNAL_API_KEY": "too-short"}, "INTERNAL_API_KEY"),
+        ({"INTERNAL_API_KEY": "your-secret-key-here-12345"}, "INTERNAL_API_KEY"),
+        ({"INGEST_PORT": "http"}, "INGEST_PORT"),
+        ({"INGEST_PORT": "70000"}, "INGEST_PORT"),
+        ({"VIEWER_ANALYTICS_RETENTION_DAYS": "0"}, "VIEWER_ANALYTICS_RETENTION_DAYS"),
+        ({"SNAPSHOT_INTERVAL_SECONDS": "5", "SAMPLE_INTERVAL_SECONDS": "10"}, "SAMPLE_INTERVAL_SECONDS"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ],
+)
+def test_invalid_values_name_their_variable(changes: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        IngestConfig.from_env({"INTERNAL_API_KEY": KEY, **changes})
+    assert refused.value.variable == variable
+    assert str(refused.value).startswith(variable)
+
+
+@pytest.mark.parametrize(("snapshot", "sample", "samples"), [(60, 5, 12), (60, 7, 9), (10, 10, 1), (6, 1, 6)])
+def test_samples_an_interval_holds(snapshot: int, sample: int, samples: int) -> None:
+    # Sampling at 0, s, 2s, ... inside [0, interval) gives ceil(interval / s) samples.
+    assert SnapshotTiming(snapshot, sample).max_samples_per_snapshot == samples
