@@ -26,9 +26,10 @@ _GC_THRESHOLDS = (50_000, 20, 20)
 async def serve(config: GatewayConfig) -> None:
     """Serves until SIGTERM or SIGINT, then closes the partial interval, flushes and stops."""
     app = create_app(config)
-    # The flush deadline bounds the shutdown; the web server needs no more than a moment beyond it
-    # because the Socket.IO clients are disconnected first.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0, access_log=None)
+    # By the time aiohttp waits for open handlers, on_shutdown has flushed and told every Socket.IO
+    # client goodbye; a WebSocket still open then only waits for its peer's close frame, which
+    # browsers send at once, so a short grace is enough before aiohttp cancels the rest.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

@@ -1,0 +1,184 @@
+"""``python -m socket_gateway`` as a real process: SIGKILL with a queued outbox, restart, SIGTERM.
+
+The clock is the real one here (a process cannot share the tests' fake clock), so the "minute"
+is shortened to 1 s, sampled once, for the gateway and the ingest service alike.
+Waiting on another process has no event to await: the test polls its /metrics and the store,
+each bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+
+from ingest_service.server import create_ingest_server
+from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from service_common.timing import SnapshotTiming
+from tests.conftest import ingest_config
+from tests.gateway_support import WAIT, Viewer, stored_snapshots
+from tests.support import TEST_KEY, IngestClient
+
+REPO = Path(__file__).resolve().parents[2]
+TIMING = SnapshotTiming(1, 1)
+
+
+class GatewayProcess:
+    """The gateway in a child process; its JSON log lines are collected as they arrive."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.logs: list[dict[str, Any]] = []
+        self._logged = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read_logs())
+
+    async def _read_logs(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                entry = {"message": raw.decode(errors="replace").rstrip()}
+            async with self._logged:
+                self.logs.append(entry)
+                self._logged.notify_all()
+
+    async def log_entry(self, message: str) -> dict[str, Any]:
+        def found() -> bool:
+            return any(entry.get("message") == message for entry in self.logs)
+
+        async with self._logged:
+            await asyncio.wait_for(self._logged.wait_for(found), WAIT)
+        return next(entry for entry in self.logs if entry.get("message") == message)
+
+    async def exited(self) -> int:
+        code = await asyncio.wait_for(self.process.wait(), WAIT)
+        await self._reader
+        return code
+
+
+@asynccontextmanager
+async def gateway_process(env: dict[str, str]) -> AsyncIterator[GatewayProcess]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "socket_gateway",
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    running = GatewayProcess(process)
+    try:
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await running.exited()
+
+
+async def poll(condition: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def outbox_depth(http: aiohttp.ClientSession, port: int) -> float:
+    text = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
+    (line,) = [line for line in text.splitlines() if line.startswith("gateway_outbox_depth ")]
+    return float(line.split()[1])
+
+
+def queued_keys(outbox_path: Path) -> list[tuple[str, int]]:
+    with closing(sqlite3.connect(outbox_path)) as db:
+        return [tuple(row) for row in db.execute("SELECT auction_id, minute_start FROM outbox ORDER BY id")]
+
+
+async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp_path: Path) -> None:
+    outbox_path = tmp_path / "outbox.sqlite3"
+    env = {
+        "INTERNAL_API_KEY": TEST_KEY,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "OUTBOX_PATH": str(outbox_path),
+        "SNAPSHOT_INTERVAL_SECONDS": str(TIMING.snapshot_interval_seconds),
+        "SAMPLE_INTERVAL_SECONDS": str(TIMING.sample_interval_seconds),
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+    }
+    # A bound but never listening socket: connections to it are refused, the ingest is "down".
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        env["INGEST_TARGET"] = f"127.0.0.1:{dead.getsockname()[1]}"
+        async with gateway_process(env) as first, aiohttp.ClientSession() as http:
+            port = (await first.log_entry("Socket gateway listening"))["port"]
+            viewer = Viewer(f"http://127.0.0.1:{port}")
+            await viewer.connect({"auctionId": "killed", "viewerId": "v1"})
+            await viewer.wait_for(1)
+
+            async def two_queued() -> bool:
+                return await outbox_depth(http, port) >= 2
+
+            await poll(two_queued, "two intervals in the outbox")
+            first.process.send_signal(signal.SIGKILL)
+            assert await first.exited() == -signal.SIGKILL
+            await viewer.disconnect()
+
+    queued = queued_keys(outbox_path)
+    assert len(queued) >= 2
+    assert {auction for auction, _ in queued} == {"killed"}
+
+    store_path = str(tmp_path / "analytics.sqlite3")
+    store = await SqliteSnapshotStore.open(store_path, retention_days=90, clock=time.time)
+    ingest = create_ingest_server(ingest_config(sqlite_path=store_path, timing=TIMING), store, time.time)
+    await ingest.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
+            await IngestClient(channel, TEST_KEY).set_analytics("killed", True)
+            await IngestClient(channel, TEST_KEY).set_analytics("watched", True)
+        env["INGEST_TARGET"] = f"127.0.0.1:{ingest.port}"
+        async with gateway_process(env) as second:
+            port = (await second.log_entry("Socket gateway listening"))["port"]
+
+            async def all_delivered() -> bool:
+                stored = {
+                    (row["auction_id"], row["minute_start"]) for row in stored_snapshots(store_path, "killed")
+                }
+                return set(queued) <= stored
+
+            await poll(all_delivered, "the queued snapshots to be stored")
+            sent = await second.log_entry("Analytics sent")
+            assert sent["stored"] >= 1
+
+            # SIGTERM with a viewer watching: the partial interval is sent and the process exits 0.
+            viewer = Viewer(f"http://127.0.0.1:{port}")
+            await viewer.connect({"auctionId": "watched"})
+            await viewer.wait_for(1)
+            second.process.send_signal(signal.SIGTERM)
+            await second.log_entry("Partial interval closed")
+            # A browser closes its socket when the server says goodbye; python-socketio's client
+            # needs telling, or the server waits out its shutdown timeout for it.
+            await viewer.disconnect()
+            assert await second.exited() == 0
+            await second.log_entry("Outbox flushed")
+        watched = stored_snapshots(store_path, "watched")
+        assert watched, "the partial interval was delivered before exit"
+        assert watched[-1]["partial"] == 1
+        assert queued_keys(outbox_path) == []
+    finally:
+        await ingest.stop(0)
+        await store.close()
