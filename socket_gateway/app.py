@@ -80,7 +80,8 @@ def create_app(
     registry = RoomRegistry()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        cors_allowed_origins=list(config.allowed_origins),
+        # "*" must reach Engine.IO as the string, not inside a list, to mean any origin.
+        cors_allowed_origins="*" if "*" in config.allowed_origins else list(config.allowed_origins),
         max_http_buffer_size=config.max_payload_bytes,
         http_compression=config.websocket_compression,
         ping_interval=config.ping_interval_seconds,

@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 # Everything the gateway builds at start-up lives until exit. Freezing it takes it out of every
 # later collection, and a higher first threshold makes collections rarer while thousands of small
-# packets are alive: measured for the issue, this cut the CPU per delivered message by about 40%.
+# packets are alive. The issue's measurement: 80-130 us of CPU per delivered update as shipped,
+# about 50 us with this tuning (bench/gateway_fanout.py measures it again).
 _GC_THRESHOLDS = (50_000, 20, 20)
 
 

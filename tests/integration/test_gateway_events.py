@@ -194,3 +194,9 @@ async def test_signed_viewer_tokens_when_a_secret_is_configured(tmp_path: Path) 
         await gateway.viewer({"auctionId": "a1", "token": token})
         await first.wait_for(2, unique_viewers=1)
         assert gateway.gateway.metrics.connections_refused["token"] == 1
+
+
+async def test_a_wildcard_origin_accepts_any_origin(tmp_path: Path) -> None:
+    async with running_gateway(gateway_config(tmp_path, allowed_origins=("*",))) as gateway:
+        viewer = await gateway.viewer({"auctionId": "a1"}, headers={"Origin": "https://anywhere.example"})
+        await viewer.wait_for(1)
