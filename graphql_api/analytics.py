@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -176,6 +178,34 @@ class ViewerAnalytics:
     points: tuple[AnalyticsPoint, ...]
     summary: AnalyticsSummary
     bucket_seconds: int
+
+
+def merge_points(points: Sequence[AnalyticsPoint], bucket_seconds: int) -> tuple[AnalyticsPoint, ...]:
+    """Combines epoch-aligned points into buckets of ``bucket_seconds``, a multiple of their width.
+
+    The same arithmetic as the ingest service applies to minutes: the sample-weighted mean, the
+    extremes, the last point's count and the summed samples; so merging hourly points into 6-hour
+    buckets gives what asking for 6-hour buckets would.
+    """
+
+    def bucket_of(point: AnalyticsPoint) -> int:
+        return int(point.at.timestamp()) // bucket_seconds * bucket_seconds
+
+    merged: list[AnalyticsPoint] = []
+    for bucket_start, members in itertools.groupby(points, key=bucket_of):
+        group = list(members)
+        samples = sum(member.samples for member in group)
+        merged.append(
+            AnalyticsPoint(
+                at=utc(bucket_start),
+                avg_viewers=sum(member.avg_viewers * member.samples for member in group) / samples,
+                peak_viewers=max(member.peak_viewers for member in group),
+                min_viewers=min(member.min_viewers for member in group),
+                viewer_count=group[-1].viewer_count,
+                samples=samples,
+            )
+        )
+    return tuple(merged)
 
 
 def utc(epoch_seconds: float) -> datetime:

@@ -16,6 +16,8 @@ from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_grpc
 
 from graphql_api.analytics import (
+    AUTO_BUCKET_LADDER,
+    HOUR_SECONDS,
     TOO_MANY_POINTS,
     AnalyticsPoint,
     AnalyticsSummary,
@@ -26,6 +28,7 @@ from graphql_api.analytics import (
     ViewerAnalytics,
     auto_bucket_seconds,
     explicit_bucket_seconds,
+    merge_points,
     utc,
 )
 from graphql_api.metrics import Metrics
@@ -34,7 +37,7 @@ from service_common.internal_auth import internal_key_metadata
 logger = logging.getLogger(__name__)
 
 # The largest bucket_seconds the contract carries (uint32): one bucket holds every snapshot
-# before 2106, so a query at this width costs one point and returns the summary of all data.
+# before 2106, so a query at this width costs one point and brings the summary of all data.
 _ONE_BUCKET_SECONDS = 2**32 - 1
 # Readiness must answer quickly even when the ingest service hangs.
 _HEALTH_TIMEOUT_SECONDS = 1.0
@@ -118,9 +121,6 @@ class IngestClient:
     async def viewer_analytics(self, auction_id: str, window: TimeWindow, bucket: Bucket) -> ViewerAnalytics:
         """The auction's points and summary over ``window`` at ``bucket``.
 
-        AUTO over all data needs the data's span before it can choose a width, so it first asks
-        for a single bucket (which also brings the summary) and then for the series.
-
         Raises:
             InvalidQuery: the window holds more points than the ingest service returns at this bucket.
             IngestUnavailable: the ingest service cannot answer now.
@@ -129,12 +129,28 @@ class IngestClient:
             return await self._query(auction_id, window, explicit_bucket_seconds(bucket, window))
         if window.start is not None and window.end is not None:
             return await self._query(auction_id, window, auto_bucket_seconds(window.start, window.end))
-        overview = await self._query(auction_id, window, _ONE_BUCKET_SECONDS)
-        summary = overview.summary
-        if summary.first_at is None or summary.last_at is None:
-            return ViewerAnalytics((), summary, auto_bucket_seconds(0, 1))
-        width = auto_bucket_seconds(int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1)
-        return await self._query(auction_id, window, width)
+        return await self._auto_over_all_data(auction_id, window)
+
+    async def _auto_over_all_data(self, auction_id: str, window: TimeWindow) -> ViewerAnalytics:
+        """AUTO over all stored data, whose span is known only once asked for.
+
+        Hourly points bring the span (in their summary) and, when the span is long enough for AUTO
+        to choose hours or more (over about ten days: 90 days get 6 hours), everything the chosen
+        width needs: they are merged here rather than asked for again, so the common case costs
+        one call. Shorter spans are asked for again at their finer width; they are small.
+        """
+        try:
+            hourly = await self._query(auction_id, window, HOUR_SECONDS)
+        except InvalidQuery:
+            # More than 20,000 hours stored (a retention above two years): one bucket first, for the span.
+            overview = await self._query(auction_id, window, _ONE_BUCKET_SECONDS)
+            return await self._query(auction_id, window, _auto_width(overview.summary))
+        width = _auto_width(hourly.summary)
+        if width < HOUR_SECONDS:
+            return await self._query(auction_id, window, width)
+        if width == HOUR_SECONDS:
+            return hourly
+        return ViewerAnalytics(merge_points(hourly.points, width), hourly.summary, width)
 
     async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(
@@ -168,6 +184,13 @@ class IngestClient:
             logger.info("Ingest service not ready", extra={"code": error.code().name})
             return False
         return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _auto_width(summary: AnalyticsSummary) -> int:
+    """AUTO's width for the span between the summary's first and last minutes (any width when empty)."""
+    if summary.first_at is None or summary.last_at is None:
+        return AUTO_BUCKET_LADDER[0]
+    return auto_bucket_seconds(int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1)
 
 
 def _settings_from_wire(message: settings_pb2.AuctionSettings) -> AuctionSettings:

@@ -6,8 +6,16 @@ import logging
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import ASTValidationRule, GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.tools import merge_types
 from strawberry.utils.logging import StrawberryLogger
 
@@ -40,16 +48,26 @@ class ViewerAnalyticsSchema(strawberry.Schema):
 
 
 def create_schema(*, max_depth: int, max_tokens: int, max_aliases: int) -> strawberry.Schema:
-    """The schema with the document limits: depth, tokens and aliases, checked before anything runs."""
+    """The schema with the document limits (depth, tokens, aliases), checked before anything runs.
+
+    Parsing and validation cost more than executing a small query, so both are cached per document.
+    """
+    # The limit rules are built once, here, rather than by a QueryDepthLimiter / MaxAliasesLimiter
+    # per request: the validation cache is keyed by the rule classes, and fresh classes on every
+    # request would never hit it. Introspection fields are not counted by the depth rule.
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(max_depth, should_ignore=None),
+        aliases_rule(max_aliases),
+    ]
     return ViewerAnalyticsSchema(
         query=Query,
         mutation=Mutation,
         # Factories, not instances: Strawberry builds fresh extensions for every request.
         extensions=[
-            # Introspection fields (GraphiQL nests ofType a dozen levels) are not counted by the limiter.
-            lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: AddValidationRules(list(rules)),
+            ParserCache,
+            ValidationCache,
             lambda: MaskErrors(should_mask_error=should_mask_error, error_message=MASKED_MESSAGE),
         ],
     )

@@ -6,15 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import grpc
 import pytest
 from graphql import get_introspection_query
 
 from graphql_api.auth import Role
 from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE
-from tests.conftest import RunningIngest
+from ingest_service.server import create_ingest_server
+from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from tests.conftest import RunningIngest, ingest_config
 from tests.graphql_support import (
     ANALYTICS_QUERY,
     FRONTEND_ORIGIN,
@@ -27,7 +32,7 @@ from tests.graphql_support import (
     seller_token,
     token,
 )
-from tests.support import make_snapshot, outcome_names
+from tests.support import FakeClock, IngestClient, make_snapshot, outcome_names
 
 
 @pytest.fixture
@@ -338,3 +343,55 @@ async def test_csv_export_content_and_auth(api: RunningGraphQL, ingest: RunningI
     assert bad_id.status == 400
     rows = list(csv.reader(io.StringIO(await (await api.get(path, token=admin_token())).text())))
     assert len(rows) == 4
+
+
+async def test_all_with_auto_over_a_short_span_is_by_minute(
+    api: RunningGraphQL, ingest: RunningIngest
+) -> None:
+    first = await seed_three_minutes(ingest, "auction-3")
+    response = await api.execute(ANALYTICS_QUERY, {"id": "auction-3"}, token=admin_token())
+    result = response.data["auction"]["viewerAnalytics"]
+    assert result["bucketSeconds"] == 60
+    assert [point["at"] for point in result["points"]] == [iso(first), iso(first + 60), iso(first + 120)]
+    assert result["summary"]["snapshotCount"] == 3
+
+
+@pytest.fixture
+async def long_retention_ingest(tmp_path: Path) -> AsyncIterator[tuple[str, IngestClient]]:
+    """An ingest service keeping 900 days, so that more than 20,000 hours can be stored."""
+    clock = FakeClock()
+    config = ingest_config(sqlite_path=str(tmp_path / "long.sqlite3"), retention_days=900)
+    store = await SqliteSnapshotStore.open(config.sqlite_path, retention_days=900, clock=clock)
+    server = create_ingest_server(config, store, clock)
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield f"127.0.0.1:{server.port}", IngestClient(channel)
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await store.close()
+
+
+async def test_all_with_auto_over_more_than_20000_hours(
+    long_retention_ingest: tuple[str, IngestClient],
+) -> None:
+    target, client = long_retention_ingest
+    await client.set_analytics("auction-long", True)
+    # One minute in each of 20,001 consecutive hours: hourly points would be more than the ingest
+    # service returns, so the API asks for the span first and then for the chosen width.
+    last_hour = int(time.time()) // 3600 * 3600 - 3600
+    hours = [make_snapshot("auction-long", last_hour - 3600 * n) for n in range(20_001)]
+    await client.send_batches(hours[at : at + 500] for at in range(0, len(hours), 500))
+    async with running_graphql(graphql_config(target)) as api:
+        response = await api.execute(ANALYTICS_QUERY, {"id": "auction-long"}, token=admin_token())
+        calls = (await (await api.get("/metrics")).text()).splitlines()
+    # Hourly refused, then the one-bucket overview and the weekly series.
+    assert 'graphql_api_ingest_calls_total{method="QueryViewerAnalytics",code="INVALID_ARGUMENT"} 1' in calls
+    assert 'graphql_api_ingest_calls_total{method="QueryViewerAnalytics",code="OK"} 2' in calls
+    result = response.data["auction"]["viewerAnalytics"]
+    # 20,001 hours are 833.4 days: whole days would be 834 or 835 points, weeks about 120.
+    assert result["bucketSeconds"] == 7 * 86_400
+    assert 119 <= len(result["points"]) <= 121
+    assert sum(point["samples"] for point in result["points"]) == 12 * 20_001
+    assert result["summary"]["snapshotCount"] == 20_001
