@@ -1,0 +1,355 @@
+"""GraphQL API latency: the 90-day query and a small settings query, against a bare aiohttp baseline.
+
+Run from the repository root (figures and their meaning: docs/benchmarks.md, "GraphQL API")::
+
+    .venv/bin/python -m bench.graphql_latency              # 40 rounds
+    .venv/bin/python -m bench.graphql_latency --rounds 10  # quicker, noisier
+
+Starts ``python -m ingest_service`` on a fresh SQLite file, seeds 90 days of one auction (129,600
+minutes, batches of 500 on one stream), then starts ``python -m graphql_api`` and the baseline
+(``python -m bench.graphql_baseline``: a bare aiohttp handler making the same gRPC calls and
+returning the same JSON, without GraphQL, auth or validation). The three servers are pinned to CPU 0,
+this client to CPU 1 (the machine has two). Each round sends each workload once to the API, once to
+the baseline and once straight to the ingest service over gRPC (the floor), in rotating order, one
+request at a time: latency, not throughput. The API's overhead is reported as ratios measured in the
+same run. The first response of each kind is checked (point count, summary) so that the figures
+cannot come from an error page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
+from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
+from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
+from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
+from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
+from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_grpc
+from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
+
+from bench.ingest_process import IngestProcess, free_loopback_port
+from graphql_api.auth import Role, issue_token
+from service_common.internal_auth import internal_key_metadata
+
+MINUTES = 90 * 1440
+BATCH = 500
+AUCTION = "bench-auction-90d"
+GOAL_P95_SECONDS = 0.100  # issue 4: 90-day query p95 at most 100 ms
+_STARTUP_TIMEOUT_SECONDS = 30.0
+
+ANALYTICS_QUERY = """query($id: ID!, $bucket: Bucket!) { auction(id: $id) { viewerAnalytics(bucket: $bucket) {
+  bucketSeconds points { at avgViewers peakViewers minViewers viewerCount samples }
+  summary { overallPeak overallAvg durationMinutes firstAt lastAt snapshotCount } } } }"""
+SETTINGS_QUERY = "query($id: ID!) { auction(id: $id) { settings { enableViewerAnalytics updatedAt } } }"
+
+
+class ChildServer:
+    """A server in a child process pinned to ``cpu``; ready once ``health_url`` answers 200."""
+
+    def __init__(self, name: str, module: str, env: Mapping[str, str], log_path: Path, cpu: int | None):
+        self.name = name
+        self._command = [sys.executable, "-m", module]
+        if cpu is not None and shutil.which("taskset"):
+            self._command = ["taskset", "-c", str(cpu), *self._command]
+        self._env = {**os.environ, **env}
+        self._log_path = log_path
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self, health_url: str, session: aiohttp.ClientSession) -> None:
+        with self._log_path.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._command, env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.returncode is not None:
+                raise RuntimeError(f"{self.name} exited: {self._log_path.read_text()[-2000:]}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(health_url) as response:
+                    if response.status == 200:
+                        return
+            # Polling a child that is still binding its port: there is no event to await.
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready within {_STARTUP_TIMEOUT_SECONDS} s")
+
+    async def stop(self) -> int | None:
+        if self._process is None or self._process.returncode is not None:
+            return None if self._process is None else self._process.returncode
+        self._process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self._process.wait(), 30)
+
+
+async def seed(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> float:
+    """Enables the auction and streams 90 days of minutes ending at the current minute; returns seconds."""
+    await settings_grpc.AuctionSettingsServiceStub(channel).SetViewerAnalytics(
+        settings_pb2.SetViewerAnalyticsRequest(auction_id=AUCTION, enabled=True), metadata=metadata
+    )
+    first = int(time.time()) // 60 * 60 - MINUTES * 60
+    started = time.perf_counter()
+    call = ingest_grpc.SnapshotIngestServiceStub(channel).StreamSnapshots(metadata=metadata)
+    for at in range(0, MINUTES, BATCH):
+        batch = []
+        for i in range(at, min(at + BATCH, MINUTES)):
+            k, m = i // 1440, i % 60
+            batch.append(
+                snapshot_pb2.ViewerSnapshot(
+                    auction_id=AUCTION,
+                    minute_start=Timestamp(seconds=first + 60 * i),
+                    viewer_count=k + m + 2,
+                    avg_viewers=k + m + 1.5,
+                    peak_viewers=k + m + 3,
+                    min_viewers=k + m,
+                    sample_count=12 if m % 2 == 0 else 6,
+                    unique_viewers=k + m,
+                    gateway_id="bench",
+                )
+            )
+        await call.write(ingest_pb2.StreamSnapshotsRequest(snapshots=batch))
+        response = await call.read()
+        stored = sum(ack.outcome == ingest_pb2.SNAPSHOT_OUTCOME_STORED for ack in response.acks)
+        if stored != len(batch):
+            raise RuntimeError(f"only {stored} of {len(batch)} stored: {response.acks[0].detail}")
+    await call.done_writing()
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Figures:
+    workload: str
+    server: str
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+Probe = Callable[[], Awaitable[Any]]
+
+
+async def main_async(options: argparse.Namespace) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {1})
+    key = secrets.token_urlsafe(32)
+    jwt_secret = secrets.token_urlsafe(48)
+    metadata = internal_key_metadata(key)
+    with tempfile.TemporaryDirectory(prefix="bench-graphql-") as workdir_name:
+        workdir = Path(workdir_name)
+        ingest_settings = {
+            "INTERNAL_API_KEY": key,
+            "ANALYTICS_SQLITE_PATH": str(workdir / "analytics.sqlite3"),
+            # The data span exactly 90 days ending now; a day more keeps the oldest clear of the edge.
+            "VIEWER_ANALYTICS_RETENTION_DAYS": "91",
+            "LOG_LEVEL": "warning",
+        }
+        async with (
+            IngestProcess(ingest_settings, workdir / "ingest.log", cpu=0) as ingest,
+            grpc.aio.insecure_channel(ingest.target) as channel,
+            aiohttp.ClientSession() as session,
+        ):
+            seed_seconds = await seed(channel, metadata)
+            print(f"seeded {MINUTES} minutes in {seed_seconds:.2f} s", flush=True)
+            api_port, baseline_port = free_loopback_port(), free_loopback_port()
+            common = {"INTERNAL_API_KEY": key, "INGEST_TARGET": ingest.target, "LOG_LEVEL": "warning"}
+            api = ChildServer(
+                "graphql_api",
+                "graphql_api",
+                {
+                    **common,
+                    "GRAPHQL_JWT_SECRET": jwt_secret,
+                    "GRAPHQL_PORT": str(api_port),
+                    "GRAPHQL_HOST": "127.0.0.1",
+                },
+                workdir / "api.log",
+                cpu=0,
+            )
+            baseline = ChildServer(
+                "baseline",
+                "bench.graphql_baseline",
+                {**common, "BASELINE_PORT": str(baseline_port)},
+                workdir / "baseline.log",
+                cpu=0,
+            )
+            await api.start(f"http://127.0.0.1:{api_port}/readyz", session)
+            await baseline.start(f"http://127.0.0.1:{baseline_port}/healthz", session)
+            try:
+                figures = await measure(
+                    options, session, channel, metadata, api_port, baseline_port, jwt_secret
+                )
+            finally:
+                api_exit, baseline_exit = await api.stop(), await baseline.stop()
+            print(f"graphql_api exited with {api_exit} on SIGTERM; baseline with {baseline_exit}")
+    report(figures, seed_seconds, options)
+
+
+async def measure(
+    options: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    channel: grpc.aio.Channel,
+    metadata: tuple[tuple[str, str], ...],
+    api_port: int,
+    baseline_port: int,
+    jwt_secret: str,
+) -> list[Figures]:
+    token = issue_token(jwt_secret, subject="bench", role=Role.ADMIN, now=time.time(), lifetime_seconds=3600)
+    headers = {"Authorization": f"Bearer {token}"}
+    analytics = analytics_grpc.ViewerAnalyticsServiceStub(channel)
+    settings = settings_grpc.AuctionSettingsServiceStub(channel)
+
+    def graphql(query: str, variables: dict[str, str]) -> Probe:
+        async def probe() -> Any:
+            url = f"http://127.0.0.1:{api_port}/graphql"
+            async with session.post(url, json={"query": query, "variables": variables}, headers=headers) as r:
+                body = await r.json()
+            if "errors" in body:
+                raise RuntimeError(body["errors"])
+            return body["data"]
+
+        return probe
+
+    def bare(path: str) -> Probe:
+        async def probe() -> Any:
+            async with session.get(f"http://127.0.0.1:{baseline_port}{path}") as response:
+                response.raise_for_status()
+                return await response.json()
+
+        return probe
+
+    def direct(bucket_seconds: int, calls: int = 1) -> Probe:
+        async def probe() -> Any:
+            request = analytics_pb2.QueryViewerAnalyticsRequest(
+                auction_id=AUCTION, bucket_seconds=bucket_seconds
+            )
+            for _ in range(calls):
+                response = await analytics.QueryViewerAnalytics(request, metadata=metadata)
+            return len(response.points)
+
+        return probe
+
+    async def direct_settings() -> Any:
+        return await settings.GetAuctionSettings(
+            settings_pb2.GetAuctionSettingsRequest(auction_id=AUCTION), metadata=metadata
+        )
+
+    workloads: dict[str, dict[str, Probe]] = {
+        "90 days, ALL + AUTO (6 h: 360 points; 1 gRPC call)": {
+            "graphql_api": graphql(ANALYTICS_QUERY, {"id": AUCTION, "bucket": "AUTO"}),
+            "bare aiohttp": bare(f"/analytics/{AUCTION}?auto=1"),
+            "gRPC only": direct(3600),
+        },
+        "90 days, ALL + HOUR (2,160 points; 1 gRPC call)": {
+            "graphql_api": graphql(ANALYTICS_QUERY, {"id": AUCTION, "bucket": "HOUR"}),
+            "bare aiohttp": bare(f"/analytics/{AUCTION}?bucket_seconds=3600"),
+            "gRPC only": direct(3600),
+        },
+        "settings (1 gRPC call)": {
+            "graphql_api": graphql(SETTINGS_QUERY, {"id": AUCTION}),
+            "bare aiohttp": bare(f"/settings/{AUCTION}"),
+            "gRPC only": direct_settings,
+        },
+    }
+    # Check what each server answers before timing it.
+    for name, probes in workloads.items():
+        api_data = await probes["graphql_api"]()
+        bare_data = await probes["bare aiohttp"]()
+        if "settings" in name:
+            assert api_data["auction"]["settings"] == bare_data["auction"]["settings"]
+            continue
+        api_result, bare_result = (
+            api_data["auction"]["viewerAnalytics"],
+            bare_data["auction"]["viewerAnalytics"],
+        )
+        # 90 days not aligned to the buckets touch one bucket more than they fill.
+        assert len(api_result["points"]) in ((360, 361) if "AUTO" in name else (2160, 2161))
+        assert api_result["summary"]["snapshotCount"] == MINUTES
+        assert api_result["points"] == bare_result["points"]
+    for _ in range(options.warm_up):
+        for probes in workloads.values():
+            for probe in probes.values():
+                await probe()
+    timings: dict[tuple[str, str], list[float]] = {}
+    for round_number in range(options.rounds):
+        for name, probes in workloads.items():
+            servers = list(probes.items())
+            # Rotate which server goes first, so drift over a round touches them alike.
+            shift = round_number % len(servers)
+            for server, probe in servers[shift:] + servers[:shift]:
+                started = time.perf_counter()
+                await probe()
+                timings.setdefault((name, server), []).append(time.perf_counter() - started)
+    return [
+        Figures(
+            workload=name,
+            server=server,
+            requests=len(values),
+            p50_ms=percentile(values, 0.50) * 1000,
+            p95_ms=percentile(values, 0.95) * 1000,
+            mean_ms=statistics.fmean(values) * 1000,
+        )
+        for (name, server), values in timings.items()
+    ]
+
+
+def report(figures: list[Figures], seed_seconds: float, options: argparse.Namespace) -> None:
+    print(f"\n{'workload':54} {'server':13} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
+    for row in figures:
+        print(f"{row.workload:54} {row.server:13} {row.p50_ms:8.1f} {row.p95_ms:8.1f} {row.mean_ms:8.1f}")
+    by_key = {(row.workload, row.server): row for row in figures}
+    print("\nratios, graphql_api / bare aiohttp (same run):")
+    for workload in dict.fromkeys(row.workload for row in figures):
+        api, bare = by_key[(workload, "graphql_api")], by_key[(workload, "bare aiohttp")]
+        print(f"  {workload:54} p50 {api.p50_ms / bare.p50_ms:5.2f}x  p95 {api.p95_ms / bare.p95_ms:5.2f}x")
+        if workload.startswith("90 days"):
+            verdict = "meets" if api.p95_ms <= GOAL_P95_SECONDS * 1000 else "misses"
+            print(f"  {'':54} p95 {api.p95_ms:.0f} ms {verdict} the goal of {GOAL_P95_SECONDS * 1000:.0f} ms")
+    if options.json:
+        results = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "rounds": options.rounds,
+            "seed_seconds": seed_seconds,
+            "figures": [asdict(row) for row in figures],
+        }
+        Path(options.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(options.json).write_text(json.dumps(results, indent=2))
+        print(f"\nwritten to {options.json}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.graphql_latency", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=40, help="timed requests per workload and server")
+    parser.add_argument("--warm-up", type=int, default=3, help="untimed rounds first")
+    parser.add_argument(
+        "--json", default="", help="also write the figures to this file (e.g. bench/results/...)"
+    )
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
