@@ -50,11 +50,8 @@ class SampleSchedule:
     def next_tick(self, after: float) -> int:
         """The first tick strictly after ``after``."""
         start = int(after // self.interval) * self.interval
-        for k in range(1, self.samples_per_interval + 1):
-            tick = start + min(k * self.step, self.interval)
-            if tick > after:
-                return tick
-        return start + self.interval + min(self.step, self.interval)
+        steps_done = int((after - start) // self.step)
+        return start + min((steps_done + 1) * self.step, self.interval)
 
     def closes_interval(self, tick: float) -> bool:
         return tick % self.interval == 0

@@ -78,7 +78,13 @@ class ViewerEvents:
         self._viewer_ids[sid] = viewer_id
         self._metrics.connections_total += 1
         if request.auction_id is not None:
-            await self._join(sid, request.auction_id)
+            try:
+                await self._join(sid, request.auction_id)
+            except Exception:
+                logger.exception("Joining on connect failed", extra={"sid": sid})
+                await self.on_disconnect(sid)
+                self._metrics.connections_refused["internal_error"] += 1
+                raise socketio.exceptions.ConnectionRefusedError("internal error") from None
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._viewer_ids.pop(sid, None)

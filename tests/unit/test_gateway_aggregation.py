@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service_common.timing import SnapshotTiming
 from socket_gateway.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
@@ -167,3 +169,25 @@ def test_every_snapshot_satisfies_the_ingest_services_invariants() -> None:
         assert s.min_viewers <= s.viewer_count <= s.peak_viewers
         assert s.unique_viewers <= s.viewer_count
         assert s.minute_start % 60 == 0
+
+
+@given(
+    interval=st.integers(1, 120),
+    step=st.integers(1, 120),
+    after=st.floats(T0 - 1000, T0 + 1000, allow_nan=False),
+)
+def test_next_tick_is_the_first_scheduled_tick_after_any_moment(
+    interval: int, step: int, after: float
+) -> None:
+    step = min(step, interval)
+    schedule = SampleSchedule(SnapshotTiming(interval, step))
+    tick = schedule.next_tick(after)
+    start = int(after // interval) * interval
+    ticks = sorted(
+        {
+            s + min(k * step, interval)
+            for s in (start - interval, start, start + interval)
+            for k in range(1, 200)
+        }
+    )
+    assert tick == next(t for t in ticks if t > after)
