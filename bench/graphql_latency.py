@@ -156,6 +156,8 @@ Probe = Callable[[], Awaitable[Any]]
 async def main_async(options: argparse.Namespace) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})
+    # Other work on the machine disturbs latency; the load average is reported with the figures.
+    load_before = os.getloadavg()[0]
     key = secrets.token_urlsafe(32)
     jwt_secret = secrets.token_urlsafe(48)
     metadata = internal_key_metadata(key)
@@ -205,7 +207,7 @@ async def main_async(options: argparse.Namespace) -> None:
             finally:
                 api_exit, baseline_exit = await api.stop(), await baseline.stop()
             print(f"graphql_api exited with {api_exit} on SIGTERM; baseline with {baseline_exit}")
-    report(figures, seed_seconds, options)
+    report(figures, seed_seconds, load_before, options)
 
 
 async def measure(
@@ -316,7 +318,11 @@ async def measure(
     ]
 
 
-def report(figures: list[Figures], seed_seconds: float, options: argparse.Namespace) -> None:
+def report(
+    figures: list[Figures], seed_seconds: float, load_before: float, options: argparse.Namespace
+) -> None:
+    load_after = os.getloadavg()[0]
+    print(f"\n1-minute load average: {load_before:.2f} before, {load_after:.2f} after (2 CPUs)")
     print(f"\n{'workload':54} {'server':13} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
     for row in figures:
         print(f"{row.workload:54} {row.server:13} {row.p50_ms:8.1f} {row.p95_ms:8.1f} {row.mean_ms:8.1f}")
@@ -334,6 +340,7 @@ def report(figures: list[Figures], seed_seconds: float, options: argparse.Namesp
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "rounds": options.rounds,
             "seed_seconds": seed_seconds,
+            "load_average": [load_before, load_after],
             "figures": [asdict(row) for row in figures],
         }
         Path(options.json).parent.mkdir(parents=True, exist_ok=True)
