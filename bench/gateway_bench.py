@@ -1,0 +1,455 @@
+"""Socket gateway benchmarks: fan-out cost against Node socket.io, join storm, capacity.
+
+Run from the repository root (figures and their meaning: docs/benchmarks.md, "Socket gateway")::
+
+    npm ci --prefix bench/gateway_node                      # once: the Node baseline's socket.io
+    .venv/bin/python -m bench.gateway_bench fanout          # 1k and 5k sockets, ours and Node's
+    .venv/bin/python -m bench.gateway_bench storm           # 5k joins within 10 s
+    .venv/bin/python -m bench.gateway_bench capacity        # sockets held and RSS
+
+The server under test (``python -m socket_gateway`` as shipped, or ``node bench/gateway_node/server.js``)
+runs pinned to CPU 0 with ``taskset``; this process, the load client, pins itself to CPU 1. The load
+client is lean on purpose: raw Engine.IO/Socket.IO v4 frames over aiohttp WebSockets, no
+python-socketio, counting frames without decoding them, so that it is not the bottleneck.
+
+Fan-out: N sockets sit in one room; a toggler socket joins and leaves it, one toggle per round, and
+the next round starts only when every one of the N sockets has received that round's
+``viewerCountUpdate``. The server's CPU time (utime + stime from /proc) over the rounds divided by
+the N x rounds messages delivered is the cost per delivered message. Ours runs with
+``COUNT_UPDATE_INTERVAL_MS=10`` so coalescing never merges two rounds; each round is one change.
+
+Only loopback addresses are used; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+NODE_SERVER = REPO / "bench" / "gateway_node" / "server.js"
+SERVER_CPU = "0"
+CLIENT_CPU = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+UPDATE_PREFIX = '42["viewerCountUpdate"'
+# Every wait is bounded: a benchmark that stalls fails instead of hanging.
+STEP_TIMEOUT = 120.0
+
+# The goals of issue 3.
+GOAL_MICROSECONDS_PER_MESSAGE = 40.0
+GOAL_EFFICIENCY_VS_NODE = 0.55
+GOAL_STORM_REDUCTION = 100.0
+GOAL_CAPACITY_SOCKETS = 20_000
+GOAL_CAPACITY_RSS_MB = 800.0
+
+
+class ServerProcess:
+    """The server under test, pinned to its own core, with CPU and memory read from /proc."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, drain: asyncio.Task[None]) -> None:
+        self.process = process
+        self.port = port
+        self._drain = drain
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # Fields 14 and 15 of stat (utime, stime), counted from after the command name.
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self._drain.cancel()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    async for _ in stream:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def gateway_server(count_update_interval_ms: int, workdir: Path) -> AsyncIterator[ServerProcess]:
+    env = {
+        **os.environ,
+        "INTERNAL_API_KEY": secrets.token_urlsafe(24),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        # No ingest service: the sender's retries (backoff up to 30 s) cost nothing measurable.
+        "INGEST_TARGET": "127.0.0.1:1",
+        "OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
+        "ALLOWED_ORIGIN": "*",
+        "COUNT_UPDATE_INTERVAL_MS": str(count_update_interval_ms),
+        "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE": "1000000",
+        "GATEWAY_PING_INTERVAL_SECONDS": "300",
+        "GATEWAY_PING_TIMEOUT_SECONDS": "300",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+    }
+    process = await asyncio.create_subprocess_exec(
+        "taskset", "-c", SERVER_CPU, sys.executable, "-m", "socket_gateway",
+        cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    port = None
+    while port is None:
+        line = await asyncio.wait_for(process.stderr.readline(), 30)
+        if not line:
+            raise RuntimeError("the gateway exited before listening")
+        entry = json.loads(line)
+        if entry.get("message") == "Socket gateway listening":
+            port = int(entry["port"])
+    server = ServerProcess(process, port, asyncio.create_task(_drain(process.stderr)))
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def node_server() -> AsyncIterator[ServerProcess]:
+    process = await asyncio.create_subprocess_exec(
+        "taskset", "-c", SERVER_CPU, "node", str(NODE_SERVER),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 30)
+    server = ServerProcess(
+        process, int(json.loads(line)["port"]), asyncio.create_task(_drain(process.stdout))
+    )
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass
+class Tally:
+    """viewerCountUpdate frames received by a group of sockets, and a way to wait for a total."""
+
+    received: int = 0
+    target: int = 0
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self) -> None:
+        self.received += 1
+        if self.received >= self.target:
+            self.reached.set()
+
+    async def wait_for(self, total: int) -> None:
+        self.target = total
+        if self.received >= total:
+            return
+        self.reached.clear()
+        await asyncio.wait_for(self.reached.wait(), STEP_TIMEOUT)
+
+
+class LeanSocket:
+    """One Socket.IO v4 client over a raw WebSocket: connect with auth, emit, count updates, pong."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, tally: Tally | None) -> None:
+        self._ws = ws
+        self._tally = tally
+        self._acks: dict[int, asyncio.Future[str]] = {}
+        self._next_ack = 0
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(
+        cls, session: aiohttp.ClientSession, url: str, auth: dict[str, str] | None, tally: Tally | None
+    ) -> LeanSocket:
+        ws = await session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", autoping=True)
+        opened = await ws.receive_str()
+        assert opened.startswith("0"), opened
+        await ws.send_str("40" + (json.dumps(auth) if auth else ""))
+        connected = await ws.receive_str()
+        assert connected.startswith("40"), connected
+        return cls(ws, tally)
+
+    async def _read(self) -> None:
+        async for message in self._ws:
+            data = message.data
+            if not isinstance(data, str):
+                continue
+            if data.startswith(UPDATE_PREFIX):
+                if self._tally is not None:
+                    self._tally.add()
+            elif data == "2":
+                await self._ws.send_str("3")
+            elif data.startswith("43"):
+                ack_id = int(data[2 : data.index("[")])
+                future = self._acks.pop(ack_id, None)
+                if future is not None:
+                    future.set_result(data)
+
+    async def call(self, event: str, payload: object = None) -> str:
+        ack_id = self._next_ack
+        self._next_ack += 1
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = future
+        frame = [event] if payload is None else [event, payload]
+        await self._ws.send_str(f"42{ack_id}{json.dumps(frame)}")
+        return await asyncio.wait_for(future, STEP_TIMEOUT)
+
+    async def close(self) -> None:
+        await self._ws.close()
+        self._reader.cancel()
+
+
+async def open_many(
+    session: aiohttp.ClientSession,
+    url: str,
+    count: int,
+    auth_of: Callable[[int], dict[str, str]],
+    tally: Tally | None,
+    concurrency: int = 50,
+    per_second: float | None = None,
+) -> list[LeanSocket]:
+    """Opens ``count`` sockets, ``concurrency`` at a time, optionally paced to ``per_second``."""
+    sockets: list[LeanSocket] = []
+    gate = asyncio.Semaphore(concurrency)
+    start = time.monotonic()
+
+    async def one(index: int) -> None:
+        if per_second:
+            delay = start + index / per_second - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        async with gate:
+            sockets.append(await LeanSocket.open(session, url, auth_of(index), tally))
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), STEP_TIMEOUT * 2)
+    return sockets
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
+
+
+async def measure_fanout(server: ServerProcess, sockets: int, rounds: int) -> dict[str, float]:
+    """CPU µs per delivered update with ``sockets`` in one room, over ``rounds`` toggles."""
+    tally = Tally()
+    async with _session() as session:
+        members = await open_many(session, server.url, sockets, lambda _: {"auctionId": "bench"}, tally)
+        toggler = await LeanSocket.open(session, server.url, None, None)
+        # Settle: the join storm's updates are still arriving; wait until a fresh change reaches all.
+        await toggler.call("joinAuction", {"auctionId": "bench"})
+        await toggler.call("leaveAuction")
+        settle_deadline = time.monotonic() + STEP_TIMEOUT
+        while True:
+            before = tally.received
+            await toggler.call("joinAuction", {"auctionId": "bench"})
+            await tally.wait_for(before + sockets)
+            await toggler.call("leaveAuction")
+            await tally.wait_for(before + 2 * sockets)
+            await asyncio.sleep(0.3)  # quiet period: nothing else may be in flight
+            if tally.received == before + 2 * sockets or time.monotonic() > settle_deadline:
+                break
+        base = tally.received
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        for round_index in range(rounds):
+            await toggler.call("leaveAuction" if round_index % 2 else "joinAuction", {"auctionId": "bench"})
+            await tally.wait_for(base + (round_index + 1) * sockets)
+        cpu = server.cpu_seconds() - cpu_before
+        wall = time.monotonic() - wall_before
+        delivered = tally.received - base
+        await asyncio.gather(*(member.close() for member in members), toggler.close())
+    return {
+        "sockets": sockets,
+        "rounds": rounds,
+        "delivered": delivered,
+        "server_cpu_s": cpu,
+        "wall_s": wall,
+        "us_per_message": cpu / delivered * 1e6,
+    }
+
+
+async def fanout(repetitions: int) -> None:
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    plan = [(1_000, 200), (5_000, 60)]
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
+        for repetition in range(repetitions):
+            for sockets, rounds in plan:
+                # Interleaved, so drift on the machine touches both servers alike.
+                for kind in ("gateway", "node"):
+                    server_context = (
+                        gateway_server(10, Path(workdir) / f"{repetition}-{sockets}")
+                        if kind == "gateway"
+                        else node_server()
+                    )
+                    async with server_context as server:
+                        result = await measure_fanout(server, sockets, rounds)
+                    results.setdefault((kind, sockets), []).append(result)
+                    print(json.dumps({"kind": kind, **result}), flush=True)
+    print()
+    print("| sockets in the room | gateway µs/message | Node µs/message | gateway efficiency vs Node |")
+    print("|---|---|---|---|")
+    for sockets, _ in plan:
+        ours = statistics.median(r["us_per_message"] for r in results[("gateway", sockets)])
+        node = statistics.median(r["us_per_message"] for r in results[("node", sockets)])
+        print(f"| {sockets:,} | {ours:.1f} | {node:.1f} | {node / ours:.2f}x |")
+    print(
+        f"\ngoals: <= {GOAL_MICROSECONDS_PER_MESSAGE} µs/message, "
+        f">= {GOAL_EFFICIENCY_VS_NODE}x Node's efficiency"
+    )
+
+
+async def storm(sockets: int, seconds: float) -> None:
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
+        async with gateway_server(500, Path(workdir)) as server, _session() as session:
+            cpu_before = server.cpu_seconds()
+            started = time.monotonic()
+            members = await open_many(
+                session, server.url, sockets, lambda _: {"auctionId": "storm"}, tally,
+                per_second=sockets / seconds,
+            )  # fmt: skip
+            joined = time.monotonic() - started
+            # Settled when a probe that joins last sees the full room and no more updates arrive.
+            probe_tally = Tally()
+            probe = await LeanSocket.open(session, server.url, {"auctionId": "storm"}, probe_tally)
+            await probe_tally.wait_for(1)
+            previous = -1
+            while previous != tally.received:
+                previous = tally.received
+                await asyncio.sleep(1.5)  # three coalescing intervals without a new update: settled
+            cpu = server.cpu_seconds() - cpu_before
+            await asyncio.gather(*(member.close() for member in members), probe.close())
+    seed = sockets * (sockets + 1) // 2
+    print(
+        json.dumps(
+            {
+                "sockets": sockets,
+                "join_seconds": round(joined, 2),
+                "messages_received": tally.received,
+                "seed_broadcast_per_join_messages": seed,
+                "reduction": round(seed / tally.received, 1),
+                "server_cpu_s": round(cpu, 2),
+            }
+        )
+    )
+    print(f"goal: >= {GOAL_STORM_REDUCTION}x fewer messages than the seed's broadcast per join")
+
+
+async def hold(url: str, count: int, rooms: int) -> None:
+    """Child mode for ``capacity``: holds ``count`` sockets until stdin closes."""
+    async with _session() as session:
+        members = await open_many(session, url, count, lambda i: {"auctionId": f"room-{i % rooms}"}, None)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await asyncio.gather(*(member.close() for member in members))
+
+
+async def capacity(sockets: int, clients: int, rooms: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
+        async with gateway_server(500, Path(workdir)) as server:
+            idle_rss = server.rss_bytes()
+            started = time.monotonic()
+            children = []
+            for _ in range(clients):
+                child = await asyncio.create_subprocess_exec(
+                    "taskset", "-c", str(CLIENT_CPU), sys.executable, "-m", "bench.gateway_bench", "hold",
+                    "--url", server.url, "--count", str(sockets // clients), "--rooms", str(rooms // clients),
+                    cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                children.append(child)
+            for child in children:
+                assert child.stdout is not None
+                line = await asyncio.wait_for(child.stdout.readline(), STEP_TIMEOUT * 3)
+                assert line.strip() == b"ready", line
+            connected = time.monotonic() - started
+            async with aiohttp.ClientSession() as http:
+                metrics = await (await http.get(f"{server.url}/metrics")).text()
+            held = next(
+                float(line.split()[1])
+                for line in metrics.splitlines()
+                if line.startswith("gateway_connections ")
+            )
+            rss = server.rss_bytes()
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.close()
+                await child.wait()
+    per_socket = (rss - idle_rss) / held
+    print(
+        json.dumps(
+            {
+                "sockets_held": int(held),
+                "rooms": rooms,
+                "connect_seconds": round(connected, 1),
+                "rss_idle_mb": round(idle_rss / 2**20, 1),
+                "rss_mb": round(rss / 2**20, 1),
+                "kb_per_socket": round(per_socket / 1024, 1),
+                "rss_at_20k_mb_extrapolated": round(
+                    (idle_rss + per_socket * GOAL_CAPACITY_SOCKETS) / 2**20, 1
+                ),
+            }
+        )
+    )
+    print(f"goal: {GOAL_CAPACITY_SOCKETS:,} sockets <= {GOAL_CAPACITY_RSS_MB:.0f} MB")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    fan = commands.add_parser("fanout")
+    fan.add_argument("--repetitions", type=int, default=3)
+    jam = commands.add_parser("storm")
+    jam.add_argument("--sockets", type=int, default=5_000)
+    jam.add_argument("--seconds", type=float, default=10.0)
+    cap = commands.add_parser("capacity")
+    # The sandbox caps open files at 20,000 per process, so one process cannot hold 20,000 sockets
+    # plus its own files; 19,900 is measured and the RSS at 20,000 extrapolated per socket.
+    cap.add_argument("--sockets", type=int, default=19_900)
+    cap.add_argument("--clients", type=int, default=2)
+    cap.add_argument("--rooms", type=int, default=200)
+    child = commands.add_parser("hold")
+    child.add_argument("--url", required=True)
+    child.add_argument("--count", type=int, required=True)
+    child.add_argument("--rooms", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    if args.command != "hold":
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    if args.command == "fanout":
+        asyncio.run(fanout(args.repetitions))
+    elif args.command == "storm":
+        asyncio.run(storm(args.sockets, args.seconds))
+    elif args.command == "capacity":
+        asyncio.run(capacity(args.sockets, args.clients, args.rooms))
+    else:
+        asyncio.run(hold(args.url, args.count, args.rooms))
+
+
+if __name__ == "__main__":
+    main()
