@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import strawberry
@@ -19,16 +18,24 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.utils.logging import StrawberryLogger
 
-from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE, is_public, should_mask_error
+from graphql_api.errors import is_public, should_mask_error
 from graphql_api.mutations.settings import SettingsMutations
 from graphql_api.queries.auction import AuctionQueries
-
-logger = logging.getLogger(__name__)
 
 Query = merge_types("Query", (AuctionQueries,))
 Mutation = merge_types("Mutation", (SettingsMutations,))
 
 MASKED_MESSAGE = "internal error"
+
+
+class MaskInternalErrors(MaskErrors):
+    """Strawberry's MaskErrors, with ``extensions.code = "INTERNAL"`` on what it masks, so that
+    clients and the error metrics can tell a server fault from a refused document."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL"}
+        return masked
 
 
 class ViewerAnalyticsSchema(strawberry.Schema):
@@ -40,10 +47,8 @@ class ViewerAnalyticsSchema(strawberry.Schema):
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         for error in errors:
-            if is_public(error):
-                if error.message == ANALYTICS_UNAVAILABLE_MESSAGE:
-                    logger.warning("Answered: %s", error.message)
-            else:
+            # The ingest client has already logged why the ingest service could not answer.
+            if not is_public(error):
                 StrawberryLogger.error(error, execution_context)
 
 
@@ -68,6 +73,6 @@ def create_schema(*, max_depth: int, max_tokens: int, max_aliases: int) -> straw
             lambda: AddValidationRules(list(rules)),
             ParserCache,
             ValidationCache,
-            lambda: MaskErrors(should_mask_error=should_mask_error, error_message=MASKED_MESSAGE),
+            lambda: MaskInternalErrors(should_mask_error=should_mask_error, error_message=MASKED_MESSAGE),
         ],
     )

@@ -50,6 +50,7 @@ async def test_unexpected_error_is_masked_and_logged(caplog: pytest.LogCaptureFi
         )
     assert result.errors is not None
     assert [error.message for error in result.errors] == [MASKED_MESSAGE]
+    assert result.errors[0].extensions == {"code": "INTERNAL"}
     assert SECRET_DETAIL not in str(result.errors[0].formatted)
     assert result.errors[0].original_error is None
     logged = [record for record in caplog.records if record.exc_info]
