@@ -22,6 +22,7 @@ from ingest_service.domain import (
     SnapshotOutcome,
     StorageUnavailable,
 )
+from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,19 @@ CREATE TABLE IF NOT EXISTS viewer_snapshots (
     PRIMARY KEY (auction_id, minute_start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS viewer_snapshots_by_minute ON viewer_snapshots (minute_start);
+CREATE TABLE IF NOT EXISTS viewer_hourly (
+    auction_id        TEXT    NOT NULL,
+    hour_start        INTEGER NOT NULL,
+    snapshot_count    INTEGER NOT NULL,
+    weighted_sum      REAL    NOT NULL,
+    sample_total      INTEGER NOT NULL,
+    peak_viewers      INTEGER NOT NULL,
+    min_viewers       INTEGER NOT NULL,
+    first_minute      INTEGER NOT NULL,
+    last_minute       INTEGER NOT NULL,
+    last_viewer_count INTEGER NOT NULL,
+    PRIMARY KEY (auction_id, hour_start)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS auction_settings (
     auction_id              TEXT    PRIMARY KEY,
     enable_viewer_analytics INTEGER NOT NULL,
@@ -57,31 +71,96 @@ INSERT OR IGNORE INTO viewer_snapshots (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-# The row holding each bucket's last minute is found through the primary key, so the
-# bucket's closing viewer_count costs one index lookup per point, not a second scan.
-_QUERY_POINTS = """
+HOUR = 3600
+
+# Raw snapshots grouped by bucket. The row holding each bucket's last minute is found through the
+# primary key, so the bucket's closing viewer_count costs one index lookup per bucket, not a scan.
+_RAW_BUCKETS = """
 WITH buckets AS (
     SELECT (minute_start / :bucket) * :bucket AS bucket_start,
-           SUM(avg_viewers * sample_count)     AS weighted_sum,
-           SUM(sample_count)                   AS samples,
-           MAX(peak_viewers)                   AS peak,
-           MIN(min_viewers)                    AS low,
-           MAX(minute_start)                   AS last_minute
+           COUNT(*)                           AS snapshots,
+           SUM(avg_viewers * sample_count)    AS weighted_sum,
+           SUM(sample_count)                  AS samples,
+           MAX(peak_viewers)                  AS peak,
+           MIN(min_viewers)                   AS low,
+           MIN(minute_start)                  AS first_minute,
+           MAX(minute_start)                  AS last_minute
     FROM viewer_snapshots
     WHERE auction_id = :auction AND minute_start >= :start AND minute_start < :end
     GROUP BY bucket_start
 )
-SELECT b.bucket_start, b.weighted_sum / b.samples, b.peak, b.low, s.viewer_count, b.samples
+SELECT b.bucket_start, b.snapshots, b.weighted_sum, b.samples, b.peak, b.low,
+       b.first_minute, b.last_minute, s.viewer_count
 FROM buckets AS b
 JOIN viewer_snapshots AS s ON s.auction_id = :auction AND s.minute_start = b.last_minute
-ORDER BY b.bucket_start
 """
 
-_QUERY_TOTALS = """
-SELECT COUNT(*), COALESCE(MAX(peak_viewers), 0), COALESCE(SUM(avg_viewers * sample_count), 0.0),
-       COALESCE(SUM(sample_count), 0), MIN(minute_start), MAX(minute_start)
+# One point per snapshot needs no grouping: the rows come in primary-key order already.
+_RAW_ROWS = """
+SELECT minute_start, 1, avg_viewers * sample_count, sample_count, peak_viewers, min_viewers,
+       minute_start, minute_start, viewer_count
 FROM viewer_snapshots
 WHERE auction_id = :auction AND minute_start >= :start AND minute_start < :end
+ORDER BY minute_start
+"""
+
+# Hourly rollups grouped by a bucket that is a whole number of hours: 90 days are 2,160 rows
+# instead of 129,600, which keeps a long-range query within a dashboard's latency budget.
+_ROLLUP_BUCKETS = """
+WITH buckets AS (
+    SELECT (hour_start / :bucket) * :bucket AS bucket_start,
+           SUM(snapshot_count)               AS snapshots,
+           SUM(weighted_sum)                 AS weighted_sum,
+           SUM(sample_total)                 AS samples,
+           MAX(peak_viewers)                 AS peak,
+           MIN(min_viewers)                  AS low,
+           MIN(first_minute)                 AS first_minute,
+           MAX(last_minute)                  AS last_minute
+    FROM viewer_hourly
+    WHERE auction_id = :auction AND hour_start >= :start AND hour_start < :end
+    GROUP BY bucket_start
+)
+SELECT b.bucket_start, b.snapshots, b.weighted_sum, b.samples, b.peak, b.low,
+       b.first_minute, b.last_minute, h.last_viewer_count
+FROM buckets AS b
+JOIN viewer_hourly AS h ON h.auction_id = :auction AND h.hour_start = (b.last_minute / 3600) * 3600
+"""
+
+# Folds a batch's newly stored snapshots, pre-aggregated per hour, into the rollups. SQLite
+# evaluates every SET expression against the row as it was, so the CASE sees the old last_minute.
+_ADD_TO_ROLLUP = """
+INSERT INTO viewer_hourly (
+    auction_id, hour_start, snapshot_count, weighted_sum, sample_total, peak_viewers, min_viewers,
+    first_minute, last_minute, last_viewer_count
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (auction_id, hour_start) DO UPDATE SET
+    snapshot_count = snapshot_count + excluded.snapshot_count,
+    weighted_sum = weighted_sum + excluded.weighted_sum,
+    sample_total = sample_total + excluded.sample_total,
+    peak_viewers = MAX(peak_viewers, excluded.peak_viewers),
+    min_viewers = MIN(min_viewers, excluded.min_viewers),
+    first_minute = MIN(first_minute, excluded.first_minute),
+    last_viewer_count = CASE WHEN excluded.last_minute > last_minute
+                             THEN excluded.last_viewer_count ELSE last_viewer_count END,
+    last_minute = MAX(last_minute, excluded.last_minute)
+"""
+
+# Rebuilds the rollups of the hours in [:start, :end) from the raw snapshots (after a purge cut
+# into an hour, or for a database written before rollups existed).
+_REBUILD_ROLLUPS = """
+INSERT INTO viewer_hourly
+SELECT g.auction_id, g.hour_start, g.snapshots, g.weighted_sum, g.samples, g.peak, g.low,
+       g.first_minute, g.last_minute, s.viewer_count
+FROM (
+    SELECT auction_id, (minute_start / 3600) * 3600 AS hour_start, COUNT(*) AS snapshots,
+           SUM(avg_viewers * sample_count) AS weighted_sum, SUM(sample_count) AS samples,
+           MAX(peak_viewers) AS peak, MIN(min_viewers) AS low,
+           MIN(minute_start) AS first_minute, MAX(minute_start) AS last_minute
+    FROM viewer_snapshots
+    WHERE minute_start >= :start AND minute_start < :end
+    GROUP BY auction_id, hour_start
+) AS g
+JOIN viewer_snapshots AS s ON s.auction_id = g.auction_id AND s.minute_start = g.last_minute
 """
 
 # Deleting in slices keeps each write transaction short, so a large first purge does not
@@ -92,8 +171,11 @@ DELETE FROM viewer_snapshots WHERE (auction_id, minute_start) IN (
 )
 """
 
-_UNBOUNDED_START = -(2**62)
-_UNBOUNDED_END = 2**62
+# Whole hours, so that the unbounded range's ends are hour-aligned like any other rollup bound.
+_UNBOUNDED_START = -(2**40) * HOUR
+_UNBOUNDED_END = 2**40 * HOUR
+# One bucket spanning every possible timestamp: the totals of a range.
+_WHOLE_RANGE_BUCKET = 2**42 * HOUR
 
 
 class SqliteSnapshotStore:
@@ -181,15 +263,11 @@ class SqliteSnapshotStore:
         return await self._run(functools.partial(_set_viewer_analytics, auction_id, enabled, now))
 
     async def query_points(self, query: AnalyticsRange, bucket_seconds: int) -> list[AnalyticsPoint]:
-        parameters = _range_parameters(query)
-        parameters["bucket"] = bucket_seconds or 1
-        rows = await self._run(lambda connection: connection.execute(_QUERY_POINTS, parameters).fetchall())
-        return [AnalyticsPoint(*row) for row in rows]
+        parts = await self._run(functools.partial(_aggregates, query, bucket_seconds))
+        return [part.to_point() for part in parts]
 
     async def query_totals(self, query: AnalyticsRange) -> RangeTotals:
-        parameters = _range_parameters(query)
-        row = await self._run(lambda connection: connection.execute(_QUERY_TOTALS, parameters).fetchone())
-        return RangeTotals(*row)
+        return totals_of(await self._run(functools.partial(_aggregates, query, _WHOLE_RANGE_BUCKET)))
 
     async def ping(self) -> None:
         await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
@@ -228,6 +306,11 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     connection.executescript(_SCHEMA)
+    has_snapshots = connection.execute("SELECT EXISTS (SELECT 1 FROM viewer_snapshots)").fetchone()[0]
+    has_rollups = connection.execute("SELECT EXISTS (SELECT 1 FROM viewer_hourly)").fetchone()[0]
+    if has_snapshots and not has_rollups:
+        logger.info("Building hourly rollups for a database written before they existed")
+        connection.execute(_REBUILD_ROLLUPS, {"start": _UNBOUNDED_START, "end": _UNBOUNDED_END})
     return connection
 
 
@@ -256,6 +339,8 @@ def _insert_snapshots(
                 ),
             )
             outcomes.append(stored if cursor.rowcount == 1 else duplicate)
+        newly_stored = [s for s, outcome in zip(snapshots, outcomes, strict=True) if outcome is stored]
+        connection.executemany(_ADD_TO_ROLLUP, _hourly_rollup_rows(newly_stored))
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
@@ -293,12 +378,85 @@ def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:
         deleted = connection.execute(_PURGE_SLICE, (cutoff,)).rowcount
         purged += deleted
         if deleted == 0:
-            return purged
+            break
+    if purged:
+        cutoff_hour = cutoff // HOUR * HOUR
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("DELETE FROM viewer_hourly WHERE hour_start < ?", (cutoff_hour,))
+            if cutoff > cutoff_hour:
+                # The hour the cutoff falls in lost some of its minutes: recount it from what is left.
+                connection.execute("DELETE FROM viewer_hourly WHERE hour_start = ?", (cutoff_hour,))
+                connection.execute(_REBUILD_ROLLUPS, {"start": cutoff_hour, "end": cutoff_hour + HOUR})
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    return purged
 
 
-def _range_parameters(query: AnalyticsRange) -> dict[str, int | str]:
-    return {
-        "auction": query.auction_id,
-        "start": _UNBOUNDED_START if query.start is None else query.start,
-        "end": _UNBOUNDED_END if query.end is None else query.end,
-    }
+def _hourly_rollup_rows(snapshots: Sequence[Snapshot]) -> list[tuple[object, ...]]:
+    """The snapshots pre-aggregated per auction and hour, as rows for ``_ADD_TO_ROLLUP``."""
+    by_hour: dict[tuple[str, int], PartialAggregate] = {}
+    for s in snapshots:
+        key = (s.auction_id, s.minute_start // HOUR * HOUR)
+        part = PartialAggregate(
+            bucket_start=key[1],
+            snapshot_count=1,
+            weighted_viewer_sum=s.avg_viewers * s.sample_count,
+            sample_total=s.sample_count,
+            peak_viewers=s.peak_viewers,
+            min_viewers=s.min_viewers,
+            first_minute=s.minute_start,
+            last_minute=s.minute_start,
+            last_viewer_count=s.viewer_count,
+        )
+        existing = by_hour.get(key)
+        by_hour[key] = part if existing is None else existing.merged(part)
+    return [
+        (
+            auction_id,
+            hour,
+            p.snapshot_count,
+            p.weighted_viewer_sum,
+            p.sample_total,
+            p.peak_viewers,
+            p.min_viewers,
+            p.first_minute,
+            p.last_minute,
+            p.last_viewer_count,
+        )
+        for (auction_id, hour), p in by_hour.items()
+    ]
+
+
+def _aggregates(
+    query: AnalyticsRange, bucket_seconds: int, connection: sqlite3.Connection
+) -> list[PartialAggregate]:
+    """The range's snapshots aggregated per epoch-aligned bucket (0: per snapshot), oldest first.
+
+    For buckets of whole hours, the whole hours inside the range come from the rollups and only
+    the partial hours at its two ends from the raw snapshots.
+    """
+    start = _UNBOUNDED_START if query.start is None else query.start
+    end = _UNBOUNDED_END if query.end is None else query.end
+
+    def buckets(sql: str, bucket_start: int, bucket_end: int) -> list[PartialAggregate]:
+        if bucket_start >= bucket_end:
+            return []
+        parameters = {"auction": query.auction_id, "start": bucket_start, "end": bucket_end}
+        parameters["bucket"] = bucket_seconds or 1
+        return [PartialAggregate(*row) for row in connection.execute(sql, parameters)]
+
+    if bucket_seconds and bucket_seconds % HOUR == 0:
+        whole_hours_start = -(-start // HOUR) * HOUR
+        whole_hours_end = end // HOUR * HOUR
+        if whole_hours_start < whole_hours_end:
+            return merge_by_bucket(
+                buckets(_RAW_BUCKETS, start, whole_hours_start)
+                + buckets(_ROLLUP_BUCKETS, whole_hours_start, whole_hours_end)
+                + buckets(_RAW_BUCKETS, whole_hours_end, end)
+            )
+    if not bucket_seconds:
+        return buckets(_RAW_ROWS, start, end)
+    return sorted(buckets(_RAW_BUCKETS, start, end), key=lambda part: part.bucket_start)

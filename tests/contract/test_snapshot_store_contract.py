@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_service.domain import AnalyticsPoint, AnalyticsRange, RangeTotals, SnapshotOutcome
+from ingest_service.domain import AnalyticsPoint, AnalyticsRange, RangeTotals, Snapshot, SnapshotOutcome
 from tests.contract.conftest import Backend
 from tests.support import make_snapshot
 
@@ -152,3 +152,95 @@ async def test_snapshots_older_than_retention_expire(backend: Backend) -> None:
 
 async def test_ping_answers(backend: Backend) -> None:
     await backend.store.ping()
+
+
+def expected_points(
+    snapshots: list[Snapshot], start: int | None, end: int | None, bucket: int
+) -> list[AnalyticsPoint]:
+    """The points computed the plain way, in Python, from the snapshots themselves."""
+    chosen = sorted(
+        (
+            s
+            for s in snapshots
+            if (start is None or s.minute_start >= start) and (end is None or s.minute_start < end)
+        ),
+        key=lambda s: s.minute_start,
+    )
+    groups: dict[int, list[Snapshot]] = {}
+    for s in chosen:
+        groups.setdefault(s.minute_start // bucket * bucket if bucket else s.minute_start, []).append(s)
+    return [
+        AnalyticsPoint(
+            bucket_start=key,
+            avg_viewers=pytest.approx(
+                sum(s.avg_viewers * s.sample_count for s in group) / sum(s.sample_count for s in group)
+            ),  # type: ignore[arg-type]
+            peak_viewers=max(s.peak_viewers for s in group),
+            min_viewers=min(s.min_viewers for s in group),
+            viewer_count=group[-1].viewer_count,
+            sample_count=sum(s.sample_count for s in group),
+        )
+        for key, group in groups.items()
+    ]
+
+
+async def test_points_and_totals_agree_with_a_plain_computation_for_any_range_and_bucket(
+    backend: Backend,
+) -> None:
+    # Three days with gaps, irregular values, out-of-order inserts in several batches.
+    day_start = int(backend.clock.now) // DAY * DAY - 3 * DAY
+    snapshots = [
+        make_snapshot(
+            "oracle",
+            day_start + 60 * m,
+            viewer_count=(m * 7) % 13 + 2,
+            avg_viewers=float((m * 7) % 13 + 2),
+            peak_viewers=(m * 7) % 13 + 2 + m % 5,
+            min_viewers=(m * 7) % 13 // 2,
+            sample_count=1 + m % 12,
+            unique_viewers=1,
+        )
+        for m in range(0, 3 * 1440, 7)
+        if not 1500 <= m < 1700
+    ]
+    for i in range(0, len(snapshots), 100):
+        await backend.store.insert_snapshots(snapshots[i : i + 100][::-1])
+
+    ranges = [
+        (None, None),
+        (day_start, day_start + DAY),  # aligned
+        (day_start + 1234 * 60, day_start + 2345 * 60),  # unaligned at both ends
+        (day_start + 125 * 60, day_start + 170 * 60),  # inside one hour... and across none
+        (day_start + 50 * 60, day_start + 70 * 60),  # crosses one hour boundary, no whole hour
+        (day_start + 3000 * 60, None),
+        (None, day_start + 100 * 60),
+    ]
+    for start, end in ranges:
+        query = AnalyticsRange("oracle", start, end)
+        for bucket in (0, 300, 3600, 6 * 3600, DAY):
+            assert await backend.store.query_points(query, bucket) == expected_points(
+                snapshots, start, end, bucket
+            ), (
+                start,
+                end,
+                bucket,
+            )
+        raw = expected_points(snapshots, start, end, 0)
+        totals = await backend.store.query_totals(query)
+        assert totals.snapshot_count == len(raw)
+        if raw:
+            assert totals.peak_viewers == max(p.peak_viewers for p in raw)
+            assert totals.sample_total == sum(p.sample_count for p in raw)
+            assert (totals.first_minute, totals.last_minute) == (raw[0].bucket_start, raw[-1].bucket_start)
+        else:
+            assert totals == RangeTotals.empty()
+
+
+async def test_duplicates_do_not_count_twice_in_any_aggregate(backend: Backend) -> None:
+    hour = int(backend.clock.now) // 3600 * 3600 - 7200
+    batch = [make_snapshot("twice", hour + 60 * m) for m in range(60)]
+    await backend.store.insert_snapshots(batch)
+    await backend.store.insert_snapshots(batch[::2])
+    [point] = await backend.store.query_points(AnalyticsRange("twice", None, None), 3600)
+    assert point.sample_count == 60 * 12
+    assert (await backend.store.query_totals(AnalyticsRange("twice", None, None))).snapshot_count == 60

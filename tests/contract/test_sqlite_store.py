@@ -92,3 +92,38 @@ async def test_an_unopenable_path_is_reported_unavailable(tmp_path: Path) -> Non
     directory_in_the_way.mkdir()
     with pytest.raises(StorageUnavailable):
         await SqliteSnapshotStore.open(str(directory_in_the_way), retention_days=90)
+
+
+async def test_a_purge_inside_an_hour_recounts_that_hour(tmp_path: Path) -> None:
+    clock = FakeClock(1_800_000_000)  # any whole minute; this store's purge follows this clock only
+    store = await SqliteSnapshotStore.open(str(tmp_path / "a.sqlite3"), retention_days=1, clock=clock)
+    try:
+        hour = int(clock.now) // 3600 * 3600 - DAY - 3600
+        await store.insert_snapshots(
+            [make_snapshot("a", hour + 60 * m, peak_viewers=100 if m < 30 else 9) for m in range(120)]
+        )
+        clock.now = hour + DAY + 30 * 60  # the cutoff falls at minute 30 of the first hour
+        assert await store.purge_expired() == 30
+        first, second = await store.query_points(AnalyticsRange("a", None, None), 3600)
+        assert (first.bucket_start, first.sample_count, first.peak_viewers) == (hour, 30 * 12, 9)
+        assert second.sample_count == 60 * 12
+        assert (await store.query_totals(AnalyticsRange("a", None, None))).snapshot_count == 90
+    finally:
+        await store.close()
+
+
+async def test_rollups_are_built_for_a_database_written_before_them(tmp_path: Path, clock: FakeClock) -> None:
+    path = str(tmp_path / "a.sqlite3")
+    store = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock)
+    hour = int(clock.now) // 3600 * 3600 - 7200
+    await store.insert_snapshots([make_snapshot("a", hour + 60 * m) for m in range(90)])
+    await store.close()
+    with sqlite3.connect(path) as older_version:
+        older_version.execute("DROP TABLE viewer_hourly")
+
+    reopened = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock)
+    try:
+        points = await reopened.query_points(AnalyticsRange("a", None, None), 3600)
+        assert [p.sample_count for p in points] == [60 * 12, 30 * 12]
+    finally:
+        await reopened.close()
