@@ -69,8 +69,7 @@ class IngestClient:
 
     def __init__(
         self, channel: grpc.aio.Channel, internal_key: str, timeout_seconds: float, metrics: Metrics
-    ):
-        self._channel = channel
+    ) -> None:
         self._metadata = internal_key_metadata(internal_key)
         self._timeout = timeout_seconds
         self._metrics = metrics
