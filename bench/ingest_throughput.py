@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,6 +73,10 @@ class Measurement:
 
     ``server_cpu_seconds`` and ``client_cpu_seconds`` cover the same span; a server well below one
     CPU-second per second is waiting (on the disk, or on the client), not computing.
+    ``other_cpu_seconds`` is what the rest of the machine used meanwhile: the kernel's share of the
+    run's own network and disk work (softirq, journal threads), and any other process. Well above
+    what a quiet machine shows, other work shared the two CPUs and the run's figures are disturbed.
+    ``started_quiet`` says whether the machine was quiet just before the run (None: not checked).
     """
 
     backend: str
@@ -83,6 +87,8 @@ class Measurement:
     seconds: float
     server_cpu_seconds: float
     client_cpu_seconds: float
+    other_cpu_seconds: float
+    started_quiet: bool | None = None
 
     @property
     def per_second(self) -> float:
@@ -102,6 +108,8 @@ class BenchOptions:
     server_cpu: int | None = 0
     client_cpu: int | None = 1
     server_log_level: str = "warning"
+    # The machine may be shared: before each run, wait up to this long for the other work to pause.
+    quiet_wait_seconds: float = 120.0
 
     def workloads(self) -> list[Workload]:
         return [
@@ -157,21 +165,46 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_seconds() -> float:
+    """CPU time all CPUs have spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_for_quiet_machine(timeout_seconds: float, busy_below: float = 0.1) -> bool:
+    """Waits until the CPUs together were busy less than ``busy_below`` of one CPU for one second.
+
+    Called between runs, when neither the service nor this client works, so what is busy is
+    someone else. Returns False if that did not happen within ``timeout_seconds``.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        before = _machine_busy_seconds()
+        await asyncio.sleep(1.0)
+        if _machine_busy_seconds() - before < busy_below:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
 async def _stream_timed(
     channel: grpc.aio.Channel,
     metadata: Sequence[tuple[str, str]],
     warm_up: ingest_pb2.StreamSnapshotsRequest,
     requests: Sequence[ingest_pb2.StreamSnapshotsRequest],
     server_pid: int,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """Sends ``warm_up`` then, timed, each of ``requests`` on one stream, each after the previous ack.
 
     Returns:
-        Wall seconds, server CPU seconds and client CPU seconds of the timed part.
+        Wall seconds, and the CPU seconds of the server, this client and the rest of the machine
+        during the timed part.
     """
     call = ingest_grpc.SnapshotIngestServiceStub(channel).StreamSnapshots(metadata=metadata)
     await call.write(warm_up)
     responses = [await call.read()]
+    machine_busy_before = _machine_busy_seconds()
     server_cpu_before = _process_cpu_seconds(server_pid)
     client_cpu_before = time.process_time()
     started = time.perf_counter()
@@ -181,11 +214,12 @@ async def _stream_timed(
     seconds = time.perf_counter() - started
     server_cpu = _process_cpu_seconds(server_pid) - server_cpu_before
     client_cpu = time.process_time() - client_cpu_before
+    other_cpu = _machine_busy_seconds() - machine_busy_before - server_cpu - client_cpu
     await call.done_writing()
     if await call.read() is not grpc.aio.EOF:
         raise RuntimeError("the stream went on after the last acknowledgement")
     _check_all_stored([warm_up, *requests], responses)
-    return seconds, server_cpu, client_cpu
+    return seconds, server_cpu, client_cpu, other_cpu
 
 
 def _check_all_stored(
@@ -252,7 +286,7 @@ async def run_once(
                 settings_pb2.SetViewerAnalyticsRequest(auction_id=auction_id, enabled=True),
                 metadata=metadata,
             )
-            seconds, server_cpu, client_cpu = await _stream_timed(
+            seconds, server_cpu, client_cpu, other_cpu = await _stream_timed(
                 channel, metadata, warm_up, requests, service.pid
             )
     finally:
@@ -268,6 +302,7 @@ async def run_once(
         seconds=seconds,
         server_cpu_seconds=server_cpu,
         client_cpu_seconds=client_cpu,
+        other_cpu_seconds=other_cpu,
     )
 
 
@@ -313,30 +348,46 @@ async def run_benchmark(options: BenchOptions, progress: bool = False) -> list[M
         for repetition in range(1, options.repetitions + 1):
             for backend in options.backends():
                 for workload in options.workloads():
+                    quiet = None
+                    if options.quiet_wait_seconds > 0:
+                        quiet = await wait_for_quiet_machine(options.quiet_wait_seconds)
                     measurement = await run_once(options, backend, workload, repetition, Path(workdir))
+                    measurement = replace(measurement, started_quiet=quiet)
                     measurements.append(measurement)
                     if progress:
-                        print(
-                            f"  rep {repetition} {backend:7} {workload.name:26} "
-                            f"{measurement.snapshots:>7} in {measurement.seconds:7.3f} s = "
-                            f"{measurement.per_second:>9,.0f}/s  (server CPU "
-                            f"{measurement.server_cpu_seconds / measurement.seconds:.0%}, client CPU "
-                            f"{measurement.client_cpu_seconds / measurement.seconds:.0%})",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        print(_progress_line(measurement), file=sys.stderr, flush=True)
     return measurements
+
+
+def _cpu_shares(run: Measurement) -> tuple[float, float, float]:
+    """CPU-seconds per second of the server, the client and the rest of the machine."""
+    return (
+        run.server_cpu_seconds / run.seconds,
+        run.client_cpu_seconds / run.seconds,
+        run.other_cpu_seconds / run.seconds,
+    )
+
+
+def _progress_line(run: Measurement) -> str:
+    server, client, other = _cpu_shares(run)
+    return (
+        f"  rep {run.repetition} {run.backend:7} {run.workload:42} {run.snapshots:>7} "
+        f"in {run.seconds:6.3f} s = {run.per_second:>7,.0f}/s  "
+        f"CPU: server {server:.0%}, client {client:.0%}, other {other:.0%}"
+        + ("  (the machine was busy when it started)" if run.started_quiet is False else "")
+    )
 
 
 def _median_row(runs: Sequence[Measurement]) -> str:
     rates = [run.per_second for run in runs]
     seconds = [run.seconds for run in runs]
-    server_load = statistics.median(run.server_cpu_seconds / run.seconds for run in runs)
-    client_load = statistics.median(run.client_cpu_seconds / run.seconds for run in runs)
+    shares = [_cpu_shares(run) for run in runs]
+    loads = [statistics.median(share[index] for share in shares) for index in range(3)]
     return (
         f"| {runs[0].workload} | {runs[0].snapshots:,} | {statistics.median(seconds):.3f} s "
-        f"| **{statistics.median(rates):,.0f}** | {min(rates):,.0f} to {max(rates):,.0f} "
-        f"| {server_load:.0%} | {client_load:.0%} |"
+        f"| **{statistics.median(rates):,.0f}** | {min(rates):,.0f} to {max(rates):,.0f} | "
+        + " | ".join(f"{load:.0%}" for load in loads)
+        + " |"
     )
 
 
@@ -354,11 +405,16 @@ def summarize(options: BenchOptions, measurements: Sequence[Measurement]) -> str
         lines += [
             f"**{backend}** — median of {repetitions} repetitions (each run: a fresh service and store)",
             "",
-            "| workload | snapshots | time | snapshots/s | range (snapshots/s) | server CPU | client CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| workload | snapshots | time | snapshots/s | range (snapshots/s) "
+            "| CPU: server | client | other |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
             *(_median_row(by_workload[workload.name]) for workload in (single, batched, load)),
             "",
         ]
+        checked = [run for run in runs if run.started_quiet is not None]
+        if checked:
+            quiet = sum(1 for run in checked if run.started_quiet)
+            lines += [f"- runs that started on a quiet machine: {quiet} of {len(checked)}"]
         ratios = [
             b.per_second / s.per_second
             for s, b in zip(by_workload[single.name], by_workload[batched.name], strict=True)
@@ -451,6 +507,12 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[BenchOptions, Path | None]:
     parser.add_argument(
         "--server-log-level", default=defaults.server_log_level, choices=("debug", "info", "warning", "error")
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=defaults.quiet_wait_seconds,
+        help="before each run, wait up to this long (seconds) for other work on the machine to pause (0: no)",
+    )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     args = parser.parse_args(argv)
     pinned = not args.no_pin
@@ -464,6 +526,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[BenchOptions, Path | None]:
         server_cpu=defaults.server_cpu if pinned else None,
         client_cpu=defaults.client_cpu if pinned else None,
         server_log_level=args.server_log_level,
+        quiet_wait_seconds=args.quiet_wait,
     )
     return options, args.json
 

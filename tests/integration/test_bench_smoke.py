@@ -19,6 +19,7 @@ async def test_every_workload_runs_and_is_reported() -> None:
         mongodb_uri=None,
         server_cpu=None,
         client_cpu=None,
+        quiet_wait_seconds=0,
     )
 
     # run_benchmark itself fails unless every snapshot is acknowledged STORED.
