@@ -77,7 +77,7 @@ async def analytics(request: web.Request) -> web.Response:
     summary = response.summary
     points = [
         AnalyticsPoint(
-            at=datetime.fromtimestamp(point.bucket_start.seconds, UTC),
+            start=point.bucket_start.seconds,
             avg_viewers=point.avg_viewers,
             peak_viewers=point.peak_viewers,
             min_viewers=point.min_viewers,

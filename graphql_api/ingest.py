@@ -202,7 +202,7 @@ def _settings_from_wire(message: settings_pb2.AuctionSettings) -> AuctionSetting
 
 def _point_from_wire(message: analytics_pb2.ViewerAnalyticsPoint) -> AnalyticsPoint:
     return AnalyticsPoint(
-        at=utc(message.bucket_start.seconds),
+        start=message.bucket_start.seconds,
         avg_viewers=message.avg_viewers,
         peak_viewers=message.peak_viewers,
         min_viewers=message.min_viewers,

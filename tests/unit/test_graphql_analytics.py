@@ -18,7 +18,6 @@ from graphql_api.analytics import (
     explicit_bucket_seconds,
     merge_points,
     resolve_window,
-    utc,
 )
 
 NOW = 1_800_000_000.0  # a whole minute (and hour): 2027-01-15T08:00:00Z
@@ -119,7 +118,7 @@ def test_explicit_bucket_refuses_more_points_than_the_ingest_service_returns() -
 
 
 def point(at: int, avg: float, peak: int, low: int, count: int, samples: int) -> AnalyticsPoint:
-    return AnalyticsPoint(utc(at), avg, peak, low, count, samples)
+    return AnalyticsPoint(at, avg, peak, low, count, samples)
 
 
 def test_merge_points_weights_by_samples_and_keeps_the_last_count() -> None:
