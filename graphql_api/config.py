@@ -10,6 +10,7 @@ from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
 
 JWT_SECRET_VARIABLE = "GRAPHQL_JWT_SECRET"
+ANY_ORIGIN = "*"
 # RFC 7518 (3.2): an HS256 key must be at least as long as the hash output, 256 bits.
 MIN_JWT_SECRET_LENGTH = 32
 
@@ -32,9 +33,11 @@ def _read_origins(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = env.get("ALLOWED_ORIGIN", "")
     origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
     for origin in origins:
-        if origin == "*":
-            # A wildcard would let any site read analytics with a token it got hold of.
-            raise ConfigError("ALLOWED_ORIGIN", "'*' is not accepted; name the frontend's origin")
+        # "*" (any origin, for demos) means the same here as for the socket gateway, which reads the
+        # same variable. Tokens travel in a header a page of another origin cannot read, so "*"
+        # exposes no data by itself; naming the frontend's origin is still the production setting.
+        if origin == ANY_ORIGIN:
+            continue
         if not origin.startswith(("http://", "https://")):
             raise ConfigError(
                 "ALLOWED_ORIGIN", f"expected an origin such as https://example.com, got {origin!r}"

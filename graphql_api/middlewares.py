@@ -8,6 +8,7 @@ from collections.abc import Collection
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from graphql_api.config import ANY_ORIGIN
 from graphql_api.metrics import Metrics
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
@@ -17,17 +18,18 @@ PREFLIGHT_MAX_AGE = "600"
 
 
 def cors_middleware(allowed_origins: Collection[str]) -> Middleware:
-    """Answers preflights and marks responses readable by ``allowed_origins`` only.
+    """Answers preflights and marks responses readable by ``allowed_origins`` only ("*": any origin).
 
     Credentials travel in the Authorization header, never in cookies, so no
     ``Access-Control-Allow-Credentials`` is sent.
     """
     allowed = frozenset(allowed_origins)
+    any_origin = ANY_ORIGIN in allowed
 
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        origin_allowed = origin is not None and origin in allowed
+        origin_allowed = origin is not None and (any_origin or origin in allowed)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             if not origin_allowed:
                 return web.Response(status=403, headers={"Vary": "Origin"})

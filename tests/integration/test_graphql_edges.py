@@ -281,6 +281,15 @@ async def test_cors_allows_the_frontend_origin_only(api: RunningGraphQL) -> None
         assert "Access-Control-Allow-Origin" not in other.headers
 
 
+async def test_any_origin_when_allowed_origin_is_a_star(ingest: RunningIngest) -> None:
+    async with running_graphql(graphql_config(ingest.target, allowed_origins=("*",)), ingest.clock) as api:
+        headers = {"Origin": "https://demo.example", "Access-Control-Request-Method": "POST"}
+        async with api.session.options(f"{api.base_url}/graphql", headers=headers) as preflight:
+            assert preflight.status == 204
+            # The origin is echoed rather than "*", so the answer stays right when cached per Origin.
+            assert preflight.headers["Access-Control-Allow-Origin"] == "https://demo.example"
+
+
 async def test_metrics_count_requests_and_ingest_calls(api: RunningGraphQL) -> None:
     for _ in range(3):
         await api.execute(SETTINGS_QUERY, {"id": "auction-1"}, token=admin_token())
