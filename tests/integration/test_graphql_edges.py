@@ -404,3 +404,15 @@ async def test_all_with_auto_over_more_than_20000_hours(
     assert 119 <= len(result["points"]) <= 121
     assert sum(point["samples"] for point in result["points"]) == 12 * 20_001
     assert result["summary"]["snapshotCount"] == 20_001
+
+
+async def test_wrong_internal_key_is_unavailable_for_callers_and_an_error_for_operators(
+    ingest: RunningIngest, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = graphql_config(ingest.target, internal_api_key="not-the-ingest-key-0123456789")
+    async with running_graphql(config, ingest.clock) as api:
+        response = await api.execute(SETTINGS_QUERY, {"id": "auction-1"}, token=admin_token())
+    assert response.errors[0]["message"] == ANALYTICS_UNAVAILABLE_MESSAGE
+    assert "key" not in str(response.body)
+    refusals = [record for record in caplog.records if "INTERNAL_API_KEY" in record.getMessage()]
+    assert [record.levelname for record in refusals] == ["ERROR"]
