@@ -6,8 +6,7 @@ GraphQL response's data:
 
 - ``GET /settings/{auction_id}``: one ``GetAuctionSettings`` call;
 - ``GET /analytics/{auction_id}?bucket_seconds=N``: one ``QueryViewerAnalytics`` over all data;
-- ``GET /analytics/{auction_id}?auto=1``: what the API does for ``ALL`` with ``AUTO`` over a long span
-  (hourly points, merged to the chosen width).
+- ``GET /analytics/{auction_id}?auto=1``: the two calls the API makes for ``ALL`` with ``AUTO``.
 
 No auth, no validation, no schema: what remains of the API's latency above this is the framework's.
 """
@@ -26,12 +25,14 @@ from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_gr
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_grpc
 
-from graphql_api.analytics import AnalyticsPoint, auto_bucket_seconds, merge_points
+from graphql_api.analytics import auto_bucket_seconds
 from service_common.internal_auth import internal_key_metadata
 from service_common.shutdown import wait_for_stop_signal
 
 CHANNEL = web.AppKey("channel", grpc.aio.Channel)
 TIMEOUT_SECONDS = 10.0
+# As graphql_api.ingest: one bucket of whole hours holding everything.
+ONE_BUCKET_SECONDS = (2**32 - 1) // 3600 * 3600
 
 
 def _iso(seconds: int) -> str:
@@ -72,24 +73,15 @@ async def _query(channel: grpc.aio.Channel, auction_id: str, bucket_seconds: int
 async def analytics(request: web.Request) -> web.Response:
     auction_id = request.match_info["auction_id"]
     channel = request.app[CHANNEL]
-    bucket_seconds = 3600 if request.query.get("auto") else int(request.query["bucket_seconds"])
+    if request.query.get("auto"):
+        # What the API does for ALL + AUTO: one bucket for the span, then the series.
+        overview = await _query(channel, auction_id, ONE_BUCKET_SECONDS)
+        first, last = overview.summary.first_at.seconds, overview.summary.last_at.seconds
+        bucket_seconds = auto_bucket_seconds(first, last + 1)
+    else:
+        bucket_seconds = int(request.query["bucket_seconds"])
     response = await _query(channel, auction_id, bucket_seconds)
     summary = response.summary
-    points = [
-        AnalyticsPoint(
-            start=point.bucket_start.seconds,
-            avg_viewers=point.avg_viewers,
-            peak_viewers=point.peak_viewers,
-            min_viewers=point.min_viewers,
-            viewer_count=point.viewer_count,
-            samples=point.sample_count,
-        )
-        for point in response.points
-    ]
-    if request.query.get("auto"):
-        # What the API does for ALL + AUTO over a long span: hourly points, merged to the chosen width.
-        bucket_seconds = auto_bucket_seconds(summary.first_at.seconds, summary.last_at.seconds + 1)
-        points = list(merge_points(points, bucket_seconds))
     return web.json_response(
         {
             "auction": {
@@ -97,14 +89,14 @@ async def analytics(request: web.Request) -> web.Response:
                     "bucketSeconds": bucket_seconds,
                     "points": [
                         {
-                            "at": point.at.isoformat(),
+                            "at": _iso(point.bucket_start.seconds),
                             "avgViewers": point.avg_viewers,
                             "peakViewers": point.peak_viewers,
                             "minViewers": point.min_viewers,
                             "viewerCount": point.viewer_count,
-                            "samples": point.samples,
+                            "samples": point.sample_count,
                         }
-                        for point in points
+                        for point in response.points
                     ],
                     "summary": {
                         "overallPeak": summary.overall_peak,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import enum
-import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -151,8 +149,8 @@ class AuctionSettings:
 class AnalyticsPoint:
     """One bucket: sample-weighted mean, peak, minimum, the last minute's count, and samples behind it.
 
-    The start is kept in epoch seconds: thousands of hourly points are merged per query, and only
-    the few hundred that reach a response need a datetime.
+    The start is kept in epoch seconds, as it comes off the wire; ``at`` makes the datetime that a
+    response shows.
     """
 
     start: int
@@ -187,34 +185,6 @@ class ViewerAnalytics:
     points: tuple[AnalyticsPoint, ...]
     summary: AnalyticsSummary
     bucket_seconds: int
-
-
-def merge_points(points: Sequence[AnalyticsPoint], bucket_seconds: int) -> tuple[AnalyticsPoint, ...]:
-    """Combines epoch-aligned points into buckets of ``bucket_seconds``, a multiple of their width.
-
-    The same arithmetic as the ingest service applies to minutes: the sample-weighted mean, the
-    extremes, the last point's count and the summed samples; so merging hourly points into 6-hour
-    buckets gives what asking for 6-hour buckets would.
-    """
-
-    def bucket_of(point: AnalyticsPoint) -> int:
-        return point.start // bucket_seconds * bucket_seconds
-
-    merged: list[AnalyticsPoint] = []
-    for bucket_start, members in itertools.groupby(points, key=bucket_of):
-        group = list(members)
-        samples = sum(member.samples for member in group)
-        merged.append(
-            AnalyticsPoint(
-                start=bucket_start,
-                avg_viewers=sum(member.avg_viewers * member.samples for member in group) / samples,
-                peak_viewers=max(member.peak_viewers for member in group),
-                min_viewers=min(member.min_viewers for member in group),
-                viewer_count=group[-1].viewer_count,
-                samples=samples,
-            )
-        )
-    return tuple(merged)
 
 
 def utc(epoch_seconds: float) -> datetime:

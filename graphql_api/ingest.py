@@ -28,7 +28,6 @@ from graphql_api.analytics import (
     ViewerAnalytics,
     auto_bucket_seconds,
     explicit_bucket_seconds,
-    merge_points,
     utc,
 )
 from graphql_api.metrics import Metrics
@@ -36,9 +35,10 @@ from service_common.internal_auth import internal_key_metadata
 
 logger = logging.getLogger(__name__)
 
-# The largest bucket_seconds the contract carries (uint32): one bucket holds every snapshot
-# before 2106, so a query at this width costs one point and brings the summary of all data.
-_ONE_BUCKET_SECONDS = 2**32 - 1
+# One bucket holding every snapshot before 2106: the largest whole number of hours that
+# bucket_seconds (uint32) carries. Whole hours, because a store with hourly rollups answers such
+# buckets from them (7 ms for 90 days on SQLite, against 150 ms for 2**32 - 1 from the raw minutes).
+_ONE_BUCKET_SECONDS = (2**32 - 1) // HOUR_SECONDS * HOUR_SECONDS
 # Readiness must answer quickly even when the ingest service hangs.
 _HEALTH_TIMEOUT_SECONDS = 1.0
 
@@ -131,25 +131,15 @@ class IngestClient:
         return await self._auto_over_all_data(auction_id, window)
 
     async def _auto_over_all_data(self, auction_id: str, window: TimeWindow) -> ViewerAnalytics:
-        """AUTO over all stored data, whose span is known only once asked for.
+        """AUTO over all stored data, whose span is known only once asked for: two calls.
 
-        Hourly points bring the span (in their summary) and, when the span is long enough for AUTO
-        to choose hours or more (over about ten days: 90 days get 6 hours), everything the chosen
-        width needs: they are merged here rather than asked for again, so the common case costs
-        one call. Shorter spans are asked for again at their finer width; they are small.
+        The first asks for one bucket holding everything, which costs one point and brings the
+        summary, hence the span; the second asks for the series at the width AUTO picks for it.
+        Measured on the SQLite store with its hourly rollups (90 days): 7 ms + 15 ms, where asking
+        for hourly points and merging them here took 54 ms, mostly encoding and decoding 2,160 points.
         """
-        try:
-            hourly = await self._query(auction_id, window, HOUR_SECONDS)
-        except InvalidQuery:
-            # More than 20,000 hours stored (a retention above two years): one bucket first, for the span.
-            overview = await self._query(auction_id, window, _ONE_BUCKET_SECONDS)
-            return await self._query(auction_id, window, _auto_width(overview.summary))
-        width = _auto_width(hourly.summary)
-        if width < HOUR_SECONDS:
-            return await self._query(auction_id, window, width)
-        if width == HOUR_SECONDS:
-            return hourly
-        return ViewerAnalytics(merge_points(hourly.points, width), hourly.summary, width)
+        overview = await self._query(auction_id, window, _ONE_BUCKET_SECONDS)
+        return await self._query(auction_id, window, _auto_width(overview.summary))
 
     async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(

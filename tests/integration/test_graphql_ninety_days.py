@@ -149,7 +149,7 @@ async def test_all_with_auto_bucket(ninety_days: NinetyDays) -> None:
         "snapshotCount": 129_600,
     }
     assert await analytics(ninety_days, range="ALL") == result
-    # The API merges hourly points into the 6-hour ones (one call): the same as the ingest's own 6 hours.
+    # The same as the ingest service's own 6-hour buckets.
     client = ninety_days.ingest
     direct = await client.analytics.QueryViewerAnalytics(
         analytics_pb2.QueryViewerAnalyticsRequest(auction_id=AUCTION, bucket_seconds=21_600),

@@ -8,7 +8,6 @@ import pytest
 
 from graphql_api.analytics import (
     AUTO_TARGET_POINTS,
-    AnalyticsPoint,
     Bucket,
     InvalidQuery,
     RangePreset,
@@ -16,7 +15,6 @@ from graphql_api.analytics import (
     auto_bucket_seconds,
     buckets_spanned,
     explicit_bucket_seconds,
-    merge_points,
     resolve_window,
 )
 
@@ -115,23 +113,3 @@ def test_explicit_bucket_refuses_more_points_than_the_ingest_service_returns() -
         explicit_bucket_seconds(Bucket.MINUTE, TimeWindow(0, 20_001 * 60))
     # Over all data the span is unknown here; the ingest service has the last word.
     assert explicit_bucket_seconds(Bucket.MINUTE, TimeWindow(None, None)) == 60
-
-
-def point(at: int, avg: float, peak: int, low: int, count: int, samples: int) -> AnalyticsPoint:
-    return AnalyticsPoint(at, avg, peak, low, count, samples)
-
-
-def test_merge_points_weights_by_samples_and_keeps_the_last_count() -> None:
-    hours = [
-        point(0, 10.0, 20, 5, 12, 720),
-        point(3600, 4.0, 9, 1, 3, 360),
-        point(7 * 3600, 8.0, 11, 6, 7, 720),  # a gap: hours 2..6 hold no data
-    ]
-    merged = merge_points(hours, 6 * 3600)
-    assert merged == (
-        # (10*720 + 4*360) / 1080 = 8640 / 1080 = 8.0
-        point(0, 8.0, 20, 1, 3, 1080),
-        point(6 * 3600, 8.0, 11, 6, 7, 720),
-    )
-    assert merge_points(hours, 3600) == tuple(hours)
-    assert merge_points([], DAY) == ()
