@@ -96,14 +96,19 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gateway_server(count_update_interval_ms: int, workdir: Path) -> AsyncIterator[ServerProcess]:
+async def gateway_server(
+    count_update_interval_ms: int, workdir: Path, python: str = sys.executable
+) -> AsyncIterator[ServerProcess]:
     env = {
         **os.environ,
+        # Another interpreter (--gateway-python) finds the project's packages from the work tree.
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "generated")]),
         "INTERNAL_API_KEY": secrets.token_urlsafe(24),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
         # No ingest service: the sender's retries (backoff up to 30 s) cost nothing measurable.
         "INGEST_TARGET": "127.0.0.1:1",
+        "GATEWAY_SHUTDOWN_FLUSH_SECONDS": "0",
         "OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
         "ALLOWED_ORIGIN": "*",
         "COUNT_UPDATE_INTERVAL_MS": str(count_update_interval_ms),
@@ -114,7 +119,7 @@ async def gateway_server(count_update_interval_ms: int, workdir: Path) -> AsyncI
         "LOG_LEVEL": "info",
     }
     process = await asyncio.create_subprocess_exec(
-        "taskset", "-c", SERVER_CPU, sys.executable, "-m", "socket_gateway",
+        "taskset", "-c", SERVER_CPU, python, "-m", "socket_gateway",
         cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -138,6 +143,7 @@ async def gateway_server(count_update_interval_ms: int, workdir: Path) -> AsyncI
 async def node_server() -> AsyncIterator[ServerProcess]:
     process = await asyncio.create_subprocess_exec(
         "taskset", "-c", SERVER_CPU, "node", str(NODE_SERVER),
+        env={**os.environ, "SILENT_CONNECT_JOINS": "1"},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
@@ -292,16 +298,16 @@ async def measure_fanout(server: ServerProcess, sockets: int, rounds: int) -> di
     }
 
 
-async def fanout(repetitions: int) -> None:
+async def fanout(repetitions: int, python: str) -> None:
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
-    plan = [(1_000, 200), (5_000, 60)]
+    plan = [(1_000, 100), (5_000, 30)]
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
         for repetition in range(repetitions):
             for sockets, rounds in plan:
                 # Interleaved, so drift on the machine touches both servers alike.
                 for kind in ("gateway", "node"):
                     server_context = (
-                        gateway_server(10, Path(workdir) / f"{repetition}-{sockets}")
+                        gateway_server(10, Path(workdir) / f"{repetition}-{sockets}", python)
                         if kind == "gateway"
                         else node_server()
                     )
@@ -424,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     fan = commands.add_parser("fanout")
     fan.add_argument("--repetitions", type=int, default=3)
+    fan.add_argument("--gateway-python", default=sys.executable, help="interpreter that runs the gateway")
     jam = commands.add_parser("storm")
     jam.add_argument("--sockets", type=int, default=5_000)
     jam.add_argument("--seconds", type=float, default=10.0)
@@ -442,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command != "hold":
         os.sched_setaffinity(0, {CLIENT_CPU})
     if args.command == "fanout":
-        asyncio.run(fanout(args.repetitions))
+        asyncio.run(fanout(args.repetitions, args.gateway_python))
     elif args.command == "storm":
         asyncio.run(storm(args.sockets, args.seconds))
     elif args.command == "capacity":

@@ -30,17 +30,21 @@ function leave(socket) {
   return room;
 }
 
-function join(socket, room) {
+function join(socket, room, announce = true) {
   if (socket.data.room === room) return;
   leave(socket);
   socket.join(room);
   socket.data.room = room;
-  broadcast(room);
+  if (announce) broadcast(room);
 }
+
+// The fan-out benchmark fills the room before measuring; announcing each of those joins to the
+// whole room (the seed's design) would flood the load client with N^2/2 messages first.
+const announceConnectJoins = process.env.SILENT_CONNECT_JOINS !== "1";
 
 io.on("connection", (socket) => {
   const auth = socket.handshake.auth || {};
-  if (typeof auth.auctionId === "string") join(socket, auth.auctionId);
+  if (typeof auth.auctionId === "string") join(socket, auth.auctionId, announceConnectJoins);
   socket.on("joinAuction", (payload, ack) => {
     join(socket, payload.auctionId);
     if (typeof ack === "function") ack({ ok: true });
