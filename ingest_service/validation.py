@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from ingest_service.domain import Snapshot
+from service_common.auction_ids import auction_id_problem
 
 # Far above any real auction room, low enough that a corrupted counter cannot poison a chart's scale.
 MAX_VIEWER_COUNT = 10_000_000
-MAX_AUCTION_ID_LENGTH = 128
 MAX_GATEWAY_ID_LENGTH = 128
-# Mongo ObjectIds, UUIDs and slugs all fit; anything else (spaces, quotes, operators) is refused.
-_AUCTION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
-
-
-def auction_id_problem(auction_id: str) -> str | None:
-    """Why ``auction_id`` is not acceptable, or None if it is."""
-    if not auction_id:
-        return "auction_id is empty"
-    if len(auction_id) > MAX_AUCTION_ID_LENGTH:
-        return f"auction_id is longer than {MAX_AUCTION_ID_LENGTH} characters"
-    if not _AUCTION_ID_PATTERN.fullmatch(auction_id):
-        return "auction_id may hold only letters, digits and . _ : - (starting with a letter or digit)"
-    return None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ _AUCTION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 def auction_id_problem(auction_id: str) -> str | None:
     """Why ``auction_id`` is not acceptable, or None if it is.
 
-    The same rule as the ingest service's (``ingest_service.validation``), so that the GraphQL API
-    refuses a malformed id itself, as a typed result, instead of relaying a gRPC error.
+    One rule for every service: the ingest service rejects such a snapshot or call, and the GraphQL
+    API refuses the id itself, as a typed result, instead of relaying a gRPC error.
     """
     if not auction_id:
         return "auction id is empty"

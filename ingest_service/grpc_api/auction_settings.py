@@ -13,7 +13,7 @@ from ingest_service.domain import AuctionSettings, StorageUnavailable
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import settings_to_wire
 from ingest_service.storage.port import SnapshotStore
-from ingest_service.validation import auction_id_problem
+from service_common.auction_ids import auction_id_problem
 
 logger = logging.getLogger(__name__)
 

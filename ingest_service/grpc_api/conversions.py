@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
@@ -20,8 +22,11 @@ OUTCOME_TO_WIRE = {
 
 
 def timestamp_of(epoch_seconds: float) -> Timestamp:
-    whole = int(epoch_seconds // 1)
-    return Timestamp(seconds=whole, nanos=round((epoch_seconds - whole) * 1e9) % 1_000_000_000)
+    """The timestamp nearest ``epoch_seconds``, to the nanosecond."""
+    whole = math.floor(epoch_seconds)
+    # The fraction is exact in floating point; scaling the whole value to nanoseconds would not be.
+    carry, nanos = divmod(round((epoch_seconds - whole) * 1e9), 1_000_000_000)
+    return Timestamp(seconds=whole + carry, nanos=nanos)
 
 
 def snapshot_from_wire(message: snapshot_pb2.ViewerSnapshot) -> Snapshot | Rejection:

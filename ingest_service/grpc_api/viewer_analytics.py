@@ -9,7 +9,7 @@ from ingest_service.domain import AnalyticsRange, AnalyticsSummary, RangeTotals,
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
 from ingest_service.storage.port import SnapshotStore
-from ingest_service.validation import auction_id_problem
+from service_common.auction_ids import auction_id_problem
 
 # Seven days of minutes (10,080) fit; a response stays far below gRPC's default 4 MiB message limit.
 MAX_POINTS = 20_000

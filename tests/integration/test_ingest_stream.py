@@ -50,7 +50,7 @@ async def test_each_batch_is_logged_with_counts_per_outcome(
     fields = {k: getattr(line, k) for k in ("received", "stored", "duplicate", "skipped_analytics_disabled")}
     assert fields == {"received": 3, "stored": 0, "duplicate": 1, "skipped_analytics_disabled": 1}
     assert line.rejected == 1  # type: ignore[attr-defined]
-    assert line.first_rejection == "auction_id is empty"  # type: ignore[attr-defined]
+    assert line.first_rejection == "auction id is empty"  # type: ignore[attr-defined]
 
 
 async def test_disabled_and_unknown_auctions_are_acknowledged_not_stored(ingest: RunningIngest) -> None:
@@ -106,7 +106,7 @@ async def test_two_concurrent_streams_store_each_minute_once(ingest: RunningInge
 
 
 VALIDATION_CASES: list[tuple[str, Callable[[Snapshot], dict[str, object]], str]] = [
-    ("empty auction id", lambda s: {"auction_id": ""}, "auction_id is empty"),
+    ("empty auction id", lambda s: {"auction_id": ""}, "auction id is empty"),
     ("long auction id", lambda s: {"auction_id": "a" * 129}, "longer than 128"),
     ("auction id charset", lambda s: {"auction_id": "a b"}, "may hold only"),
     ("injection-looking id", lambda s: {"auction_id": '{"$gt": ""}'}, "may hold only"),

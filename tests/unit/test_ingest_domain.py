@@ -8,6 +8,7 @@ import pytest
 
 from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.domain import AnalyticsSummary, AuctionSettings, RangeTotals
+from ingest_service.grpc_api.conversions import timestamp_of
 from ingest_service.grpc_api.viewer_analytics import point_bound
 from tests.support import FakeClock
 
@@ -95,3 +96,19 @@ async def test_the_cache_is_bounded() -> None:
     await cache.enabled_auctions({"a"})  # evicted as the least recent, so looked up again
     await cache.enabled_auctions({"c"})  # still cached
     assert store.lookups == [["a"], ["b"], ["c"], ["a"]]
+
+
+@pytest.mark.parametrize(
+    ("epoch_seconds", "seconds", "nanos"),
+    [
+        (0.0, 0, 0),
+        (1.5, 1, 500_000_000),
+        (1000.9999999996, 1001, 0),
+        (1_795_692_300.25, 1_795_692_300, 250_000_000),
+    ],
+)
+def test_timestamps_carry_a_rounded_fraction_into_the_seconds(
+    epoch_seconds: float, seconds: int, nanos: int
+) -> None:
+    stamp = timestamp_of(epoch_seconds)
+    assert (stamp.seconds, stamp.nanos) == (seconds, nanos)
