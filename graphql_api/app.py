@@ -10,6 +10,7 @@ from aiohttp import web
 from graphql_api import http_handlers
 from graphql_api.auth import TokenVerifier
 from graphql_api.config import GraphQLConfig
+from graphql_api.dashboard import add_dashboard_routes
 from graphql_api.metrics import Metrics
 from graphql_api.middlewares import cors_middleware, metrics_middleware
 from graphql_api.resources import CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
@@ -21,7 +22,7 @@ EXPORT_PATH = "/export/auctions/{auction_id}/viewer-analytics.csv"
 
 
 def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """The application: GraphQL at ``/graphql``, health, readiness, metrics and the CSV export.
+    """The application: GraphQL at ``/graphql``, health, readiness, metrics, the CSV export, the dashboard.
 
     Args:
         config: the service's configuration.
@@ -45,4 +46,5 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     app.router.add_get("/readyz", http_handlers.readyz)
     app.router.add_get("/metrics", http_handlers.metrics)
     app.router.add_get(EXPORT_PATH, http_handlers.export_csv)
+    add_dashboard_routes(app, config)
     return app

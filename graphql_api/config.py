@@ -13,6 +13,8 @@ JWT_SECRET_VARIABLE = "GRAPHQL_JWT_SECRET"
 ANY_ORIGIN = "*"
 # RFC 7518 (3.2): an HS256 key must be at least as long as the hash output, 256 bits.
 MIN_JWT_SECRET_LENGTH = 32
+# The socket gateway's own default address, so a gateway and an API started with defaults meet.
+DEFAULT_DASHBOARD_GATEWAY_URL = "http://127.0.0.1:8081"
 
 
 def read_jwt_secret(env: Mapping[str, str]) -> str:
@@ -45,6 +47,15 @@ def _read_origins(env: Mapping[str, str]) -> tuple[str, ...]:
     return origins
 
 
+def _read_gateway_url(env: Mapping[str, str]) -> str:
+    url = read_str(env, "DASHBOARD_GATEWAY_URL", DEFAULT_DASHBOARD_GATEWAY_URL).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "DASHBOARD_GATEWAY_URL", f"expected a URL such as https://live.example, got {url!r}"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class GraphQLConfig:
     """Everything the GraphQL API reads from its environment."""
@@ -62,6 +73,8 @@ class GraphQLConfig:
     max_query_tokens: int = 1000
     max_aliases: int = 15
     dev_mode: bool = False
+    # The socket gateway as the dashboard's browsers reach it (a public URL, not an internal address).
+    dashboard_gateway_url: str = DEFAULT_DASHBOARD_GATEWAY_URL
     shutdown_grace_seconds: float = 10.0
     logging: LogSettings = field(default_factory=LogSettings)
 
@@ -88,6 +101,7 @@ class GraphQLConfig:
             max_query_tokens=read_int(env, "GRAPHQL_MAX_QUERY_TOKENS", 1000, minimum=50, maximum=100_000),
             max_aliases=read_int(env, "GRAPHQL_MAX_ALIASES", 15, minimum=1, maximum=1000),
             dev_mode=read_choice(env, "GRAPHQL_DEV_MODE", "false", ("true", "false")) == "true",
+            dashboard_gateway_url=_read_gateway_url(env),
             shutdown_grace_seconds=read_float(
                 env, "GRAPHQL_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0, maximum=300.0
             ),
