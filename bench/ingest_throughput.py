@@ -24,6 +24,7 @@ import platform
 import secrets
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -445,8 +446,32 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**NOT met**"
 
 
-def machine_facts(mongodb: str | None = None) -> str:
-    """What the figures were measured on, as Markdown list items; ``mongodb``: the server's version."""
+def code_version() -> str:
+    """The repository's commit, noting uncommitted changes to the service's code."""
+    repository = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repository)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            [*git, "status", "--porcelain", "--", "ingest_service", "service_common", "generated"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" with uncommitted changes to the service" if changes else "")
+
+
+def machine_facts(code: str, mongodb: str | None = None) -> str:
+    """What the figures were measured on, as Markdown list items.
+
+    Args:
+        code: the code measured (see :func:`code_version`).
+        mongodb: the MongoDB server's version, when MongoDB was measured.
+    """
     cpu = "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -460,6 +485,7 @@ def machine_facts(mongodb: str | None = None) -> str:
             f"- Python {platform.python_version()}, grpcio {grpc.__version__}, "
             f"protobuf {google.protobuf.__version__}, SQLite {sqlite3.sqlite_version}",
             f"- temporary directory (the SQLite files): {tempfile.gettempdir()}",
+            f"- code: commit {code}",
             *([f"- {mongodb}"] if mongodb else []),
         ]
     )
@@ -536,13 +562,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if options.client_cpu is not None:
         pin_this_process(options.client_cpu)
     command = " ".join(["python -m bench.ingest_throughput", *(argv if argv is not None else sys.argv[1:])])
+    code_at_start = code_version()
     try:
         measurements = asyncio.run(run_benchmark(options, progress=True))
     except ValueError as error:
         sys.exit(f"bench.ingest_throughput: {error}")
     mongodb = asyncio.run(mongodb_version(options.mongodb_uri)) if options.mongodb_uri else None
     print(f"Command: `{command}`\n")
-    print(machine_facts(mongodb) + "\n")
+    code = code_version()
+    if code != code_at_start:
+        # Others commit to the same checkout: a run that straddles a change measured two versions.
+        code = f"{code_at_start} at the start, {code} at the end"
+    print(machine_facts(code, mongodb) + "\n")
     print(summarize(options, measurements))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,4 +34,4 @@ async def test_every_workload_runs_and_is_reported() -> None:
     report = summarize(options, measurements)
     assert "batches of 4 vs batches of 1, same repetition" in report
     assert "9 minutes of one auction, batches of 4" in report
-    assert "SQLite" in machine_facts()
+    assert "SQLite" in machine_facts("0123abcd")
