@@ -51,6 +51,11 @@ def stack_environment(base: Mapping[str, str], data_dir: str) -> dict[str, str]:
     env.setdefault(
         "ALLOWED_ORIGIN", f"http://127.0.0.1:{env['GRAPHQL_PORT']},http://localhost:{env['GRAPHQL_PORT']}"
     )
+    # The dashboard (served by the GraphQL API) opens its live view on the gateway at this address.
+    env.setdefault("DASHBOARD_GATEWAY_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}")
+    # Locally every browser tab and every simulated viewer comes from 127.0.0.1, so the per-address
+    # limit meant for the internet would refuse `python -m simulate` beyond 120 viewers a minute.
+    env.setdefault("GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", "100000")
     return env
 
 
@@ -100,12 +105,15 @@ def _banner(env: Mapping[str, str]) -> str:
         [
             "",
             "Viewer Analytics is running (embedded defaults: SQLite).",
+            f"  Dashboard        {graphql}/dashboard/#token={token}",
+            "                   (opens with the admin token below; the token stays in that tab)",
             f"  GraphQL API      {graphql}/graphql   (GraphiQL in the browser; health {graphql}/healthz)",
             f"  Socket gateway   http://127.0.0.1:{env['GATEWAY_PORT']}   (Socket.IO at /socket.io/)",
             f"  Ingest service   {env['INGEST_TARGET']}   (gRPC, internal; key in x-internal-request)",
             f"  Data             {os.path.dirname(env['ANALYTICS_SQLITE_PATH']) or '.'}/",
             "  Development admin token (12 h), send as 'Authorization: Bearer <token>':",
             f"    {token}",
+            f"  Simulated viewers: .venv/bin/python -m simulate --gateway http://127.0.0.1:{env['GATEWAY_PORT']}",
             "  Ctrl-C stops all three cleanly.",
             "",
         ]

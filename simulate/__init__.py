@@ -1,0 +1,1 @@
+"""``python -m simulate``: simulated viewers for a running socket gateway, to watch the system move."""
