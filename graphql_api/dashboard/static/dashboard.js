@@ -226,8 +226,9 @@
       const { settings, viewerAnalytics } = data.auction;
       showSettings(settings);
       showSummary(viewerAnalytics.summary);
-      drawChart(viewerAnalytics.points, range, viewerAnalytics.bucketSeconds);
       const empty = viewerAnalytics.points.length === 0;
+      drawChart(viewerAnalytics.points, range, viewerAnalytics.bucketSeconds,
+        settings.enableViewerAnalytics ? undefined : "Analytics are off: nothing is being recorded.");
       if (empty && !settings.enableViewerAnalytics) {
         say($("analytics-message"), "Analytics are off for this auction, so nothing is recorded. Turn them on above to start.");
       } else if (empty) {
