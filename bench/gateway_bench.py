@@ -238,6 +238,7 @@ async def open_many(
     tally: Tally | None,
     concurrency: int = 50,
     per_second: float | None = None,
+    deadline_seconds: float = STEP_TIMEOUT * 2,
 ) -> list[LeanSocket]:
     """Opens ``count`` sockets, ``concurrency`` at a time, optionally paced to ``per_second``."""
     sockets: list[LeanSocket] = []
@@ -252,7 +253,7 @@ async def open_many(
         async with gate:
             sockets.append(await LeanSocket.open(session, url, auth_of(index), tally))
 
-    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), STEP_TIMEOUT * 2)
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), deadline_seconds)
     return sockets
 
 
@@ -368,7 +369,14 @@ async def storm(sockets: int, seconds: float) -> None:
 async def hold(url: str, count: int, rooms: int) -> None:
     """Child mode for ``capacity``: holds ``count`` sockets until stdin closes."""
     async with _session() as session:
-        members = await open_many(session, url, count, lambda i: {"auctionId": f"room-{i % rooms}"}, None)
+        members = await open_many(
+            session,
+            url,
+            count,
+            lambda i: {"auctionId": f"room-{i % rooms}"},
+            None,
+            deadline_seconds=STEP_TIMEOUT * 8,
+        )
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         await asyncio.gather(*(member.close() for member in members))
@@ -389,7 +397,7 @@ async def capacity(sockets: int, clients: int, rooms: int) -> None:
                 children.append(child)
             for child in children:
                 assert child.stdout is not None
-                line = await asyncio.wait_for(child.stdout.readline(), STEP_TIMEOUT * 3)
+                line = await asyncio.wait_for(child.stdout.readline(), STEP_TIMEOUT * 9)
                 assert line.strip() == b"ready", line
             connected = time.monotonic() - started
             async with aiohttp.ClientSession() as http:
@@ -439,7 +447,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # plus its own files; 19,900 is measured and the RSS at 20,000 extrapolated per socket.
     cap.add_argument("--sockets", type=int, default=19_900)
     cap.add_argument("--clients", type=int, default=2)
-    cap.add_argument("--rooms", type=int, default=200)
+    # Ten viewers a room: while 20k sockets connect, bigger rooms keep the server busy with the
+    # coalesced updates of the ramp (every join changes a count) rather than with holding sockets.
+    cap.add_argument("--rooms", type=int, default=2_000)
     child = commands.add_parser("hold")
     child.add_argument("--url", required=True)
     child.add_argument("--count", type=int, required=True)
