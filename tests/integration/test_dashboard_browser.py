@@ -207,16 +207,25 @@ async def test_live_counts_settings_chart_summary_and_csv_in_a_real_browser(tmp_
 
         # A token the API refuses, in another tab: a sentence, and the toggle stays disabled.
         intruder = await context.new_page()
-        await intruder.goto(f"{stack.dashboard_url}#token=not-a-token&auction=auction-other")
+        await intruder.goto(f"{stack.dashboard_url}#token=not-a-token&auction=auction-elsewhere")
         await expect(intruder.locator("#analytics-message")).to_contain_text("Your token was not accepted")
         await expect(intruder.locator("#analytics-toggle")).to_be_disabled()
-        await intruder.close()
+        # The live count needs no token.
+        await expect(intruder.locator("#live-count")).to_have_text("1 watching")
 
         # The ingest service goes away: the page says so instead of drawing nothing.
         await stack.ingest.stop(0)
         await first.locator("#refresh").click()
         await expect(first.locator("#analytics-message")).to_contain_text("temporarily unavailable")
         await expect(first.locator("#summary-peak")).to_have_text(NO_VALUE)
+
+        # Another auction, chosen in the form: the live view moves to its room, where the other tab is.
+        await first.locator("#auction-id").fill("auction-elsewhere")
+        await first.locator("#auction-form button").click()
+        await expect(first.locator("#live-status")).to_contain_text("auction-elsewhere")
+        await expect(first.locator("#live-count")).to_have_text("2 watching")
+        await expect(intruder.locator("#live-count")).to_have_text("2 watching")
+        await intruder.close()
 
         assert page_errors == []
         await context.close()

@@ -242,7 +242,7 @@
     } catch (error) {
       if (ticket !== state.loading) return;
       clearSummary();
-      drawChart([], range, 60, sentenceFor(error));
+      drawChart([], range, 60, "Nothing to show: see the message above.");
       say($("analytics-message"), sentenceFor(error), true);
       if (error.code === "UNAUTHENTICATED" || error.code === "NOT_AUTHORIZED" || error.code === "NO_TOKEN") {
         $("analytics-toggle").disabled = true;
@@ -292,10 +292,10 @@
     return element;
   }
 
-  function niceMax(value) {
-    if (value <= 4) return 4;
-    const magnitude = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= value) return step * magnitude;
+  /** A y-axis step of 1, 2 or 5 times a power of ten (viewers are whole: never below 1). */
+  function niceStep(raw) {
+    const magnitude = 10 ** Math.floor(Math.log10(Math.max(raw, 1)));
+    for (const step of [1, 2, 5, 10]) if (step * magnitude >= raw) return step * magnitude;
     return 10 * magnitude;
   }
 
@@ -310,15 +310,16 @@
     // The newest bucket may still be filling and end after now: it stays inside the plot.
     let end = Math.max(RANGE_SECONDS[range] ? now : start + 60000, ...times.map((t) => t + bucketSeconds * 1000));
     if (end <= start) end = start + 60000;
-    const yMax = niceMax(Math.max(0, ...points.map((p) => p.peakViewers)));
+    const highest = Math.max(4, ...points.map((p) => p.peakViewers));
+    const yStep = niceStep(highest / 4);
+    const yMax = yStep * Math.ceil(highest / yStep);
     const x = (t) => left + ((t - start) / (end - start)) * plotWidth;
     const y = (v) => top + plotHeight - (v / yMax) * plotHeight;
 
-    for (let i = 0; i <= 4; i++) {
-      const value = (yMax * i) / 4;
+    for (let value = 0; value <= yMax; value += yStep) {
       svg.appendChild(svgElement("line", { class: "grid", x1: left, x2: width - right, y1: y(value), y2: y(value) }));
       svg.appendChild(svgElement("text", { class: "axis-label", x: left - 6, y: y(value) + 4, "text-anchor": "end" },
-        Number.isInteger(value) ? String(value) : value.toFixed(1)));
+        value.toLocaleString()));
     }
     const longSpan = end - start > 2 * 86400000;
     for (let i = 0; i <= 4; i++) {
