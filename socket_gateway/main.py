@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import sqlite3
 import sys
 
 from aiohttp import web
@@ -61,4 +62,9 @@ def main() -> None:
         print(f"socket_gateway: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
     config.logging.apply()
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except (sqlite3.Error, OSError) as error:
+        # The outbox file cannot be opened or the address cannot be bound: nothing to serve.
+        logger.critical("Cannot start the socket gateway", extra={"error": str(error)})
+        sys.exit(1)

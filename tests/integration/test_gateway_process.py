@@ -182,3 +182,14 @@ async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp
     finally:
         await ingest.stop(0)
         await store.close()
+
+
+async def test_an_invalid_configuration_stops_the_process_naming_the_variable(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "INTERNAL_API_KEY"}
+    env.update({"COUNT_UPDATE_INTERVAL_MS": "soon", "INTERNAL_API_KEY": TEST_KEY})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "socket_gateway", cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), WAIT)
+    assert process.returncode == 2
+    assert b"COUNT_UPDATE_INTERVAL_MS" in stderr
