@@ -329,10 +329,10 @@ async def fanout(repetitions: int, python: str) -> None:
     )
 
 
-async def storm(sockets: int, seconds: float) -> None:
+async def storm(sockets: int, seconds: float, python: str) -> None:
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
-        async with gateway_server(500, Path(workdir)) as server, _session() as session:
+        async with gateway_server(500, Path(workdir), python) as server, _session() as session:
             cpu_before = server.cpu_seconds()
             started = time.monotonic()
             members = await open_many(
@@ -442,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     jam = commands.add_parser("storm")
     jam.add_argument("--sockets", type=int, default=5_000)
     jam.add_argument("--seconds", type=float, default=10.0)
+    jam.add_argument("--gateway-python", default=sys.executable, help="interpreter that runs the gateway")
     cap = commands.add_parser("capacity")
     # The sandbox caps open files at 20,000 per process, so one process cannot hold 20,000 sockets
     # plus its own files; 19,900 is measured and the RSS at 20,000 extrapolated per socket.
@@ -461,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "fanout":
         asyncio.run(fanout(args.repetitions, args.gateway_python))
     elif args.command == "storm":
-        asyncio.run(storm(args.sockets, args.seconds))
+        asyncio.run(storm(args.sockets, args.seconds, args.gateway_python))
     elif args.command == "capacity":
         asyncio.run(capacity(args.sockets, args.clients, args.rooms))
     else:
