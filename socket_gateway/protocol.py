@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from service_common.auction_ids import auction_id_problem
 from socket_gateway.rooms import RoomCounts
 
 JOIN_EVENT = "joinAuction"
 LEAVE_EVENT = "leaveAuction"
 COUNT_EVENT = "viewerCountUpdate"
 
-# The same limits the ingest service applies to auction ids, so a room's snapshots are never refused
-# for their id; viewer ids are opaque to us but bounded so a client cannot make them costly.
+# Viewer ids are opaque to the gateway, but bounded so that a client cannot make them costly.
 MAX_ID_LENGTH = 128
-_AUCTION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 class PayloadError(ValueError):
@@ -45,12 +43,10 @@ def auction_id_of(payload: Any) -> str:
 def _auction_id(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise PayloadError("auctionId must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH:
-        raise PayloadError(f"auctionId is longer than {MAX_ID_LENGTH} characters")
-    if not _AUCTION_ID_PATTERN.fullmatch(value):
-        raise PayloadError(
-            "auctionId may hold only letters, digits and . _ : - (starting with a letter or digit)"
-        )
+    # The rule every service applies, so a room's snapshots are never refused for their id.
+    problem = auction_id_problem(value)
+    if problem is not None:
+        raise PayloadError(problem)
     return value
 
 

@@ -164,7 +164,7 @@ async def test_malformed_connect_auth_is_refused_with_a_reason(tmp_path: Path) -
         with pytest.raises(socketio.exceptions.ConnectionError):
             await viewer.connect({"auctionId": "bad id"})
         assert len(reasons) == 1
-        assert "auctionId may hold only" in str(reasons[0])
+        assert "auction id may hold only" in str(reasons[0])
         assert gateway.gateway.metrics.connections_refused["malformed_auth"] == 1
         assert gateway.gateway.registry.member_count == 0
 
