@@ -33,19 +33,21 @@ def snapshot_from_wire(message: snapshot_pb2.ViewerSnapshot) -> Snapshot | Rejec
     """The domain snapshot, or a rejection when the message cannot stand for one."""
     if not message.HasField("minute_start"):
         return Rejection("minute_start is missing")
-    if message.minute_start.nanos:
+    minute_start = message.minute_start
+    if minute_start.nanos:
         return Rejection("minute_start must be a whole second")
+    # Positional, in the field order of Snapshot: this runs once per received snapshot.
     return Snapshot(
-        auction_id=message.auction_id,
-        minute_start=message.minute_start.seconds,
-        viewer_count=message.viewer_count,
-        avg_viewers=message.avg_viewers,
-        peak_viewers=message.peak_viewers,
-        min_viewers=message.min_viewers,
-        sample_count=message.sample_count,
-        unique_viewers=message.unique_viewers,
-        partial=message.partial,
-        gateway_id=message.gateway_id,
+        message.auction_id,
+        minute_start.seconds,
+        message.viewer_count,
+        message.avg_viewers,
+        message.peak_viewers,
+        message.min_viewers,
+        message.sample_count,
+        message.unique_viewers,
+        message.partial,
+        message.gateway_id,
     )
 
 

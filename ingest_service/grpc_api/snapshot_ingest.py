@@ -69,14 +69,18 @@ class SnapshotIngestServicer:
         except StorageUnavailable as error:
             logger.error("Storage unavailable; batch not acknowledged", extra={"error": str(error)})
             await abort(context, grpc.StatusCode.UNAVAILABLE, "storage unavailable; re-send the batch later")
-        return ingest_pb2.StreamSnapshotsResponse(
-            acks=[
-                ingest_pb2.SnapshotAck(
+        # Filled in place, and `detail` set only for rejections: this runs once per snapshot.
+        response = ingest_pb2.StreamSnapshotsResponse()
+        add_ack = response.acks.add
+        for message, result in zip(received, results, strict=True):
+            outcome = OUTCOME_TO_WIRE[result.outcome]
+            if result.detail:
+                add_ack(
                     auction_id=message.auction_id,
                     minute_start=message.minute_start,
-                    outcome=OUTCOME_TO_WIRE[result.outcome],
+                    outcome=outcome,
                     detail=result.detail,
                 )
-                for message, result in zip(received, results, strict=True)
-            ]
-        )
+            else:
+                add_ack(auction_id=message.auction_id, minute_start=message.minute_start, outcome=outcome)
+        return response

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ingest_service.domain import (
     AnalyticsPoint,
@@ -64,11 +64,13 @@ CREATE TABLE IF NOT EXISTS auction_settings (
 ) WITHOUT ROWID;
 """
 
+# Only a key conflict is ignored (a duplicate); any other constraint failure is an error.
 _INSERT_SNAPSHOT = """
-INSERT OR IGNORE INTO viewer_snapshots (
+INSERT INTO viewer_snapshots (
     auction_id, minute_start, viewer_count, avg_viewers, peak_viewers, min_viewers,
     sample_count, unique_viewers, partial, gateway_id, stored_at
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (auction_id, minute_start) DO NOTHING
 """
 
 HOUR = 3600
@@ -396,38 +398,38 @@ def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:
 
 
 def _hourly_rollup_rows(snapshots: Sequence[Snapshot]) -> list[tuple[object, ...]]:
-    """The snapshots pre-aggregated per auction and hour, as rows for ``_ADD_TO_ROLLUP``."""
-    by_hour: dict[tuple[str, int], PartialAggregate] = {}
+    """The snapshots pre-aggregated per auction and hour, as rows for ``_ADD_TO_ROLLUP``.
+
+    This runs for every stored snapshot, so it accumulates into plain lists (count, weighted sum,
+    samples, peak, min, first minute, last minute, last viewer count) rather than objects.
+    """
+    by_hour: dict[tuple[str, int], list[Any]] = {}
     for s in snapshots:
-        key = (s.auction_id, s.minute_start // HOUR * HOUR)
-        part = PartialAggregate(
-            bucket_start=key[1],
-            snapshot_count=1,
-            weighted_viewer_sum=s.avg_viewers * s.sample_count,
-            sample_total=s.sample_count,
-            peak_viewers=s.peak_viewers,
-            min_viewers=s.min_viewers,
-            first_minute=s.minute_start,
-            last_minute=s.minute_start,
-            last_viewer_count=s.viewer_count,
-        )
-        existing = by_hour.get(key)
-        by_hour[key] = part if existing is None else existing.merged(part)
-    return [
-        (
-            auction_id,
-            hour,
-            p.snapshot_count,
-            p.weighted_viewer_sum,
-            p.sample_total,
-            p.peak_viewers,
-            p.min_viewers,
-            p.first_minute,
-            p.last_minute,
-            p.last_viewer_count,
-        )
-        for (auction_id, hour), p in by_hour.items()
-    ]
+        minute = s.minute_start
+        key = (s.auction_id, minute - minute % HOUR)
+        running = by_hour.get(key)
+        if running is None:
+            by_hour[key] = [
+                1,
+                s.avg_viewers * s.sample_count,
+                s.sample_count,
+                s.peak_viewers,
+                s.min_viewers,
+                minute,
+                minute,
+                s.viewer_count,
+            ]
+            continue
+        running[0] += 1
+        running[1] += s.avg_viewers * s.sample_count
+        running[2] += s.sample_count
+        running[3] = max(running[3], s.peak_viewers)
+        running[4] = min(running[4], s.min_viewers)
+        running[5] = min(running[5], minute)
+        if minute > running[6]:
+            running[6] = minute
+            running[7] = s.viewer_count
+    return [(auction_id, hour, *running) for (auction_id, hour), running in by_hour.items()]
 
 
 def _aggregates(
