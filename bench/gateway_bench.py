@@ -97,7 +97,7 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 @contextlib.asynccontextmanager
 async def gateway_server(
-    count_update_interval_ms: int, workdir: Path, python: str = sys.executable
+    count_update_interval_ms: int, workdir: Path, python: str = sys.executable, module: str = "socket_gateway"
 ) -> AsyncIterator[ServerProcess]:
     env = {
         **os.environ,
@@ -119,7 +119,7 @@ async def gateway_server(
         "LOG_LEVEL": "info",
     }
     process = await asyncio.create_subprocess_exec(
-        "taskset", "-c", SERVER_CPU, python, "-m", "socket_gateway",
+        "taskset", "-c", SERVER_CPU, python, "-m", module,
         cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -299,7 +299,7 @@ async def measure_fanout(server: ServerProcess, sockets: int, rounds: int) -> di
     }
 
 
-async def fanout(repetitions: int, python: str) -> None:
+async def fanout(repetitions: int, python: str, module: str) -> None:
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     plan = [(1_000, 100), (5_000, 30)]
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
@@ -308,7 +308,7 @@ async def fanout(repetitions: int, python: str) -> None:
                 # Interleaved, so drift on the machine touches both servers alike.
                 for kind in ("gateway", "node"):
                     server_context = (
-                        gateway_server(10, Path(workdir) / f"{repetition}-{sockets}", python)
+                        gateway_server(10, Path(workdir) / f"{repetition}-{sockets}", python, module)
                         if kind == "gateway"
                         else node_server()
                     )
@@ -439,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     fan = commands.add_parser("fanout")
     fan.add_argument("--repetitions", type=int, default=3)
     fan.add_argument("--gateway-python", default=sys.executable, help="interpreter that runs the gateway")
+    fan.add_argument(
+        "--gateway-module", default="socket_gateway", help="bench.gateway_direct_write: the experiment"
+    )
     jam = commands.add_parser("storm")
     jam.add_argument("--sockets", type=int, default=5_000)
     jam.add_argument("--seconds", type=float, default=10.0)
@@ -460,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command != "hold":
         os.sched_setaffinity(0, {CLIENT_CPU})
     if args.command == "fanout":
-        asyncio.run(fanout(args.repetitions, args.gateway_python))
+        asyncio.run(fanout(args.repetitions, args.gateway_python, args.gateway_module))
     elif args.command == "storm":
         asyncio.run(storm(args.sockets, args.seconds, args.gateway_python))
     elif args.command == "capacity":
