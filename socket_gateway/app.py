@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import engineio  # type: ignore[import-untyped]
 import grpc
@@ -52,7 +52,6 @@ class Gateway:
     channel: grpc.aio.Channel | None = None
     sender: SnapshotSender | None = None
     sampler: Sampler | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def require_outbox(self) -> Outbox:
         assert self.outbox is not None, "the outbox is opened when the app starts"

@@ -132,3 +132,14 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap_and_resets() -> N
     assert backoff.next_delay() == 0.5
     real = Backoff(initial_seconds=1.0, maximum_seconds=8.0)
     assert all(0.5 <= real.next_delay() <= 8.0 for _ in range(20))
+
+
+def test_rate_limit_state_stays_bounded_by_forgetting_refilled_buckets() -> None:
+    now = [0.0]
+    limiter = ConnectionRateLimiter(per_minute=60, clock=lambda: now[0])
+    for index in range(10_000):
+        limiter.allow(f"10.0.{index // 256}.{index % 256}")
+    assert limiter.tracked_addresses == 10_000
+    now[0] += 61  # every bucket has refilled
+    assert limiter.allow("192.0.2.1")
+    assert limiter.tracked_addresses == 1
