@@ -1,0 +1,412 @@
+"""Faults with real processes: the ingest service and the socket gateway killed, restarted, starved.
+
+Both services run as ``python -m`` child processes on the real clock, so the "minute" is shortened
+to 1 s (sampled once) for both. A process offers no event this test could await: waits poll its
+/metrics, its log lines or the SQLite files, each bounded by a deadline.
+
+The oracle for "nothing lost, nothing duplicated" is what the gateway itself produced: the keys
+queued in its outbox file, and its ``gateway_snapshots_enqueued_total`` counter plus the snapshots of
+its last partial interval. The ingest store's rows are compared with that as lists, so a duplicate
+row (impossible by the store's unique key, but that is what is being proved) or a lost one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
+from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
+
+from tests.fault_support import (
+    FAULT_WAIT,
+    ServiceProcess,
+    base_env,
+    metrics,
+    outbox_keys,
+    poll,
+    service,
+    stored_keys,
+)
+from tests.gateway_support import Viewer
+from tests.support import TEST_KEY, IngestClient, make_snapshot
+
+TIMING_ENV = {"SNAPSHOT_INTERVAL_SECONDS": "1", "SAMPLE_INTERVAL_SECONDS": "1"}
+
+
+def ingest_env(store: Path, port: int = 0) -> dict[str, str]:
+    return base_env(
+        INGEST_HOST="127.0.0.1",
+        INGEST_PORT=str(port),
+        ANALYTICS_SQLITE_PATH=str(store),
+        INGEST_SHUTDOWN_GRACE_SECONDS="1",
+        **TIMING_ENV,
+    )
+
+
+def gateway_env(outbox: Path, ingest_port: int, **extra: str) -> dict[str, str]:
+    return base_env(
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_PORT="0",
+        INGEST_TARGET=f"127.0.0.1:{ingest_port}",
+        OUTBOX_PATH=str(outbox),
+        ALLOWED_ORIGIN="*",
+        GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE="100000",
+        GATEWAY_SHUTDOWN_FLUSH_SECONDS="5",
+        **TIMING_ENV,
+        **extra,
+    )
+
+
+async def start_ingest(store: Path, port: int = 0) -> tuple[ServiceProcess, int]:
+    process = await ServiceProcess.start("ingest_service", ingest_env(store, port))
+    return process, int((await process.log_entry("Ingest service listening"))["port"])
+
+
+async def enable(port: int, auctions: Iterable[str]) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        client = IngestClient(channel, TEST_KEY)
+        for auction in auctions:
+            await client.set_analytics(auction, True)
+
+
+async def gateway_port(gateway: ServiceProcess) -> int:
+    return int((await gateway.log_entry("Socket gateway listening"))["port"])
+
+
+async def viewers(url: str, auctions: Iterable[str]) -> list[Viewer]:
+    return list(await asyncio.gather(*(Viewer(url).connect({"auctionId": a}) for a in auctions)))
+
+
+async def close_all(watching: Iterable[Viewer]) -> None:
+    await asyncio.gather(*(viewer.disconnect() for viewer in watching))
+
+
+async def sigterm(gateway: ServiceProcess, watching: Iterable[Viewer]) -> int:
+    """Stops the gateway as an operator would; returns the snapshots of its partial interval."""
+    gateway.process.send_signal(signal.SIGTERM)
+    partial = await gateway.log_entry("Partial interval closed")
+    # python-socketio's client does not close its socket when the server says goodbye (a browser does).
+    await close_all(watching)
+    assert await gateway.exited() == 0
+    await gateway.log_entry("Outbox flushed")
+    return int(partial["snapshots"])
+
+
+def assert_contiguous(keys: list[tuple[str, int]], auction: str) -> None:
+    minutes = [minute for key_auction, minute in keys if key_auction == auction]
+    assert minutes, f"nothing stored for {auction}"
+    assert minutes == list(range(minutes[0], minutes[-1] + 1)), f"{auction}: a minute is missing or repeated"
+
+
+def sent_totals(*gateways: ServiceProcess) -> dict[str, int]:
+    totals = {"sent": 0, "stored": 0, "duplicate": 0, "skipped_analytics_disabled": 0, "rejected": 0}
+    for gateway in gateways:
+        for entry in gateway.entries("Analytics sent"):
+            for name in totals:
+                totals[name] += int(entry[name])
+    return totals
+
+
+async def test_ingest_down_for_several_minutes_while_viewers_come_and_go_stores_every_minute_once(
+    tmp_path: Path,
+) -> None:
+    """Proves that a gateway rides out an ingest crash lasting several minutes with viewers joining and
+    leaving meanwhile: afterwards the store holds exactly the minutes the gateway produced (its
+    enqueued counter plus its final partial interval), each once, every minute of the watched auctions
+    without a gap, including every minute queued during the outage."""
+    store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
+    steady_rooms = ["fault-a", "fault-b"]
+    churn_rooms = [*steady_rooms, "fault-c"]
+    first_ingest, port = await start_ingest(store)
+    second_ingest: ServiceProcess | None = None
+    try:
+        await enable(port, churn_rooms)
+        async with (
+            service("socket_gateway", gateway_env(outbox, port)) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            gport = await gateway_port(gateway)
+            url = f"http://127.0.0.1:{gport}"
+            steady = await viewers(url, steady_rooms)
+            await gateway.log_entry("Analytics sent")
+            await first_ingest.kill()
+
+            # Four shortened minutes of churn while the ingest service is down.
+            churned = 0
+            rng = random.Random(7)
+            outage_ends = time.monotonic() + 4.0
+            while time.monotonic() < outage_ends:
+                batch = await viewers(url, rng.choices(churn_rooms, k=5))
+                churned += len(batch)
+                await asyncio.sleep(rng.uniform(0.05, 0.3))
+                await close_all(batch)
+            queued_during_outage = outbox_keys(outbox)
+            assert len({minute for _, minute in queued_during_outage}) >= 3, (
+                "the outage spans several minutes"
+            )
+            assert (await metrics(http, gport))["gateway_send_failures_total"] >= 1
+
+            # The same port: the gateway is configured with one ingest address.
+            second_ingest, _ = await start_ingest(store, port)
+
+            async def drained() -> bool:
+                values = await metrics(http, gport)
+                return values["gateway_outbox_depth"] == 0 and values["gateway_snapshots_enqueued_total"] > 0
+
+            await poll(drained, "the outbox to drain after the ingest service came back")
+            enqueued = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
+            partial = await sigterm(gateway, steady)
+
+        stored = stored_keys(store)
+        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert set(queued_during_outage) <= set(stored)
+        for auction in steady_rooms:
+            assert_contiguous(stored, auction)
+        totals = sent_totals(gateway)
+        assert totals["stored"] == len(stored)
+        assert totals["rejected"] == 0
+        assert churned >= 10
+    finally:
+        await first_ingest.kill()
+        if second_ingest is not None:
+            await second_ingest.kill()
+
+
+async def test_storage_locked_is_unavailable_and_the_gateway_delivers_later(tmp_path: Path) -> None:
+    """Proves that when the SQLite file is write-locked by another process the ingest service answers
+    ``UNAVAILABLE`` (and logs it) instead of failing or acknowledging, the gateway keeps the snapshots
+    meanwhile, and once the lock is gone every minute it produced is stored exactly once."""
+    store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
+    ingest, port = await start_ingest(store)
+    try:
+        await enable(port, ["locked-a"])
+        async with (
+            service("socket_gateway", gateway_env(outbox, port)) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            gport = await gateway_port(gateway)
+            steady = await viewers(f"http://127.0.0.1:{gport}", ["locked-a"])
+            await gateway.log_entry("Analytics sent")
+
+            with closing(sqlite3.connect(store, timeout=FAULT_WAIT, isolation_level=None)) as lock:
+                # A writer's lock: in WAL mode readers go on, every other writer waits and then fails.
+                lock.execute("BEGIN IMMEDIATE")
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    probe = make_snapshot("locked-a", int(time.time()) - 3600, sample_count=1)
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await IngestClient(channel, TEST_KEY).send([probe])
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "storage unavailable" in (refused.value.details() or "")
+                await ingest.log_entry("Storage unavailable; batch not acknowledged")
+
+                async def gateway_failed_and_queued() -> bool:
+                    values = await metrics(http, gport)
+                    return values["gateway_send_failures_total"] >= 1 and values["gateway_outbox_depth"] >= 2
+
+                await poll(gateway_failed_and_queued, "the gateway to fail a send and keep queuing")
+                queued_while_locked = outbox_keys(outbox)
+                lock.execute("ROLLBACK")
+
+            async def drained() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_depth"] == 0
+
+            await poll(drained, "the outbox to drain once the lock is gone")
+            enqueued = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
+            partial = await sigterm(gateway, steady)
+
+        stored = stored_keys(store)
+        assert ("locked-a", probe.minute_start) not in stored, "the refused probe was not written"
+        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert set(queued_while_locked) <= set(stored)
+        assert_contiguous(stored, "locked-a")
+    finally:
+        await ingest.kill()
+
+
+async def test_gateway_sigkilled_at_random_moments_while_sending_loses_and_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """Proves that SIGKILL of the gateway at random moments while it is draining its outbox loses no
+    snapshot and stores none twice: after the last restart the store holds exactly the keys that were
+    queued, as a list (so a missing or a repeated one fails), and at least one kill landed with the
+    outbox partly sent."""
+    store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
+    rooms = [f"killed-{n}" for n in range(30)]
+    ingest, port = await start_ingest(store)
+    restarted: ServiceProcess | None = None
+    try:
+        await enable(port, rooms)
+        await ingest.kill()
+
+        # Fill the outbox while the ingest service is down, then crash the gateway.
+        async with (
+            service("socket_gateway", gateway_env(outbox, port)) as filling,
+            aiohttp.ClientSession() as http,
+        ):
+            gport = await gateway_port(filling)
+            watching = await viewers(f"http://127.0.0.1:{gport}", rooms)
+
+            async def filled() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_depth"] >= 120
+
+            await poll(filled, "120 snapshots in the outbox")
+            await filling.kill()
+            await close_all(watching)
+        queued = outbox_keys(outbox)
+        assert len(queued) == len(set(queued)) >= 120
+
+        restarted, _ = await start_ingest(store, port)
+        rng = random.Random()
+        depths_at_kill: list[int] = []
+        # Small batches, so that sending takes many round trips and a kill lands among them.
+        env = gateway_env(outbox, port, GATEWAY_SEND_BATCH_SIZE="2")
+        runs: list[ServiceProcess] = []
+        for _ in range(4):
+            async with service("socket_gateway", env) as gateway:
+                runs.append(gateway)
+                await gateway.log_entry("Analytics sent")
+                await asyncio.sleep(rng.uniform(0.0, 0.2))
+                await gateway.kill()
+            depths_at_kill.append(len(outbox_keys(outbox)))
+        async with service("socket_gateway", env) as last, aiohttp.ClientSession() as http:
+            runs.append(last)
+            gport = await gateway_port(last)
+
+            async def drained() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_depth"] == 0
+
+            await poll(drained, "the outbox to drain")
+            last.process.send_signal(signal.SIGTERM)
+            assert await last.exited() == 0
+
+        assert sorted(stored_keys(store)) == sorted(queued), f"outbox depths at each kill: {depths_at_kill}"
+        assert any(0 < depth < len(queued) for depth in depths_at_kill), depths_at_kill
+        totals = sent_totals(*runs)
+        # A batch stored but killed before its acknowledgement was read comes back as DUPLICATE, and a
+        # batch acknowledged but killed before its log line is not in the logs: hence the bounds.
+        assert totals["stored"] <= len(queued) <= totals["stored"] + totals["duplicate"]
+        assert totals["rejected"] == totals["skipped_analytics_disabled"] == 0
+    finally:
+        await ingest.kill()
+        if restarted is not None:
+            await restarted.kill()
+
+
+class WithheldAcks(ingest_grpc.SnapshotIngestServiceServicer):  # type: ignore[misc]
+    """An ingest service that reads batches but answers none until released: a slow store.
+
+    A stand-in, not a mock of the protocol: it speaks the real gRPC contract on a real port; the
+    delay is the fault being injected.
+    """
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.batches_waiting = 0
+        self.most_waiting = 0
+        self.acked = 0
+
+    async def StreamSnapshots(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.StreamSnapshotsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ingest_pb2.StreamSnapshotsResponse]:
+        async for request in request_iterator:
+            self.batches_waiting += 1
+            self.most_waiting = max(self.most_waiting, self.batches_waiting)
+            await self.released.wait()
+            self.batches_waiting -= 1
+            self.acked += len(request.snapshots)
+            yield ingest_pb2.StreamSnapshotsResponse(
+                acks=[
+                    ingest_pb2.SnapshotAck(
+                        auction_id=s.auction_id,
+                        minute_start=s.minute_start,
+                        outcome=ingest_pb2.SNAPSHOT_OUTCOME_STORED,
+                    )
+                    for s in request.snapshots
+                ]
+            )
+
+
+@asynccontextmanager
+async def withheld_ack_server() -> AsyncIterator[tuple[WithheldAcks, int]]:
+    servicer = WithheldAcks()
+    server = grpc.aio.server()
+    ingest_grpc.add_SnapshotIngestServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(
+        "viewer_analytics.v1.SnapshotIngestService", health_pb2.HealthCheckResponse.SERVING
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield servicer, port
+    finally:
+        servicer.released.set()
+        await server.stop(0)
+
+
+async def test_slow_ingest_keeps_the_gateway_bounded_by_its_outbox_cap(tmp_path: Path) -> None:
+    """Proves, against an ingest service that withholds its acknowledgements, that the gateway keeps
+    one batch in flight (no pile of requests in memory), never queues past ``OUTBOX_MAX_SNAPSHOTS``,
+    drops the newest beyond it with an ERROR line and a counter, reports not ready while full, keeps
+    its memory flat while dropping, and recovers (drains, ready again) once acknowledgements flow."""
+    outbox = tmp_path / "outbox.sqlite3"
+    cap = 30
+    rooms = [f"slow-{n}" for n in range(15)]
+    async with withheld_ack_server() as (servicer, port):
+        env = gateway_env(outbox, port, OUTBOX_MAX_SNAPSHOTS=str(cap), GATEWAY_SEND_BATCH_SIZE="5")
+        async with service("socket_gateway", env) as gateway, aiohttp.ClientSession() as http:
+            gport = await gateway_port(gateway)
+            watching = await viewers(f"http://127.0.0.1:{gport}", rooms)
+
+            async def dropping() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_dropped_total"] > 0
+
+            await poll(dropping, "the outbox to reach its cap")
+            full = await gateway.log_entry("Outbox full; snapshots dropped")
+            assert full["cap"] == cap
+            ready = await http.get(f"http://127.0.0.1:{gport}/readyz")
+            assert ready.status == 503
+            assert f"outbox at its cap ({cap})" in (await ready.json())["problems"]
+
+            rss_at_cap = gateway.rss_kib()
+            dropped_at_cap = (await metrics(http, gport))["gateway_outbox_dropped_total"]
+
+            async def dropped_more() -> bool:
+                return (await metrics(http, gport))[
+                    "gateway_outbox_dropped_total"
+                ] >= dropped_at_cap + 3 * len(rooms)
+
+            await poll(dropped_more, "three more minutes dropped at the cap")
+            values = await metrics(http, gport)
+            assert values["gateway_outbox_depth"] == cap
+            assert len(outbox_keys(outbox)) == cap
+            assert servicer.most_waiting == 1, "one batch in flight"
+            # Dropping at the cap costs no memory: a little allocator noise at most.
+            assert gateway.rss_kib() - rss_at_cap < 4096
+
+            servicer.released.set()
+
+            async def recovered() -> bool:
+                values = await metrics(http, gport)
+                answer = await http.get(f"http://127.0.0.1:{gport}/readyz")
+                return values["gateway_outbox_depth"] < cap and answer.status == 200
+
+            await poll(recovered, "the outbox to drain below its cap and the gateway to be ready")
+            values = await metrics(http, gport)
+            assert values['gateway_snapshots_acked_total{outcome="stored"}'] == servicer.acked
+            await close_all(watching)
