@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service_common.config import ConfigError, read_choice, read_float, read_int, read_port, read_str
+from service_common.config import (
+    ConfigError,
+    read_allowed_origins,
+    read_choice,
+    read_float,
+    read_int,
+    read_port,
+    read_str,
+)
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
 
 JWT_SECRET_VARIABLE = "GRAPHQL_JWT_SECRET"
-ANY_ORIGIN = "*"
 # RFC 7518 (3.2): an HS256 key must be at least as long as the hash output, 256 bits.
 MIN_JWT_SECRET_LENGTH = 32
 # The socket gateway's own default address, so a gateway and an API started with defaults meet.
@@ -29,22 +36,6 @@ def read_jwt_secret(env: Mapping[str, str]) -> str:
     if len(secret) < MIN_JWT_SECRET_LENGTH:
         raise ConfigError(JWT_SECRET_VARIABLE, f"must be at least {MIN_JWT_SECRET_LENGTH} characters")
     return secret
-
-
-def _read_origins(env: Mapping[str, str]) -> tuple[str, ...]:
-    raw = env.get("ALLOWED_ORIGIN", "")
-    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
-    for origin in origins:
-        # "*" (any origin, for demos) means the same here as for the socket gateway, which reads the
-        # same variable. Tokens travel in a header a page of another origin cannot read, so "*"
-        # exposes no data by itself; naming the frontend's origin is still the production setting.
-        if origin == ANY_ORIGIN:
-            continue
-        if not origin.startswith(("http://", "https://")):
-            raise ConfigError(
-                "ALLOWED_ORIGIN", f"expected an origin such as https://example.com, got {origin!r}"
-            )
-    return origins
 
 
 def _read_gateway_url(env: Mapping[str, str]) -> str:
@@ -92,7 +83,7 @@ class GraphQLConfig:
             host=read_str(env, "GRAPHQL_HOST", "127.0.0.1"),
             port=read_port(env, "GRAPHQL_PORT", 8080),
             ingest_target=read_str(env, "INGEST_TARGET", "127.0.0.1:50051"),
-            allowed_origins=_read_origins(env),
+            allowed_origins=read_allowed_origins(env),
             ingest_timeout_seconds=read_float(
                 env, "GRAPHQL_INGEST_TIMEOUT_SECONDS", 3.0, minimum=0.05, maximum=60.0
             ),

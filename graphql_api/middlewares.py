@@ -8,8 +8,8 @@ from collections.abc import Collection
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from graphql_api.config import ANY_ORIGIN
 from graphql_api.metrics import Metrics
+from service_common.config import ANY_ORIGIN
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type"

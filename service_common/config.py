@@ -72,3 +72,31 @@ def read_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[
     if value not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+ANY_ORIGIN = "*"
+# The seed frontend's development server.
+DEFAULT_ALLOWED_ORIGIN = "http://localhost:3000"
+
+
+def read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """The variable as a boolean: true/false or 1/0, ``default`` when unset."""
+    value = read_choice(env, name, "true" if default else "false", ("true", "false", "1", "0"))
+    return value in ("true", "1")
+
+
+def read_allowed_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``ALLOWED_ORIGIN``: the browser origins every public service accepts, comma-separated.
+
+    ``*`` (any origin, for demos) means the same for the socket gateway and the GraphQL API, which
+    read the same variable; naming the frontend's origins is the production setting.
+
+    Raises:
+        ConfigError: an entry is neither ``*`` nor an http(s) origin.
+    """
+    raw = read_str(env, "ALLOWED_ORIGIN", DEFAULT_ALLOWED_ORIGIN)
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin != ANY_ORIGIN and not origin.startswith(("http://", "https://")):
+            raise ConfigError("ALLOWED_ORIGIN", f"expected http(s)://host[:port] or *, got {origin!r}")
+    return origins

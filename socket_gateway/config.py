@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service_common.config import (
+    DEFAULT_ALLOWED_ORIGIN,
     ConfigError,
-    read_choice,
+    read_allowed_origins,
+    read_bool,
     read_float,
     read_int,
     read_optional_str,
@@ -21,23 +23,8 @@ from service_common.logging_setup import LogSettings
 from service_common.timing import SnapshotTiming
 
 DEFAULT_OUTBOX_PATH = "data/gateway_outbox.sqlite3"
-DEFAULT_ALLOWED_ORIGIN = "http://localhost:3000"
 # HMAC secrets shorter than this are guessable offline from one captured token.
 MIN_TOKEN_SECRET_LENGTH = 32
-
-
-def _read_origins(env: Mapping[str, str]) -> tuple[str, ...]:
-    raw = read_str(env, "ALLOWED_ORIGIN", DEFAULT_ALLOWED_ORIGIN)
-    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
-    for origin in origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise ConfigError("ALLOWED_ORIGIN", f"expected http(s)://host[:port] or *, got {origin!r}")
-    return origins
-
-
-def _read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    value = read_choice(env, name, "true" if default else "false", ("true", "false", "1", "0"))
-    return value in ("true", "1")
 
 
 def _default_gateway_id() -> str:
@@ -92,7 +79,7 @@ class GatewayConfig:
             ingest_target=ingest_target,
             host=read_str(env, "GATEWAY_HOST", "127.0.0.1"),
             port=read_port(env, "GATEWAY_PORT", 8081),
-            allowed_origins=_read_origins(env),
+            allowed_origins=read_allowed_origins(env),
             timing=SnapshotTiming.from_env(env),
             count_update_interval_ms=read_int(
                 env, "COUNT_UPDATE_INTERVAL_MS", 500, minimum=10, maximum=60_000
@@ -112,7 +99,7 @@ class GatewayConfig:
                 env, "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", 120, minimum=1, maximum=1_000_000
             ),
             viewer_token_secret=secret,
-            websocket_compression=_read_bool(env, "GATEWAY_WEBSOCKET_COMPRESSION", False),
+            websocket_compression=read_bool(env, "GATEWAY_WEBSOCKET_COMPRESSION", False),
             ping_interval_seconds=read_float(
                 env, "GATEWAY_PING_INTERVAL_SECONDS", 25.0, minimum=1, maximum=300
             ),

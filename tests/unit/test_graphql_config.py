@@ -16,7 +16,7 @@ def test_defaults() -> None:
     assert config.host == "127.0.0.1"
     assert config.port == 8080
     assert config.ingest_target == "127.0.0.1:50051"
-    assert config.allowed_origins == ()
+    assert config.allowed_origins == ("http://localhost:3000",)  # the same default as the gateway
     assert config.dev_mode is False
     assert config.internal_api_key == KEY
     assert config.max_range_days == 92
