@@ -27,6 +27,13 @@ DEFAULT_OUTBOX_PATH = "data/gateway_outbox.sqlite3"
 MIN_TOKEN_SECRET_LENGTH = 32
 
 
+def _read_redis_url(env: Mapping[str, str]) -> str | None:
+    url = read_optional_str(env, "REDIS_URL")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL", f"expected redis://host:port[/db], rediss:// or unix://, got {url!r}")
+    return url
+
+
 def _default_gateway_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -57,6 +64,9 @@ class GatewayConfig:
     ping_interval_seconds: float = 25.0
     ping_timeout_seconds: float = 20.0
     gateway_id: str = field(default_factory=_default_gateway_id)
+    # Scale-out (docs/socket_gateway.md, "Many gateways on Redis"): off without a URL.
+    redis_url: str | None = None
+    node_lease_seconds: float = 10.0
     logging: LogSettings = field(default_factory=LogSettings)
 
     @classmethod
@@ -107,6 +117,9 @@ class GatewayConfig:
                 env, "GATEWAY_PING_TIMEOUT_SECONDS", 20.0, minimum=1, maximum=300
             ),
             gateway_id=read_str(env, "GATEWAY_ID", _default_gateway_id()),
+            redis_url=_read_redis_url(env),
+            # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.
+            node_lease_seconds=read_float(env, "GATEWAY_NODE_LEASE_SECONDS", 10.0, minimum=0.5, maximum=20.0),
             logging=LogSettings.from_env(env),
         )
 
