@@ -99,7 +99,21 @@
 
   // ---- live counts -----------------------------------------------------------------------------
 
+  // The signed-in user is the viewer: their tabs and devices collapse into one unique viewer,
+  // whichever tab happened to write localStorage first.
+  function tokenSubject(token) {
+    try {
+      const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const subject = JSON.parse(atob(payload)).sub;
+      return typeof subject === "string" && subject ? subject : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
   function viewerId() {
+    const subject = state.token ? tokenSubject(state.token) : null;
+    if (subject) return "user-" + subject;
     let id = localStorage.getItem(VIEWER_KEY);
     if (!id) {
       // getRandomValues works on plain http too (randomUUID needs a secure context).
