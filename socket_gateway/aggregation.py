@@ -122,6 +122,12 @@ class SnapshotAggregator:
             closed += self._close(partial=False)
         return closed
 
+    def discard(self) -> None:
+        """Forgets the current interval's samples (a node that stopped leading the cluster's sampling)."""
+        self._samples.clear()
+        self._tracked.clear()
+        self._interval_start = None
+
     def finish(
         self,
         now: float,

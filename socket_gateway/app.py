@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import engineio  # type: ignore[import-untyped]
 import grpc
+import redis.asyncio as aioredis
 import socketio  # type: ignore[import-untyped]
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -18,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from socket_gateway.aggregation import SampleSchedule, SnapshotAggregator
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.clock import Clock, SystemClock
+from socket_gateway.cluster import ClusterNode, RedisCounts
 from socket_gateway.config import GatewayConfig
 from socket_gateway.events import ViewerEvents, room_name
 from socket_gateway.metrics import GatewayMetrics
@@ -34,6 +36,9 @@ SOCKETIO_PATH = "/socket.io/"
 INGEST_HEALTH_SERVICE = "viewer_analytics.v1.SnapshotIngestService"
 # A readiness probe must answer quickly even when the ingest service hangs.
 READINESS_TIMEOUT_SECONDS = 1.0
+SOCKETIO_CHANNEL = "viewer-analytics-gateway"
+# A Redis call that takes longer than this counts as Redis being down: sockets must not wait on it.
+REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Gateway:
     channel: grpc.aio.Channel | None = None
     sender: SnapshotSender | None = None
     sampler: Sampler | None = None
+    # Only with REDIS_URL: this node's part in the cluster of gateways.
+    cluster: ClusterNode | None = None
 
     def require_outbox(self) -> Outbox:
         assert self.outbox is not None, "the outbox is opened when the app starts"
@@ -88,6 +95,16 @@ def create_app(
         ping_timeout=config.ping_timeout_seconds,
         logger=False,
         engineio_logger=False,
+        # With REDIS_URL, python-socketio's Redis manager relays room emits to every node.
+        client_manager=(
+            socketio.AsyncRedisManager(
+                config.redis_url,
+                channel=SOCKETIO_CHANNEL,
+                redis_options={"socket_connect_timeout": REDIS_TIMEOUT_SECONDS},
+            )
+            if config.redis_url
+            else None
+        ),
     )
 
     async def send_counts(auction_id: str, counts: RoomCounts) -> None:
@@ -105,8 +122,41 @@ def create_app(
             await sio.eio.send_packet(eio_sid, message)
 
     broadcaster = CountBroadcaster(registry, send_counts, config.count_update_interval_ms / 1000)
+    cluster = None
+    if config.redis_url:
+
+        async def publish_counts(auction_id: str, counts: RoomCounts) -> None:
+            # Through the Redis manager: this node's sockets at once, the other nodes' by pub/sub.
+            metrics.count_broadcasts_total += 1
+            metrics.count_messages_total += len(
+                list(sio.manager.get_participants("/", room_name(auction_id)))
+            )
+            await sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
+
+        # No I/O here: the client connects on first use, in the cluster's cleanup context.
+        client = aioredis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        cluster = ClusterNode(
+            RedisCounts(client, config.gateway_id, config.node_lease_seconds),
+            registry,
+            publish_counts,
+            broadcaster,
+            config.count_update_interval_ms / 1000,
+            config.node_lease_seconds,
+            (clock or SystemClock()).time,
+        )
     verifier = ViewerTokenVerifier(config.viewer_token_secret) if config.viewer_token_secret else None
-    events = ViewerEvents(sio, registry, broadcaster, metrics, verifier)
+    events = ViewerEvents(
+        sio,
+        registry,
+        cluster or broadcaster,
+        metrics,
+        verifier,
+        counts_of=cluster.counts if cluster else registry.counts,
+    )
     events.register()
     gateway = Gateway(
         config=config,
@@ -117,6 +167,7 @@ def create_app(
         metrics=metrics,
         clock=clock or SystemClock(),
         backoff=backoff or Backoff(),
+        cluster=cluster,
     )
 
     app = web.Application(
@@ -132,6 +183,8 @@ def create_app(
     app.router.add_get("/metrics", _metrics)
     app.cleanup_ctx.append(_outbox_ctx)
     app.cleanup_ctx.append(_sender_ctx)
+    if cluster is not None:
+        app.cleanup_ctx.append(_cluster_ctx)
     app.cleanup_ctx.append(_sampler_ctx)
     app.on_shutdown.append(_close_interval_and_flush)
     return app
@@ -181,6 +234,8 @@ async def _readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     outbox = gateway.require_outbox()
     problems = []
+    if gateway.cluster is not None and not gateway.cluster.ready:
+        problems.append("redis unreachable (serving local counts only)")
     if outbox.full:
         problems.append(f"outbox at its cap ({outbox.max_snapshots})")
     try:
@@ -259,6 +314,25 @@ async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
     await gateway.channel.close()
 
 
+async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    cluster = gateway.cluster
+    assert cluster is not None
+    await cluster.start()
+    yield
+    # Normally already left in on_shutdown; this covers a start-up that failed after this point.
+    await cluster.close()
+    await cluster.store.client.aclose()
+    manager = gateway.sio.manager
+    listener = getattr(manager, "thread", None)
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    if getattr(manager, "redis", None) is not None:
+        await manager.redis.aclose()
+
+
 async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     schedule = SampleSchedule(gateway.config.timing)
@@ -269,6 +343,7 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
         gateway.require_outbox(),
         gateway.clock,
         gateway.metrics,
+        gateway.cluster,
     )
     task = asyncio.create_task(gateway.sampler.run(), name="sampler")
     yield
@@ -296,6 +371,9 @@ async def _close_interval_and_flush(app: web.Application) -> None:
             "Outbox not flushed within the deadline; kept for the next start",
             extra={"outbox_depth": outbox.depth, "deadline_seconds": deadline},
         )
+    if gateway.cluster is not None:
+        # Taken back now, not at lease expiry: the other nodes' counts drop at once.
+        await gateway.cluster.close()
     await gateway.broadcaster.close()
     await gateway.sio.shutdown()
     # Closing the sockets now lets the web server stop at once instead of waiting for every

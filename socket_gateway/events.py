@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import socketio  # type: ignore[import-untyped]
 
@@ -21,9 +22,15 @@ from socket_gateway.protocol import (
     count_payload,
     error_ack,
 )
-from socket_gateway.rooms import RoomRegistry
+from socket_gateway.rooms import RoomCounts, RoomRegistry
 
 logger = logging.getLogger(__name__)
+
+
+class RoomChanges(Protocol):
+    """Who hears that a room's counts may have changed: the local broadcaster, or the cluster node."""
+
+    def room_changed(self, auction_id: str) -> None: ...
 
 
 def room_name(auction_id: str) -> str:
@@ -43,15 +50,18 @@ class ViewerEvents:
         self,
         sio: socketio.AsyncServer,
         registry: RoomRegistry,
-        broadcaster: CountBroadcaster,
+        broadcaster: CountBroadcaster | RoomChanges,
         metrics: GatewayMetrics,
         token_verifier: ViewerTokenVerifier | None,
+        counts_of: Callable[[str], RoomCounts] | None = None,
     ) -> None:
         self._sio = sio
         self._registry = registry
         self._broadcaster = broadcaster
         self._metrics = metrics
         self._tokens = token_verifier
+        # A joiner is told these counts: the room's (global ones in a cluster).
+        self._counts_of = counts_of or registry.counts
         self._viewer_ids: dict[str, str | None] = {}
         self._direct_sends: set[asyncio.Task[None]] = set()
 
@@ -66,7 +76,11 @@ class ViewerEvents:
         self._sio.on(LEAVE_EVENT, self.on_leave)
         self._sio.on("*", self.on_unknown)
 
-    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def on_connect(self, sid: str, environ: Any = None, auth: Any = None) -> dict[str, Any] | None:
+        if sid in self._viewer_ids:
+            # python-socketio hands a client's own event named "connect" to this handler too: a
+            # connected socket sending it must not connect (or join) a second time.
+            return self._malformed("unknown", sid, "reserved event 'connect'")
         try:
             request = connect_request_of(auth)
             viewer_id = self._tokens.viewer_id(request.token) if self._tokens else request.viewer_id
@@ -82,11 +96,22 @@ class ViewerEvents:
                 await self._join(sid, request.auction_id)
             except Exception:
                 logger.exception("Joining on connect failed", extra={"sid": sid})
-                await self.on_disconnect(sid)
+                self._forget(sid)
                 self._metrics.connections_refused["internal_error"] += 1
                 raise socketio.exceptions.ConnectionRefusedError("internal error") from None
 
-    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        return None
+
+    async def on_disconnect(self, sid: str, *args: Any) -> dict[str, Any] | None:
+        if self._sio.manager.is_connected(sid, "/"):
+            # A client's own event named "disconnect" also lands here, while its socket stays
+            # connected (a real disconnect is marked pending before this handler runs): forgetting
+            # the socket would take it out of its room's count while it still watches.
+            return self._malformed("unknown", sid, "reserved event 'disconnect'")
+        self._forget(sid)
+        return None
+
+    def _forget(self, sid: str) -> None:
         self._viewer_ids.pop(sid, None)
         left = self._registry.leave(sid)
         if left is not None:
@@ -128,11 +153,14 @@ class ViewerEvents:
                 self._broadcaster.room_changed(left)
             await self._sio.enter_room(sid, room_name(auction_id))
             self._broadcaster.room_changed(auction_id)
-        counts = self._registry.counts(auction_id)
+        counts = self._counts_of(auction_id)
         # The joiner hears the count at once, not at the room's next coalesced update.
         # Sent from a task, after this handler returns: from the connect handler the socket's
         # CONNECT packet must be queued before any event reaches it.
-        task = asyncio.create_task(self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), to=sid))
+        # ignore_queue: the socket is on this node, so a Redis manager need not relay it.
+        task = asyncio.create_task(
+            self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), to=sid, ignore_queue=True)
+        )
         self._direct_sends.add(task)
         task.add_done_callback(self._direct_sends.discard)
         self._metrics.count_messages_total += 1

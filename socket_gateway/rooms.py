@@ -90,6 +90,13 @@ class RoomRegistry:
         room = self._rooms.get(auction_id)
         return room.counts() if room else EMPTY
 
+    def contribution(self, auction_id: str) -> tuple[int, int, set[str]]:
+        """The room's connections, anonymous connections and distinct viewer ids (what a node shares)."""
+        room = self._rooms.get(auction_id)
+        if room is None:
+            return 0, 0, set()
+        return room.connections, room.anonymous, set(room.viewers)
+
     def active_rooms(self) -> list[str]:
         return list(self._rooms)
 

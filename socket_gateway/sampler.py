@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from socket_gateway.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
 from socket_gateway.clock import Clock
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.outbox import Outbox
-from socket_gateway.rooms import RoomRegistry
+from socket_gateway.rooms import EMPTY, RoomCounts, RoomRegistry
+
+if TYPE_CHECKING:
+    from socket_gateway.cluster import ClusterNode
 
 logger = logging.getLogger(__name__)
 
 
 class Sampler:
-    """Drives the aggregator from the clock and hands what it closes to the outbox."""
+    """Drives the aggregator from the clock and hands what it closes to the outbox.
+
+    With a ``cluster``, only the node holding the sampler lease samples, from the global counts, and
+    its snapshots reach the outbox only after the lease's fencing token is checked: one snapshot per
+    auction-minute across the cluster.
+    """
 
     def __init__(
         self,
@@ -25,6 +34,7 @@ class Sampler:
         outbox: Outbox,
         clock: Clock,
         metrics: GatewayMetrics,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self._registry = registry
         self._aggregator = aggregator
@@ -32,6 +42,8 @@ class Sampler:
         self._outbox = outbox
         self._clock = clock
         self._metrics = metrics
+        self._cluster = cluster
+        self._last_view: dict[str, RoomCounts] | None = None
         self._last_tick: float | None = None
         self._finished = False
         self._ticks = asyncio.Condition()
@@ -46,10 +58,25 @@ class Sampler:
             if self._finished:
                 return
             self._last_tick = tick
-            self._queue(self._aggregator.sample(tick, self._registry.active_rooms(), self._registry.counts))
+            if self._cluster is None:
+                self._queue(
+                    self._aggregator.sample(tick, self._registry.active_rooms(), self._registry.counts)
+                )
+            else:
+                await self._sample_cluster(tick, self._cluster)
             self._metrics.samples_total += 1
             async with self._ticks:
                 self._ticks.notify_all()
+
+    async def _sample_cluster(self, tick: float, cluster: ClusterNode) -> None:
+        view = await cluster.sample_view()
+        self._last_view = view
+        if view is None:
+            # Not the leader (or Redis is down): another node samples, or nobody can prove it may.
+            self._aggregator.discard()
+            return
+        closed = self._aggregator.sample(tick, view, lambda auction_id: view.get(auction_id, EMPTY))
+        self._queue(await cluster.fence(closed))
 
     async def wait_for_samples(self, total: int) -> None:
         """Returns once ``total`` ticks have been sampled since start (tests step the clock with it)."""
@@ -61,9 +88,20 @@ class Sampler:
         if self._finished:
             return []
         self._finished = True
-        snapshots = self._aggregator.finish(
-            self._clock.time(), self._registry.active_rooms(), self._registry.counts
-        )
+        if self._cluster is None:
+            snapshots = self._aggregator.finish(
+                self._clock.time(), self._registry.active_rooms(), self._registry.counts
+            )
+        elif self._last_view is not None and self._cluster.live_nodes <= 1:
+            # The last node leading: nobody takes the interval over, so it closes here, from the
+            # last global sample (finishing must not wait for Redis). With other nodes alive, the
+            # next leader carries the interval on and marks it partial.
+            view = self._last_view
+            snapshots = self._aggregator.finish(
+                self._clock.time(), view, lambda auction_id: view.get(auction_id, EMPTY)
+            )
+        else:
+            snapshots = []
         self._queue(snapshots)
         logger.info("Partial interval closed", extra={"snapshots": len(snapshots)})
         return snapshots

@@ -1,0 +1,621 @@
+"""Many gateway nodes as one on Redis: global exact counts, node leases, coalesced updates, a sampler lease.
+
+Every node keeps its own sockets in its ``RoomRegistry`` (the local truth) and writes its
+contribution to each room into Redis; the global counts are the sum over live nodes, read from
+Redis, never by asking the other nodes. Key layout (``p`` is the prefix):
+
+- ``p:nodes`` — sorted set, node id → lease expiry (ms, Redis clock), refreshed by each node's heartbeat;
+- ``p:r:{a}:c`` / ``p:r:{a}:a`` — hashes node → connections / anonymous connections in room ``a``;
+- ``p:r:{a}:u`` — hash viewer id → how many nodes hold that viewer in ``a`` (its length is the
+  number of distinct identified viewers);
+- ``p:n:{node}:rooms`` and ``p:n:{node}:v:{a}`` — what a node contributed, so it can be taken back;
+- ``p:rooms`` — rooms with any connection; ``p:r:{a}:last`` / ``p:r:{a}:lock`` — the last published
+  counts and the per-room publish lock; ``p:sampler`` / ``p:sampler_token`` — the sampler lease and
+  its fencing token; ``p:last_death`` — when survivors last reaped a dead node.
+
+All updates are Lua scripts, so each is atomic. The scripts compute key names from the prefix,
+which a single Redis (or a primary with replicas, or Sentinel) allows; Redis Cluster does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from socket_gateway.aggregation import MinuteSnapshot
+from socket_gateway.broadcast import CountBroadcaster
+from socket_gateway.rooms import RoomCounts, RoomRegistry
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "va:gw:"
+# Errors that mean "Redis is unreachable or failing": the node falls back to its local counts.
+REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+_LUA_COMMON = """
+local function room_counts(p, a)
+  local rk = p .. 'r:' .. a
+  local conn, anon = 0, 0
+  for _, v in ipairs(redis.call('HVALS', rk .. ':c')) do conn = conn + tonumber(v) end
+  for _, v in ipairs(redis.call('HVALS', rk .. ':a')) do anon = anon + tonumber(v) end
+  local uniq = redis.call('HLEN', rk .. ':u') + anon
+  if conn == 0 then
+    redis.call('SREM', p .. 'rooms', a)
+    redis.call('DEL', rk .. ':c', rk .. ':a', rk .. ':u', rk .. ':last')
+  else
+    redis.call('SADD', p .. 'rooms', a)
+  end
+  return {conn, uniq}
+end
+local function clear_node(p, node)
+  local rooms = redis.call('SMEMBERS', p .. 'n:' .. node .. ':rooms')
+  for _, a in ipairs(rooms) do
+    local rk = p .. 'r:' .. a
+    local mine = p .. 'n:' .. node .. ':v:' .. a
+    redis.call('HDEL', rk .. ':c', node)
+    redis.call('HDEL', rk .. ':a', node)
+    for _, v in ipairs(redis.call('SMEMBERS', mine)) do
+      if redis.call('HINCRBY', rk .. ':u', v, -1) <= 0 then redis.call('HDEL', rk .. ':u', v) end
+    end
+    redis.call('DEL', mine)
+    room_counts(p, a)
+  end
+  redis.call('DEL', p .. 'n:' .. node .. ':rooms')
+  return rooms
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# ARGV: prefix, node, auction, connections, anonymous, n_added, added viewer ids..., removed viewer ids...
+_SYNC = (
+    _LUA_COMMON
+    + """
+local p, node, a = ARGV[1], ARGV[2], ARGV[3]
+local conn, anon, nadd = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local rk = p .. 'r:' .. a
+local mine = p .. 'n:' .. node .. ':v:' .. a
+if conn > 0 then redis.call('HSET', rk .. ':c', node, conn) else redis.call('HDEL', rk .. ':c', node) end
+if anon > 0 then redis.call('HSET', rk .. ':a', node, anon) else redis.call('HDEL', rk .. ':a', node) end
+for i = 7, 6 + nadd do
+  if redis.call('SADD', mine, ARGV[i]) == 1 then redis.call('HINCRBY', rk .. ':u', ARGV[i], 1) end
+end
+for i = 7 + nadd, #ARGV do
+  if redis.call('SREM', mine, ARGV[i]) == 1 then
+    if redis.call('HINCRBY', rk .. ':u', ARGV[i], -1) <= 0 then redis.call('HDEL', rk .. ':u', ARGV[i]) end
+  end
+end
+if conn > 0 then
+  redis.call('SADD', p .. 'n:' .. node .. ':rooms', a)
+else
+  redis.call('SREM', p .. 'n:' .. node .. ':rooms', a)
+end
+return room_counts(p, a)
+"""
+)
+
+# ARGV: prefix, node, lease ms. {1 if the node's lease was still valid, 0 if it had lapsed or been
+# reaped (its contributions may be gone: the node must write them all again); live nodes}.
+_HEARTBEAT = (
+    _LUA_COMMON
+    + """
+local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local prev = redis.call('ZSCORE', p .. 'nodes', node)
+redis.call('ZADD', p .. 'nodes', now + ttl, node)
+local live = redis.call('ZCOUNT', p .. 'nodes', now, '+inf')
+if prev and tonumber(prev) >= now then return {1, live} end
+return {0, live}
+"""
+)
+
+# ARGV: prefix. Removes every node whose lease expired; returns the rooms whose counts changed.
+_REAP = (
+    _LUA_COMMON
+    + """
+local p = ARGV[1]
+local now = now_ms()
+local dead = redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now)
+local changed = {}
+for _, node in ipairs(dead) do
+  for _, a in ipairs(clear_node(p, node)) do table.insert(changed, a) end
+  redis.call('ZREM', p .. 'nodes', node)
+  redis.call('SET', p .. 'last_death', now)
+end
+return changed
+"""
+)
+
+# ARGV: prefix, node, lease ms (0: leave the node set). Takes back all of the node's contributions.
+_RESET = (
+    _LUA_COMMON
+    + """
+local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local rooms = clear_node(p, node)
+for _, a in ipairs(rooms) do redis.call('DEL', p .. 'r:' .. a .. ':last') end
+if ttl > 0 then
+  redis.call('ZADD', p .. 'nodes', now_ms() + ttl, node)
+else
+  redis.call('ZREM', p .. 'nodes', node)
+end
+return rooms
+"""
+)
+
+# ARGV: prefix, auction, node, interval ms. {1, conn, uniq}: publish these; {0}: nothing new;
+# {-1, wait ms}: another publish holds the room's interval, try again after it.
+_PUBLISH_GATE = (
+    _LUA_COMMON
+    + """
+local p, a, node, interval = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local rk = p .. 'r:' .. a
+local wait = redis.call('PTTL', rk .. ':lock')
+if wait > 0 then return {-1, wait} end
+local counts = room_counts(p, a)
+if counts[1] == 0 then return {0} end
+local value = counts[1] .. ':' .. counts[2]
+if redis.call('GET', rk .. ':last') == value then return {0} end
+redis.call('SET', rk .. ':last', value)
+redis.call('SET', rk .. ':lock', node, 'PX', interval)
+return {1, counts[1], counts[2]}
+"""
+)
+
+# ARGV: prefix, node, lease ms. The token while this node holds (or just took) the sampler lease, else 0.
+_SAMPLER_LEASE = """
+local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local cur = redis.call('GET', p .. 'sampler')
+if cur then
+  local holder, token = string.match(cur, '^(.*)|(%d+)$')
+  if holder == node then
+    redis.call('PEXPIRE', p .. 'sampler', ttl)
+    return tonumber(token)
+  end
+  return 0
+end
+local token = redis.call('INCR', p .. 'sampler_token')
+redis.call('SET', p .. 'sampler', node .. '|' .. token, 'PX', ttl)
+return token
+"""
+
+# ARGV: prefix, node, token. {1 if the lease is still this node's with this token, last death ms}.
+_FENCE = """
+local p = ARGV[1]
+local ok = 0
+if redis.call('GET', p .. 'sampler') == ARGV[2] .. '|' .. ARGV[3] then ok = 1 end
+return {ok, tonumber(redis.call('GET', p .. 'last_death') or '0')}
+"""
+
+# ARGV: prefix. {auction, conn, uniq, ...} for every room with a connection on a live node.
+_ALL_COUNTS = (
+    _LUA_COMMON
+    + """
+local p = ARGV[1]
+local out = {}
+for _, a in ipairs(redis.call('SMEMBERS', p .. 'rooms')) do
+  local c = room_counts(p, a)
+  if c[1] > 0 then
+    table.insert(out, a); table.insert(out, c[1]); table.insert(out, c[2])
+  end
+end
+return out
+"""
+)
+
+# ARGV: prefix, node, token. Gives the sampler lease up if this node holds it.
+_RELEASE = """
+if redis.call('GET', ARGV[1] .. 'sampler') == ARGV[2] .. '|' .. ARGV[3] then
+  redis.call('DEL', ARGV[1] .. 'sampler')
+end
+local now = redis.call('TIME')
+return redis.call('ZCOUNT', ARGV[1] .. 'nodes', tonumber(now[1]) * 1000, '+inf')
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What the publish gate decided for one room."""
+
+    counts: RoomCounts | None  # publish these to the room on every node
+    retry_after: float | None  # seconds until the room's interval ends, when another publish holds it
+
+
+class RedisCounts:
+    """One node's view of the shared Redis state; every method is one round trip (or one pipeline).
+
+    Methods raise one of ``REDIS_FAILURES`` when Redis is unreachable; the caller decides how to
+    degrade.
+    """
+
+    def __init__(self, client: aioredis.Redis, node_id: str, lease_seconds: float, prefix: str = PREFIX):
+        self.client = client
+        self.node_id = node_id
+        self.lease_ms = int(lease_seconds * 1000)
+        self.prefix = prefix
+        self._sync = client.register_script(_SYNC)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._reap = client.register_script(_REAP)
+        self._reset = client.register_script(_RESET)
+        self._gate = client.register_script(_PUBLISH_GATE)
+        self._lease = client.register_script(_SAMPLER_LEASE)
+        self._fence = client.register_script(_FENCE)
+        self._all = client.register_script(_ALL_COUNTS)
+        self._release = client.register_script(_RELEASE)
+
+    @staticmethod
+    def _counts(reply: list[int]) -> RoomCounts:
+        return RoomCounts(int(reply[0]), int(reply[1]))
+
+    async def sync_rooms(self, rooms: list[tuple[str, int, int, set[str], set[str]]]) -> list[RoomCounts]:
+        """Writes this node's contribution to each room in one pipeline; each room's global counts.
+
+        Each entry: auction id, connections, anonymous connections, viewer ids added and removed
+        since the last write.
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            for auction_id, connections, anonymous, added, removed in rooms:
+                await self._sync(
+                    args=[
+                        *(self.prefix, self.node_id, auction_id, connections, anonymous, len(added)),
+                        *added,
+                        *removed,
+                    ],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [self._counts(reply) for reply in replies]
+
+    async def replace_all(self, rooms: dict[str, tuple[int, int, set[str]]]) -> None:
+        """Atomically takes back everything this node wrote and writes ``rooms`` instead (start, re-sync)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            await self._reset(args=[self.prefix, self.node_id, self.lease_ms], client=pipe)
+            for auction_id, (connections, anonymous, viewers) in rooms.items():
+                await self._sync(
+                    args=[
+                        self.prefix,
+                        self.node_id,
+                        auction_id,
+                        connections,
+                        anonymous,
+                        len(viewers),
+                        *viewers,
+                    ],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    async def heartbeat(self) -> tuple[bool, int]:
+        """Refreshes the node's lease: whether it was still valid (if not, the node must write its state
+        again), and how many nodes are live."""
+        valid, live = await self._heartbeat(args=[self.prefix, self.node_id, self.lease_ms])
+        return bool(valid), int(live)
+
+    async def reap(self) -> list[str]:
+        """Takes back the contributions of every node whose lease expired; the rooms that changed."""
+        return [a.decode() if isinstance(a, bytes) else a for a in await self._reap(args=[self.prefix])]
+
+    async def leave_cluster(self, sampler_token: int) -> int:
+        """Takes this node's contributions back and gives up its sampler lease; live nodes left."""
+        await self._reset(args=[self.prefix, self.node_id, 0])
+        return int(await self._release(args=[self.prefix, self.node_id, sampler_token]))
+
+    async def publish_gate(self, auction_id: str, interval_ms: int) -> Published:
+        reply = await self._gate(args=[self.prefix, auction_id, self.node_id, interval_ms])
+        if reply[0] == 1:
+            return Published(RoomCounts(int(reply[1]), int(reply[2])), None)
+        if reply[0] == -1:
+            return Published(None, int(reply[1]) / 1000)
+        return Published(None, None)
+
+    async def sampler_lease(self) -> int:
+        """The fencing token while this node holds the sampler lease (taking it when free), else 0."""
+        return int(await self._lease(args=[self.prefix, self.node_id, self.lease_ms]))
+
+    async def fence(self, token: int) -> tuple[bool, float]:
+        """Whether ``token`` still holds the sampler lease, and when a node last died (epoch seconds)."""
+        ok, last_death_ms = await self._fence(args=[self.prefix, self.node_id, token])
+        return bool(ok), int(last_death_ms) / 1000
+
+    async def all_counts(self) -> dict[str, RoomCounts]:
+        reply = await self._all(args=[self.prefix])
+        out = {}
+        for i in range(0, len(reply), 3):
+            name = reply[i].decode() if isinstance(reply[i], bytes) else reply[i]
+            out[name] = RoomCounts(int(reply[i + 1]), int(reply[i + 2]))
+        return out
+
+
+SendCounts = Callable[[str, RoomCounts], Awaitable[None]]
+
+
+class ClusterNode:
+    """This node's part in the cluster: keeps Redis in step with the registry, publishes, leads sampling.
+
+    Socket handlers call ``room_changed`` (synchronous, never waiting for Redis). One task writes the
+    changed rooms to Redis in one pipeline and asks the room's publish gate whether to tell the room
+    (at most once per interval per room across all nodes, always ending on the latest counts); the
+    winner emits through python-socketio's ``AsyncRedisManager``, which reaches the room's sockets on
+    every node. A heartbeat task refreshes the node lease, reaps dead nodes' contributions and holds
+    (or waits for) the sampler lease.
+
+    When Redis fails the node degrades: it logs at ERROR, ``ready`` turns False and each room is told
+    its local counts by ``local`` (this node's sockets only). When Redis answers again the node writes
+    its whole state back in one transaction and the rooms converge on the global counts.
+    """
+
+    def __init__(
+        self,
+        store: RedisCounts,
+        registry: RoomRegistry,
+        publish: SendCounts,
+        local: CountBroadcaster,
+        interval_seconds: float,
+        lease_seconds: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self._registry = registry
+        self._publish = publish
+        self._local = local
+        self._interval_ms = max(1, int(interval_seconds * 1000))
+        self._heartbeat_seconds = lease_seconds / 3
+        self._clock = clock
+        self.healthy = False
+        self.live_nodes = 0
+        self.sampler_token = 0
+        self.leader_since = 0.0
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._synced: dict[str, set[str]] = {}
+        self._global: dict[str, tuple[RoomCounts, RoomCounts]] = {}
+        self._publish_due: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._resynced = asyncio.Event()
+        self._closed = False
+        self.commands_total = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.healthy
+
+    async def start(self) -> None:
+        """Starts the sync and heartbeat tasks; the first heartbeat replaces this node's old contributions."""
+        for coro, name in (
+            (self._sync_loop(), "cluster-sync"),
+            (self._heartbeat_loop(), "cluster-heartbeat"),
+        ):
+            task = asyncio.create_task(coro, name=name)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def wait_synced(self) -> None:
+        """Returns once this node has written its state to Redis at least once."""
+        await self._resynced.wait()
+
+    def room_changed(self, auction_id: str) -> None:
+        if self._closed:
+            return
+        if not self.healthy:
+            self._local.room_changed(auction_id)
+            return
+        self._dirty.add(auction_id)
+        self._wake.set()
+
+    def counts(self, auction_id: str) -> RoomCounts:
+        """The room's global counts as last read, moved by this node's changes since (for a joiner's ack)."""
+        local = self._registry.counts(auction_id)
+        known = self._global.get(auction_id)
+        if not self.healthy or known is None:
+            return local
+        global_counts, local_then = known
+        return RoomCounts(
+            max(
+                local.viewer_count, global_counts.viewer_count + local.viewer_count - local_then.viewer_count
+            ),
+            max(
+                local.unique_viewers,
+                global_counts.unique_viewers + local.unique_viewers - local_then.unique_viewers,
+            ),
+        )
+
+    # --- writing this node's state -------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.healthy or not self._dirty:
+                continue
+            rooms, self._dirty = self._dirty, set()
+            try:
+                await self._sync(rooms)
+            except REDIS_FAILURES as error:
+                self._degrade(error)
+                continue
+            for auction_id in rooms:
+                self._schedule_publish(auction_id, 0.0)
+
+    async def _sync(self, rooms: set[str]) -> None:
+        writes = []
+        local_then = {}
+        for auction_id in rooms:
+            connections, anonymous, viewers = self._registry.contribution(auction_id)
+            before = self._synced.get(auction_id, set())
+            writes.append((auction_id, connections, anonymous, viewers - before, before - viewers))
+            local_then[auction_id] = (viewers, self._registry.counts(auction_id))
+        replies = await self.store.sync_rooms(writes)
+        self.commands_total += 1
+        for (auction_id, *_rest), global_counts in zip(writes, replies, strict=True):
+            viewers, local = local_then[auction_id]
+            if local.viewer_count:
+                self._synced[auction_id] = viewers
+            else:
+                self._synced.pop(auction_id, None)
+            if global_counts.viewer_count:
+                self._global[auction_id] = (global_counts, local)
+            else:
+                self._global.pop(auction_id, None)
+
+    async def _resync(self) -> None:
+        """Writes this node's whole state, replacing what Redis held for it (start, return of Redis)."""
+        self._dirty.clear()
+        rooms = {a: self._registry.contribution(a) for a in self._registry.active_rooms()}
+        await self.store.replace_all(rooms)
+        self.commands_total += 1
+        self._synced = {a: viewers for a, (_c, _a, viewers) in rooms.items()}
+        self._global.clear()
+        for auction_id in rooms:
+            self._schedule_publish(auction_id, 0.0)
+
+    # --- publishing ----------------------------------------------------------------------------------
+
+    def _schedule_publish(self, auction_id: str, delay: float) -> None:
+        if self._closed or auction_id in self._publish_due:
+            return
+        loop = asyncio.get_running_loop()
+        self._publish_due[auction_id] = loop.call_later(delay, self._start_publish, auction_id)
+
+    def _start_publish(self, auction_id: str) -> None:
+        del self._publish_due[auction_id]
+        task = asyncio.create_task(self._publish_room(auction_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_room(self, auction_id: str) -> None:
+        if not self.healthy:
+            return
+        try:
+            decision = await self.store.publish_gate(auction_id, self._interval_ms)
+            self.commands_total += 1
+        except REDIS_FAILURES as error:
+            self._degrade(error)
+            return
+        if decision.retry_after is not None:
+            # Another node told the room within this interval, perhaps before this node's change:
+            # asking again when its interval ends makes the room's last update the true one.
+            self._schedule_publish(auction_id, decision.retry_after)
+        elif decision.counts is not None:
+            try:
+                await self._publish(auction_id, decision.counts)
+            except Exception:
+                # The next change (or the next re-sync) publishes the truth again.
+                logger.exception("Cluster count update failed", extra={"auction_id": auction_id})
+
+    # --- the lease -----------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self._beat()
+            except REDIS_FAILURES as error:
+                self._degrade(error)
+            # Nothing signals "time to renew": a lease is renewed on a timer, a third of its length.
+            await asyncio.sleep(self._heartbeat_seconds)
+
+    async def _beat(self) -> None:
+        valid, self.live_nodes = await self.store.heartbeat()
+        if not valid or not self.healthy:
+            was_degraded = not self.healthy and self._resynced.is_set()
+            await self._resync()
+            self.healthy = True
+            self._resynced.set()
+            if was_degraded:
+                logger.warning(
+                    "Redis reachable again; this node's counts re-synced", extra={"node": self.store.node_id}
+                )
+            elif not valid and self.live_nodes > 1:
+                logger.info("Joined the gateway cluster", extra={"node": self.store.node_id})
+        changed = await self.store.reap()
+        if changed:
+            logger.warning(
+                "Dead gateway node(s) reaped; their viewers removed",
+                extra={"node": self.store.node_id, "rooms": len(changed)},
+            )
+            for auction_id in changed:
+                self._schedule_publish(auction_id, 0.0)
+        token = await self.store.sampler_lease()
+        if token and token != self.sampler_token:
+            self.leader_since = self._clock()
+            logger.info("Sampler lease taken", extra={"node": self.store.node_id, "token": token})
+        self.sampler_token = token
+        self.commands_total += 3
+
+    def _degrade(self, error: BaseException) -> None:
+        if self.healthy or not self._resynced.is_set():
+            logger.error(
+                "Redis unreachable: serving this node's sockets with local counts, not ready, no snapshots",
+                extra={"node": self.store.node_id, "error": repr(error)},
+            )
+        if self.healthy:
+            for auction_id in self._registry.active_rooms():
+                self._local.room_changed(auction_id)
+        self.healthy = False
+        self.sampler_token = 0
+
+    # --- sampling ------------------------------------------------------------------------------------
+
+    async def sample_view(self) -> dict[str, RoomCounts] | None:
+        """Every room's global counts while this node leads sampling; None otherwise."""
+        if not self.healthy or not self.sampler_token:
+            return None
+        try:
+            return await self.store.all_counts()
+        except REDIS_FAILURES as error:
+            self._degrade(error)
+            return None
+
+    async def fence(self, snapshots: list[MinuteSnapshot]) -> list[MinuteSnapshot]:
+        """The snapshots this node may queue: none unless it still holds the lease with its token.
+
+        A snapshot is marked ``partial`` when a node died, or this node took the lease, after its
+        interval began (its samples then miss some viewers or part of the interval).
+        """
+        if not snapshots:
+            return snapshots
+        token = self.sampler_token
+        try:
+            ok, last_death = await self.store.fence(token) if token else (False, 0.0)
+        except REDIS_FAILURES as error:
+            self._degrade(error)
+            ok, last_death = False, 0.0
+        if not ok:
+            logger.error(
+                "Snapshots not queued: this node no longer holds the sampler lease",
+                extra={"node": self.store.node_id, "snapshots": len(snapshots)},
+            )
+            return []
+        return [
+            replace(s, partial=True)
+            if s.partial or last_death >= s.minute_start or self.leader_since > s.minute_start
+            else s
+            for s in snapshots
+        ]
+
+    async def close(self) -> int:
+        """Stops the tasks and takes this node's contributions back; the live nodes left (0 if unknown)."""
+        self._closed = True
+        for handle in self._publish_due.values():
+            handle.cancel()
+        self._publish_due.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if not self.healthy:
+            return 0
+        try:
+            return await self.store.leave_cluster(self.sampler_token)
+        except REDIS_FAILURES as error:
+            logger.error(
+                "Could not leave the cluster cleanly; the lease will expire", extra={"error": repr(error)}
+            )
+            return 0

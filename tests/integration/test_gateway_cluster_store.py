@@ -1,0 +1,192 @@
+"""The cluster's Redis state (socket_gateway.cluster.RedisCounts) against a real redis-server.
+
+Several nodes are simulated in one process, each with its own registry and its own Redis client,
+as separate gateway processes would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from socket_gateway.cluster import RedisCounts
+from socket_gateway.rooms import RoomCounts, RoomRegistry
+from tests.redis_support import RedisServer, redis_server
+
+__all__ = ["redis_server"]
+
+WAIT = 10.0
+
+
+class SimNode:
+    """A registry and its node's writes, the way ClusterNode keeps them in step."""
+
+    def __init__(self, store: RedisCounts) -> None:
+        self.store = store
+        self.registry = RoomRegistry()
+        self.synced: dict[str, set[str]] = {}
+
+    async def sync(self, rooms: set[str]) -> None:
+        writes = []
+        for auction_id in rooms:
+            connections, anonymous, viewers = self.registry.contribution(auction_id)
+            before = self.synced.get(auction_id, set())
+            writes.append((auction_id, connections, anonymous, viewers - before, before - viewers))
+            self.synced[auction_id] = viewers
+        await self.store.sync_rooms(writes)
+
+
+@pytest.fixture
+async def clients(redis_server: RedisServer) -> AsyncIterator[list[aioredis.Redis]]:
+    made = [aioredis.Redis.from_url(redis_server.url) for _ in range(3)]
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+def expected(nodes: list[SimNode], auction_id: str) -> RoomCounts:
+    connections = sum(node.registry.counts(auction_id).viewer_count for node in nodes)
+    viewers: set[str] = set()
+    anonymous = 0
+    for node in nodes:
+        _c, anon, ids = node.registry.contribution(auction_id)
+        viewers |= ids
+        anonymous += anon
+    return RoomCounts(connections, len(viewers) + anonymous)
+
+
+async def test_global_counts_are_exact_under_random_churn_across_three_nodes(
+    clients: list[aioredis.Redis],
+) -> None:
+    nodes = [SimNode(RedisCounts(client, f"node-{i}", 10)) for i, client in enumerate(clients)]
+    rng = random.Random(6)
+    auctions = ["a-1", "a-2", "a-3"]
+    sids: list[tuple[int, str]] = []
+    for step in range(1500):
+        node_index = rng.randrange(3)
+        node = nodes[node_index]
+        if sids and rng.random() < 0.45:
+            index, sid = sids.pop(rng.randrange(len(sids)))
+            left = nodes[index].registry.leave(sid)
+            changed = {left} if left else set()
+            node = nodes[index]
+        else:
+            sid = f"s{step}"
+            viewer = rng.choice([None, "v1", "v2", "v3", f"v{step}"])
+            auction_id = rng.choice(auctions)
+            left, _ = node.registry.join(sid, auction_id, viewer)
+            sids.append((node_index, sid))
+            changed = {auction_id} | ({left} if left else set())
+        if rng.random() < 0.3 or step == 1499:
+            # Nodes write in batches, as the sync task does under churn.
+            for each in nodes:
+                await each.sync(set(auctions))
+        elif changed:
+            await node.sync(changed)
+    for each in nodes:
+        await each.sync(set(auctions))
+    counts = await nodes[0].store.all_counts()
+    for auction_id in auctions:
+        want = expected(nodes, auction_id)
+        assert counts.get(auction_id, RoomCounts(0, 0)) == want
+    assert set(counts) == {a for a in auctions if expected(nodes, a).viewer_count}
+    assert sum(c.viewer_count for c in counts.values()) > 0
+    for index, sid in sids:
+        nodes[index].registry.leave(sid)
+    for each in nodes:
+        await each.sync(set(auctions))
+    assert await nodes[0].store.all_counts() == {}
+    # Empty rooms leave nothing behind: Redis state is bounded by the live rooms.
+    assert await clients[0].keys("va:gw:*") == []
+
+
+async def test_a_dead_node_is_reaped_by_a_survivor_once_its_lease_expires(
+    clients: list[aioredis.Redis],
+) -> None:
+    survivor = SimNode(RedisCounts(clients[0], "survivor", 10))
+    doomed = SimNode(RedisCounts(clients[1], "doomed", 0.5))
+    for node in (survivor, doomed):
+        await node.store.heartbeat()
+    survivor.registry.join("s1", "a-1", "shared")
+    doomed.registry.join("d1", "a-1", "shared")
+    doomed.registry.join("d2", "a-1", None)
+    for node in (survivor, doomed):
+        await node.sync({"a-1"})
+    assert (await survivor.store.all_counts())["a-1"] == RoomCounts(3, 2)
+    assert await survivor.store.reap() == []
+    deadline = time.monotonic() + WAIT
+    reaped: list[str] = []
+    # The lease runs out on Redis's clock; nothing signals it, so poll within a bound.
+    while not reaped and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        reaped = await survivor.store.reap()
+    assert reaped == ["a-1"]
+    assert (await survivor.store.all_counts())["a-1"] == RoomCounts(1, 1)
+    # The reaped node comes back: its heartbeat says its lease lapsed, so it must write again.
+    valid, live = await doomed.store.heartbeat()
+    assert (valid, live) == (False, 2)
+
+
+async def test_a_restarted_node_replaces_its_old_contribution_instead_of_adding_to_it(
+    clients: list[aioredis.Redis],
+) -> None:
+    before = SimNode(RedisCounts(clients[0], "gw-1", 10))
+    before.registry.join("s1", "a-1", "v1")
+    before.registry.join("s2", "a-1", None)
+    await before.store.replace_all({"a-1": before.registry.contribution("a-1")})
+    other = SimNode(RedisCounts(clients[1], "gw-2", 10))
+    other.registry.join("o1", "a-1", "v1")
+    await other.sync({"a-1"})
+    assert (await other.store.all_counts())["a-1"] == RoomCounts(3, 2)
+    # Same GATEWAY_ID after a restart: one of the two viewers reconnected to it.
+    after = SimNode(RedisCounts(clients[2], "gw-1", 10))
+    after.registry.join("n1", "a-1", "v1")
+    await after.store.replace_all({"a-1": after.registry.contribution("a-1")})
+    assert (await other.store.all_counts())["a-1"] == RoomCounts(2, 1)
+
+
+async def test_one_sampler_lease_holder_and_its_fencing_token(clients: list[aioredis.Redis]) -> None:
+    first = RedisCounts(clients[0], "n1", 0.5)
+    second = RedisCounts(clients[1], "n2", 0.5)
+    token = await first.sampler_lease()
+    assert token > 0
+    assert await second.sampler_lease() == 0
+    assert await first.sampler_lease() == token
+    assert (await first.fence(token))[0] is True
+    deadline = time.monotonic() + WAIT
+    taken = 0
+    while not taken and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        taken = await second.sampler_lease()
+    assert taken > token
+    # The old holder's token no longer passes the fence: its snapshots must not be queued.
+    assert (await first.fence(token))[0] is False
+    assert (await second.fence(taken))[0] is True
+
+
+async def test_publish_gate_lets_one_update_per_interval_and_never_repeats_a_value(
+    clients: list[aioredis.Redis],
+) -> None:
+    one = SimNode(RedisCounts(clients[0], "n1", 10))
+    two = SimNode(RedisCounts(clients[1], "n2", 10))
+    one.registry.join("s1", "a-1", None)
+    await one.sync({"a-1"})
+    first = await one.store.publish_gate("a-1", 300)
+    assert first.counts == RoomCounts(1, 1)
+    two.registry.join("s2", "a-1", None)
+    await two.sync({"a-1"})
+    held = await two.store.publish_gate("a-1", 300)
+    assert held.counts is None
+    assert held.retry_after is not None
+    assert 0 < held.retry_after <= 0.3
+    await asyncio.sleep(held.retry_after)
+    second = await two.store.publish_gate("a-1", 300)
+    assert second.counts == RoomCounts(2, 2)
+    await asyncio.sleep(0.31)
+    unchanged = await one.store.publish_gate("a-1", 300)
+    assert (unchanged.counts, unchanged.retry_after) == (None, None)
