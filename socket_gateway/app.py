@@ -255,8 +255,26 @@ async def _metrics(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     outbox = gateway.require_outbox()
     sender = gateway.require_sender()
+    cluster_gauges = {}
+    if gateway.cluster is not None:
+        cluster = gateway.cluster
+        cluster_gauges = {
+            "gateway_redis_ready": (
+                "1 while this node's counts are in Redis (REDIS_URL).",
+                lambda: int(cluster.ready),
+            ),
+            "gateway_cluster_live_nodes": (
+                "Live gateway nodes at the last heartbeat.",
+                lambda: cluster.live_nodes,
+            ),
+            "gateway_sampler_leader": (
+                "1 while this node holds the sampler lease.",
+                lambda: int(bool(cluster.sampler_token)),
+            ),
+        }
     text = gateway.metrics.render(
         {
+            **cluster_gauges,
             "gateway_connections": ("Connected Socket.IO clients.", lambda: gateway.events.connections),
             "gateway_rooms": ("Auction rooms with at least one socket.", lambda: gateway.registry.room_count),
             "gateway_room_members": ("Sockets in an auction room.", lambda: gateway.registry.member_count),

@@ -136,6 +136,15 @@ async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_a
         assert {node_index for _, _, node_index in watching} == {0, 1, 2}
         assert len(watching) == 30
 
+        # One sampler leader among the three nodes.
+        leaders = 0
+        for port in ports:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
+                text = await answer.text()
+            assert "gateway_redis_ready 1" in text.splitlines()
+            leaders += "gateway_sampler_leader 1" in text.splitlines()
+        assert leaders == 1
+
         # One snapshot per auction-minute across the three nodes: never a DUPLICATE at the ingest.
         async def two_minutes_stored() -> bool:
             return len(stored_snapshots(store_path, AUCTION)) >= 2
