@@ -1,0 +1,43 @@
+"""The gateway's scale-out settings: REDIS_URL switches it on, the node lease is bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from service_common.config import ConfigError
+from socket_gateway.config import GatewayConfig
+
+KEY = "k" * 32
+
+
+def test_without_redis_url_the_gateway_runs_alone() -> None:
+    config = GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "REDIS_URL": " "})
+    assert config.redis_url is None
+    assert config.node_lease_seconds == 10.0
+
+
+def test_redis_url_and_lease_are_read() -> None:
+    config = GatewayConfig.from_env(
+        {
+            "INTERNAL_API_KEY": KEY,
+            "REDIS_URL": "redis://127.0.0.1:6390/2",
+            "GATEWAY_NODE_LEASE_SECONDS": "2.5",
+        }
+    )
+    assert (config.redis_url, config.node_lease_seconds) == ("redis://127.0.0.1:6390/2", 2.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REDIS_URL", "127.0.0.1:6379"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        # Longer than 20 s would let a dead node count for more than 30 s.
+        ("GATEWAY_NODE_LEASE_SECONDS", "25"),
+        ("GATEWAY_NODE_LEASE_SECONDS", "0.1"),
+    ],
+)
+def test_invalid_scale_out_settings_are_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, name: value})
+    assert name in str(refused.value)
