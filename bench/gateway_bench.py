@@ -97,7 +97,11 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 @contextlib.asynccontextmanager
 async def gateway_server(
-    count_update_interval_ms: int, workdir: Path, python: str = sys.executable, module: str = "socket_gateway"
+    count_update_interval_ms: int,
+    workdir: Path,
+    python: str = sys.executable,
+    module: str = "socket_gateway",
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[ServerProcess]:
     env = {
         **os.environ,
@@ -117,6 +121,7 @@ async def gateway_server(
         "GATEWAY_PING_TIMEOUT_SECONDS": "300",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
+        **(extra_env or {}),
     }
     process = await asyncio.create_subprocess_exec(
         "taskset", "-c", SERVER_CPU, python, "-m", module,

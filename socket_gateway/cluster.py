@@ -600,7 +600,12 @@ class ClusterNode:
         ]
 
     async def close(self) -> int:
-        """Stops the tasks and takes this node's contributions back; the live nodes left (0 if unknown)."""
+        """Stops the tasks and takes this node's contributions back; the live nodes left (0 if unknown).
+
+        Idempotent: the app's shutdown calls it, and its cleanup context again in case start-up failed.
+        """
+        if self._closed:
+            return 0
         self._closed = True
         for handle in self._publish_due.values():
             handle.cancel()
