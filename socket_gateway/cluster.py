@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from socket_gateway.aggregation import MinuteSnapshot
 from socket_gateway.broadcast import CountBroadcaster
@@ -260,17 +260,27 @@ class RedisCounts:
         Each entry: auction id, connections, anonymous connections, viewer ids added and removed
         since the last write.
         """
-        async with self.client.pipeline(transaction=False) as pipe:
-            for auction_id, connections, anonymous, added, removed in rooms:
-                await self._sync(
-                    args=[
-                        *(self.prefix, self.node_id, auction_id, connections, anonymous, len(added)),
-                        *added,
-                        *removed,
-                    ],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        for attempt in range(2):
+            try:
+                # EVALSHA straight into the pipeline: running the Script object in a pipeline would
+                # make redis-py send a SCRIPT EXISTS round trip before every batch.
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for auction_id, connections, anonymous, added, removed in rooms:
+                        pipe.evalsha(
+                            self._sync.sha,
+                            0,
+                            *(self.prefix, self.node_id, auction_id, connections, anonymous, len(added)),
+                            *added,
+                            *removed,
+                        )
+                    replies = await pipe.execute()
+                break
+            except NoScriptError:
+                # Redis restarted (or its script cache was flushed): nothing in the batch ran. The
+                # writes are absolute or set-guarded, so loading the script and re-sending is safe.
+                if attempt:
+                    raise
+                await self.client.script_load(_SYNC)
         return [self._counts(reply) for reply in replies]
 
     async def replace_all(self, rooms: dict[str, tuple[int, int, set[str]]]) -> None:
