@@ -76,8 +76,10 @@ class ViewerEvents:
         self._sio.on(LEAVE_EVENT, self.on_leave)
         self._sio.on("*", self.on_unknown)
 
-    async def on_connect(self, sid: str, environ: Any = None, auth: Any = None) -> dict[str, Any] | None:
-        if sid in self._viewer_ids:
+    async def on_connect(
+        self, sid: str, environ: Any = None, auth: Any = None, *extra: Any
+    ) -> dict[str, Any] | None:
+        if sid in self._viewer_ids or extra:
             # python-socketio hands a client's own event named "connect" to this handler too: a
             # connected socket sending it must not connect (or join) a second time.
             return self._malformed("unknown", sid, "reserved event 'connect'")
