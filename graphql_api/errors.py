@@ -52,9 +52,11 @@ def is_public(error: GraphQLError) -> bool:
     """Whether ``error`` may reach the caller unmasked.
 
     Errors without an original exception come from parsing and validation (syntax, unknown fields,
-    the depth and token limits): they describe the caller's document, not the server.
+    the depth and token limits): they describe the caller's document, not the server. So do those
+    whose original exception is itself a ``GraphQLError``: graphql-core raises one when a variable's
+    value does not fit its type (``$enabled: Boolean!`` given ``0``).
     """
-    return error.original_error is None or isinstance(error.original_error, PublicError)
+    return error.original_error is None or isinstance(error.original_error, PublicError | GraphQLError)
 
 
 def should_mask_error(error: GraphQLError) -> bool:
@@ -67,4 +69,4 @@ def error_code(error: GraphQLError) -> str:
     code = (error.extensions or {}).get("code")
     if isinstance(code, str):
         return code
-    return "GRAPHQL_VALIDATION" if error.original_error is None else "INTERNAL"
+    return "GRAPHQL_VALIDATION" if is_public(error) else "INTERNAL"
