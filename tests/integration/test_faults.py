@@ -13,6 +13,7 @@ row (impossible by the store's unique key, but that is what is being proved) or 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import sqlite3
@@ -410,3 +411,42 @@ async def test_slow_ingest_keeps_the_gateway_bounded_by_its_outbox_cap(tmp_path:
             values = await metrics(http, gport)
             assert values['gateway_snapshots_acked_total{outcome="stored"}'] == servicer.acked
             await close_all(watching)
+
+
+@pytest.mark.parametrize(
+    "gateway_key",
+    ["wrong-internal-key-0123456789", "graphql-jwt-secret-of-another-service-0123456789"],
+    ids=["wrong key", "another service's secret"],
+)
+async def test_gateway_with_a_wrong_key_is_refused_stores_nothing_and_no_log_holds_the_key(
+    tmp_path: Path, gateway_key: str
+) -> None:
+    """Proves on the gateway → ingest path, with both as real processes, that a gateway sending a
+    wrong key (or another service's secret) is refused: the ingest service logs the refusal, the
+    gateway logs UNAUTHENTICATED and keeps its snapshots queued, nothing is stored, and neither
+    process writes the key it was sent (or its own) into any log line."""
+    store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
+    ingest, port = await start_ingest(store)
+    try:
+        await enable(port, ["keyed-a"])
+        env = gateway_env(outbox, port)
+        env["INTERNAL_API_KEY"] = gateway_key
+        async with service("socket_gateway", env) as gateway, aiohttp.ClientSession() as http:
+            gport = await gateway_port(gateway)
+            watching = await viewers(f"http://127.0.0.1:{gport}", ["keyed-a"])
+            refused = await ingest.log_entry("Refused internal call")
+            failed = await gateway.log_entry("Snapshot stream failed; will re-send unacknowledged snapshots")
+            assert failed["error"] == "UNAUTHENTICATED"
+            assert "StreamSnapshots" in str(refused["method"])
+
+            async def queued() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_depth"] >= 2
+
+            await poll(queued, "snapshots kept in the outbox")
+            await close_all(watching)
+        assert stored_keys(store) == []
+        logged = json.dumps(ingest.logs + gateway.logs)
+        assert gateway_key not in logged
+        assert TEST_KEY not in logged
+    finally:
+        await ingest.kill()
