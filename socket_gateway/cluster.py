@@ -47,7 +47,7 @@ local function room_counts(p, a)
   local uniq = redis.call('HLEN', rk .. ':u') + anon
   if conn == 0 then
     redis.call('SREM', p .. 'rooms', a)
-    redis.call('DEL', rk .. ':c', rk .. ':a', rk .. ':u', rk .. ':last')
+    redis.call('DEL', rk .. ':c', rk .. ':a', rk .. ':u', rk .. ':last', rk .. ':settled')
   else
     redis.call('SADD', p .. 'rooms', a)
   end
@@ -150,20 +150,23 @@ return rooms
 """
 )
 
-# ARGV: prefix, auction, node, interval ms. {1, conn, uniq}: publish these; {0}: nothing new;
-# {-1, wait ms}: another publish holds the room's interval, try again after it.
+# ARGV: prefix, auction, node, interval ms, settle (0/1). {1, conn, uniq}: publish these; {0}: nothing
+# new; {-1, wait ms}: another publish holds the room's interval, try again after it. A settling call
+# publishes the counts once more even when unchanged, once per burst of updates (see ClusterNode).
 _PUBLISH_GATE = (
     _LUA_COMMON
     + """
-local p, a, node, interval = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local p, a, node, interval, settle = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'
 local rk = p .. 'r:' .. a
 local wait = redis.call('PTTL', rk .. ':lock')
 if wait > 0 then return {-1, wait} end
 local counts = room_counts(p, a)
 if counts[1] == 0 then return {0} end
 local value = counts[1] .. ':' .. counts[2]
-if redis.call('GET', rk .. ':last') == value then return {0} end
+local settled = redis.call('EXISTS', rk .. ':settled') == 1
+if redis.call('GET', rk .. ':last') == value and (settled or not settle) then return {0} end
 redis.call('SET', rk .. ':last', value)
+if settle then redis.call('SET', rk .. ':settled', 1) else redis.call('DEL', rk .. ':settled') end
 redis.call('SET', rk .. ':lock', node, 'PX', interval)
 return {1, counts[1], counts[2]}
 """
@@ -317,8 +320,8 @@ class RedisCounts:
         await self._reset(args=[self.prefix, self.node_id, 0])
         return int(await self._release(args=[self.prefix, self.node_id, sampler_token]))
 
-    async def publish_gate(self, auction_id: str, interval_ms: int) -> Published:
-        reply = await self._gate(args=[self.prefix, auction_id, self.node_id, interval_ms])
+    async def publish_gate(self, auction_id: str, interval_ms: int, settle: bool = False) -> Published:
+        reply = await self._gate(args=[self.prefix, auction_id, self.node_id, interval_ms, int(settle)])
         if reply[0] == 1:
             return Published(RoomCounts(int(reply[1]), int(reply[2])), None)
         if reply[0] == -1:
@@ -487,23 +490,25 @@ class ClusterNode:
 
     # --- publishing ----------------------------------------------------------------------------------
 
-    def _schedule_publish(self, auction_id: str, delay: float) -> None:
+    def _schedule_publish(self, auction_id: str, delay: float, settle: bool = False) -> None:
+        # One pending call per room: a pending settle publishes any change too, and a pending
+        # publish schedules its own settle.
         if self._closed or auction_id in self._publish_due:
             return
         loop = asyncio.get_running_loop()
-        self._publish_due[auction_id] = loop.call_later(delay, self._start_publish, auction_id)
+        self._publish_due[auction_id] = loop.call_later(delay, self._start_publish, auction_id, settle)
 
-    def _start_publish(self, auction_id: str) -> None:
+    def _start_publish(self, auction_id: str, settle: bool) -> None:
         del self._publish_due[auction_id]
-        task = asyncio.create_task(self._publish_room(auction_id))
+        task = asyncio.create_task(self._publish_room(auction_id, settle))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish_room(self, auction_id: str) -> None:
+    async def _publish_room(self, auction_id: str, settle: bool = False) -> None:
         if not self.healthy:
             return
         try:
-            decision = await self.store.publish_gate(auction_id, self._interval_ms)
+            decision = await self.store.publish_gate(auction_id, self._interval_ms, settle)
             self.commands_total += 1
         except REDIS_FAILURES as error:
             self._degrade(error)
@@ -511,10 +516,17 @@ class ClusterNode:
         if decision.retry_after is not None:
             # Another node told the room within this interval, perhaps before this node's change:
             # asking again when its interval ends makes the room's last update the true one.
-            self._schedule_publish(auction_id, decision.retry_after)
+            self._schedule_publish(auction_id, decision.retry_after, settle)
         elif decision.counts is not None:
             try:
                 await self._publish(auction_id, decision.counts)
+                if not settle:
+                    # Two nodes' emits can overtake each other on the way to a room (an emit
+                    # delayed on a busy node lands after a later one), leaving an old value on
+                    # show while Redis holds the new one. Two intervals after a publish the counts
+                    # are published once more (one settling update per burst, through the same gate),
+                    # so the room ends on the truth.
+                    self._schedule_publish(auction_id, 2 * self._interval_ms / 1000, settle=True)
             except Exception:
                 # The next change (or the next re-sync) publishes the truth again.
                 logger.exception("Cluster count update failed", extra={"auction_id": auction_id})

@@ -190,3 +190,9 @@ async def test_publish_gate_lets_one_update_per_interval_and_never_repeats_a_val
     await asyncio.sleep(0.31)
     unchanged = await one.store.publish_gate("a-1", 300)
     assert (unchanged.counts, unchanged.retry_after) == (None, None)
+    # A settling call re-publishes the unchanged counts once (an overtaken emit is corrected), then not again.
+    settled = await one.store.publish_gate("a-1", 300, settle=True)
+    assert settled.counts == RoomCounts(2, 2)
+    await asyncio.sleep(0.31)
+    again = await two.store.publish_gate("a-1", 300, settle=True)
+    assert (again.counts, again.retry_after) == (None, None)
