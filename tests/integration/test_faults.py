@@ -271,9 +271,11 @@ async def test_gateway_sigkilled_at_random_moments_while_sending_loses_and_dupli
         rng = random.Random()
         depths_at_kill: list[int] = []
         # Small batches, so that sending takes many round trips and a kill lands among them.
-        env = gateway_env(outbox, port, GATEWAY_SEND_BATCH_SIZE="2")
+        env = gateway_env(outbox, port, GATEWAY_SEND_BATCH_SIZE="1")
         runs: list[ServiceProcess] = []
         for _ in range(4):
+            if not outbox_keys(outbox):
+                break  # sent in full before this kill: the last run below finds nothing to send
             async with service("socket_gateway", env) as gateway:
                 runs.append(gateway)
                 await gateway.log_entry("Analytics sent")
@@ -295,8 +297,8 @@ async def test_gateway_sigkilled_at_random_moments_while_sending_loses_and_dupli
         assert any(0 < depth < len(queued) for depth in depths_at_kill), depths_at_kill
         totals = sent_totals(*runs)
         # A batch stored but killed before its acknowledgement was read comes back as DUPLICATE, and a
-        # batch acknowledged but killed before its log line is not in the logs: hence the bounds.
-        assert totals["stored"] <= len(queued) <= totals["stored"] + totals["duplicate"]
+        # batch acknowledged but killed before its log line is in no log: the logs can only undercount.
+        assert totals["stored"] <= len(queued)
         assert totals["rejected"] == totals["skipped_analytics_disabled"] == 0
     finally:
         await ingest.kill()
