@@ -275,6 +275,9 @@ async def measure_fanout(server: ServerProcess, sockets: int, rounds: int) -> di
         # Settle: the join storm's updates are still arriving; wait until a fresh change reaches all.
         await toggler.call("joinAuction", {"auctionId": "bench"})
         await toggler.call("leaveAuction")
+        # Let that pair's trailing update go out: a join landing while it is still pending would
+        # bring the room back to the count last sent, and the gateway rightly sends nothing then.
+        await asyncio.sleep(0.3)
         settle_deadline = time.monotonic() + STEP_TIMEOUT
         while True:
             before = tally.received
