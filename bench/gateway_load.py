@@ -1,0 +1,249 @@
+"""Load and soak run against one socket gateway: connect+join+leave churn with steady viewers.
+
+Starts ``python -m socket_gateway`` on a free loopback port (pinned to CPU 0 when ``taskset`` is
+there), then from this process (CPU 1) opens ``--rate`` connections per second for ``--seconds``,
+each joining a room at connect (``auth.auctionId``), waiting for its first count, and leaving.
+``--steady`` viewers stay connected throughout, and one observer per room records every
+``viewerCountUpdate``. Reports: operations done and failed, p50/p99 of the time from a join being
+sent to the room's observer receiving the next count update, the rooms' final counts against the
+expected ones (the steady viewers), and the gateway's RSS at start and end. Loopback only.
+
+    .venv/bin/python -m bench.gateway_load --rate 500 --seconds 60
+    .venv/bin/python -m bench.gateway_load --rate 20 --seconds 600 --steady 200   # the soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "bench-internal-key-0123456789"
+
+
+@dataclass
+class Observer:
+    updates: list[tuple[float, int]] = field(default_factory=list)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def open_socket(
+    http: aiohttp.ClientSession, url: str, auth: dict[str, Any]
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(
+        f"{url}/socket.io/?EIO=4&transport=websocket", timeout=aiohttp.ClientWSTimeout(ws_close=1.0)
+    )
+    opened = await ws.receive_str(timeout=10)
+    assert opened.startswith("0{"), opened
+    await ws.send_str("40" + json.dumps(auth))
+    return ws
+
+
+async def first_count(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    while True:
+        frame = await ws.receive_str(timeout=10)
+        if frame == "2":
+            await ws.send_str("3")
+        elif frame.startswith("44"):
+            raise ConnectionError(frame)
+        elif frame.startswith('42["viewerCountUpdate"'):
+            payload: dict[str, Any] = json.loads(frame[2:])[1]
+            return payload
+
+
+async def observe(ws: aiohttp.ClientWebSocketResponse, observer: Observer) -> None:
+    async for message in ws:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return
+        frame = message.data
+        if frame == "2":
+            await ws.send_str("3")
+        elif frame.startswith('42["viewerCountUpdate"'):
+            observer.updates.append((time.monotonic(), json.loads(frame[2:])[1]["viewerCount"]))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-load-"))
+    env = {
+        **os.environ,
+        "INTERNAL_API_KEY": KEY,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "INGEST_TARGET": "127.0.0.1:1",
+        "OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
+        "ALLOWED_ORIGIN": "*",
+        "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE": "1000000",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "warning",
+    }
+    command = [sys.executable, "-m", "socket_gateway"]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
+        os.sched_setaffinity(0, {1})
+    env["LOG_LEVEL"] = "info"
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    port = None
+    seen: list[bytes] = []
+    while port is None:
+        line = await process.stderr.readline()
+        if not line:
+            raise RuntimeError(f"gateway exited: {seen[-3:]}")
+        seen.append(line)
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("message") == "Socket gateway listening":
+            port = entry["port"]
+    drain = asyncio.create_task(process.stderr.read())
+    url = f"http://127.0.0.1:{port}"
+    rooms = [f"load-{n}" for n in range(args.rooms)]
+    latencies: list[float] = []
+    own_latencies: list[float] = []
+    folded = 0
+    failures: list[str] = []
+    done = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        observers = {room: Observer() for room in rooms}
+        observer_sockets = [await open_socket(http, url, {"auctionId": room}) for room in rooms]
+        observer_tasks = [
+            asyncio.create_task(observe(ws, observers[room]))
+            for ws, room in zip(observer_sockets, rooms, strict=True)
+        ]
+        steady = [
+            await open_socket(http, url, {"auctionId": rooms[n % len(rooms)]}) for n in range(args.steady)
+        ]
+        steady_tasks = [asyncio.create_task(observe(ws, Observer())) for ws in steady]
+        await asyncio.sleep(1.0)
+        rss_start = rss_kib(process.pid)
+        joins: list[tuple[float, str]] = []
+
+        async def operation(n: int) -> None:
+            nonlocal done
+            room = rooms[n % len(rooms)]
+            try:
+                sent = time.monotonic()
+                joins.append((sent, room))
+                ws = await open_socket(http, url, {"auctionId": room})
+                await first_count(ws)
+                own_latencies.append(time.monotonic() - sent)
+                await ws.send_str('42["leaveAuction"]')
+                await ws.close()
+                done += 1
+            except (OSError, TimeoutError, AssertionError, ConnectionError, aiohttp.ClientError) as error:
+                failures.append(repr(error))
+
+        started = time.monotonic()
+        tasks: set[asyncio.Task[None]] = set()
+        total = int(args.rate * args.seconds)
+        for n in range(total):
+            await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
+            task = asyncio.create_task(operation(n))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(args.settle)
+        rss_end = rss_kib(process.pid)
+        folded = 0
+        for sent, room in joins:
+            times = [t for t, _ in observers[room].updates]
+            index = bisect.bisect_left(times, sent)
+            if index < len(times):
+                latencies.append(times[index] - sent)
+            else:
+                # Joined and left within one coalescing interval: the room's count did not change,
+                # so no update is due (docs/socket_gateway.md); the joiner saw its count at once.
+                folded += 1
+        expected = {
+            room: 1 + sum(1 for n in range(args.steady) if rooms[n % len(rooms)] == room) for room in rooms
+        }
+        final = {room: observers[room].updates[-1][1] for room in rooms}
+        metrics_text = await (await http.get(f"{url}/metrics")).text()
+        members = next(
+            float(line.split()[1])
+            for line in metrics_text.splitlines()
+            if line.startswith("gateway_room_members ")
+        )
+        for ws in [*steady, *observer_sockets]:
+            await ws.close()
+        for task in [*observer_tasks, *steady_tasks]:
+            task.cancel()
+    process.terminate()
+    await process.wait()
+    drain.cancel()
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "achieved_per_second": round(done / elapsed, 1),
+        "operations": done,
+        "failures": len(failures),
+        "first_failures": failures[:5],
+        "join_to_own_count_p50_ms": round(percentile(own_latencies, 0.50) * 1000, 1)
+        if own_latencies
+        else None,
+        "join_to_own_count_p99_ms": round(percentile(own_latencies, 0.99) * 1000, 1)
+        if own_latencies
+        else None,
+        "joins_folded_without_room_update": folded,
+        "join_to_update_p50_ms": round(percentile(latencies, 0.50) * 1000, 1) if latencies else None,
+        "join_to_update_p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
+        "join_to_update_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "final_counts_exact": final == expected,
+        "room_members_metric": members,
+        "room_members_expected": len(rooms) + args.steady,
+        "rss_start_kib": rss_start,
+        "rss_end_kib": rss_end,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=500.0, help="connect+join+leave per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rooms", type=int, default=20)
+    parser.add_argument("--steady", type=int, default=100, help="viewers connected for the whole run")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="wait after the churn before reading counts"
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
