@@ -9,17 +9,14 @@ each bounded by a deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import grpc
@@ -28,73 +25,12 @@ from ingest_service.server import create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
 from tests.conftest import ingest_config
+from tests.fault_support import poll, service
 from tests.gateway_support import WAIT, Viewer, stored_snapshots
 from tests.support import TEST_KEY, IngestClient
 
 REPO = Path(__file__).resolve().parents[2]
 TIMING = SnapshotTiming(1, 1)
-
-
-class GatewayProcess:
-    """The gateway in a child process; its JSON log lines are collected as they arrive."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.logs: list[dict[str, Any]] = []
-        self._logged = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read_logs())
-
-    async def _read_logs(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                entry = {"message": raw.decode(errors="replace").rstrip()}
-            async with self._logged:
-                self.logs.append(entry)
-                self._logged.notify_all()
-
-    async def log_entry(self, message: str) -> dict[str, Any]:
-        def found() -> bool:
-            return any(entry.get("message") == message for entry in self.logs)
-
-        async with self._logged:
-            await asyncio.wait_for(self._logged.wait_for(found), WAIT)
-        return next(entry for entry in self.logs if entry.get("message") == message)
-
-    async def exited(self) -> int:
-        code = await asyncio.wait_for(self.process.wait(), WAIT)
-        await self._reader
-        return code
-
-
-@asynccontextmanager
-async def gateway_process(env: dict[str, str]) -> AsyncIterator[GatewayProcess]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "socket_gateway",
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    running = GatewayProcess(process)
-    try:
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await running.exited()
-
-
-async def poll(condition: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def outbox_depth(http: aiohttp.ClientSession, port: int) -> float:
@@ -124,7 +60,7 @@ async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp
     with socket.socket() as dead:
         dead.bind(("127.0.0.1", 0))
         env["INGEST_TARGET"] = f"127.0.0.1:{dead.getsockname()[1]}"
-        async with gateway_process(env) as first, aiohttp.ClientSession() as http:
+        async with service("socket_gateway", {**os.environ, **env}) as first, aiohttp.ClientSession() as http:
             port = (await first.log_entry("Socket gateway listening"))["port"]
             viewer = Viewer(f"http://127.0.0.1:{port}")
             await viewer.connect({"auctionId": "killed", "viewerId": "v1"})
@@ -151,7 +87,7 @@ async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp
             await IngestClient(channel, TEST_KEY).set_analytics("killed", True)
             await IngestClient(channel, TEST_KEY).set_analytics("watched", True)
         env["INGEST_TARGET"] = f"127.0.0.1:{ingest.port}"
-        async with gateway_process(env) as second:
+        async with service("socket_gateway", {**os.environ, **env}) as second:
             port = (await second.log_entry("Socket gateway listening"))["port"]
 
             async def all_delivered() -> bool:
@@ -161,8 +97,8 @@ async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp
                 return set(queued) <= stored
 
             await poll(all_delivered, "the queued snapshots to be stored")
-            sent = await second.log_entry("Analytics sent")
-            assert sent["stored"] >= 1
+            await second.log_entry("Analytics sent")
+            assert second.entries("Analytics sent")[0]["stored"] >= 1
 
             # SIGTERM with a viewer watching: the partial interval is sent and the process exits 0.
             viewer = Viewer(f"http://127.0.0.1:{port}")
