@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import random
 import signal
 import time
@@ -25,8 +26,8 @@ from ingest_service.server import create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
 from tests.conftest import ingest_config
+from tests.fault_support import ServiceProcess, service
 from tests.gateway_support import Viewer, stored_snapshots
-from tests.integration.test_gateway_process import GatewayProcess, gateway_process
 from tests.redis_support import RedisServer, redis_server
 from tests.support import TEST_KEY, IngestClient
 
@@ -81,7 +82,7 @@ async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_a
         async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
             await IngestClient(channel, TEST_KEY).set_analytics(AUCTION, True)
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        nodes: list[GatewayProcess] = []
+        nodes: list[ServiceProcess] = []
         ports: list[int] = []
         for index in range(3):
             env = {
@@ -99,7 +100,7 @@ async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_a
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "info",
             }
-            node = await stack.enter_async_context(gateway_process(env))
+            node = await stack.enter_async_context(service("socket_gateway", {**os.environ, **env}))
             nodes.append(node)
             ports.append((await node.log_entry("Socket gateway listening"))["port"])
         for port in ports:
