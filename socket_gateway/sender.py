@@ -54,7 +54,9 @@ class Backoff:
     failures: int = 0
 
     def next_delay(self) -> float:
-        window = min(self.maximum_seconds, self.initial_seconds * 2**self.failures)
+        # The exponent stops growing long before the window would overflow a float (an ingest
+        # service down for hours means thousands of failures).
+        window = min(self.maximum_seconds, self.initial_seconds * 2.0 ** min(self.failures, 64))
         self.failures += 1
         return self.rng(window / 2, window)
 

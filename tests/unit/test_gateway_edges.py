@@ -117,6 +117,14 @@ def test_rate_limit_allows_a_burst_then_refills_over_time() -> None:
     assert not limiter.allow("10.0.0.1")
 
 
+def test_backoff_stays_at_its_cap_after_hours_of_failures() -> None:
+    """An ingest service down for hours: thousands of failures must not overflow the window."""
+    backoff = Backoff(initial_seconds=0.5, maximum_seconds=30.0, rng=lambda low, high: high)
+    delays = [backoff.next_delay() for _ in range(5_000)]
+    assert delays[-1] == 30.0
+    assert backoff.failures == 5_000
+
+
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap_and_resets() -> None:
     draws: list[tuple[float, float]] = []
 
