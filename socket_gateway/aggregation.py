@@ -89,6 +89,7 @@ class SnapshotAggregator:
         self._schedule = schedule
         self._gateway_id = gateway_id
         self._interval_start: int | None = None
+        self._last_sample: float | None = None
         self._samples: dict[str, _RoomSamples] = {}
         self._tracked: set[str] = set()
 
@@ -112,6 +113,7 @@ class SnapshotAggregator:
         if self._interval_start is not None and self._interval_start < interval_start:
             closed += self._close(partial=False)
         self._interval_start = interval_start
+        self._last_sample = tick
         self._tracked.update(active_rooms)
         for auction_id in self._tracked:
             samples = self._samples.get(auction_id)
@@ -134,8 +136,16 @@ class SnapshotAggregator:
         active_rooms: Iterable[str],
         counts_of: Callable[[str], RoomCounts],
     ) -> list[MinuteSnapshot]:
-        """Takes a last sample at ``now`` and closes the interval it falls in as ``partial``."""
-        closed = self.sample(now, active_rooms, counts_of)
+        """Takes a last sample at ``now`` and closes the interval it falls in as ``partial``.
+
+        A ``now`` at or before the last sample (the wall clock can read a hair before the tick the
+        sampler just took) takes no new sample: it would reopen an interval that tick closed and
+        send that interval twice. The interval still open, if any, is closed as it stands.
+        """
+        if self._last_sample is not None and now <= self._last_sample:
+            closed = []
+        else:
+            closed = self.sample(now, active_rooms, counts_of)
         if self._interval_start is not None:
             closed += self._close(partial=True)
         return closed

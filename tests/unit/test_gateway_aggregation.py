@@ -191,3 +191,25 @@ def test_next_tick_is_the_first_scheduled_tick_after_any_moment(
         }
     )
     assert tick == next(t for t in ticks if t > after)
+
+
+def test_finish_at_or_before_the_tick_that_closed_the_interval_closes_nothing_twice() -> None:
+    # The wall clock can read a hair before the tick the sampler just took (asyncio's timer runs on
+    # the monotonic clock): a SIGTERM then must not reopen the interval that tick closed.
+    for finish_at in (T0 + 60, T0 + 59.999):
+        aggregator = SnapshotAggregator(SCHEDULE, "gw-1")
+        rooms = Rooms()
+        rooms.set("a1", 2)
+        closed = [s for k in range(1, 13) for s in sample(aggregator, rooms, T0 + 5 * k)]
+        assert [(s.minute_start, s.partial) for s in closed] == [(T0, False)]
+        assert aggregator.finish(finish_at, rooms.active(), rooms.of) == []
+
+
+def test_finish_at_the_moment_of_the_last_sample_closes_the_open_interval_without_a_second_sample() -> None:
+    aggregator = SnapshotAggregator(SCHEDULE, "gw-1")
+    rooms = Rooms()
+    rooms.set("a1", 2)
+    sample(aggregator, rooms, T0 + 5)
+    rooms.set("a1", 4)
+    (snapshot,) = aggregator.finish(T0 + 5, rooms.active(), rooms.of)
+    assert (snapshot.partial, snapshot.sample_count, snapshot.viewer_count) == (True, 1, 2)
