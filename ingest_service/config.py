@@ -18,12 +18,15 @@ class IngestConfig:
     """Everything the ingest service reads from its environment.
 
     ``mongodb_uri`` selects MongoDB; without it the embedded SQLite file at ``sqlite_path`` is used.
+    ``mongodb_server_selection_timeout_seconds`` bounds how long a call waits for an unreachable
+    MongoDB before it is answered ``UNAVAILABLE`` (PyMongo's ``serverSelectionTimeoutMS``).
     """
 
     internal_api_keys: tuple[str, ...]
     host: str = "127.0.0.1"
     port: int = 50051
     mongodb_uri: str | None = None
+    mongodb_server_selection_timeout_seconds: float = 5.0
     sqlite_path: str = DEFAULT_SQLITE_PATH
     retention_days: int = 90
     timing: SnapshotTiming = field(default_factory=SnapshotTiming)
@@ -44,6 +47,9 @@ class IngestConfig:
             host=read_str(env, "INGEST_HOST", "127.0.0.1"),
             port=read_port(env, "INGEST_PORT", 50051),
             mongodb_uri=read_optional_str(env, "MONGODB_URI"),
+            mongodb_server_selection_timeout_seconds=read_float(
+                env, "MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=120.0
+            ),
             sqlite_path=read_str(env, "ANALYTICS_SQLITE_PATH", DEFAULT_SQLITE_PATH),
             retention_days=read_int(env, "VIEWER_ANALYTICS_RETENTION_DAYS", 90, minimum=1, maximum=3650),
             timing=SnapshotTiming.from_env(env),

@@ -18,7 +18,11 @@ async def open_store(config: IngestConfig, clock: Callable[[], float] = time.tim
         StorageUnavailable: the database cannot be opened.
     """
     if config.mongodb_uri:
-        return await MongoSnapshotStore.open(config.mongodb_uri, retention_days=config.retention_days)
+        return await MongoSnapshotStore.open(
+            config.mongodb_uri,
+            retention_days=config.retention_days,
+            server_selection_timeout_ms=round(config.mongodb_server_selection_timeout_seconds * 1000),
+        )
     return await SqliteSnapshotStore.open(
         config.sqlite_path, retention_days=config.retention_days, clock=clock
     )

@@ -21,14 +21,19 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pymongo import AsyncMongoClient
+from secantus import SecantusDBServer
 from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
 
+from ingest_service.storage.mongo_store import DEFAULT_DATABASE
+from ingest_service.storage.port import SNAPSHOT_COLLECTION
 from tests.fault_support import (
     FAULT_WAIT,
     ServiceProcess,
@@ -233,6 +238,131 @@ async def test_storage_locked_is_unavailable_and_the_gateway_delivers_later(tmp_
         assert_contiguous(stored, "locked-a")
     finally:
         await ingest.kill()
+
+
+class RestartableMongo:
+    """A SecantusDB server (the MongoDB wire protocol, WiredTiger inside; see ``tests/conftest.py``) that
+    the test stops and starts again on the same loopback port and data directory.
+
+    Stopped, its port refuses connections: to the ingest service's PyMongo client MongoDB is unreachable,
+    as when mongod is down. Started again, it serves the same data where the ingest service looks for it.
+    """
+
+    def __init__(self, storage: Path) -> None:
+        self._storage = storage
+        self._server: SecantusDBServer | None = None
+        self.port = 0  # a free one at the first start, then the same one
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        server = SecantusDBServer(
+            host="127.0.0.1", port=self.port, storage_path=str(self._storage), ttl_sweep_seconds=1.0
+        )
+        server.start()
+        self._server, self.port = server, server.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            # It joins its threads and closes WiredTiger: off the event loop the child processes' logs run on.
+            await asyncio.to_thread(self._server.stop)
+            self._server = None
+
+    async def stored_keys(self) -> list[tuple[str, int]]:
+        """Every (auction, minute) of the ingest service's snapshot collection, duplicates included."""
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.uri, tz_aware=True)
+        try:
+            cursor = client[DEFAULT_DATABASE][SNAPSHOT_COLLECTION].find(
+                {}, {"_id": 0, "auction": 1, "timestamp": 1}
+            )
+            documents = await cursor.to_list()
+        finally:
+            await client.close()
+        return sorted((str(d["auction"]), int(d["timestamp"].timestamp())) for d in documents)
+
+
+async def test_mongodb_unreachable_is_unavailable_and_the_gateway_delivers_later(tmp_path: Path) -> None:
+    """Proves that with MongoDB configured and then unreachable (the server stopped: connections
+    refused) the ingest service answers ``UNAVAILABLE`` within its server-selection timeout, not
+    ``INTERNAL``, and stores nothing; the gateway keeps queuing; once MongoDB is back on the same port
+    with the same data, every minute the gateway produced is in the collection exactly once."""
+    mongo = RestartableMongo(tmp_path / "mongo")
+    outbox = tmp_path / "outbox.sqlite3"
+    mongo.start()
+    ingest: ServiceProcess | None = None
+    try:
+        ingest = await ServiceProcess.start(
+            "ingest_service",
+            base_env(
+                INGEST_HOST="127.0.0.1",
+                INGEST_PORT="0",
+                MONGODB_URI=mongo.uri,
+                MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS="0.5",
+                INGEST_SHUTDOWN_GRACE_SECONDS="1",
+                **TIMING_ENV,
+            ),
+        )
+        port = int((await ingest.log_entry("Ingest service listening"))["port"])
+        await enable(port, ["mongo-a"])
+        async with (
+            service("socket_gateway", gateway_env(outbox, port)) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            gport = await gateway_port(gateway)
+            steady = await viewers(f"http://127.0.0.1:{gport}", ["mongo-a"])
+            await gateway.log_entry("Analytics sent")
+
+            await mongo.stop()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                probe = make_snapshot("mongo-a", int(time.time()) - 3600, sample_count=1)
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await IngestClient(channel, TEST_KEY).send([probe])
+                refused_after = time.monotonic() - started
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "storage unavailable" in (refused.value.details() or "")
+            assert refused_after < 3.0, "after the 0.5 s server selection timeout, not the 30 s default"
+            down = await ingest.log_entry("Storage unavailable; batch not acknowledged")
+            assert "Connect call failed" in down["error"], (
+                "PyMongo's server selection gave up on the refused port"
+            )
+
+            async def gateway_failed_and_queued() -> bool:
+                values = await metrics(http, gport)
+                return values["gateway_send_failures_total"] >= 1 and values["gateway_outbox_depth"] >= 2
+
+            await poll(gateway_failed_and_queued, "the gateway to fail a send and keep queuing")
+            failures = [
+                e["error"]
+                for e in gateway.entries("Snapshot stream failed; will re-send unacknowledged snapshots")
+            ]
+            assert failures
+            assert set(failures) == {"UNAVAILABLE"}
+            queued_while_down = outbox_keys(outbox)
+
+            mongo.start()
+
+            async def drained() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_depth"] == 0
+
+            await poll(drained, "the outbox to drain once MongoDB is back")
+            enqueued = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
+            partial = await sigterm(gateway, steady)
+
+        stored = await mongo.stored_keys()
+        assert ("mongo-a", probe.minute_start) not in stored, "the refused probe was not written"
+        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert set(queued_while_down) <= set(stored)
+        assert_contiguous(stored, "mongo-a")
+        assert not [e for e in ingest.logs if e.get("level") == "ERROR" and e.get("exception")], (
+            "no traceback"
+        )
+    finally:
+        if ingest is not None:
+            await ingest.kill()
+        await mongo.stop()
 
 
 async def test_gateway_sigkilled_at_random_moments_while_sending_loses_and_duplicates_nothing(

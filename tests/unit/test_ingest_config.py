@@ -16,6 +16,7 @@ def test_defaults_need_only_a_key() -> None:
     assert config.internal_api_keys == (KEY,)
     assert (config.host, config.port) == ("127.0.0.1", 50051)
     assert config.mongodb_uri is None
+    assert config.mongodb_server_selection_timeout_seconds == 5.0
     assert config.sqlite_path == "data/viewer_analytics.sqlite3"
     assert config.retention_days == 90
     assert config.timing == SnapshotTiming(60, 5)
@@ -29,6 +30,7 @@ def test_every_variable_is_read() -> None:
             "INGEST_HOST": "0.0.0.0",
             "INGEST_PORT": "6000",
             "MONGODB_URI": "mongodb://db.internal:27017/analytics",
+            "MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS": "0.5",
             "ANALYTICS_SQLITE_PATH": "/var/lib/va.sqlite3",
             "VIEWER_ANALYTICS_RETENTION_DAYS": "30",
             "SNAPSHOT_INTERVAL_SECONDS": "6",
@@ -38,6 +40,7 @@ def test_every_variable_is_read() -> None:
     assert config.internal_api_keys == (KEY, "another-valid-key-4567")
     assert (config.host, config.port) == ("0.0.0.0", 6000)
     assert config.mongodb_uri == "mongodb://db.internal:27017/analytics"
+    assert config.mongodb_server_selection_timeout_seconds == 0.5
     assert config.sqlite_path == "/var/lib/va.sqlite3"
     assert config.retention_days == 30
     assert config.timing.max_samples_per_snapshot == 6
@@ -52,6 +55,7 @@ def test_every_variable_is_read() -> None:
         ({"INGEST_PORT": "http"}, "INGEST_PORT"),
         ({"INGEST_PORT": "70000"}, "INGEST_PORT"),
         ({"VIEWER_ANALYTICS_RETENTION_DAYS": "0"}, "VIEWER_ANALYTICS_RETENTION_DAYS"),
+        ({"MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS": "0"}, "MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS"),
         ({"SNAPSHOT_INTERVAL_SECONDS": "5", "SAMPLE_INTERVAL_SECONDS": "10"}, "SAMPLE_INTERVAL_SECONDS"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ],
