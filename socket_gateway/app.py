@@ -22,6 +22,7 @@ from socket_gateway.clock import Clock, SystemClock
 from socket_gateway.cluster import ClusterNode, RedisCounts
 from socket_gateway.config import GatewayConfig
 from socket_gateway.events import ViewerEvents, room_name
+from socket_gateway.fanout import RoomFanout
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.outbox import Outbox
 from socket_gateway.protocol import COUNT_EVENT, ViewerTokenVerifier, count_payload
@@ -50,6 +51,7 @@ class Gateway:
     registry: RoomRegistry
     broadcaster: CountBroadcaster
     events: ViewerEvents
+    fanout: RoomFanout
     metrics: GatewayMetrics
     clock: Clock
     backoff: Backoff
@@ -107,19 +109,38 @@ def create_app(
         ),
     )
 
-    async def send_counts(auction_id: str, counts: RoomCounts) -> None:
-        # sio.emit(to=room) starts one asyncio task per recipient, which dominated the CPU cost of a
-        # broadcast (bench/gateway_bench.py). The packet is the same for everyone, so it is encoded
-        # once and queued on each recipient's Engine.IO socket in turn: queuing never blocks.
+    fanout = RoomFanout(sio.eio)
+
+    def count_packet(auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
         encoded = sio.packet_class(
             socketio.packet.EVENT, namespace="/", data=[COUNT_EVENT, count_payload(auction_id, counts)]
         ).encode()
-        message = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-        recipients = list(sio.manager.get_participants("/", room_name(auction_id)))
+        return engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+
+    async def send_counts(auction_id: str, counts: RoomCounts) -> None:
+        # sio.emit(to=room) starts one asyncio task per recipient; the packet is the same for
+        # everyone, so it is encoded once and handed to RoomFanout (written straight into each
+        # WebSocket where that is safe).
+        # A socket whose connect handler is still running has no CONNECT packet out yet: it must
+        # not hear an event first. It is told the counts as a joiner once connected.
+        connecting = set(sio.manager.pending_connect.get("/", ()))
+        recipients = [
+            eio_sid
+            for sid, eio_sid in sio.manager.get_participants("/", room_name(auction_id))
+            if sid not in connecting
+        ]
+        tally = await fanout.send(recipients, count_packet(auction_id, counts))
         metrics.count_broadcasts_total += 1
         metrics.count_messages_total += len(recipients)
-        for _sid, eio_sid in recipients:
-            await sio.eio.send_packet(eio_sid, message)
+        metrics.count_messages_direct_total += tally.direct
+
+    async def send_counts_to(sid: str, auction_id: str, counts: RoomCounts) -> None:
+        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            return
+        tally = await fanout.send([eio_sid], count_packet(auction_id, counts))
+        metrics.count_messages_total += 1
+        metrics.count_messages_direct_total += tally.direct
 
     broadcaster = CountBroadcaster(registry, send_counts, config.count_update_interval_ms / 1000)
     cluster = None
@@ -155,6 +176,7 @@ def create_app(
         cluster or broadcaster,
         metrics,
         verifier,
+        send_counts_to,
         counts_of=cluster.counts if cluster else registry.counts,
     )
     events.register()
@@ -164,6 +186,7 @@ def create_app(
         registry=registry,
         broadcaster=broadcaster,
         events=events,
+        fanout=fanout,
         metrics=metrics,
         clock=clock or SystemClock(),
         backoff=backoff or Backoff(),
@@ -278,6 +301,10 @@ async def _metrics(request: web.Request) -> web.Response:
             "gateway_connections": ("Connected Socket.IO clients.", lambda: gateway.events.connections),
             "gateway_rooms": ("Auction rooms with at least one socket.", lambda: gateway.registry.room_count),
             "gateway_room_members": ("Sockets in an auction room.", lambda: gateway.registry.member_count),
+            "gateway_websocket_sessions": (
+                "WebSocket sessions count updates can be written into directly.",
+                lambda: gateway.fanout.websocket_sessions,
+            ),
             "gateway_outbox_depth": ("Snapshots waiting for acknowledgement.", lambda: outbox.depth),
             "gateway_outbox_capacity": ("The outbox's cap.", lambda: outbox.max_snapshots),
             "gateway_ingest_connected": (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import socketio  # type: ignore[import-untyped]
@@ -12,7 +12,6 @@ import socketio  # type: ignore[import-untyped]
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.protocol import (
-    COUNT_EVENT,
     JOIN_EVENT,
     LEAVE_EVENT,
     PayloadError,
@@ -31,6 +30,10 @@ class RoomChanges(Protocol):
     """Who hears that a room's counts may have changed: the local broadcaster, or the cluster node."""
 
     def room_changed(self, auction_id: str) -> None: ...
+
+
+SendCountsTo = Callable[[str, str, RoomCounts], Awaitable[None]]
+"""Sends one socket (by Socket.IO sid) an auction's counts."""
 
 
 def room_name(auction_id: str) -> str:
@@ -53,6 +56,7 @@ class ViewerEvents:
         broadcaster: CountBroadcaster | RoomChanges,
         metrics: GatewayMetrics,
         token_verifier: ViewerTokenVerifier | None,
+        send_counts_to: SendCountsTo,
         counts_of: Callable[[str], RoomCounts] | None = None,
     ) -> None:
         self._sio = sio
@@ -60,10 +64,11 @@ class ViewerEvents:
         self._broadcaster = broadcaster
         self._metrics = metrics
         self._tokens = token_verifier
+        self._send_counts_to = send_counts_to
         # A joiner is told these counts: the room's (global ones in a cluster).
         self._counts_of = counts_of or registry.counts
         self._viewer_ids: dict[str, str | None] = {}
-        self._direct_sends: set[asyncio.Task[None]] = set()
+        self._joiner_sends: set[asyncio.Task[None]] = set()
 
     @property
     def connections(self) -> int:
@@ -155,18 +160,23 @@ class ViewerEvents:
                 self._broadcaster.room_changed(left)
             await self._sio.enter_room(sid, room_name(auction_id))
             self._broadcaster.room_changed(auction_id)
-        counts = self._counts_of(auction_id)
-        # The joiner hears the count at once, not at the room's next coalesced update.
-        # Sent from a task, after this handler returns: from the connect handler the socket's
-        # CONNECT packet must be queued before any event reaches it.
-        # ignore_queue: the socket is on this node, so a Redis manager need not relay it.
-        task = asyncio.create_task(
-            self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), to=sid, ignore_queue=True)
-        )
-        self._direct_sends.add(task)
-        task.add_done_callback(self._direct_sends.discard)
-        self._metrics.count_messages_total += 1
-        return {"ok": True, **count_payload(auction_id, counts)}
+        # The joiner hears the count at once, not at the room's next coalesced update, from a task
+        # that runs after this handler returns: from the connect handler, the socket's CONNECT
+        # packet must go out before any event reaches it.
+        task = asyncio.create_task(self._tell_joiner(sid, auction_id))
+        self._joiner_sends.add(task)
+        task.add_done_callback(self._joiner_sends.discard)
+        return {"ok": True, **count_payload(auction_id, self._counts_of(auction_id))}
+
+    async def _tell_joiner(self, sid: str, auction_id: str) -> None:
+        if self._registry.room_of(sid) != auction_id:
+            return  # it left or moved on before this ran
+        # Read now, not at the join: a room update sent since then must not be followed by
+        # older counts, or the joiner would end on a stale value.
+        try:
+            await self._send_counts_to(sid, auction_id, self._counts_of(auction_id))
+        except Exception:
+            logger.exception("Telling a joiner the counts failed", extra={"sid": sid})
 
     def _malformed(self, event: str, sid: str, problem: str) -> dict[str, Any]:
         self._metrics.malformed_events[event] += 1

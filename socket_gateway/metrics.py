@@ -20,6 +20,7 @@ class GatewayMetrics:
     malformed_events: Counter[str] = field(default_factory=Counter)
     count_broadcasts_total: int = 0
     count_messages_total: int = 0
+    count_messages_direct_total: int = 0
     samples_total: int = 0
     snapshots_enqueued_total: int = 0
     outbox_dropped_total: int = 0
@@ -68,6 +69,12 @@ class GatewayMetrics:
             "counter",
             "viewerCountUpdate messages delivered to sockets (broadcast recipients plus direct updates).",
             [("", self.count_messages_total)],
+        )
+        metric(
+            "gateway_count_messages_direct_total",
+            "counter",
+            "Of those, messages written straight into an idle WebSocket (the rest: Engine.IO's queue).",
+            [("", self.count_messages_direct_total)],
         )
         metric("gateway_samples_total", "counter", "Sampler ticks taken.", [("", self.samples_total)])
         metric(

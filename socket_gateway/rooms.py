@@ -85,6 +85,11 @@ class RoomRegistry:
             del self._rooms[membership.auction_id]
         return membership.auction_id
 
+    def room_of(self, sid: str) -> str | None:
+        """The auction whose room ``sid`` is in, or None."""
+        membership = self._members.get(sid)
+        return membership.auction_id if membership else None
+
     def counts(self, auction_id: str) -> RoomCounts:
         """The room's counts; an auction nobody watches has zero of both."""
         room = self._rooms.get(auction_id)

@@ -1,0 +1,129 @@
+"""Count updates written straight into each viewer's WebSocket: one frame for a whole room.
+
+Engine.IO gives every socket a queue and a writer task. Queuing one packet for each of N sockets
+wakes N writer tasks, and on Python 3.11 each wake-up costs a task and a timer more
+(``asyncio.wait_for``): that, not the network, was most of a broadcast's CPU (docs/benchmarks.md,
+"Socket gateway"). A count update is the same bytes for everyone in a room, so it is framed once
+and written to each socket's transport in a plain loop, where that is safe:
+
+- the session is an open, uncompressed WebSocket (not polling, not mid-upgrade);
+- the socket's writer is idle: its queue is empty and the writer waits on it. Everything queued
+  before — the Socket.IO CONNECT, an acknowledgement, an earlier update — is then already in the
+  transport, so the update cannot overtake it;
+- the transport holds fewer unsent bytes than ``high_water_bytes``: a peer that stops reading
+  gets its updates through its own Engine.IO queue instead, where they wait for it alone, and
+  Engine.IO's ping timeout removes it as before.
+
+Any other socket takes the Engine.IO queue, as every packet did before. A write never awaits, so
+no peer holds up a room; a transport that fails closes, and Engine.IO sees the socket go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import engineio  # type: ignore[import-untyped]
+from aiohttp import web
+from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
+
+# Count updates are ~90 bytes: 64 KiB unsent means the peer has not read for a long while.
+DEFAULT_HIGH_WATER_BYTES = 64 * 1024
+
+_FIN_TEXT = 0x81
+
+
+def websocket_text_frame(text: str) -> bytes:
+    """An unmasked, uncompressed, final text frame (RFC 6455 §5.2), as a server sends it."""
+    payload = text.encode("utf-8")
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", _FIN_TEXT, length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", _FIN_TEXT, 126, length)
+    else:
+        header = struct.pack("!BBQ", _FIN_TEXT, 127, length)
+    return header + payload
+
+
+@dataclass(frozen=True)
+class _Session:
+    socket: Any  # engineio.async_socket.AsyncSocket
+    websocket: web.WebSocketResponse
+    transport: asyncio.Transport
+
+    def takes_direct_write(self, high_water_bytes: int) -> bool:
+        socket = self.socket
+        if socket.closing or socket.closed or socket.upgrading or not socket.upgraded:
+            return False
+        queue: asyncio.Queue[Any] = socket.queue
+        # A waiting getter means the writer is parked in ``queue.get()``: it has written every
+        # packet it took. Empty but no getter means it holds packets it has not written yet.
+        if not queue.empty() or not queue._getters:  # type: ignore[attr-defined]
+            return False
+        if self.websocket.closed or self.transport.is_closing():
+            return False
+        return self.transport.get_write_buffer_size() < high_water_bytes
+
+
+@dataclass
+class FanoutTally:
+    direct: int = 0
+    queued: int = 0
+
+
+class RoomFanout:
+    """Sends one Engine.IO packet to many sockets: written directly where safe, queued elsewhere."""
+
+    def __init__(
+        self, eio: engineio.AsyncServer, *, high_water_bytes: int = DEFAULT_HIGH_WATER_BYTES
+    ) -> None:
+        self._eio = eio
+        self._high_water_bytes = high_water_bytes
+        self._sessions: dict[str, _Session] = {}
+        # The driver table is shared by every Engine.IO server in the process: replace, not mutate.
+        eio._async = {**eio._async, "websocket": self._tracking_websocket}
+
+    @property
+    def websocket_sessions(self) -> int:
+        """WebSocket sessions open for direct writes."""
+        return len(self._sessions)
+
+    async def send(self, eio_sids: Iterable[str], pkt: engineio.packet.Packet) -> FanoutTally:
+        tally = FanoutTally()
+        frame: bytes | None = None
+        for eio_sid in eio_sids:
+            session = self._sessions.get(eio_sid)
+            if session is not None and session.takes_direct_write(self._high_water_bytes):
+                if frame is None:
+                    frame = websocket_text_frame(pkt.encode())
+                session.transport.write(frame)
+                tally.direct += 1
+            else:
+                # Unbounded queue: this never waits for the peer.
+                await self._eio.send_packet(eio_sid, pkt)
+                tally.queued += 1
+        return tally
+
+    def _tracking_websocket(self, handler: Any, server: Any) -> Any:
+        """Engine.IO's aiohttp WebSocket, with the session known here while its handler runs."""
+        sessions = self._sessions
+        socket = handler.__self__  # the AsyncSocket whose _websocket_handler this is
+
+        async def tracked(ws: Any) -> Any:
+            response: web.WebSocketResponse = ws._sock
+            transport = ws.environ["aiohttp.request"].transport
+            # A compressed session needs aiohttp's per-message deflate state: it keeps the queue.
+            if response.compress or transport is None:
+                return await handler(ws)
+            sessions[socket.sid] = _Session(socket, response, transport)
+            try:
+                return await handler(ws)
+            finally:
+                if sessions.get(socket.sid) is not None and sessions[socket.sid].socket is socket:
+                    del sessions[socket.sid]
+
+        return engineio_aiohttp.WebSocket(tracked, server)
