@@ -9,9 +9,11 @@ Redis, never by asking the other nodes. Key layout (``p`` is the prefix):
 - ``p:r:{a}:u`` — hash viewer id → how many nodes hold that viewer in ``a`` (its length is the
   number of distinct identified viewers);
 - ``p:n:{node}:rooms`` and ``p:n:{node}:v:{a}`` — what a node contributed, so it can be taken back;
-- ``p:rooms`` — rooms with any connection; ``p:r:{a}:last`` / ``p:r:{a}:lock`` — the last published
-  counts and the per-room publish lock; ``p:sampler`` / ``p:sampler_token`` — the sampler lease and
-  its fencing token; ``p:last_death`` — when survivors last reaped a dead node.
+- ``p:rooms`` — rooms with any connection; ``p:r:{a}:last`` / ``p:r:{a}:lock`` / ``p:r:{a}:fresh`` —
+  the last published counts, the per-room publish lock and a marker that the room was told its counts
+  recently; ``p:sampler`` / ``p:sampler_token`` — the sampler lease and its fencing token;
+  ``p:last_death`` — when survivors last reaped a dead node; ``p:handed_over`` — the latest interval a
+  stopping leader closed itself (the next leader must not send it again).
 
 All updates are Lua scripts, so each is atomic. The scripts compute key names from the prefix,
 which a single Redis (or a primary with replicas, or Sentinel) allows; Redis Cluster does not.
@@ -47,7 +49,7 @@ local function room_counts(p, a)
   local uniq = redis.call('HLEN', rk .. ':u') + anon
   if conn == 0 then
     redis.call('SREM', p .. 'rooms', a)
-    redis.call('DEL', rk .. ':c', rk .. ':a', rk .. ':u', rk .. ':last', rk .. ':settled')
+    redis.call('DEL', rk .. ':c', rk .. ':a', rk .. ':u', rk .. ':last', rk .. ':settled', rk .. ':fresh')
   else
     redis.call('SADD', p .. 'rooms', a)
   end
@@ -150,13 +152,15 @@ return rooms
 """
 )
 
-# ARGV: prefix, auction, node, interval ms, settle (0/1). {1, conn, uniq}: publish these; {0}: nothing
-# new; {-1, wait ms}: another publish holds the room's interval, try again after it. A settling call
-# publishes the counts once more even when unchanged, once per burst of updates (see ClusterNode).
+# ARGV: prefix, auction, node, interval ms, settle (0/1), refresh period ms. {1, conn, uniq}: publish
+# these; {0}: nothing new; {-1, wait ms}: another publish holds the room's interval, try again after it.
+# A settling call publishes the counts once more even when unchanged, once per burst of updates (see
+# ClusterNode).
 _PUBLISH_GATE = (
     _LUA_COMMON
     + """
 local p, a, node, interval, settle = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'
+local period = tonumber(ARGV[6])
 local rk = p .. 'r:' .. a
 local wait = redis.call('PTTL', rk .. ':lock')
 if wait > 0 then return {-1, wait} end
@@ -168,25 +172,55 @@ if redis.call('GET', rk .. ':last') == value and (settled or not settle) then re
 redis.call('SET', rk .. ':last', value)
 if settle then redis.call('SET', rk .. ':settled', 1) else redis.call('DEL', rk .. ':settled') end
 redis.call('SET', rk .. ':lock', node, 'PX', interval)
+redis.call('SET', rk .. ':fresh', 1, 'PX', period)
 return {1, counts[1], counts[2]}
 """
 )
 
-# ARGV: prefix, node, lease ms. The token while this node holds (or just took) the sampler lease, else 0.
+# ARGV: prefix, node, interval ms, refresh period ms. {auction, conn, uniq, ...}: rooms not told their
+# counts within the period (and not inside a publish interval), to be told them again now. Run by the
+# sampler leader on its heartbeat: a node whose pub/sub missed updates (python-socketio's listener
+# re-subscribes on a backoff after Redis returns) gets the truth within a period, at no more than one
+# extra update per quiet room per period, through the same lock as every publish.
+_REFRESH = (
+    _LUA_COMMON
+    + """
+local p, node, interval, period = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+for _, a in ipairs(redis.call('SMEMBERS', p .. 'rooms')) do
+  local rk = p .. 'r:' .. a
+  if redis.call('EXISTS', rk .. ':lock') == 0 and redis.call('EXISTS', rk .. ':fresh') == 0 then
+    local c = room_counts(p, a)
+    if c[1] > 0 then
+      redis.call('SET', rk .. ':last', c[1] .. ':' .. c[2])
+      redis.call('SET', rk .. ':settled', 1)
+      redis.call('SET', rk .. ':lock', node, 'PX', interval)
+      redis.call('SET', rk .. ':fresh', 1, 'PX', period)
+      table.insert(out, a); table.insert(out, c[1]); table.insert(out, c[2])
+    end
+  end
+end
+return out
+"""
+)
+
+# ARGV: prefix, node, lease ms. {the token while this node holds (or just took) the sampler lease, else
+# 0; the latest interval a stopping leader closed itself (0: none)}.
 _SAMPLER_LEASE = """
 local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local handed = tonumber(redis.call('GET', p .. 'handed_over') or '0')
 local cur = redis.call('GET', p .. 'sampler')
 if cur then
   local holder, token = string.match(cur, '^(.*)|(%d+)$')
   if holder == node then
     redis.call('PEXPIRE', p .. 'sampler', ttl)
-    return tonumber(token)
+    return {tonumber(token), handed}
   end
-  return 0
+  return {0, handed}
 end
 local token = redis.call('INCR', p .. 'sampler_token')
 redis.call('SET', p .. 'sampler', node .. '|' .. token, 'PX', ttl)
-return token
+return {token, handed}
 """
 
 # ARGV: prefix, node, token. {1 if the lease is still this node's with this token, last death ms}.
@@ -213,10 +247,16 @@ return out
 """
 )
 
-# ARGV: prefix, node, token. Gives the sampler lease up if this node holds it.
+# ARGV: prefix, node, token, interval closed by this node (0: none). Gives the sampler lease up if
+# this node holds it, recording the interval it closed in the same step: no next leader can take the
+# lease without seeing it. The live nodes left.
 _RELEASE = """
 if redis.call('GET', ARGV[1] .. 'sampler') == ARGV[2] .. '|' .. ARGV[3] then
   redis.call('DEL', ARGV[1] .. 'sampler')
+  local closed = tonumber(ARGV[4])
+  if closed > tonumber(redis.call('GET', ARGV[1] .. 'handed_over') or '0') then
+    redis.call('SET', ARGV[1] .. 'handed_over', closed)
+  end
 end
 local now = redis.call('TIME')
 return redis.call('ZCOUNT', ARGV[1] .. 'nodes', tonumber(now[1]) * 1000, '+inf')
@@ -242,6 +282,8 @@ class RedisCounts:
         self.client = client
         self.node_id = node_id
         self.lease_ms = int(lease_seconds * 1000)
+        # A quiet room is told its counts again once per lease (see _REFRESH).
+        self.refresh_ms = self.lease_ms
         self.prefix = prefix
         self._sync = client.register_script(_SYNC)
         self._heartbeat = client.register_script(_HEARTBEAT)
@@ -252,6 +294,7 @@ class RedisCounts:
         self._fence = client.register_script(_FENCE)
         self._all = client.register_script(_ALL_COUNTS)
         self._release = client.register_script(_RELEASE)
+        self._refresh = client.register_script(_REFRESH)
 
     @staticmethod
     def _counts(reply: list[int]) -> RoomCounts:
@@ -313,24 +356,37 @@ class RedisCounts:
 
     async def reap(self) -> list[str]:
         """Takes back the contributions of every node whose lease expired; the rooms that changed."""
-        return [a.decode() if isinstance(a, bytes) else a for a in await self._reap(args=[self.prefix])]
+        return [_text(a) for a in await self._reap(args=[self.prefix])]
 
-    async def leave_cluster(self, sampler_token: int) -> int:
-        """Takes this node's contributions back and gives up its sampler lease; live nodes left."""
-        await self._reset(args=[self.prefix, self.node_id, 0])
-        return int(await self._release(args=[self.prefix, self.node_id, sampler_token]))
+    async def leave_cluster(self, sampler_token: int, closed_interval: int = 0) -> tuple[list[str], int]:
+        """Takes this node's contributions back and gives up its sampler lease, recording the interval it
+        closed itself (``closed_interval``, 0: none); the rooms that changed and the live nodes left."""
+        rooms = await self._reset(args=[self.prefix, self.node_id, 0])
+        live = await self._release(args=[self.prefix, self.node_id, sampler_token, closed_interval])
+        return [_text(a) for a in rooms], int(live)
 
     async def publish_gate(self, auction_id: str, interval_ms: int, settle: bool = False) -> Published:
-        reply = await self._gate(args=[self.prefix, auction_id, self.node_id, interval_ms, int(settle)])
+        reply = await self._gate(
+            args=[self.prefix, auction_id, self.node_id, interval_ms, int(settle), self.refresh_ms]
+        )
         if reply[0] == 1:
             return Published(RoomCounts(int(reply[1]), int(reply[2])), None)
         if reply[0] == -1:
             return Published(None, int(reply[1]) / 1000)
         return Published(None, None)
 
-    async def sampler_lease(self) -> int:
-        """The fencing token while this node holds the sampler lease (taking it when free), else 0."""
-        return int(await self._lease(args=[self.prefix, self.node_id, self.lease_ms]))
+    async def sampler_lease(self) -> tuple[int, int]:
+        """The fencing token while this node holds the sampler lease (taking it when free), else 0; and
+        the latest interval a stopping leader closed itself (0: none)."""
+        token, handed_over = await self._lease(args=[self.prefix, self.node_id, self.lease_ms])
+        return int(token), int(handed_over)
+
+    async def refresh(self, interval_ms: int) -> dict[str, RoomCounts]:
+        """The rooms not told their counts within the refresh period, with their counts, locked for a
+        publish now."""
+        return _room_counts(
+            await self._refresh(args=[self.prefix, self.node_id, interval_ms, self.refresh_ms])
+        )
 
     async def fence(self, token: int) -> tuple[bool, float]:
         """Whether ``token`` still holds the sampler lease, and when a node last died (epoch seconds)."""
@@ -338,12 +394,19 @@ class RedisCounts:
         return bool(ok), int(last_death_ms) / 1000
 
     async def all_counts(self) -> dict[str, RoomCounts]:
-        reply = await self._all(args=[self.prefix])
-        out = {}
-        for i in range(0, len(reply), 3):
-            name = reply[i].decode() if isinstance(reply[i], bytes) else reply[i]
-            out[name] = RoomCounts(int(reply[i + 1]), int(reply[i + 2]))
-        return out
+        return _room_counts(await self._all(args=[self.prefix]))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _room_counts(reply: list[bytes | str | int]) -> dict[str, RoomCounts]:
+    """``{auction: counts}`` from a script's flat ``[auction, conn, uniq, ...]`` reply."""
+    return {
+        _text(reply[i]): RoomCounts(int(reply[i + 1]), int(reply[i + 2]))  # type: ignore[arg-type]
+        for i in range(0, len(reply), 3)
+    }
 
 
 SendCounts = Callable[[str, RoomCounts], Awaitable[None]]
@@ -357,7 +420,12 @@ class ClusterNode:
     (at most once per interval per room across all nodes, always ending on the latest counts); the
     winner emits through python-socketio's ``AsyncRedisManager``, which reaches the room's sockets on
     every node. A heartbeat task refreshes the node lease, reaps dead nodes' contributions and holds
-    (or waits for) the sampler lease.
+    (or waits for) the sampler lease; the leader also tells quiet rooms their counts again once per
+    lease, so a node whose pub/sub missed updates converges.
+
+    A graceful stop takes the node's contributions back and tells the rooms it was in their new counts
+    at once. A stopping leader closes the interval it was sampling itself (``hand_over``) and records it
+    in Redis as it gives the lease up; the next leader drops that interval from what it sends.
 
     When Redis fails the node degrades: it logs at ERROR, ``ready`` turns False and each room is told
     its local counts by ``local`` (this node's sockets only). When Redis answers again the node writes
@@ -385,6 +453,12 @@ class ClusterNode:
         self.live_nodes = 0
         self.sampler_token = 0
         self.leader_since = 0.0
+        # The latest interval a stopping leader closed itself, as last read from Redis.
+        self.handed_over = 0
+        # The interval this node closed itself on stopping, recorded when it gives the lease up.
+        self._closed_interval = 0
+        # True from the ERROR log of an outage until Redis answers again (one ERROR per outage).
+        self._unreachable = False
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._synced: dict[str, set[str]] = {}
@@ -518,18 +592,14 @@ class ClusterNode:
             # asking again when its interval ends makes the room's last update the true one.
             self._schedule_publish(auction_id, decision.retry_after, settle)
         elif decision.counts is not None:
-            try:
-                await self._publish(auction_id, decision.counts)
-                if not settle:
-                    # Two nodes' emits can overtake each other on the way to a room (an emit
-                    # delayed on a busy node lands after a later one), leaving an old value on
-                    # show while Redis holds the new one. Two intervals after a publish the counts
-                    # are published once more (one settling update per burst, through the same gate),
-                    # so the room ends on the truth.
-                    self._schedule_publish(auction_id, 2 * self._interval_ms / 1000, settle=True)
-            except Exception:
-                # The next change (or the next re-sync) publishes the truth again.
-                logger.exception("Cluster count update failed", extra={"auction_id": auction_id})
+            await self._tell(auction_id, decision.counts)
+            if not settle:
+                # Two nodes' emits can overtake each other on the way to a room (an emit delayed on
+                # a busy node lands after a later one), leaving an old value on show while Redis
+                # holds the new one. Two intervals after a publish the counts are published once
+                # more (one settling update per burst, through the same gate), so the room ends on
+                # the truth.
+                self._schedule_publish(auction_id, 2 * self._interval_ms / 1000, settle=True)
 
     # --- the lease -----------------------------------------------------------------------------------
 
@@ -545,11 +615,11 @@ class ClusterNode:
     async def _beat(self) -> None:
         valid, self.live_nodes = await self.store.heartbeat()
         if not valid or not self.healthy:
-            was_degraded = not self.healthy and self._resynced.is_set()
             await self._resync()
             self.healthy = True
             self._resynced.set()
-            if was_degraded:
+            if self._unreachable:
+                self._unreachable = False
                 logger.warning(
                     "Redis reachable again; this node's counts re-synced", extra={"node": self.store.node_id}
                 )
@@ -563,15 +633,28 @@ class ClusterNode:
             )
             for auction_id in changed:
                 self._schedule_publish(auction_id, 0.0)
-        token = await self.store.sampler_lease()
+        token, self.handed_over = await self.store.sampler_lease()
         if token and token != self.sampler_token:
             self.leader_since = self._clock()
             logger.info("Sampler lease taken", extra={"node": self.store.node_id, "token": token})
         self.sampler_token = token
         self.commands_total += 3
+        if token:
+            stale = await self.store.refresh(self._interval_ms)
+            self.commands_total += 1
+            for auction_id, counts in stale.items():
+                await self._tell(auction_id, counts)
+
+    async def _tell(self, auction_id: str, counts: RoomCounts) -> None:
+        try:
+            await self._publish(auction_id, counts)
+        except Exception:
+            # The next change or refresh publishes the truth again.
+            logger.exception("Cluster count update failed", extra={"auction_id": auction_id})
 
     def _degrade(self, error: BaseException) -> None:
-        if self.healthy or not self._resynced.is_set():
+        if not self._unreachable:
+            self._unreachable = True
             logger.error(
                 "Redis unreachable: serving this node's sockets with local counts, not ready, no snapshots",
                 extra={"node": self.store.node_id, "error": repr(error)},
@@ -619,10 +702,28 @@ class ClusterNode:
             if s.partial or last_death >= s.minute_start or self.leader_since > s.minute_start
             else s
             for s in snapshots
+            # A stopping leader closed this interval itself (hand_over); it reached the outbox there.
+            if s.minute_start > self.handed_over
         ]
 
+    def hand_over(self, snapshots: list[MinuteSnapshot]) -> list[MinuteSnapshot]:
+        """The partial interval a stopping node may queue, closed from its own samples: only while it
+        holds the sampler lease, and not an interval a previous leader already closed on its stop.
+
+        The interval is recorded in Redis as the lease is given up (``close``), atomically, so the next
+        leader does not send it again. Synchronous: the app's shutdown must not wait for Redis to
+        close the interval (a Redis outage means no lease, and nothing is queued).
+        """
+        if not self.healthy or not self.sampler_token:
+            return []
+        kept = [s for s in snapshots if s.minute_start > self.handed_over]
+        if kept:
+            self._closed_interval = max(s.minute_start for s in kept)
+        return kept
+
     async def close(self) -> int:
-        """Stops the tasks and takes this node's contributions back; the live nodes left (0 if unknown).
+        """Stops the tasks, takes this node's contributions back, tells the rooms and gives the sampler lease
+        up; the live nodes left (0 if unknown).
 
         Idempotent: the app's shutdown calls it, and its cleanup context again in case start-up failed.
         """
@@ -640,9 +741,24 @@ class ClusterNode:
         if not self.healthy:
             return 0
         try:
-            return await self.store.leave_cluster(self.sampler_token)
+            changed, live = await self.store.leave_cluster(self.sampler_token, self._closed_interval)
+            # The rooms on the other nodes hear their new counts now, not at their next change.
+            await asyncio.gather(*(self._tell_on_leaving(auction_id) for auction_id in changed))
         except REDIS_FAILURES as error:
             logger.error(
                 "Could not leave the cluster cleanly; the lease will expire", extra={"error": repr(error)}
             )
             return 0
+        return live
+
+    async def _tell_on_leaving(self, auction_id: str) -> None:
+        # Through the gate, like every publish. Its lock lasts one interval: waiting it out twice at
+        # most bounds the shutdown, and the leader's refresh covers a room still locked after that.
+        for _attempt in range(3):
+            decision = await self.store.publish_gate(auction_id, self._interval_ms)
+            if decision.retry_after is None:
+                if decision.counts is not None:
+                    await self._tell(auction_id, decision.counts)
+                return
+            # The lock expires on Redis's clock; there is no event to wait for.
+            await asyncio.sleep(decision.retry_after)

@@ -92,13 +92,15 @@ class Sampler:
             snapshots = self._aggregator.finish(
                 self._clock.time(), self._registry.active_rooms(), self._registry.counts
             )
-        elif self._last_view is not None and self._cluster.live_nodes <= 1:
-            # The last node leading: nobody takes the interval over, so it closes here, from the
-            # last global sample (finishing must not wait for Redis). With other nodes alive, the
-            # next leader carries the interval on and marks it partial.
+        elif self._last_view is not None:
+            # The leader closes the interval itself, from its last global sample (finishing must not
+            # wait for Redis), whether other nodes live on or not: the cluster records it as the lease
+            # is given up, so the next leader does not send it again.
             view = self._last_view
-            snapshots = self._aggregator.finish(
-                self._clock.time(), view, lambda auction_id: view.get(auction_id, EMPTY)
+            snapshots = self._cluster.hand_over(
+                self._aggregator.finish(
+                    self._clock.time(), view, lambda auction_id: view.get(auction_id, EMPTY)
+                )
             )
         else:
             snapshots = []

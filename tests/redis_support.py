@@ -1,4 +1,4 @@
-"""A real redis-server on a free loopback port for the gateway's scale-out tests.
+"""A real redis-server on a free loopback port, and gateway nodes on it, for the gateway's scale-out tests.
 
 Debian's ``redis-server`` is installed by ``scripts/setup`` when it can be (as root). Where it is
 missing the tests are skipped with a reason that says so; in CI (``CI=true``) they fail instead,
@@ -7,18 +7,33 @@ because CI must run them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import grpc
 import pytest
+
+from ingest_service.server import create_ingest_server
+from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from service_common.timing import SnapshotTiming
+from tests.conftest import ingest_config
+from tests.fault_support import ServiceProcess, metrics, service
+from tests.gateway_support import Viewer
+from tests.support import TEST_KEY, IngestClient
 
 # Bounds how long a broken start or stop hangs; a healthy redis-server answers within milliseconds.
 START_TIMEOUT = 10.0
+# Bounds each wait on the gateway nodes (other processes: polled, never slept on blindly).
+NODE_WAIT = 20.0
 
 
 def free_port() -> int:
@@ -112,3 +127,106 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- gateway nodes on Redis (the cluster tests) --------------------------------------------------------
+
+
+async def poll(condition: Callable[[], Awaitable[bool]], what: str, bound: float = NODE_WAIT) -> float:
+    """Waits until ``condition`` (of another process: no event to await) holds; the seconds it took."""
+    started = time.monotonic()
+    while not await condition():
+        assert time.monotonic() - started < bound, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def readyz(http: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, Any]]:
+    async with http.get(f"http://127.0.0.1:{port}/readyz") as answer:
+        return answer.status, await answer.json()
+
+
+async def ready(http: aiohttp.ClientSession, port: int) -> bool:
+    return (await readyz(http, port))[0] == 200
+
+
+async def not_ready(http: aiohttp.ClientSession, port: int) -> bool:
+    return (await readyz(http, port))[0] == 503
+
+
+def latest(viewer: Viewer) -> tuple[int, int] | None:
+    if not viewer.updates:
+        return None
+    last = viewer.updates[-1]
+    return last["viewerCount"], last["uniqueViewers"]
+
+
+def truth(viewer_ids: Iterable[str | None]) -> tuple[int, int]:
+    """``(viewerCount, uniqueViewers)`` of sockets with these viewer ids (None: anonymous)."""
+    listed = list(viewer_ids)
+    return len(listed), len({v for v in listed if v is not None}) + sum(1 for v in listed if v is None)
+
+
+@asynccontextmanager
+async def cluster_ingest(
+    tmp_path: Path, timing: SnapshotTiming, auction_id: str
+) -> AsyncIterator[tuple[int, str]]:
+    """The real ingest service on SQLite with analytics on for ``auction_id``: its port and SQLite path."""
+    store_path = str(tmp_path / "analytics.sqlite3")
+    store = await SqliteSnapshotStore.open(store_path, retention_days=90, clock=time.time)
+    ingest = create_ingest_server(ingest_config(sqlite_path=store_path, timing=timing), store, time.time)
+    await ingest.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
+            await IngestClient(channel, TEST_KEY).set_analytics(auction_id, True)
+        yield ingest.port, store_path
+    finally:
+        await ingest.stop(0)
+        await store.close()
+
+
+def node_env(
+    index: int,
+    *,
+    ingest_port: int,
+    redis_url: str,
+    tmp_path: Path,
+    timing: SnapshotTiming,
+    lease_seconds: float,
+) -> dict[str, str]:
+    """The environment of gateway node ``index`` (``node-{index}``) of a test cluster."""
+    return {
+        **os.environ,
+        "INTERNAL_API_KEY": TEST_KEY,
+        "INGEST_TARGET": f"127.0.0.1:{ingest_port}",
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "GATEWAY_ID": f"node-{index}",
+        "OUTBOX_PATH": str(tmp_path / f"outbox-{index}.sqlite3"),
+        "SNAPSHOT_INTERVAL_SECONDS": str(timing.snapshot_interval_seconds),
+        "SAMPLE_INTERVAL_SECONDS": str(timing.sample_interval_seconds),
+        "COUNT_UPDATE_INTERVAL_MS": "100",
+        "REDIS_URL": redis_url,
+        "GATEWAY_NODE_LEASE_SECONDS": str(lease_seconds),
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+    }
+
+
+async def start_nodes(stack: AsyncExitStack, envs: list[dict[str, str]]) -> list[tuple[ServiceProcess, int]]:
+    """Starts ``python -m socket_gateway`` for each environment at once; each process and its port.
+
+    The processes are killed when ``stack`` closes (a test stops them gracefully itself when it must).
+    """
+    nodes = [await stack.enter_async_context(service("socket_gateway", env)) for env in envs]
+    entries = await asyncio.gather(*(node.log_entry("Socket gateway listening") for node in nodes))
+    return [(node, entry["port"]) for node, entry in zip(nodes, entries, strict=True)]
+
+
+def sent_duplicates(nodes: Iterable[ServiceProcess]) -> int:
+    """Snapshots the ingest service answered DUPLICATE to, over every node's "Analytics sent" log lines."""
+    return sum(entry.get("duplicate", 0) for node in nodes for entry in node.entries("Analytics sent"))
+
+
+async def is_sampler_leader(http: aiohttp.ClientSession, port: int) -> bool:
+    return (await metrics(http, port)).get("gateway_sampler_leader") == 1

@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 
-from ingest_service.server import create_ingest_server
-from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
-from tests.conftest import ingest_config
-from tests.fault_support import ServiceProcess, service
 from tests.gateway_support import Viewer, stored_snapshots
-from tests.redis_support import RedisServer, redis_server
-from tests.support import TEST_KEY, IngestClient
+from tests.redis_support import (
+    RedisServer,
+    cluster_ingest,
+    latest,
+    node_env,
+    not_ready,
+    poll,
+    ready,
+    redis_server,
+    sent_duplicates,
+    start_nodes,
+    truth,
+)
 
 __all__ = ["redis_server"]
 
@@ -37,72 +41,27 @@ TIMING = SnapshotTiming(2, 1)
 LEASE_SECONDS = 1.5
 # The issue's bound for a dead node's viewers to leave every count.
 DEAD_NODE_BOUND = 30.0
-WAIT = 20.0
 AUCTION = "cluster-a"
-
-
-async def poll(condition: Callable[[], Awaitable[bool]], what: str, bound: float = WAIT) -> float:
-    """Waits until ``condition`` holds; returns the seconds it took."""
-    started = time.monotonic()
-    while not await condition():
-        assert time.monotonic() - started < bound, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-async def ready(http: aiohttp.ClientSession, port: int) -> bool:
-    async with http.get(f"http://127.0.0.1:{port}/readyz") as answer:
-        return answer.status == 200
-
-
-def latest(viewer: Viewer) -> tuple[int, int] | None:
-    if not viewer.updates:
-        return None
-    last = viewer.updates[-1]
-    return last["viewerCount"], last["uniqueViewers"]
-
-
-def truth(viewers: list[tuple[Viewer, str | None]]) -> tuple[int, int]:
-    ids = {viewer_id for _, viewer_id in viewers if viewer_id is not None}
-    anonymous = sum(1 for _, viewer_id in viewers if viewer_id is None)
-    return len(viewers), len(ids) + anonymous
 
 
 async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_and_redis_restart(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    store_path = str(tmp_path / "analytics.sqlite3")
-    store = await SqliteSnapshotStore.open(store_path, retention_days=90, clock=time.time)
-    ingest = create_ingest_server(ingest_config(sqlite_path=store_path, timing=TIMING), store, time.time)
-    await ingest.start()
     rng = random.Random(6)
     async with AsyncExitStack() as stack:
-        stack.push_async_callback(store.close)
-        stack.push_async_callback(ingest.stop, 0)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
-            await IngestClient(channel, TEST_KEY).set_analytics(AUCTION, True)
+        ingest_port, store_path = await stack.enter_async_context(cluster_ingest(tmp_path, TIMING, AUCTION))
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        nodes: list[ServiceProcess] = []
-        ports: list[int] = []
-        for index in range(3):
-            env = {
-                "INTERNAL_API_KEY": TEST_KEY,
-                "INGEST_TARGET": f"127.0.0.1:{ingest.port}",
-                "GATEWAY_HOST": "127.0.0.1",
-                "GATEWAY_PORT": "0",
-                "GATEWAY_ID": f"node-{index}",
-                "OUTBOX_PATH": str(tmp_path / f"outbox-{index}.sqlite3"),
-                "SNAPSHOT_INTERVAL_SECONDS": str(TIMING.snapshot_interval_seconds),
-                "SAMPLE_INTERVAL_SECONDS": str(TIMING.sample_interval_seconds),
-                "COUNT_UPDATE_INTERVAL_MS": "100",
-                "REDIS_URL": redis_server.url,
-                "GATEWAY_NODE_LEASE_SECONDS": str(LEASE_SECONDS),
-                "LOG_FORMAT": "json",
-                "LOG_LEVEL": "info",
-            }
-            node = await stack.enter_async_context(service("socket_gateway", {**os.environ, **env}))
-            nodes.append(node)
-            ports.append((await node.log_entry("Socket gateway listening"))["port"])
+        env = functools.partial(
+            node_env,
+            ingest_port=ingest_port,
+            redis_url=redis_server.url,
+            tmp_path=tmp_path,
+            timing=TIMING,
+            lease_seconds=LEASE_SECONDS,
+        )
+        started = await start_nodes(stack, [env(index) for index in range(3)])
+        nodes = [process for process, _ in started]
+        ports = [port for _, port in started]
         for port in ports:
             await poll(functools.partial(ready, http, port), f"node on {port} ready")
 
@@ -119,7 +78,7 @@ async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_a
             watching.append((viewer, viewer_id, node_index))
 
         async def everyone_sees_the_truth() -> bool:
-            want = truth([(viewer, viewer_id) for viewer, viewer_id, _ in watching])
+            want = truth(viewer_id for _, viewer_id, _ in watching)
             return all(latest(viewer) == want for viewer, _, _ in watching)
 
         # Churn: joins and leaves on all three nodes, concurrently in batches.
@@ -196,15 +155,6 @@ async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_a
         minutes = stored_snapshots(store_path, AUCTION)
         assert all(row["minute_start"] % TIMING.snapshot_interval_seconds == 0 for row in minutes)
         assert len({row["minute_start"] for row in minutes}) == len(minutes)
-        duplicates = sum(
-            entry.get("duplicate", 0)
-            for node in nodes
-            for entry in node.logs
-            if entry.get("message") == "Analytics sent"
+        assert sent_duplicates(nodes) == 0, (
+            "a second node sent a snapshot for an auction-minute already stored"
         )
-        assert duplicates == 0, "a second node sent a snapshot for an auction-minute already stored"
-
-
-async def not_ready(http: aiohttp.ClientSession, port: int) -> bool:
-    async with http.get(f"http://127.0.0.1:{port}/readyz") as answer:
-        return answer.status == 503

@@ -153,16 +153,16 @@ async def test_a_restarted_node_replaces_its_old_contribution_instead_of_adding_
 async def test_one_sampler_lease_holder_and_its_fencing_token(clients: list[aioredis.Redis]) -> None:
     first = RedisCounts(clients[0], "n1", 0.5)
     second = RedisCounts(clients[1], "n2", 0.5)
-    token = await first.sampler_lease()
+    token, _ = await first.sampler_lease()
     assert token > 0
-    assert await second.sampler_lease() == 0
-    assert await first.sampler_lease() == token
+    assert await second.sampler_lease() == (0, 0)
+    assert await first.sampler_lease() == (token, 0)
     assert (await first.fence(token))[0] is True
     deadline = time.monotonic() + WAIT
     taken = 0
     while not taken and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        taken = await second.sampler_lease()
+        taken, _ = await second.sampler_lease()
     assert taken > token
     # The old holder's token no longer passes the fence: its snapshots must not be queued.
     assert (await first.fence(token))[0] is False
@@ -196,3 +196,43 @@ async def test_publish_gate_lets_one_update_per_interval_and_never_repeats_a_val
     await asyncio.sleep(0.31)
     again = await two.store.publish_gate("a-1", 300, settle=True)
     assert (again.counts, again.retry_after) == (None, None)
+
+
+async def test_a_stopping_leader_records_the_interval_it_closed_as_it_gives_the_lease_up(
+    clients: list[aioredis.Redis],
+) -> None:
+    leader = SimNode(RedisCounts(clients[0], "n1", 10))
+    other = SimNode(RedisCounts(clients[1], "n2", 10))
+    for node in (leader, other):
+        await node.store.heartbeat()
+    leader.registry.join("s1", "a-1", "v1")
+    other.registry.join("s2", "a-1", "v2")
+    for node in (leader, other):
+        await node.sync({"a-1"})
+    token, _ = await leader.store.sampler_lease()
+    assert await other.store.sampler_lease() == (0, 0)
+    changed, live = await leader.store.leave_cluster(token, closed_interval=1_800_000_060)
+    assert (changed, live) == (["a-1"], 1)
+    assert (await other.store.all_counts())["a-1"] == RoomCounts(1, 1)
+    # The next leader learns, with the lease, which interval it must not send again.
+    taken, handed_over = await other.store.sampler_lease()
+    assert taken > token
+    assert handed_over == 1_800_000_060
+    # A node that does not hold the lease records nothing.
+    await other.store.leave_cluster(0, closed_interval=1_800_000_120)
+    assert (await leader.store.sampler_lease())[1] == 1_800_000_060
+
+
+async def test_refresh_tells_a_quiet_room_its_counts_once_per_period(clients: list[aioredis.Redis]) -> None:
+    node = SimNode(RedisCounts(clients[0], "n1", 10))
+    node.store.refresh_ms = 300
+    node.registry.join("s1", "a-1", None)
+    node.registry.join("s2", "a-2", "v")
+    await node.sync({"a-1", "a-2"})
+    assert (await node.store.publish_gate("a-1", 100)).counts == RoomCounts(1, 1)
+    # a-1 was just told; a-2 never was.
+    assert await node.store.refresh(100) == {"a-2": RoomCounts(1, 1)}
+    assert await node.store.refresh(100) == {}
+    # Once the period has passed without a publish, both rooms are told again (nothing signals it).
+    await asyncio.sleep(0.31)
+    assert await node.store.refresh(100) == {"a-1": RoomCounts(1, 1), "a-2": RoomCounts(1, 1)}
