@@ -39,12 +39,13 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.lean_socketio import LeanSocket
+
 REPO = Path(__file__).resolve().parents[1]
 NODE_SERVER = REPO / "bench" / "gateway_node" / "server.js"
 SERVER_CPU = "0"
 CLIENT_CPU = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-UPDATE_PREFIX = '42["viewerCountUpdate"'
 # Every wait is bounded: a benchmark that stalls fails instead of hanging.
 STEP_TIMEOUT = 120.0
 
@@ -170,7 +171,7 @@ class Tally:
     target: int = 0
     reached: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def add(self) -> None:
+    def on_update(self, _frame: bytes) -> None:
         self.received += 1
         if self.received >= self.target:
             self.reached.set()
@@ -183,60 +184,7 @@ class Tally:
         await asyncio.wait_for(self.reached.wait(), STEP_TIMEOUT)
 
 
-class LeanSocket:
-    """One Socket.IO v4 client over a raw WebSocket: connect with auth, emit, count updates, pong."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, tally: Tally | None) -> None:
-        self._ws = ws
-        self._tally = tally
-        self._acks: dict[int, asyncio.Future[str]] = {}
-        self._next_ack = 0
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def open(
-        cls, session: aiohttp.ClientSession, url: str, auth: dict[str, str] | None, tally: Tally | None
-    ) -> LeanSocket:
-        ws = await session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", autoping=True)
-        opened = await ws.receive_str()
-        assert opened.startswith("0"), opened
-        await ws.send_str("40" + (json.dumps(auth) if auth else ""))
-        connected = await ws.receive_str()
-        assert connected.startswith("40"), connected
-        return cls(ws, tally)
-
-    async def _read(self) -> None:
-        async for message in self._ws:
-            data = message.data
-            if not isinstance(data, str):
-                continue
-            if data.startswith(UPDATE_PREFIX):
-                if self._tally is not None:
-                    self._tally.add()
-            elif data == "2":
-                await self._ws.send_str("3")
-            elif data.startswith("43"):
-                ack_id = int(data[2 : data.index("[")])
-                future = self._acks.pop(ack_id, None)
-                if future is not None:
-                    future.set_result(data)
-
-    async def call(self, event: str, payload: object = None) -> str:
-        ack_id = self._next_ack
-        self._next_ack += 1
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._acks[ack_id] = future
-        frame = [event] if payload is None else [event, payload]
-        await self._ws.send_str(f"42{ack_id}{json.dumps(frame)}")
-        return await asyncio.wait_for(future, STEP_TIMEOUT)
-
-    async def close(self) -> None:
-        await self._ws.close()
-        self._reader.cancel()
-
-
 async def open_many(
-    session: aiohttp.ClientSession,
     url: str,
     count: int,
     auth_of: Callable[[int], dict[str, str]],
@@ -256,7 +204,8 @@ async def open_many(
             if delay > 0:
                 await asyncio.sleep(delay)
         async with gate:
-            sockets.append(await LeanSocket.open(session, url, auth_of(index), tally))
+            on_update = None if tally is None else tally.on_update
+            sockets.append(await LeanSocket.open(url, auth_of(index), on_update))
 
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), deadline_seconds)
     return sockets
@@ -269,34 +218,33 @@ def _session() -> aiohttp.ClientSession:
 async def measure_fanout(server: ServerProcess, sockets: int, rounds: int) -> dict[str, float]:
     """CPU µs per delivered update with ``sockets`` in one room, over ``rounds`` toggles."""
     tally = Tally()
-    async with _session() as session:
-        members = await open_many(session, server.url, sockets, lambda _: {"auctionId": "bench"}, tally)
-        toggler = await LeanSocket.open(session, server.url, None, None)
-        # Settle: the join storm's updates are still arriving; wait until a fresh change reaches all.
+    members = await open_many(server.url, sockets, lambda _: {"auctionId": "bench"}, tally)
+    toggler = await LeanSocket.open(server.url)
+    # Settle: the join storm's updates are still arriving; wait until a fresh change reaches all.
+    await toggler.call("joinAuction", {"auctionId": "bench"})
+    await toggler.call("leaveAuction")
+    # Let that pair's trailing update go out: a join landing while it is still pending would
+    # bring the room back to the count last sent, and the gateway rightly sends nothing then.
+    await asyncio.sleep(0.3)
+    settle_deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        before = tally.received
         await toggler.call("joinAuction", {"auctionId": "bench"})
+        await tally.wait_for(before + sockets)
         await toggler.call("leaveAuction")
-        # Let that pair's trailing update go out: a join landing while it is still pending would
-        # bring the room back to the count last sent, and the gateway rightly sends nothing then.
-        await asyncio.sleep(0.3)
-        settle_deadline = time.monotonic() + STEP_TIMEOUT
-        while True:
-            before = tally.received
-            await toggler.call("joinAuction", {"auctionId": "bench"})
-            await tally.wait_for(before + sockets)
-            await toggler.call("leaveAuction")
-            await tally.wait_for(before + 2 * sockets)
-            await asyncio.sleep(0.3)  # quiet period: nothing else may be in flight
-            if tally.received == before + 2 * sockets or time.monotonic() > settle_deadline:
-                break
-        base = tally.received
-        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
-        for round_index in range(rounds):
-            await toggler.call("leaveAuction" if round_index % 2 else "joinAuction", {"auctionId": "bench"})
-            await tally.wait_for(base + (round_index + 1) * sockets)
-        cpu = server.cpu_seconds() - cpu_before
-        wall = time.monotonic() - wall_before
-        delivered = tally.received - base
-        await asyncio.gather(*(member.close() for member in members), toggler.close())
+        await tally.wait_for(before + 2 * sockets)
+        await asyncio.sleep(0.3)  # quiet period: nothing else may be in flight
+        if tally.received == before + 2 * sockets or time.monotonic() > settle_deadline:
+            break
+    base = tally.received
+    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+    for round_index in range(rounds):
+        await toggler.call("leaveAuction" if round_index % 2 else "joinAuction", {"auctionId": "bench"})
+        await tally.wait_for(base + (round_index + 1) * sockets)
+    cpu = server.cpu_seconds() - cpu_before
+    wall = time.monotonic() - wall_before
+    delivered = tally.received - base
+    await asyncio.gather(*(member.close() for member in members), toggler.close())
     return {
         "sockets": sockets,
         "rounds": rounds,
@@ -340,17 +288,17 @@ async def fanout(repetitions: int, python: str, module: str) -> None:
 async def storm(sockets: int, seconds: float, python: str) -> None:
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir:
-        async with gateway_server(500, Path(workdir), python) as server, _session() as session:
+        async with gateway_server(500, Path(workdir), python) as server:
             cpu_before = server.cpu_seconds()
             started = time.monotonic()
             members = await open_many(
-                session, server.url, sockets, lambda _: {"auctionId": "storm"}, tally,
+                server.url, sockets, lambda _: {"auctionId": "storm"}, tally,
                 per_second=sockets / seconds,
             )  # fmt: skip
             joined = time.monotonic() - started
             # Settled when a probe that joins last sees the full room and no more updates arrive.
             probe_tally = Tally()
-            probe = await LeanSocket.open(session, server.url, {"auctionId": "storm"}, probe_tally)
+            probe = await LeanSocket.open(server.url, {"auctionId": "storm"}, probe_tally.on_update)
             await probe_tally.wait_for(1)
             previous = -1
             while previous != tally.received:
@@ -376,18 +324,16 @@ async def storm(sockets: int, seconds: float, python: str) -> None:
 
 async def hold(url: str, count: int, rooms: int) -> None:
     """Child mode for ``capacity``: holds ``count`` sockets until stdin closes."""
-    async with _session() as session:
-        members = await open_many(
-            session,
-            url,
-            count,
-            lambda i: {"auctionId": f"room-{i % rooms}"},
-            None,
-            deadline_seconds=STEP_TIMEOUT * 8,
-        )
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await asyncio.gather(*(member.close() for member in members))
+    members = await open_many(
+        url,
+        count,
+        lambda i: {"auctionId": f"room-{i % rooms}"},
+        None,
+        deadline_seconds=STEP_TIMEOUT * 8,
+    )
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await asyncio.gather(*(member.close() for member in members))
 
 
 async def capacity(sockets: int, clients: int, rooms: int) -> None:
