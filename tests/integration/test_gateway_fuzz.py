@@ -1,4 +1,5 @@
-"""Property-based tests of the gateway's Socket.IO surface (1,000 random event sequences, 300 floods).
+"""Property-based tests of the gateway's Socket.IO surface (1,000 random event sequences, 300 floods,
+1,000 batches of malformed frames).
 
 The gateway is the real one (``create_app`` on a loopback port) on its own event loop in a thread;
 hypothesis drives it over a raw WebSocket speaking Engine.IO 4 / Socket.IO 5 text frames, because
@@ -29,6 +30,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from socket_gateway.app import GATEWAY, Gateway, create_app
+from socket_gateway.malformed_frames import MalformedFrameLog, guard_malformed_frames
+from socket_gateway.rooms import RoomCounts
 from socket_gateway.sender import Backoff
 from tests.gateway_support import ALLOWED_ORIGIN, gateway_config
 
@@ -41,14 +44,18 @@ REPLY_WAIT = 10.0
 
 
 class ErrorRecords(logging.Handler):
-    """Keeps every ERROR (and worse) record logged while the fuzzing runs."""
+    """Keeps every ERROR (and worse) record logged while the fuzzing runs, and the malformed-frame lines."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.records: list[logging.LogRecord] = []
+        self.malformed_frame_lines = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if record.name == "socket_gateway.malformed_frames":
+            self.malformed_frame_lines += 1
+        elif record.levelno >= logging.ERROR:
+            self.records.append(record)
 
 
 async def poll_until(condition: Callable[[], Awaitable[bool]]) -> None:
@@ -105,6 +112,8 @@ class FuzzedGateway:  # the sockets below are reused across cases, so opening on
     url: str
     http: aiohttp.ClientSession
     errors: ErrorRecords
+    malformed: MalformedFrameLog
+    started_at: float = field(default_factory=time.monotonic)
 
     observer: RawSocket | None = None
     socket: RawSocket | None = None
@@ -143,18 +152,21 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedG
     thread.start()
     errors = ErrorRecords()
     logging.getLogger().addHandler(errors)
+    logging.getLogger("socket_gateway.malformed_frames").setLevel(logging.WARNING)
     config = gateway_config(tmp_path, max_payload_bytes=MAX_PAYLOAD, connections_per_ip_per_minute=1_000_000)
 
     async def start() -> tuple[web.AppRunner, FuzzedGateway]:
         # The sender retries an ingest service that is not there; its jitter draws from its own
         # generator, as hypothesis forbids touching the global one while it generates.
         app = create_app(config, backoff=Backoff(0.5, 30.0, rng=random.Random(0).uniform))
+        # As python -m socket_gateway does (socket_gateway/main.py).
+        malformed = guard_malformed_frames(app[GATEWAY].sio)
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        return runner, FuzzedGateway(loop, app[GATEWAY], url, aiohttp.ClientSession(), errors)
+        return runner, FuzzedGateway(loop, app[GATEWAY], url, aiohttp.ClientSession(), errors, malformed)
 
     runner, fuzzed = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
     try:
@@ -168,6 +180,12 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedG
                     await socket.ws.close()
             await fuzzed.http.close()
             await runner.cleanup()
+            # Engine.IO leaves each closed socket's ping task asleep until its next ping (25 s); as
+            # asyncio.run would, cancel what is left rather than destroy it pending with the loop.
+            leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
@@ -332,3 +350,131 @@ def test_client_events_named_connect_or_disconnect_change_no_count(
 
     fuzzed_gateway.run(case())
     assert fuzzed_gateway.errors.records == []
+
+
+# Frames a conforming client sends, whole or cut short below.
+WELL_FORMED = (
+    "2",
+    "3",
+    "5",
+    "6",
+    "40",
+    '42["joinAuction",{"auctionId":"fz-watch"}]',
+    '42["joinAuction",{"auctionId":"fz-a","viewerId":"v-1"}]',
+    '421["leaveAuction"]',
+    '42["leaveAuction"]',
+    '4310[{"ok":true}]',
+    '451-["joinAuction",{"_placeholder":true,"num":0}]',
+)
+# Near, just over and far over the gateway's payload limit; built once (hypothesis is slow with big values).
+HUGE_FRAMES = (
+    *('42["joinAuction",{"auctionId":"' + "a" * size + '"}]' for size in (MAX_PAYLOAD - 64, MAX_PAYLOAD + 1)),
+    "4" + "[" * (16 * MAX_PAYLOAD),
+    b"\x00" * (MAX_PAYLOAD + 1),
+    b"\xff" * (4 * MAX_PAYLOAD),
+)
+BAD_TYPES_AND_SHAPES = (
+    *("", "7", "9", "x", "b", "bA", "b!!", "\u0663", "4", "44", "47", "49", "4-", "42", "42[", "42{}"),
+    *('42""', "425", "42[1]", "42[null]", "42/nope,[]", "46", "4999999999999999999999"),
+)
+malformed_frames = st.one_of(
+    st.text(max_size=50),
+    st.binary(max_size=50),
+    # Unknown Engine.IO and Socket.IO packet types, empty and bare prefixes, JSON of the wrong shape.
+    st.sampled_from(BAD_TYPES_AND_SHAPES),
+    # Well-formed frames cut short.
+    st.tuples(st.sampled_from(WELL_FORMED), st.integers(0, 60)).map(
+        lambda cut: cut[0][: cut[1] % len(cut[0])]
+    ),
+    # Socket.IO prefixes followed by anything: mostly invalid JSON.
+    st.tuples(st.sampled_from(["4", "40", "42", "421", "43", "451-", "42/"]), st.text(max_size=30)).map(
+        "".join
+    ),
+    st.sampled_from(HUGE_FRAMES),
+    st.sampled_from(WELL_FORMED),
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    joined=st.sampled_from([None, "fz-watch", "fz-a"]),
+    frames=st.lists(malformed_frames, min_size=1, max_size=6),
+)
+def test_malformed_frames_close_only_their_connection_and_the_counts_stay_exact(
+    fuzzed_gateway: FuzzedGateway, joined: str | None, frames: list[str | bytes]
+) -> None:
+    """Proves that raw frames of any kind on the WebSocket transport (random text and bytes, unknown
+    packet types, Socket.IO packets cut short, invalid JSON, frames over the size limit, mixed with
+    well-formed ones) never raise out of the gateway's handlers (no ERROR logged), leave the other
+    connections served and the room counts exact once the socket is gone (the observer alone in its
+    room; nothing left of a socket the gateway dropped), and cost a bounded number of log lines: at
+    most the malformed-frame log's burst of 10 plus one a second."""
+    reports_before = fuzzed_gateway.malformed.reports
+
+    async def case() -> None:
+        observer, _ = await fuzzed_gateway.sockets()
+        hostile = await fuzzed_gateway.open_socket({"auctionId": joined} if joined else None)
+        try:
+            for frame in frames:
+                if hostile.ws.closed:
+                    break
+                if isinstance(frame, bytes):
+                    await hostile.ws.send_bytes(frame)
+                else:
+                    await hostile.ws.send_str(frame)
+        except ConnectionResetError:
+            pass  # the gateway dropped it mid-batch
+        finally:
+            await hostile.ws.close()
+        registry = fuzzed_gateway.gateway.registry
+
+        async def only_the_observer_left() -> bool:
+            return registry.member_count == 1
+
+        await poll_until(only_the_observer_left)
+        assert registry.counts("fz-watch") == RoomCounts(1, 1)
+        assert registry.counts("fz-a") == RoomCounts(0, 0)
+        # The observer is still served: an acknowledged round trip on its connection.
+        assert isinstance(await observer.call("fz-ping"), dict)
+
+    fuzzed_gateway.run(case())
+    event(f"reported: {fuzzed_gateway.malformed.reports > reports_before}")
+    assert fuzzed_gateway.errors.records == []
+    elapsed = time.monotonic() - fuzzed_gateway.started_at
+    assert fuzzed_gateway.errors.malformed_frame_lines <= 10 + elapsed
+
+
+@pytest.mark.parametrize("frame", ["", "x", "9", "4{", "42[", b"\x00\x01", '42["joinAuction"'])
+def test_a_socket_dropped_for_a_malformed_frame_leaves_its_room_at_once(
+    fuzzed_gateway: FuzzedGateway, frame: str | bytes
+) -> None:
+    """Proves the bug the frame fuzzing found: a frame Engine.IO cannot decode ("" or an unknown packet
+    type) escaped its read loop, the connection ended in aiohttp's error log, and the socket stayed in
+    its room's count until the ping timeout (45 s by default): a phantom viewer. Now the gateway closes
+    the connection, and the observer in the same room hears the count drop back well within a second;
+    python-socketio's decode errors ("4{", binary garbage) close the connection the same way."""
+
+    async def case() -> list[Any]:
+        observer, _ = await fuzzed_gateway.sockets()
+        hostile = await fuzzed_gateway.open_socket({"auctionId": "fz-watch"})
+        await poll_until(lambda: observer_heard(observer, 2))
+        sent_at = time.monotonic()
+        await (hostile.ws.send_bytes(frame) if isinstance(frame, bytes) else hostile.ws.send_str(frame))
+        # Its own count updates may come first; then the gateway's close.
+        async with asyncio.timeout(REPLY_WAIT):
+            while (await hostile.ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                pass
+        await poll_until(lambda: observer_heard(observer, 1))
+        assert time.monotonic() - sent_at < 1.0
+        await hostile.ws.close()
+        return observer.updates
+
+    fuzzed_gateway.run(case())
+    assert fuzzed_gateway.errors.records == []
+
+
+async def observer_heard(observer: RawSocket, viewers: int) -> bool:
+    """Whether the observer's latest count update for its room says ``viewers`` (pumps its socket)."""
+    await observer.call("fz-ping")
+    counts = [args[1] for args in observer.updates if args[0] == "viewerCountUpdate"]
+    return bool(counts) and counts[-1]["viewerCount"] == viewers
