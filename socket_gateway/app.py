@@ -27,6 +27,7 @@ from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.outbox import Outbox
 from socket_gateway.protocol import COUNT_EVENT, ViewerTokenVerifier, count_payload
 from socket_gateway.ratelimit import ConnectionRateLimiter
+from socket_gateway.room_index import IndexedManager, IndexedRedisManager
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 from socket_gateway.sampler import Sampler
 from socket_gateway.sender import Backoff, SnapshotSender
@@ -99,13 +100,13 @@ def create_app(
         engineio_logger=False,
         # With REDIS_URL, python-socketio's Redis manager relays room emits to every node.
         client_manager=(
-            socketio.AsyncRedisManager(
+            IndexedRedisManager(
                 config.redis_url,
                 channel=SOCKETIO_CHANNEL,
                 redis_options={"socket_connect_timeout": REDIS_TIMEOUT_SECONDS},
             )
             if config.redis_url
-            else None
+            else IndexedManager()
         ),
     )
 
