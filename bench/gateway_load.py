@@ -23,11 +23,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from bench.lean_socketio import LeanSocket
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
@@ -45,39 +48,14 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def open_socket(
-    http: aiohttp.ClientSession, url: str, auth: dict[str, Any]
-) -> aiohttp.ClientWebSocketResponse:
-    ws = await http.ws_connect(
-        f"{url}/socket.io/?EIO=4&transport=websocket", timeout=aiohttp.ClientWSTimeout(ws_close=1.0)
-    )
-    opened = await ws.receive_str(timeout=10)
-    assert opened.startswith("0{"), opened
-    await ws.send_str("40" + json.dumps(auth))
-    return ws
+def viewer_count(frame: bytes) -> int:
+    payload: dict[str, Any] = json.loads(frame[2:])[1]
+    return int(payload["viewerCount"])
 
 
-async def first_count(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-    while True:
-        frame = await ws.receive_str(timeout=10)
-        if frame == "2":
-            await ws.send_str("3")
-        elif frame.startswith("44"):
-            raise ConnectionError(frame)
-        elif frame.startswith('42["viewerCountUpdate"'):
-            payload: dict[str, Any] = json.loads(frame[2:])[1]
-            return payload
-
-
-async def observe(ws: aiohttp.ClientWebSocketResponse, observer: Observer) -> None:
-    async for message in ws:
-        if message.type != aiohttp.WSMsgType.TEXT:
-            return
-        frame = message.data
-        if frame == "2":
-            await ws.send_str("3")
-        elif frame.startswith('42["viewerCountUpdate"'):
-            observer.updates.append((time.monotonic(), json.loads(frame[2:])[1]["viewerCount"]))
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,7 +77,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "warning",
     }
-    command = [sys.executable, "-m", "socket_gateway"]
+    command = [sys.executable, "-m", args.gateway_module]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
         os.sched_setaffinity(0, {1})
@@ -132,32 +110,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         observers = {room: Observer() for room in rooms}
-        observer_sockets = [await open_socket(http, url, {"auctionId": room}) for room in rooms]
-        observer_tasks = [
-            asyncio.create_task(observe(ws, observers[room]))
-            for ws, room in zip(observer_sockets, rooms, strict=True)
+
+        def recorder(observer: Observer) -> Callable[[bytes], None]:
+            return lambda frame: observer.updates.append((time.monotonic(), viewer_count(frame)))
+
+        observer_sockets = [
+            await LeanSocket.open(url, {"auctionId": room}, recorder(observers[room])) for room in rooms
         ]
         steady = [
-            await open_socket(http, url, {"auctionId": rooms[n % len(rooms)]}) for n in range(args.steady)
+            await LeanSocket.open(url, {"auctionId": rooms[n % len(rooms)]}) for n in range(args.steady)
         ]
-        steady_tasks = [asyncio.create_task(observe(ws, Observer())) for ws in steady]
         await asyncio.sleep(1.0)
         rss_start = rss_kib(process.pid)
+        cpu_start = cpu_seconds(process.pid)
         joins: list[tuple[float, str]] = []
 
         async def operation(n: int) -> None:
             nonlocal done
             room = rooms[n % len(rooms)]
+            first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def heard(_frame: bytes) -> None:
+                if not first.done():
+                    first.set_result(None)
+
             try:
                 sent = time.monotonic()
                 joins.append((sent, room))
-                ws = await open_socket(http, url, {"auctionId": room})
-                await first_count(ws)
+                sock = await LeanSocket.open(url, {"auctionId": room}, heard)
+                await asyncio.wait_for(first, 10)
                 own_latencies.append(time.monotonic() - sent)
-                await ws.send_str('42["leaveAuction"]')
-                await ws.close()
+                sock.emit("leaveAuction")
+                await sock.close()
                 done += 1
-            except (OSError, TimeoutError, AssertionError, ConnectionError, aiohttp.ClientError) as error:
+            except (OSError, TimeoutError) as error:
                 failures.append(repr(error))
 
         started = time.monotonic()
@@ -170,6 +156,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
+        cpu_churn = cpu_seconds(process.pid) - cpu_start
         await asyncio.sleep(args.settle)
         rss_end = rss_kib(process.pid)
         folded = 0
@@ -192,10 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for line in metrics_text.splitlines()
             if line.startswith("gateway_room_members ")
         )
-        for ws in [*steady, *observer_sockets]:
-            await ws.close()
-        for task in [*observer_tasks, *steady_tasks]:
-            task.cancel()
+        await asyncio.gather(*(sock.close() for sock in [*steady, *observer_sockets]))
     process.terminate()
     await process.wait()
     drain.cancel()
@@ -205,6 +189,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "achieved_per_second": round(done / elapsed, 1),
         "operations": done,
+        "server_cpu_seconds": round(cpu_churn, 2),
+        "server_cpu_ms_per_operation": round(cpu_churn / max(done, 1) * 1000, 3),
         "failures": len(failures),
         "first_failures": failures[:5],
         "join_to_own_count_p50_ms": round(percentile(own_latencies, 0.50) * 1000, 1)
@@ -237,6 +223,7 @@ def main() -> None:
         "--settle", type=float, default=2.0, help="wait after the churn before reading counts"
     )
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--gateway-module", default="socket_gateway", help="what `python -m` runs")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     text = json.dumps(result, indent=2)
