@@ -63,6 +63,9 @@ class GatewayConfig:
     websocket_compression: bool = False
     ping_interval_seconds: float = 25.0
     ping_timeout_seconds: float = 20.0
+    # Connections the kernel holds for accept(); aiohttp's default of 128 overflowed in a connect
+    # burst of 500/s (SYNs dropped, clients retrying after 1 s, 3 s, ...). Capped by somaxconn.
+    listen_backlog: int = 4096
     gateway_id: str = field(default_factory=_default_gateway_id)
     # Scale-out (docs/socket_gateway.md, "Many gateways on Redis"): off without a URL.
     redis_url: str | None = None
@@ -116,6 +119,7 @@ class GatewayConfig:
             ping_timeout_seconds=read_float(
                 env, "GATEWAY_PING_TIMEOUT_SECONDS", 20.0, minimum=1, maximum=300
             ),
+            listen_backlog=read_int(env, "GATEWAY_LISTEN_BACKLOG", 4096, minimum=16, maximum=65_535),
             gateway_id=read_str(env, "GATEWAY_ID", _default_gateway_id()),
             redis_url=_read_redis_url(env),
             # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.

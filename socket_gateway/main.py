@@ -37,7 +37,7 @@ async def serve(config: GatewayConfig) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, backlog=config.listen_backlog)
         await site.start()
         ports = [address[1] for address in runner.addresses]
         gc.freeze()

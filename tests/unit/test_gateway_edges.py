@@ -44,7 +44,13 @@ def test_config_defaults_and_contract_variables() -> None:
     assert config.outbox_path == "/tmp/x.sqlite3"
     assert config.internal_api_key == KEY
     assert config.websocket_compression is False
-    assert GatewayConfig.from_env({"INTERNAL_API_KEY": KEY}).port == 8081
+    defaults = GatewayConfig.from_env({"INTERNAL_API_KEY": KEY})
+    assert defaults.port == 8081
+    assert defaults.listen_backlog == 4096
+    assert (
+        GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "GATEWAY_LISTEN_BACKLOG": "512"}).listen_backlog
+        == 512
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,6 +63,7 @@ def test_config_defaults_and_contract_variables() -> None:
         ("COUNT_UPDATE_INTERVAL_MS", "fast"),
         ("VIEWER_TOKEN_SECRET", "short"),
         ("GATEWAY_WEBSOCKET_COMPRESSION", "maybe"),
+        ("GATEWAY_LISTEN_BACKLOG", "0"),
     ],
 )
 def test_config_refuses_bad_values_naming_the_variable(variable: str, value: str) -> None:
