@@ -26,6 +26,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
@@ -37,6 +38,10 @@ from socket_gateway.rooms import RoomCounts, RoomRegistry
 logger = logging.getLogger(__name__)
 
 PREFIX = "va:gw:"
+# After a publish, once a room has had no publish for this many intervals, the sampler leader tells it
+# its counts once more (see _REFRESH): the end of every burst is re-told by one node, after every
+# node's emits of the burst have had time to land.
+QUIET_INTERVALS = 4
 # Errors that mean "Redis is unreachable or failing": the node falls back to its local counts.
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
@@ -75,22 +80,43 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- The publish gate: {1, conn, uniq}: publish these; {0}: nothing new; {-1, wait ms}: another publish
+-- holds the room's interval, try again after it. A settling call publishes the counts once more even
+-- when unchanged, once per burst of updates (see ClusterNode). counts: the room's, if just computed.
+local function gate(p, a, node, interval, settle, period, counts)
+  local rk = p .. 'r:' .. a
+  local wait = redis.call('PTTL', rk .. ':lock')
+  if wait > 0 then return {-1, wait} end
+  counts = counts or room_counts(p, a)
+  if counts[1] == 0 then return {0} end
+  local value = counts[1] .. ':' .. counts[2]
+  local settled = redis.call('EXISTS', rk .. ':settled') == 1
+  if redis.call('GET', rk .. ':last') == value and (settled or not settle) then return {0} end
+  redis.call('SET', rk .. ':last', value)
+  if settle then redis.call('SET', rk .. ':settled', 1) else redis.call('DEL', rk .. ':settled') end
+  redis.call('SET', rk .. ':lock', node, 'PX', interval)
+  redis.call('SET', rk .. ':fresh', 1, 'PX', period)
+  return {1, counts[1], counts[2]}
+end
 """
 
-# ARGV: prefix, node, auction, connections, anonymous, n_added, added viewer ids..., removed viewer ids...
+# ARGV: prefix, node, auction, connections, anonymous, gate (0/1), interval ms, refresh period ms,
+# n_added, added viewer ids..., removed viewer ids.... {conn, uniq, the gate's answer (as _PUBLISH_GATE)
+# when asked}: writing a room and asking its gate is one script, so one round trip per batch of rooms.
 _SYNC = (
     _LUA_COMMON
     + """
 local p, node, a = ARGV[1], ARGV[2], ARGV[3]
-local conn, anon, nadd = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local conn, anon, ask = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
+local interval, period, nadd = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local rk = p .. 'r:' .. a
 local mine = p .. 'n:' .. node .. ':v:' .. a
 if conn > 0 then redis.call('HSET', rk .. ':c', node, conn) else redis.call('HDEL', rk .. ':c', node) end
 if anon > 0 then redis.call('HSET', rk .. ':a', node, anon) else redis.call('HDEL', rk .. ':a', node) end
-for i = 7, 6 + nadd do
+for i = 10, 9 + nadd do
   if redis.call('SADD', mine, ARGV[i]) == 1 then redis.call('HINCRBY', rk .. ':u', ARGV[i], 1) end
 end
-for i = 7 + nadd, #ARGV do
+for i = 10 + nadd, #ARGV do
   if redis.call('SREM', mine, ARGV[i]) == 1 then
     if redis.call('HINCRBY', rk .. ':u', ARGV[i], -1) <= 0 then redis.call('HDEL', rk .. ':u', ARGV[i]) end
   end
@@ -100,7 +126,11 @@ if conn > 0 then
 else
   redis.call('SREM', p .. 'n:' .. node .. ':rooms', a)
 end
-return room_counts(p, a)
+local counts = room_counts(p, a)
+if not ask then return counts end
+local decision = gate(p, a, node, interval, false, period, counts)
+-- {conn, uniq, 1}: publish these; {conn, uniq, 0}; {conn, uniq, -1, wait ms}
+return {counts[1], counts[2], decision[1], decision[1] == -1 and decision[2] or 0}
 """
 )
 
@@ -152,36 +182,23 @@ return rooms
 """
 )
 
-# ARGV: prefix, auction, node, interval ms, settle (0/1), refresh period ms. {1, conn, uniq}: publish
-# these; {0}: nothing new; {-1, wait ms}: another publish holds the room's interval, try again after it.
-# A settling call publishes the counts once more even when unchanged, once per burst of updates (see
-# ClusterNode).
+# ARGV: prefix, auction, node, interval ms, settle (0/1), refresh period ms. The gate's answer (above).
 _PUBLISH_GATE = (
     _LUA_COMMON
     + """
-local p, a, node, interval, settle = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'
-local period = tonumber(ARGV[6])
-local rk = p .. 'r:' .. a
-local wait = redis.call('PTTL', rk .. ':lock')
-if wait > 0 then return {-1, wait} end
-local counts = room_counts(p, a)
-if counts[1] == 0 then return {0} end
-local value = counts[1] .. ':' .. counts[2]
-local settled = redis.call('EXISTS', rk .. ':settled') == 1
-if redis.call('GET', rk .. ':last') == value and (settled or not settle) then return {0} end
-redis.call('SET', rk .. ':last', value)
-if settle then redis.call('SET', rk .. ':settled', 1) else redis.call('DEL', rk .. ':settled') end
-redis.call('SET', rk .. ':lock', node, 'PX', interval)
-redis.call('SET', rk .. ':fresh', 1, 'PX', period)
-return {1, counts[1], counts[2]}
+local p, a, node = ARGV[1], ARGV[2], ARGV[3]
+return gate(p, a, node, tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]))
 """
 )
 
 # ARGV: prefix, node, interval ms, refresh period ms. {auction, conn, uniq, ...}: rooms not told their
-# counts within the period (and not inside a publish interval), to be told them again now. Run by the
-# sampler leader on its heartbeat: a node whose pub/sub missed updates (python-socketio's listener
-# re-subscribes on a backoff after Redis returns) gets the truth within a period, at no more than one
-# extra update per quiet room per period, through the same lock as every publish.
+# counts lately (and not inside a publish interval), to be told them again now. Run by the sampler
+# leader on its heartbeat. A publish marks its room fresh for QUIET_INTERVALS intervals, a refresh for
+# the period (a lease): so a burst of updates ends with one more from the leader once the room is
+# quiet, and a quiet room is told again once per lease, through the same lock as every publish. Emits
+# from different nodes can overtake each other on the way to a room (one delayed on a busy node), and
+# a node's pub/sub can miss updates (python-socketio's listener re-subscribes on a backoff after Redis
+# returns): either way the room ends on the truth.
 _REFRESH = (
     _LUA_COMMON
     + """
@@ -271,6 +288,26 @@ class Published:
     retry_after: float | None  # seconds until the room's interval ends, when another publish holds it
 
 
+class RoomWrite(NamedTuple):
+    """One room in a sync batch: this node's contribution and what changed since its last write."""
+
+    auction_id: str
+    connections: int
+    anonymous: int
+    added: set[str]  # viewer ids
+    removed: set[str]
+    ask_gate: bool = False  # whether to ask the room's publish gate in the same script
+
+
+def _published(reply: list[int]) -> Published:
+    """A publish gate's answer, from ``{1, conn, uniq}``, ``{0}`` or ``{-1, wait ms}``."""
+    if reply[0] == 1:
+        return Published(RoomCounts(int(reply[1]), int(reply[2])), None)
+    if reply[0] == -1:
+        return Published(None, int(reply[1]) / 1000)
+    return Published(None, None)
+
+
 class RedisCounts:
     """One node's view of the shared Redis state; every method is one round trip (or one pipeline).
 
@@ -300,34 +337,50 @@ class RedisCounts:
     def _counts(reply: list[int]) -> RoomCounts:
         return RoomCounts(int(reply[0]), int(reply[1]))
 
-    async def sync_rooms(self, rooms: list[tuple[str, int, int, set[str], set[str]]]) -> list[RoomCounts]:
-        """Writes this node's contribution to each room in one pipeline; each room's global counts.
-
-        Each entry: auction id, connections, anonymous connections, viewer ids added and removed
-        since the last write.
+    async def sync_rooms(
+        self, rooms: list[RoomWrite], interval_ms: int = 0
+    ) -> list[tuple[RoomCounts, Published | None]]:
+        """Writes this node's contribution to each room in one pipeline; each room's global counts, and
+        its publish gate's answer for the rooms that asked (``interval_ms``: the publish interval).
         """
         for attempt in range(2):
             try:
                 # EVALSHA straight into the pipeline: running the Script object in a pipeline would
                 # make redis-py send a SCRIPT EXISTS round trip before every batch.
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for auction_id, connections, anonymous, added, removed in rooms:
+                    for room in rooms:
                         pipe.evalsha(
                             self._sync.sha,
                             0,
-                            *(self.prefix, self.node_id, auction_id, connections, anonymous, len(added)),
-                            *added,
-                            *removed,
+                            *(self.prefix, self.node_id, room.auction_id, room.connections, room.anonymous),
+                            *(
+                                int(room.ask_gate),
+                                interval_ms,
+                                QUIET_INTERVALS * interval_ms,
+                                len(room.added),
+                            ),
+                            *room.added,
+                            *room.removed,
                         )
                     replies = await pipe.execute()
                 break
             except NoScriptError:
-                # Redis restarted (or its script cache was flushed): nothing in the batch ran. The
-                # writes are absolute or set-guarded, so loading the script and re-sending is safe.
+                # Redis restarted (or its script cache was flushed): nothing in the batch ran. A gate
+                # that was asked did not run either; the writes are absolute or set-guarded, so
+                # loading the script and re-sending is safe.
                 if attempt:
                     raise
                 await self.client.script_load(_SYNC)
-        return [self._counts(reply) for reply in replies]
+        out: list[tuple[RoomCounts, Published | None]] = []
+        for room, reply in zip(rooms, replies, strict=True):
+            counts = self._counts(reply)
+            if not room.ask_gate:
+                out.append((counts, None))
+            elif reply[2] == 1:
+                out.append((counts, Published(counts, None)))
+            else:
+                out.append((counts, _published(reply[2:])))
+        return out
 
     async def replace_all(self, rooms: dict[str, tuple[int, int, set[str]]]) -> None:
         """Atomically takes back everything this node wrote and writes ``rooms`` instead (start, re-sync)."""
@@ -341,6 +394,9 @@ class RedisCounts:
                         auction_id,
                         connections,
                         anonymous,
+                        0,  # the gate is asked after the transaction, by the publish task
+                        0,
+                        0,
                         len(viewers),
                         *viewers,
                     ],
@@ -366,14 +422,14 @@ class RedisCounts:
         return [_text(a) for a in rooms], int(live)
 
     async def publish_gate(self, auction_id: str, interval_ms: int, settle: bool = False) -> Published:
-        reply = await self._gate(
-            args=[self.prefix, auction_id, self.node_id, interval_ms, int(settle), self.refresh_ms]
+        return _published(
+            await self._gate(
+                args=[
+                    *(self.prefix, auction_id, self.node_id, interval_ms, int(settle)),
+                    QUIET_INTERVALS * interval_ms,
+                ]
+            )
         )
-        if reply[0] == 1:
-            return Published(RoomCounts(int(reply[1]), int(reply[2])), None)
-        if reply[0] == -1:
-            return Published(None, int(reply[1]) / 1000)
-        return Published(None, None)
 
     async def sampler_lease(self) -> tuple[int, int]:
         """The fencing token while this node holds the sampler lease (taking it when free), else 0; and
@@ -467,7 +523,6 @@ class ClusterNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._resynced = asyncio.Event()
         self._closed = False
-        self.commands_total = 0
 
     @property
     def ready(self) -> bool:
@@ -526,9 +581,6 @@ class ClusterNode:
                 await self._sync(rooms)
             except REDIS_FAILURES as error:
                 self._degrade(error)
-                continue
-            for auction_id in rooms:
-                self._schedule_publish(auction_id, 0.0)
 
     async def _sync(self, rooms: set[str]) -> None:
         writes = []
@@ -536,11 +588,18 @@ class ClusterNode:
         for auction_id in rooms:
             connections, anonymous, viewers = self._registry.contribution(auction_id)
             before = self._synced.get(auction_id, set())
-            writes.append((auction_id, connections, anonymous, viewers - before, before - viewers))
+            # The room's gate is asked in the same script, unless a publish is already due for it
+            # (a retry or a settle, which publishes this change too).
+            ask = auction_id not in self._publish_due
+            writes.append(
+                RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers, ask)
+            )
             local_then[auction_id] = (viewers, self._registry.counts(auction_id))
-        replies = await self.store.sync_rooms(writes)
-        self.commands_total += 1
-        for (auction_id, *_rest), global_counts in zip(writes, replies, strict=True):
+        replies = await self.store.sync_rooms(writes, self._interval_ms)
+        for write, (global_counts, decision) in zip(writes, replies, strict=True):
+            auction_id = write.auction_id
+            if decision is not None:
+                self._decided(auction_id, decision)
             viewers, local = local_then[auction_id]
             if local.viewer_count:
                 self._synced[auction_id] = viewers
@@ -556,7 +615,6 @@ class ClusterNode:
         self._dirty.clear()
         rooms = {a: self._registry.contribution(a) for a in self._registry.active_rooms()}
         await self.store.replace_all(rooms)
-        self.commands_total += 1
         self._synced = {a: viewers for a, (_c, _a, viewers) in rooms.items()}
         self._global.clear()
         for auction_id in rooms:
@@ -583,23 +641,30 @@ class ClusterNode:
             return
         try:
             decision = await self.store.publish_gate(auction_id, self._interval_ms, settle)
-            self.commands_total += 1
         except REDIS_FAILURES as error:
             self._degrade(error)
             return
+        self._decided(auction_id, decision, settle)
+
+    def _decided(self, auction_id: str, decision: Published, settle: bool = False) -> None:
         if decision.retry_after is not None:
             # Another node told the room within this interval, perhaps before this node's change:
             # asking again when its interval ends makes the room's last update the true one.
             self._schedule_publish(auction_id, decision.retry_after, settle)
         elif decision.counts is not None:
-            await self._tell(auction_id, decision.counts)
-            if not settle:
-                # Two nodes' emits can overtake each other on the way to a room (an emit delayed on
-                # a busy node lands after a later one), leaving an old value on show while Redis
-                # holds the new one. Two intervals after a publish the counts are published once
-                # more (one settling update per burst, through the same gate), so the room ends on
-                # the truth.
-                self._schedule_publish(auction_id, 2 * self._interval_ms / 1000, settle=True)
+            # From a task: the sync loop must not wait for an emit to every socket in the room.
+            task = asyncio.create_task(self._deliver(auction_id, decision.counts, settle))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, auction_id: str, counts: RoomCounts, settle: bool) -> None:
+        await self._tell(auction_id, counts)
+        if not settle:
+            # Two nodes' emits can overtake each other on the way to a room (an emit delayed on a busy
+            # node lands after a later one), leaving an old value on show while Redis holds the new
+            # one. Two intervals after a publish the counts are published once more (one settling
+            # update per burst, through the same gate), so the room ends on the truth.
+            self._schedule_publish(auction_id, 2 * self._interval_ms / 1000, settle=True)
 
     # --- the lease -----------------------------------------------------------------------------------
 
@@ -638,10 +703,8 @@ class ClusterNode:
             self.leader_since = self._clock()
             logger.info("Sampler lease taken", extra={"node": self.store.node_id, "token": token})
         self.sampler_token = token
-        self.commands_total += 3
         if token:
             stale = await self.store.refresh(self._interval_ms)
-            self.commands_total += 1
             for auction_id, counts in stale.items():
                 await self._tell(auction_id, counts)
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from socket_gateway.cluster import RedisCounts
+from socket_gateway.cluster import Published, RedisCounts, RoomWrite
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 from tests.redis_support import RedisServer, redis_server
 
@@ -36,7 +36,7 @@ class SimNode:
         for auction_id in rooms:
             connections, anonymous, viewers = self.registry.contribution(auction_id)
             before = self.synced.get(auction_id, set())
-            writes.append((auction_id, connections, anonymous, viewers - before, before - viewers))
+            writes.append(RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers))
             self.synced[auction_id] = viewers
         await self.store.sync_rooms(writes)
 
@@ -223,7 +223,9 @@ async def test_a_stopping_leader_records_the_interval_it_closed_as_it_gives_the_
     assert (await leader.store.sampler_lease())[1] == 1_800_000_060
 
 
-async def test_refresh_tells_a_quiet_room_its_counts_once_per_period(clients: list[aioredis.Redis]) -> None:
+async def test_refresh_tells_a_room_again_after_a_burst_and_once_per_period(
+    clients: list[aioredis.Redis],
+) -> None:
     node = SimNode(RedisCounts(clients[0], "n1", 10))
     node.store.refresh_ms = 300
     node.registry.join("s1", "a-1", None)
@@ -233,6 +235,29 @@ async def test_refresh_tells_a_quiet_room_its_counts_once_per_period(clients: li
     # a-1 was just told; a-2 never was.
     assert await node.store.refresh(100) == {"a-2": RoomCounts(1, 1)}
     assert await node.store.refresh(100) == {}
-    # Once the period has passed without a publish, both rooms are told again (nothing signals it).
+    # a-1 is told again once quiet for four intervals after its publish, a-2 once the refresh period
+    # has passed (nothing signals either: wait them out).
     await asyncio.sleep(0.31)
-    assert await node.store.refresh(100) == {"a-1": RoomCounts(1, 1), "a-2": RoomCounts(1, 1)}
+    assert await node.store.refresh(100) == {"a-2": RoomCounts(1, 1)}
+    await asyncio.sleep(0.1)
+    assert await node.store.refresh(100) == {"a-1": RoomCounts(1, 1)}
+
+
+async def test_a_sync_asks_the_rooms_gate_in_the_same_script(clients: list[aioredis.Redis]) -> None:
+    node = SimNode(RedisCounts(clients[0], "n1", 10))
+    node.registry.join("s1", "a-1", "v1")
+    node.registry.join("s2", "a-2", None)
+    _c, _a, viewers = node.registry.contribution("a-1")
+    writes = [
+        RoomWrite("a-1", 1, 0, viewers, set(), ask_gate=True),
+        RoomWrite("a-2", 1, 1, set(), set(), ask_gate=False),
+    ]
+    (first, decided), (second, not_asked) = await node.store.sync_rooms(writes, 300)
+    assert (first, decided) == (RoomCounts(1, 1), Published(RoomCounts(1, 1), None))
+    assert (second, not_asked) == (RoomCounts(1, 1), None)
+    # The lock taken by that publish holds the next write's gate for the rest of the interval.
+    ((_, held),) = await node.store.sync_rooms([RoomWrite("a-1", 1, 0, set(), set(), True)], 300)
+    assert held is not None
+    assert held.counts is None
+    assert held.retry_after is not None
+    assert 0 < held.retry_after <= 0.3
