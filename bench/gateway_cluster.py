@@ -15,7 +15,9 @@ Reported: whether every observer on every node ends on the exact count and how l
 after the churn stopped (convergence); ``viewerCountUpdate`` messages per room per second seen by
 one observer (the goal is at most 2); Redis commands per viewer event (a connect+join or a leave),
 both the round trips the nodes made (``EVALSHA``, ``PUBLISH`` …) and every command including those
-run inside the Lua scripts (``INFO commandstats``); and whether the load kept pace.
+run inside the Lua scripts (``INFO commandstats``); whether the load kept pace (opens failed or
+late, the achieved rate); and the nodes' own CPU time per viewer event (from /proc, so it holds
+whatever else the machine runs) with the load average before and after the churn.
 
 Only loopback addresses are used; every loop is bounded in count and time.
 """
@@ -152,6 +154,8 @@ async def run(rate: int, seconds: float, hold: float, base: int, rooms: int, see
                     auth = {"auctionId": auctions[i % rooms], "viewerId": f"stay-{i % (base // 2 or 1)}"}
                     stayers.append((auth, await LeanSocket.open(servers[i % NODES].url, auth)))
                 before = await command_stats(client)
+                cpu_before = sum(server.cpu_seconds() for server in servers)
+                load_before = os.getloadavg()
                 events = 0
                 lagging = 0
                 churn_tasks: set[asyncio.Task[None]] = set()
@@ -189,6 +193,8 @@ async def run(rate: int, seconds: float, hold: float, base: int, rooms: int, see
                 churn_window = time.monotonic() - started
                 await asyncio.wait_for(asyncio.gather(*churn_tasks), STEP_TIMEOUT)
                 stopped = time.monotonic()
+                # The nodes' own CPU time, whatever else the machine runs: the cost per viewer event.
+                node_cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
 
                 # The truth once the churn is over is what the nodes themselves hold: a churn socket
                 # whose open timed out may still have joined on an overloaded node, so the client's
@@ -237,6 +243,14 @@ async def run(rate: int, seconds: float, hold: float, base: int, rooms: int, see
                     "schedule_lagging_opens": lagging,
                     "viewer_events": events,
                     "churn_opens_failed": failed,
+                    # Sockets that opened (each a connect+join, then a leave) per second of churn.
+                    "achieved_opens_per_second": round(events / 2 / churn_window, 1),
+                    "node_cpu_seconds": round(node_cpu, 2),
+                    "node_cpu_ms_per_viewer_event": round(1000 * node_cpu / events, 3),
+                    "load_average_1m_before_and_after": [
+                        round(load_before[0], 2),
+                        round(os.getloadavg()[0], 2),
+                    ],
                     "converged": converged_at is not None,
                     "sockets_in_rooms_at_end": expected_total,
                     "convergence_seconds": round(converged_at - stopped, 3) if converged_at else None,
