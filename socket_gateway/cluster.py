@@ -520,6 +520,7 @@ class ClusterNode:
         self._synced: dict[str, set[str]] = {}
         self._global: dict[str, tuple[RoomCounts, RoomCounts]] = {}
         self._publish_due: dict[str, asyncio.TimerHandle] = {}
+        self._settle_due: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._resynced = asyncio.Event()
         self._closed = False
@@ -623,15 +624,21 @@ class ClusterNode:
     # --- publishing ----------------------------------------------------------------------------------
 
     def _schedule_publish(self, auction_id: str, delay: float, settle: bool = False) -> None:
-        # One pending call per room: a pending settle publishes any change too, and a pending
-        # publish schedules its own settle.
-        if self._closed or auction_id in self._publish_due:
+        # One pending call per room: a pending settle publishes any change too, and a settle asked
+        # for while a call is pending makes that call a settling one (a retry that found the counts
+        # unchanged would otherwise drop it).
+        if self._closed:
             return
-        loop = asyncio.get_running_loop()
-        self._publish_due[auction_id] = loop.call_later(delay, self._start_publish, auction_id, settle)
+        if settle:
+            self._settle_due.add(auction_id)
+        if auction_id not in self._publish_due:
+            loop = asyncio.get_running_loop()
+            self._publish_due[auction_id] = loop.call_later(delay, self._start_publish, auction_id)
 
-    def _start_publish(self, auction_id: str, settle: bool) -> None:
+    def _start_publish(self, auction_id: str) -> None:
         del self._publish_due[auction_id]
+        settle = auction_id in self._settle_due
+        self._settle_due.discard(auction_id)
         task = asyncio.create_task(self._publish_room(auction_id, settle))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
