@@ -23,6 +23,7 @@ from socket_gateway.cluster import ClusterNode, RedisCounts
 from socket_gateway.config import GatewayConfig
 from socket_gateway.events import ViewerEvents, room_name
 from socket_gateway.fanout import RoomFanout
+from socket_gateway.malformed_frames import guard_malformed_frames
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.outbox import Outbox
 from socket_gateway.protocol import COUNT_EVENT, ViewerTokenVerifier, count_payload
@@ -96,8 +97,10 @@ def create_app(
         http_compression=config.websocket_compression,
         ping_interval=config.ping_interval_seconds,
         ping_timeout=config.ping_timeout_seconds,
-        logger=False,
-        engineio_logger=False,
+        # Logger objects, not False: given False, each library attaches its own plain-text stderr
+        # handler for its errors, beside the JSON lines every other record gets.
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
         # With REDIS_URL, python-socketio's Redis manager relays room emits to every node.
         client_manager=(
             IndexedRedisManager(
@@ -111,6 +114,8 @@ def create_app(
     )
 
     fanout = RoomFanout(sio.eio)
+    # After RoomFanout: it wraps the WebSocket driver RoomFanout installs.
+    guard_malformed_frames(sio)
 
     def count_packet(auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
         encoded = sio.packet_class(
@@ -215,6 +220,14 @@ def create_app(
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _library_logger(name: str) -> logging.Logger:
+    """python-socketio's or python-engineio's logger, quiet below WARNING (they log every packet at INFO)."""
+    library_logger = logging.getLogger(name)
+    if library_logger.level == logging.NOTSET:
+        library_logger.setLevel(logging.WARNING)
+    return library_logger
 
 
 def _is_handshake(request: web.Request) -> bool:

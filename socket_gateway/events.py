@@ -146,8 +146,9 @@ class ViewerEvents:
             logger.exception("leaveAuction failed", extra={"sid": sid})
             return error_ack("internal error")
 
-    async def on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
-        return self._malformed("unknown", sid, f"unknown event {event[:64]!r}")
+    async def on_unknown(self, event: Any, sid: str, *args: Any) -> dict[str, Any]:
+        # Not necessarily a string: python-socketio passes on whatever the packet named.
+        return self._malformed("unknown", sid, f"unknown event {str(event)[:64]!r}")
 
     async def _join(self, sid: str, auction_id: str) -> dict[str, Any]:
         if sid not in self._viewer_ids:

@@ -13,9 +13,8 @@ from aiohttp import web
 
 from service_common.config import ConfigError
 from service_common.shutdown import wait_for_stop_signal
-from socket_gateway.app import GATEWAY, create_app
+from socket_gateway.app import create_app
 from socket_gateway.config import GatewayConfig
-from socket_gateway.malformed_frames import guard_malformed_frames
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +28,6 @@ _GC_THRESHOLDS = (50_000, 20, 20)
 async def serve(config: GatewayConfig) -> None:
     """Serves until SIGTERM or SIGINT, then closes the partial interval, flushes and stops."""
     app = create_app(config)
-    # Once the app is built: the guard wraps the WebSocket driver create_app's RoomFanout installs.
-    guard_malformed_frames(app[GATEWAY].sio)
     # By the time aiohttp waits for open handlers, on_shutdown has flushed and told every Socket.IO
     # client goodbye; a WebSocket still open then only waits for its peer's close frame, which
     # browsers send at once, so a short grace is enough before aiohttp cancels the rest.
