@@ -516,6 +516,8 @@ class ClusterNode:
         # True from the ERROR log of an outage until Redis answers again (one ERROR per outage).
         self._unreachable = False
         self._dirty: set[str] = set()
+        # Held while writing this node's contribution: batches and whole re-syncs land in order.
+        self._writing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._synced: dict[str, set[str]] = {}
         self._global: dict[str, tuple[RoomCounts, RoomCounts]] = {}
@@ -575,13 +577,14 @@ class ClusterNode:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self.healthy or not self._dirty:
-                continue
-            rooms, self._dirty = self._dirty, set()
-            try:
-                await self._sync(rooms)
-            except REDIS_FAILURES as error:
-                self._degrade(error)
+            async with self._writing:
+                if not self.healthy or not self._dirty:
+                    continue
+                rooms, self._dirty = self._dirty, set()
+                try:
+                    await self._sync(rooms)
+                except REDIS_FAILURES as error:
+                    self._degrade(error)
 
     async def _sync(self, rooms: set[str]) -> None:
         writes = []
@@ -613,11 +616,15 @@ class ClusterNode:
 
     async def _resync(self) -> None:
         """Writes this node's whole state, replacing what Redis held for it (start, return of Redis)."""
-        self._dirty.clear()
-        rooms = {a: self._registry.contribution(a) for a in self._registry.active_rooms()}
-        await self.store.replace_all(rooms)
-        self._synced = {a: viewers for a, (_c, _a, viewers) in rooms.items()}
-        self._global.clear()
+        # After any batch in flight: a batch read from the registry before this state and landing in
+        # Redis after it would leave its older counts there for good (seen in the cluster benchmark,
+        # when an overloaded node's late heartbeat found its lease lapsed mid-batch).
+        async with self._writing:
+            self._dirty.clear()
+            rooms = {a: self._registry.contribution(a) for a in self._registry.active_rooms()}
+            await self.store.replace_all(rooms)
+            self._synced = {a: viewers for a, (_c, _a, viewers) in rooms.items()}
+            self._global.clear()
         for auction_id in rooms:
             self._schedule_publish(auction_id, 0.0)
 
