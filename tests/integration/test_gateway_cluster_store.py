@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from socket_gateway.cluster import Published, RedisCounts, RoomWrite
+from socket_gateway.broadcast import CountBroadcaster
+from socket_gateway.cluster import ClusterNode, Published, RedisCounts, RoomWrite
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 from tests.redis_support import RedisServer, redis_server
 
@@ -261,3 +262,51 @@ async def test_a_sync_asks_the_rooms_gate_in_the_same_script(clients: list[aiore
     assert held.counts is None
     assert held.retry_after is not None
     assert 0 < held.retry_after <= 0.3
+
+
+class HeldSyncs(RedisCounts):
+    """A node's Redis state whose sync batches wait for ``go`` while ``hold`` is set (a slow round trip)."""
+
+    def __init__(self, client: aioredis.Redis, node_id: str) -> None:
+        super().__init__(client, node_id, 10)
+        self.hold = False
+        self.held = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def sync_rooms(
+        self, rooms: list[RoomWrite], interval_ms: int = 0
+    ) -> list[tuple[RoomCounts, Published | None]]:
+        if self.hold:
+            self.held.set()
+            await self.go.wait()
+        return await super().sync_rooms(rooms, interval_ms)
+
+
+async def test_a_resync_waits_for_the_sync_batch_in_flight(clients: list[aioredis.Redis]) -> None:
+    store = HeldSyncs(clients[0], "n1")
+    registry = RoomRegistry()
+
+    async def publish(auction_id: str, counts: RoomCounts) -> None:
+        pass
+
+    node = ClusterNode(store, registry, publish, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
+    registry.join("s1", "a-1", None)
+    await node.start()
+    await asyncio.wait_for(node.wait_synced(), WAIT)
+    try:
+        # A batch reads two sockets, then stalls on its way to Redis; meanwhile one leaves again.
+        store.hold = True
+        registry.join("s2", "a-1", None)
+        node.room_changed("a-1")
+        await asyncio.wait_for(store.held.wait(), WAIT)
+        registry.leave("s2")
+        # The heartbeat's re-sync (its lease lapsed) must not overtake the batch: if it did, the
+        # batch would land last and leave two sockets in Redis for good.
+        resync = asyncio.create_task(node._resync())
+        done, _ = await asyncio.wait({resync}, timeout=0.2)
+        assert not done, "the re-sync wrote while a batch read before it was still in flight"
+        store.go.set()
+        await asyncio.wait_for(resync, WAIT)
+        assert (await store.all_counts())["a-1"] == RoomCounts(1, 1)
+    finally:
+        await node.close()
