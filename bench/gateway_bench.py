@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     fan.add_argument("--repetitions", type=int, default=3)
     fan.add_argument("--gateway-python", default=sys.executable, help="interpreter that runs the gateway")
     fan.add_argument(
-        "--gateway-module", default="socket_gateway", help="bench.gateway_direct_write: the experiment"
+        "--gateway-module", default="socket_gateway", help="what `python -m` runs as the gateway"
     )
     jam = commands.add_parser("storm")
     jam.add_argument("--sockets", type=int, default=5_000)
