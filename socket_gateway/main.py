@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 # Everything the gateway builds at start-up lives until exit. Freezing it takes it out of every
 # later collection, and a higher first threshold makes collections rarer while thousands of small
 # packets are alive. The measurement: 80-130 us of CPU per delivered update as shipped,
-# about 50 us with this tuning (bench/gateway_fanout.py measures it again).
+# about 50 us with this tuning (not measured on its own since; bench/gateway_bench.py measures the whole).
 _GC_THRESHOLDS = (50_000, 20, 20)
 
 
