@@ -103,6 +103,7 @@ async def gateway_server(
     python: str = sys.executable,
     module: str = "socket_gateway",
     extra_env: dict[str, str] | None = None,
+    cpus: str = SERVER_CPU,
 ) -> AsyncIterator[ServerProcess]:
     env = {
         **os.environ,
@@ -125,7 +126,7 @@ async def gateway_server(
         **(extra_env or {}),
     }
     process = await asyncio.create_subprocess_exec(
-        "taskset", "-c", SERVER_CPU, python, "-m", module,
+        "taskset", "-c", cpus, python, "-m", module,
         cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -98,7 +98,9 @@ async def command_stats(client: aioredis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
-async def run(rate: int, seconds: float, hold: float, base: int, rooms: int, seed: int) -> dict[str, Any]:
+async def run(
+    rate: int, seconds: float, hold: float, base: int, rooms: int, seed: int, node_cpus: str, client_cpus: str
+) -> dict[str, Any]:
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server is not installed (scripts/setup installs Debian's package as root)")
@@ -108,7 +110,7 @@ async def run(rate: int, seconds: float, hold: float, base: int, rooms: int, see
         workdir = Path(tmp)
         port = free_port()
         redis_proc = await asyncio.create_subprocess_exec(
-            "taskset", "-c", str(CLIENT_CPU), binary, "--port", str(port), "--bind", "127.0.0.1",
+            "taskset", "-c", client_cpus, binary, "--port", str(port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", tmp,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
@@ -136,6 +138,7 @@ async def run(rate: int, seconds: float, hold: float, base: int, rooms: int, see
                                     "REDIS_URL": f"redis://127.0.0.1:{port}/0",
                                     "GATEWAY_ID": f"node-{index}",
                                 },
+                                cpus=node_cpus,
                             )
                         )
                     )
@@ -284,10 +287,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", type=int, default=300, help="viewers connected all along")
     parser.add_argument("--rooms", type=int, default=10)
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--node-cpus", default="0", help="taskset list for the three nodes (together)")
+    parser.add_argument(
+        "--client-cpus", default=str(CLIENT_CPU), help="taskset list for this load client and redis-server"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, {CLIENT_CPU})
-    result = asyncio.run(run(args.rate, args.seconds, args.hold, args.base, args.rooms, args.seed))
+        os.sched_setaffinity(0, {int(cpu) for cpu in args.client_cpus.split(",")})
+    setup = (args.rate, args.seconds, args.hold, args.base, args.rooms, args.seed)
+    result = asyncio.run(run(*setup, args.node_cpus, args.client_cpus))
     print(json.dumps(result, indent=2))
 
 
