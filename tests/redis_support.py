@@ -8,6 +8,7 @@ because CI must run them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +213,37 @@ def node_env(
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
     }
+
+
+@dataclass(frozen=True)
+class ClusterRig:
+    """What a cluster test's nodes share: the ingest service's SQLite file, an HTTP client, their env."""
+
+    store_path: str
+    http: aiohttp.ClientSession
+    env: Callable[[int], dict[str, str]]
+
+
+async def cluster_rig(
+    stack: AsyncExitStack,
+    tmp_path: Path,
+    redis_url: str,
+    timing: SnapshotTiming,
+    lease_seconds: float,
+    auction_id: str,
+) -> ClusterRig:
+    """Starts the ingest service (analytics on for ``auction_id``) and an HTTP client, closed by ``stack``."""
+    ingest_port, store_path = await stack.enter_async_context(cluster_ingest(tmp_path, timing, auction_id))
+    http = await stack.enter_async_context(aiohttp.ClientSession())
+    env = functools.partial(
+        node_env,
+        ingest_port=ingest_port,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        timing=timing,
+        lease_seconds=lease_seconds,
+    )
+    return ClusterRig(store_path, http, env)
 
 
 async def start_nodes(stack: AsyncExitStack, envs: list[dict[str, str]]) -> list[tuple[ServiceProcess, int]]:

@@ -17,15 +17,12 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from service_common.timing import SnapshotTiming
 from tests.gateway_support import Viewer, stored_snapshots
 from tests.redis_support import (
     RedisServer,
-    cluster_ingest,
+    cluster_rig,
     latest,
-    node_env,
     not_ready,
     poll,
     ready,
@@ -49,16 +46,8 @@ async def test_three_nodes_one_count_dead_node_removed_one_snapshot_per_minute_a
 ) -> None:
     rng = random.Random(6)
     async with AsyncExitStack() as stack:
-        ingest_port, store_path = await stack.enter_async_context(cluster_ingest(tmp_path, TIMING, AUCTION))
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        env = functools.partial(
-            node_env,
-            ingest_port=ingest_port,
-            redis_url=redis_server.url,
-            tmp_path=tmp_path,
-            timing=TIMING,
-            lease_seconds=LEASE_SECONDS,
-        )
+        rig = await cluster_rig(stack, tmp_path, redis_server.url, TIMING, LEASE_SECONDS, AUCTION)
+        http, env, store_path = rig.http, rig.env, rig.store_path
         started = await start_nodes(stack, [env(index) for index in range(3)])
         nodes = [process for process, _ in started]
         ports = [port for _, port in started]

@@ -16,17 +16,14 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from service_common.timing import SnapshotTiming
 from tests.fault_support import ServiceProcess
 from tests.gateway_support import Viewer, stored_snapshots
 from tests.redis_support import (
     RedisServer,
-    cluster_ingest,
+    cluster_rig,
     is_sampler_leader,
     latest,
-    node_env,
     not_ready,
     poll,
     ready,
@@ -78,16 +75,8 @@ async def test_nodes_stopped_one_after_another_hand_their_counts_back_and_the_op
     timing = SnapshotTiming(4, 1)
     lease = 4.0
     async with AsyncExitStack() as stack:
-        ingest_port, store_path = await stack.enter_async_context(cluster_ingest(tmp_path, timing, AUCTION))
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        env = functools.partial(
-            node_env,
-            ingest_port=ingest_port,
-            redis_url=redis_server.url,
-            tmp_path=tmp_path,
-            timing=timing,
-            lease_seconds=lease,
-        )
+        rig = await cluster_rig(stack, tmp_path, redis_server.url, timing, lease, AUCTION)
+        http, env, store_path = rig.http, rig.env, rig.store_path
         nodes = await start_nodes(stack, [env(index) for index in range(3)])
         ports = [port for _, port in nodes]
         for port in ports:
@@ -160,16 +149,8 @@ async def test_a_node_started_while_redis_is_down_serves_local_counts_then_conve
     timing = SnapshotTiming(2, 1)
     redis_server.stop()
     async with AsyncExitStack() as stack:
-        ingest_port, _ = await stack.enter_async_context(cluster_ingest(tmp_path, timing, AUCTION))
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        env = functools.partial(
-            node_env,
-            ingest_port=ingest_port,
-            redis_url=redis_server.url,
-            tmp_path=tmp_path,
-            timing=timing,
-            lease_seconds=1.5,
-        )
+        rig = await cluster_rig(stack, tmp_path, redis_server.url, timing, 1.5, AUCTION)
+        http, env = rig.http, rig.env
         nodes = await start_nodes(stack, [env(index) for index in range(2)])
         ports = [port for _, port in nodes]
         for process, port in nodes:
