@@ -273,6 +273,9 @@ async def _readyz(request: web.Request) -> web.Response:
     problems = []
     if gateway.cluster is not None and not gateway.cluster.ready:
         problems.append("redis unreachable (serving local counts only)")
+    manager = gateway.sio.manager
+    if isinstance(manager, IndexedRedisManager) and not manager.listening:
+        problems.append("not receiving other nodes' updates (Redis pub/sub not subscribed)")
     if outbox.full:
         problems.append(f"outbox at its cap ({outbox.max_snapshots})")
     try:
@@ -377,6 +380,12 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     cluster = gateway.cluster
     assert cluster is not None
+    sio = gateway.sio
+    if not sio.manager_initialized:
+        # python-socketio starts its Redis listener at the first connection; started here, a node
+        # hears the other nodes from the start, and /readyz can tell whether it does.
+        sio.manager_initialized = True
+        sio.manager.initialize()
     await cluster.start()
     yield
     # Normally already left in on_shutdown; this covers a start-up that failed after this point.

@@ -73,3 +73,16 @@ class IndexedManager(_RoomIndex, socketio.AsyncManager):  # type: ignore[misc]
 
 class IndexedRedisManager(_RoomIndex, socketio.AsyncRedisManager):  # type: ignore[misc]
     """The Redis manager (REDIS_URL): room emits relayed to every node."""
+
+    @property
+    def listening(self) -> bool:
+        """Whether other nodes' emits reach this node: subscribed, on a live connection.
+
+        After Redis comes back, python-socketio re-subscribes on its own backoff (up to 60 s), so
+        a node can hold its counts in Redis again and still miss the other nodes' updates.
+        """
+        pubsub = self.pubsub
+        if pubsub is None or not pubsub.subscribed:
+            return False
+        connection = pubsub.connection
+        return connection is not None and bool(connection.is_connected)

@@ -12,13 +12,16 @@ import functools
 import math
 import signal
 import time
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from service_common.timing import SnapshotTiming
 from tests.fault_support import ServiceProcess
-from tests.gateway_support import Viewer, stored_snapshots
+from tests.gateway_support import Viewer, gateway_config, running_gateway, stored_snapshots
 from tests.redis_support import (
     RedisServer,
     cluster_rig,
@@ -184,3 +187,31 @@ async def test_a_node_started_while_redis_is_down_serves_local_counts_then_conve
         # sampler leader telling quiet rooms their counts again (once per lease).
         await viewers.join(1, "c")
         await poll(lambda: viewers.see([0, 1], [0, 1]), "a join on one node shown on both")
+
+
+async def test_readyz_says_so_while_the_relay_from_other_nodes_is_down(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Proves /readyz reads python-socketio's pub/sub listener itself, not only this node's counts in
+    Redis: the listener's problem appears when Redis goes and clears once it has re-subscribed."""
+    relay_problem = "not receiving other nodes' updates (Redis pub/sub not subscribed)"
+    config = gateway_config(tmp_path, redis_url=redis_server.url, node_lease_seconds=2.0)
+    async with running_gateway(config) as running, aiohttp.ClientSession() as http:
+
+        async def problems() -> list[str]:
+            _, body = await readyz(http, running.port)
+            return list(body["problems"])
+
+        await poll(lambda: _without(relay_problem, problems()), "the listener subscribed")
+        redis_server.stop()
+        await poll(lambda: _with(relay_problem, problems()), "/readyz to report the relay down")
+        redis_server.start()
+        await poll(lambda: _without(relay_problem, problems()), "the listener re-subscribed")
+
+
+async def _with(problem: str, problems: Awaitable[list[str]]) -> bool:
+    return problem in await problems
+
+
+async def _without(problem: str, problems: Awaitable[list[str]]) -> bool:
+    return problem not in await problems
