@@ -100,8 +100,10 @@ class RoomFanout:
     async def send(self, eio_sids: Iterable[str], pkt: engineio.packet.Packet) -> FanoutTally:
         tally = FanoutTally()
         frame: bytes | None = None
+        # Only text frames are built here; a binary packet always takes the queue.
+        framed_here = not pkt.binary
         for eio_sid in eio_sids:
-            session = self._sessions.get(eio_sid)
+            session = self._sessions.get(eio_sid) if framed_here else None
             if session is not None and session.takes_direct_write(self._high_water_bytes):
                 if frame is None:
                     frame = websocket_text_frame(pkt.encode())

@@ -99,6 +99,22 @@ async def test_a_direct_write_never_overtakes_a_packet_queued_before_it(tmp_path
         assert 0 < direct_rounds < 12
 
 
+async def test_a_binary_packet_takes_the_queue_and_arrives_as_a_binary_frame(tmp_path: Path) -> None:
+    """Proves the direct path only carries what it can frame (text): binary goes through Engine.IO."""
+    async with running_gateway(gateway_config(tmp_path)) as running, aiohttp.ClientSession() as http:
+        client = await Frames.open(http, running.url, {"auctionId": "binary"})
+        sid = json.loads((await client.next())[2:])["sid"]
+        tally = await running.gateway.fanout.send(
+            [eio_sid_of(running.gateway, sid)], engineio.packet.Packet(engineio.packet.MESSAGE, b"\x00\xff")
+        )
+        assert (tally.direct, tally.queued) == (0, 1)
+        message = await client.ws.receive(timeout=WAIT)
+        while message.type == aiohttp.WSMsgType.TEXT:  # count updates of the room, if any
+            message = await client.ws.receive(timeout=WAIT)
+        assert message.type == aiohttp.WSMsgType.BINARY
+        assert message.data == b"\x00\xff"
+
+
 async def test_sockets_connecting_into_a_busy_room_hear_connect_before_any_count(tmp_path: Path) -> None:
     """Proves no count update (direct or queued) reaches a socket before its Socket.IO CONNECT packet."""
     config = gateway_config(tmp_path, count_update_interval_ms=1, connections_per_ip_per_minute=10_000)
