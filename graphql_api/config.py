@@ -16,6 +16,7 @@ from service_common.config import (
 )
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
+from service_common.timing import SnapshotTiming
 
 JWT_SECRET_VARIABLE = "GRAPHQL_JWT_SECRET"
 # RFC 7518 (3.2): an HS256 key must be at least as long as the hash output, 256 bits.
@@ -66,6 +67,10 @@ class GraphQLConfig:
     dev_mode: bool = False
     # The socket gateway as the dashboard's browsers reach it (a public URL, not an internal address).
     dashboard_gateway_url: str = DEFAULT_DASHBOARD_GATEWAY_URL
+    # What the dashboard tells users about recording: the gateway's and the ingest service's values,
+    # read from the same variables (set them alike for all services, as local_stack does).
+    timing: SnapshotTiming = field(default_factory=SnapshotTiming)
+    retention_days: int = 90
     shutdown_grace_seconds: float = 10.0
     logging: LogSettings = field(default_factory=LogSettings)
 
@@ -93,6 +98,8 @@ class GraphQLConfig:
             max_aliases=read_int(env, "GRAPHQL_MAX_ALIASES", 15, minimum=1, maximum=1000),
             dev_mode=read_choice(env, "GRAPHQL_DEV_MODE", "false", ("true", "false")) == "true",
             dashboard_gateway_url=_read_gateway_url(env),
+            timing=SnapshotTiming.from_env(env),
+            retention_days=read_int(env, "VIEWER_ANALYTICS_RETENTION_DAYS", 90, minimum=1, maximum=3650),
             shutdown_grace_seconds=read_float(
                 env, "GRAPHQL_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0, maximum=300.0
             ),

@@ -56,7 +56,15 @@ def add_dashboard_routes(app: web.Application, config: GraphQLConfig) -> None:
         )
 
     async def page_config(_request: web.Request) -> web.Response:
-        return web.json_response({"gatewayUrl": gateway_url}, headers=no_cache)
+        return web.json_response(
+            {
+                "gatewayUrl": gateway_url,
+                "sampleIntervalSeconds": config.timing.sample_interval_seconds,
+                "snapshotIntervalSeconds": config.timing.snapshot_interval_seconds,
+                "retentionDays": config.retention_days,
+            },
+            headers=no_cache,
+        )
 
     async def to_dashboard(_request: web.Request) -> web.Response:
         raise web.HTTPFound(DASHBOARD_PATH)

@@ -83,6 +83,7 @@ async def running_stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 allowed_origins=(page_origin,),
                 dashboard_gateway_url=gateway.url,
                 ingest_timeout_seconds=1.0,
+                timing=TIMING,
             )
             runner = web.AppRunner(create_app(api), shutdown_timeout=1.0)
             await runner.setup()
@@ -158,6 +159,11 @@ async def test_live_counts_settings_chart_summary_and_csv_in_a_real_browser(tmp_
         await expect(first.locator("#live-unique")).to_have_text("1 unique viewer")
         await second.close()
         await expect(first.locator("#live-count")).to_have_text("1 watching")
+
+        # The settings text states this deployment's timing (a 2 s "minute" sampled every second).
+        await expect(first.locator("#settings .explain")).to_contain_text(
+            "sampled every second, aggregated every 2 seconds, and stored for 90 days"
+        )
 
         # Analytics are off: said in a sentence, not shown as an empty chart alone.
         toggle = first.locator("#analytics-toggle")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from service_common.timing import SnapshotTiming
 from tests.conftest import RunningIngest
 from tests.graphql_support import graphql_config, running_graphql
 
 
 async def test_page_config_and_files_are_served_on_the_api_origin(ingest: RunningIngest) -> None:
-    config = graphql_config(ingest.target, dashboard_gateway_url="https://live.example:8443")
+    config = graphql_config(
+        ingest.target,
+        dashboard_gateway_url="https://live.example:8443",
+        timing=SnapshotTiming(120, 10),
+        retention_days=30,
+    )
     async with running_graphql(config) as api:
         page = await api.get("/dashboard/")
         assert page.status == 200
@@ -16,7 +22,12 @@ async def test_page_config_and_files_are_served_on_the_api_origin(ingest: Runnin
         assert "connect-src 'self' https://live.example:8443 wss://live.example:8443" in policy
 
         answer = await api.get("/dashboard/config.json")
-        assert await answer.json() == {"gatewayUrl": "https://live.example:8443"}
+        assert await answer.json() == {
+            "gatewayUrl": "https://live.example:8443",
+            "sampleIntervalSeconds": 10,
+            "snapshotIntervalSeconds": 120,
+            "retentionDays": 30,
+        }
 
         files = (
             "dashboard.js",

@@ -130,6 +130,19 @@
     $("live-unique").lastChild.textContent = uniqueViewers === 1 ? " unique viewer" : " unique viewers";
   }
 
+  function every(seconds) {
+    if (seconds === 60) return "every minute";
+    if (seconds % 60 === 0) return `every ${seconds / 60} minutes`;
+    return seconds === 1 ? "every second" : `every ${seconds} seconds`;
+  }
+
+  function describeRecording(config) {
+    // The settings text states the deployment's own timing and retention, not the defaults.
+    $("sample-every").textContent = every(config.sampleIntervalSeconds);
+    $("snapshot-every").textContent = every(config.snapshotIntervalSeconds);
+    $("retention").textContent = config.retentionDays === 1 ? "1 day" : `${config.retentionDays} days`;
+  }
+
   function connectLive(gatewayUrl) {
     if (typeof window.io !== "function") {
       say($("live-status"), "The Socket.IO client did not load, so live counts are unavailable.", true);
@@ -434,6 +447,7 @@
     try {
       const response = await fetch("config.json");
       const config = await response.json();
+      describeRecording(config);
       connectLive(config.gatewayUrl);
     } catch (_error) {
       say($("live-status"), "The dashboard's configuration could not be loaded, so live counts are unavailable.", true);
