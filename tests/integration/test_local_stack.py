@@ -78,7 +78,13 @@ async def test_starts_everything_serves_the_dashboard_and_stops_cleanly(tmp_path
         assert port == ports["GRAPHQL_PORT"]
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{dashboard}config.json") as answer:
-                assert await answer.json() == {"gatewayUrl": f"http://127.0.0.1:{ports['GATEWAY_PORT']}"}
+                assert await answer.json() == {
+                    "gatewayUrl": f"http://127.0.0.1:{ports['GATEWAY_PORT']}",
+                    # The stack's defaults, as its gateway and ingest service use them.
+                    "sampleIntervalSeconds": 5,
+                    "snapshotIntervalSeconds": 60,
+                    "retentionDays": 90,
+                }
             # The printed token is accepted by the API it started.
             query = {"query": '{ auction(id: "auction-1") { settings { enableViewerAnalytics } } }'}
             headers = {"Authorization": f"Bearer {token}"}
