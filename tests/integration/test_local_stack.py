@@ -104,8 +104,15 @@ async def test_starts_everything_serves_the_dashboard_and_stops_cleanly(tmp_path
         assert log.index("Socket gateway stopped") < log.index("Ingest service stopped")
     finally:
         if process.returncode is None:
-            process.kill()
-            await process.wait()
+            # A failed assertion stops the stack gracefully first: killed outright, local_stack
+            # could not stop its children, which run in sessions of their own (seen: a failed run
+            # left all three services running).
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), START_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 async def _drain(stream: asyncio.StreamReader, lines: list[str]) -> None:
