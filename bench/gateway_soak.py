@@ -38,6 +38,7 @@ from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_gr
 
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
+from socket_gateway.metrics import parse_samples
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
@@ -149,13 +150,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
 
 
 async def gateway_metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    text = await (await http.get(f"{url}/metrics")).text()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
+    return parse_samples(await (await http.get(f"{url}/metrics")).text())
 
 
 async def start_gateway(

@@ -110,6 +110,16 @@ class GatewayMetrics:
         return "\n".join(lines) + "\n"
 
 
+def parse_samples(text: str) -> dict[str, float]:
+    """The samples of an exposition ``render`` wrote, as ``{name{labels}: value}`` (for probes and tests)."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
 def _labelled(label: str, counts: Counter[str]) -> list[tuple[str, float]]:
     return [(f'{{{label}="{key}"}}', value) for key, value in sorted(counts.items())]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from socket_gateway.metrics import parse_samples
 from tests.support import TEST_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,13 +127,7 @@ async def poll(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 async def metrics(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
     """The gateway's /metrics as ``{name{labels}: value}``."""
-    text = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
+    return parse_samples(await (await http.get(f"http://127.0.0.1:{port}/metrics")).text())
 
 
 def outbox_keys(outbox_path: Path) -> list[tuple[str, int]]:

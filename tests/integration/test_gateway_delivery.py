@@ -12,7 +12,7 @@ import pytest
 
 from ingest_service.server import IngestServer, create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
-from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.metrics import GatewayMetrics, parse_samples
 from socket_gateway.outbox import Outbox
 from tests.conftest import RunningIngest, ingest_config
 from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots
@@ -117,7 +117,7 @@ async def test_probes_and_metrics(ingest: RunningIngest, tmp_path: Path, clock: 
 
         response = await http.get(f"{gateway.url}/metrics")
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        samples = _parse_metrics(await response.text())
+        samples = parse_samples(await response.text())
         assert samples["gateway_connections"] == 2
         assert samples["gateway_rooms"] == 2
         assert samples["gateway_outbox_depth"] == 1
@@ -126,15 +126,6 @@ async def test_probes_and_metrics(ingest: RunningIngest, tmp_path: Path, clock: 
         assert samples["gateway_count_messages_total"] >= 2
         assert samples["gateway_send_failures_total"] >= 1
         assert "gateway_last_ack_timestamp_seconds" in samples
-
-
-def _parse_metrics(text: str) -> dict[str, float]:
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 @pytest.mark.parametrize("compression", [False, True])
