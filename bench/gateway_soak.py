@@ -36,6 +36,7 @@ import grpc
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
 
+from bench.gateway_load import cpu_seconds, rss_kib
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
 from socket_gateway.metrics import parse_samples
@@ -123,18 +124,6 @@ class SoakSocket:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
