@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from graphql_api.auth import Role, issue_token
+from local_stack import child
 
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -128,16 +129,24 @@ async def run(services: Sequence[Service], env: dict[str, str]) -> int:
         loop.add_signal_handler(stop_signal, stop.set)
     relays: list[asyncio.Task[None]] = []
     exit_code = 0
+    if not child.SUPPORTED:
+        print(
+            f"local_stack: {child.UNSUPPORTED_REASON}: if local_stack is killed outright (SIGKILL),"
+            " stop its services yourself",
+            file=sys.stderr,
+        )
     try:
         for service in services:
+            # Forked from this thread, the event loop's, which lives as long as local_stack: the
+            # parent-death signal set up by local_stack.child fires when the forking *thread* exits.
             service.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                service.module,
+                *child.command(os.getpid(), service.module),
                 env=env,
                 stderr=asyncio.subprocess.PIPE,
                 # Own process group: a terminal's Ctrl-C reaches only this launcher, which then
                 # stops the children in order (the gateway flushes to the ingest service first).
+                # Killed outright, it cannot: then, on Linux, the kernel sends every child SIGTERM at
+                # once (local_stack.child); what the gateway cannot flush stays in its outbox file.
                 start_new_session=True,
             )
             assert service.process.stderr is not None
