@@ -32,6 +32,7 @@ from socket_gateway.room_index import IndexedManager, IndexedRedisManager
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 from socket_gateway.sampler import Sampler
 from socket_gateway.sender import Backoff, SnapshotSender
+from socket_gateway.websocket_transport import WebSocketEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Gateway:
     broadcaster: CountBroadcaster
     events: ViewerEvents
     fanout: RoomFanout
+    websockets: WebSocketEndpoint
     metrics: GatewayMetrics
     clock: Clock
     backoff: Backoff
@@ -78,6 +80,35 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+
+
+class GatewaySite(web.BaseSite):
+    """The gateway on host:port: new WebSocket sessions by websocket_transport, the rest by aiohttp."""
+
+    __slots__ = ("_host", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, backlog: int = 128) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        runner = self._runner
+        assert isinstance(runner, web.AppRunner)
+        assert runner.server is not None
+        endpoint = runner.app[GATEWAY].websockets
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: endpoint.protocol(runner.server),  # type: ignore[arg-type]
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
 
 
 def create_app(
@@ -115,7 +146,16 @@ def create_app(
 
     fanout = RoomFanout(sio.eio, compress=config.websocket_compression)
     # After RoomFanout: it wraps the WebSocket driver RoomFanout installs.
-    guard_malformed_frames(sio)
+    malformed_frames = guard_malformed_frames(sio)
+    admit = _connection_admission(ConnectionRateLimiter(config.connections_per_ip_per_minute), metrics)
+    websockets = WebSocketEndpoint(
+        sio.eio,
+        socketio_path=SOCKETIO_PATH,
+        admit=admit,
+        malformed_frames=malformed_frames,
+        metrics=metrics,
+        serve_deflate_elsewhere=config.websocket_compression,
+    )
 
     def count_packet(auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
         encoded = sio.packet_class(
@@ -193,6 +233,7 @@ def create_app(
         broadcaster=broadcaster,
         events=events,
         fanout=fanout,
+        websockets=websockets,
         metrics=metrics,
         clock=clock or SystemClock(),
         backoff=backoff or Backoff(),
@@ -201,7 +242,7 @@ def create_app(
 
     app = web.Application(
         middlewares=[
-            _connection_rate_limit(ConnectionRateLimiter(config.connections_per_ip_per_minute), metrics),
+            _connection_rate_limit(admit),
         ]
     )
     app[GATEWAY] = gateway
@@ -234,14 +275,27 @@ def _is_handshake(request: web.Request) -> bool:
     return request.path == SOCKETIO_PATH and request.method == hdrs.METH_GET and "sid" not in request.query
 
 
-def _connection_rate_limit(limiter: ConnectionRateLimiter, metrics: GatewayMetrics) -> Middleware:
-    @web.middleware
-    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _connection_admission(limiter: ConnectionRateLimiter, metrics: GatewayMetrics) -> Callable[[str], bool]:
+    """Whether a new session from this address may open now: counted and logged when refused."""
+
+    def admit(remote: str) -> bool:
         # Checked before Engine.IO allocates a session, so a flood costs one dict lookup per attempt.
         # The peer address is the TCP peer's: behind a proxy, configure the limit at the proxy.
-        if _is_handshake(request) and not limiter.allow(request.remote or "unknown"):
-            metrics.connections_refused["rate_limited"] += 1
-            logger.info("Connection refused", extra={"reason": "rate limited", "remote": request.remote})
+        if limiter.allow(remote):
+            return True
+        metrics.connections_refused["rate_limited"] += 1
+        logger.info("Connection refused", extra={"reason": "rate limited", "remote": remote})
+        return False
+
+    return admit
+
+
+def _connection_rate_limit(admit: Callable[[str], bool]) -> Middleware:
+    """The admission check for the handshakes aiohttp serves (those websocket_transport hands over)."""
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _is_handshake(request) and not admit(request.remote or "unknown"):
             return web.json_response({"error": "too many connections; retry later"}, status=429)
         return await handler(request)
 
@@ -430,6 +484,13 @@ async def _close_interval_and_flush(app: web.Application) -> None:
     await gateway.broadcaster.close()
     await gateway.sio.shutdown()
     # Closing the sockets now lets the web server stop at once instead of waiting for every
-    # WebSocket handler until its shutdown timeout.
-    if gateway.sio.eio.sockets:
-        await gateway.sio.eio.disconnect()
+    # WebSocket handler until its shutdown timeout. Not with eio.disconnect(): it waits until each
+    # socket's CLOSE packet is taken, and a polling client between two polls (or gone without a
+    # word) never takes it, so a stop would hang until that client's ping timeout.
+    eio = gateway.sio.eio
+    sockets = list(eio.sockets.values())
+    eio.sockets = {}
+    await asyncio.gather(
+        *(socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT) for socket in sockets),
+        return_exceptions=True,
+    )

@@ -1,5 +1,10 @@
 """Count updates written straight into each viewer's WebSocket: one frame for a whole room.
 
+A session opened directly on a WebSocket (``websocket_transport``) writes everything it sends at
+once, so an update is simply written into it. The rest of this is about the other WebSocket
+sessions, the ones python-engineio serves through aiohttp (a polling session upgraded to
+WebSocket, or one with per-message deflate).
+
 Engine.IO gives every socket a queue and a writer task. Queuing one packet for each of N sockets
 wakes N writer tasks, and on Python 3.11 each wake-up costs a task and a timer more
 (``asyncio.wait_for``): that, not the network, was most of a broadcast's CPU (docs/benchmarks.md,
@@ -21,7 +26,6 @@ no peer holds up a room; a transport that fails closes, and Engine.IO sees the s
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,23 +34,10 @@ import engineio  # type: ignore[import-untyped]
 from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 
+from socket_gateway.websocket_transport import WebSocketSession, websocket_text_frame
+
 # Count updates are ~90 bytes: 64 KiB unsent means the peer has not read for a long while.
 DEFAULT_HIGH_WATER_BYTES = 64 * 1024
-
-_FIN_TEXT = 0x81
-
-
-def websocket_text_frame(text: str) -> bytes:
-    """An unmasked, uncompressed, final text frame (RFC 6455 §5.2), as a server sends it."""
-    payload = text.encode("utf-8")
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", _FIN_TEXT, length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", _FIN_TEXT, 126, length)
-    else:
-        header = struct.pack("!BBQ", _FIN_TEXT, 127, length)
-    return header + payload
 
 
 @dataclass(frozen=True)
@@ -94,15 +85,26 @@ class RoomFanout:
 
     @property
     def websocket_sessions(self) -> int:
-        """WebSocket sessions open for direct writes."""
-        return len(self._sessions)
+        """WebSocket sessions open for direct writes (served by websocket_transport or by aiohttp)."""
+        return len(self._sessions) + sum(
+            1 for socket in self._eio.sockets.values() if isinstance(socket, WebSocketSession)
+        )
 
     async def send(self, eio_sids: Iterable[str], pkt: engineio.packet.Packet) -> FanoutTally:
         tally = FanoutTally()
         frame: bytes | None = None
         # Only text frames are built here; a binary packet always takes the queue.
         framed_here = not pkt.binary
+        sockets = self._eio.sockets
         for eio_sid in eio_sids:
+            socket = sockets.get(eio_sid) if framed_here else None
+            if isinstance(socket, WebSocketSession):
+                # Served by websocket_transport: everything it sends is written at once, in order.
+                if frame is None:
+                    frame = websocket_text_frame(pkt.encode())
+                socket.write_frame(frame)
+                tally.direct += 1
+                continue
             session = self._sessions.get(eio_sid) if framed_here else None
             if session is not None and session.takes_direct_write(self._high_water_bytes):
                 if frame is None:

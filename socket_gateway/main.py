@@ -13,7 +13,7 @@ from aiohttp import web
 
 from service_common.config import ConfigError
 from service_common.shutdown import wait_for_stop_signal
-from socket_gateway.app import create_app
+from socket_gateway.app import GatewaySite, create_app
 from socket_gateway.config import GatewayConfig
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ async def serve(config: GatewayConfig) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=config.listen_backlog)
+        site = GatewaySite(runner, config.host, config.port, backlog=config.listen_backlog)
         await site.start()
         ports = [address[1] for address in runner.addresses]
         gc.freeze()

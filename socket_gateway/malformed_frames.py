@@ -38,6 +38,16 @@ _DECODE_ERRORS = (ValueError, TypeError, LookupError)
 _PROBLEM_CHARS = 200
 
 
+def remote_address(environ: dict[str, Any] | None) -> str | None:
+    """The peer's address in a session's environ, whichever transport served its handshake."""
+    if not environ:
+        return None
+    request = environ.get("aiohttp.request")
+    if request is not None:
+        return request.remote  # type: ignore[no-any-return]
+    return environ.get("REMOTE_ADDR")
+
+
 def engineio_frame_problem(data: str | bytes) -> str | None:
     """Why Engine.IO cannot decode a WebSocket frame's payload, or None if it can.
 
@@ -173,8 +183,7 @@ def guard_malformed_frames(
             data: str | bytes = await wait()
             problem = engineio_frame_problem(data)
             if problem is not None:
-                request = getattr(websocket, "environ", {}).get("aiohttp.request")
-                reports.report(socket.sid, problem, request.remote if request is not None else None)
+                reports.report(socket.sid, problem, remote_address(getattr(websocket, "environ", None)))
                 # A failed read is how Engine.IO learns that a connection is gone: it closes the
                 # socket and Socket.IO runs the disconnect handler, so the room count drops at once.
                 raise OSError(problem)
@@ -194,10 +203,8 @@ def guard_malformed_frames(
                 raise ValueError(problem)
             await handle_message(eio_sid, data)
         except _DECODE_ERRORS as error:
-            request = (sio.environ.get(eio_sid) or {}).get("aiohttp.request")
-            reports.report(
-                eio_sid, f"{type(error).__name__}: {error}", request.remote if request is not None else None
-            )
+            remote = remote_address(sio.environ.get(eio_sid))
+            reports.report(eio_sid, f"{type(error).__name__}: {error}", remote)
             # Engine.IO's disconnect sends its CLOSE packet and leaves the WebSocket to the client;
             # a hostile one would keep it open, so it is closed here.
             await eio.disconnect(eio_sid)

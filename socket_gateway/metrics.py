@@ -21,6 +21,7 @@ class GatewayMetrics:
     count_broadcasts_total: int = 0
     count_messages_total: int = 0
     count_messages_direct_total: int = 0
+    websockets_dropped_unread_total: int = 0
     samples_total: int = 0
     snapshots_enqueued_total: int = 0
     outbox_dropped_total: int = 0
@@ -75,6 +76,12 @@ class GatewayMetrics:
             "counter",
             "Of those, messages written straight into an idle WebSocket (the rest: Engine.IO's queue).",
             [("", self.count_messages_direct_total)],
+        )
+        metric(
+            "gateway_websockets_dropped_unread_total",
+            "counter",
+            "WebSocket sessions dropped because their peer left too many bytes unread.",
+            [("", self.websockets_dropped_unread_total)],
         )
         metric("gateway_samples_total", "counter", "Sampler ticks taken.", [("", self.samples_total)])
         metric(

@@ -14,7 +14,7 @@ import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 
 from service_common.timing import SnapshotTiming
-from socket_gateway.app import GATEWAY, Gateway, create_app
+from socket_gateway.app import GATEWAY, Gateway, GatewaySite, create_app
 from socket_gateway.config import GatewayConfig
 from socket_gateway.sender import Backoff
 from tests.support import TEST_KEY, FakeClock
@@ -110,15 +110,27 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    config: GatewayConfig, clock: ManualClock | None = None, backoff: Backoff | None = None
+    config: GatewayConfig,
+    clock: ManualClock | None = None,
+    backoff: Backoff | None = None,
+    *,
+    websockets_through_aiohttp: bool = False,
 ) -> AsyncIterator[RunningGateway]:
-    """The gateway app served by a real aiohttp server on a free loopback port."""
+    """The gateway app served on a free loopback port, as ``python -m socket_gateway`` serves it.
+
+    With ``websockets_through_aiohttp``, every request is served by aiohttp alone (a plain TCPSite):
+    WebSocket sessions are then python-engineio's own, as an upgraded polling session is.
+    """
     app = create_app(config, clock=clock, backoff=backoff or Backoff(0.02, 0.1))
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     running = RunningGateway(app[GATEWAY], runner, 0, clock)
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = (
+            web.TCPSite(runner, config.host, config.port)
+            if websockets_through_aiohttp
+            else GatewaySite(runner, config.host, config.port)
+        )
         await site.start()
         running.port = runner.addresses[0][1]
         yield running

@@ -1,7 +1,10 @@
 """Count updates written straight into WebSockets: in order, isolated from slow peers, on every transport.
 
 A real gateway on a free loopback port; raw WebSocket clients read the frames as they arrive, so
-the order of packets on the wire is what the tests see.
+the order of packets on the wire is what the tests see. A client asking for the WebSocket transport
+at once is served by ``websocket_transport``; the tests marked "aiohttp-served" run the gateway with
+every request served by aiohttp, so that their WebSockets are python-engineio's own (as a polling
+session's upgrade is) and RoomFanout's idle-writer rule is what they exercise.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytest
 from aiohttp._websocket.writer import WebSocketWriter
 
 from socket_gateway.app import Gateway
-from socket_gateway.fanout import websocket_text_frame
+from socket_gateway.websocket_transport import websocket_text_frame
 from tests.gateway_support import ALLOWED_ORIGIN, WAIT, Viewer, gateway_config, running_gateway
 
 
@@ -73,14 +76,18 @@ def eio_sid_of(gateway: Gateway, sid: str) -> str:
 
 
 async def test_a_direct_write_never_overtakes_a_packet_queued_before_it(tmp_path: Path) -> None:
-    """Proves the idle-writer rule: whatever Engine.IO's writer is doing, queued-then-direct arrive in order.
+    """Proves the idle-writer rule (aiohttp-served): queued-then-direct arrive in order, whatever
+    Engine.IO's writer is doing.
 
     Each round queues a packet on the socket's Engine.IO queue, lets the event loop turn k times
     (walking the writer through taking, holding and writing the packet), then sends a second packet
     through the fan-out. Some rounds must have gone direct and some through the queue, or the test
     did not exercise the rule.
     """
-    async with running_gateway(gateway_config(tmp_path)) as running, aiohttp.ClientSession() as http:
+    async with (
+        running_gateway(gateway_config(tmp_path), websockets_through_aiohttp=True) as running,
+        aiohttp.ClientSession() as http,
+    ):
         client = await Frames.open(http, running.url, {"auctionId": "order"})
         connected = await client.next()
         assert connected.startswith("40{")
@@ -147,11 +154,11 @@ async def test_sockets_connecting_into_a_busy_room_hear_connect_before_any_count
 async def test_a_peer_that_stops_reading_neither_holds_up_the_room_nor_loses_an_update(
     tmp_path: Path,
 ) -> None:
-    """Proves slow-peer isolation: once its unsent bytes pass the high-water mark it is served from its
-    own Engine.IO queue, the fast peer keeps getting every packet at once, and when the slow peer
-    reads again it gets every packet, in order, none lost."""
+    """Proves slow-peer isolation (aiohttp-served): once its unsent bytes pass the high-water mark it is
+    served from its own Engine.IO queue, the fast peer keeps getting every packet at once, and when
+    the slow peer reads again it gets every packet, in order, none lost."""
     async with (
-        running_gateway(gateway_config(tmp_path)) as running,
+        running_gateway(gateway_config(tmp_path), websockets_through_aiohttp=True) as running,
         aiohttp.ClientSession() as http,
         # its own connection pool, so pausing this socket's reading affects nothing else
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as slow_http,

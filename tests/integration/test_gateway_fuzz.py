@@ -29,7 +29,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from socket_gateway.app import GATEWAY, Gateway, create_app
+from socket_gateway.app import GATEWAY, Gateway, GatewaySite, create_app
 from socket_gateway.malformed_frames import MalformedFrameLog, guard_malformed_frames
 from socket_gateway.rooms import RoomCounts
 from socket_gateway.sender import Backoff
@@ -163,7 +163,7 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedG
         malformed = guard_malformed_frames(app[GATEWAY].sio)
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = GatewaySite(runner, "127.0.0.1", 0)
         await site.start()
         url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         return runner, FuzzedGateway(loop, app[GATEWAY], url, aiohttp.ClientSession(), errors, malformed)
