@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -25,8 +26,18 @@ logger = logging.getLogger(__name__)
 _GC_THRESHOLDS = (50_000, 20, 20)
 
 
-async def serve(config: GatewayConfig) -> None:
-    """Serves until SIGTERM or SIGINT, then closes the partial interval, flushes and stops."""
+SiteFactory = Callable[[web.AppRunner, str, int, int], web.BaseSite]
+
+
+def gateway_site(runner: web.AppRunner, host: str, port: int, backlog: int) -> web.BaseSite:
+    return GatewaySite(runner, host, port, backlog=backlog)
+
+
+async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) -> None:
+    """Serves until SIGTERM or SIGINT, then closes the partial interval, flushes and stops.
+
+    ``make_site`` is for benchmarks that measure a different listener against this one.
+    """
     app = create_app(config)
     # By the time aiohttp waits for open handlers, on_shutdown has flushed and told every Socket.IO
     # client goodbye; a WebSocket still open then only waits for its peer's close frame, which
@@ -34,7 +45,7 @@ async def serve(config: GatewayConfig) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
     await runner.setup()
     try:
-        site = GatewaySite(runner, config.host, config.port, backlog=config.listen_backlog)
+        site = make_site(runner, config.host, config.port, config.listen_backlog)
         await site.start()
         ports = [address[1] for address in runner.addresses]
         gc.freeze()
@@ -55,7 +66,7 @@ async def serve(config: GatewayConfig) -> None:
     logger.info("Socket gateway stopped")
 
 
-def main() -> None:
+def main(make_site: SiteFactory = gateway_site) -> None:
     try:
         config = GatewayConfig.from_env(os.environ)
     except ConfigError as error:
@@ -63,7 +74,7 @@ def main() -> None:
         sys.exit(2)
     config.logging.apply()
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, make_site))
     except (sqlite3.Error, OSError) as error:
         # The outbox file cannot be opened or the address cannot be bound: nothing to serve.
         logger.critical("Cannot start the socket gateway", extra={"error": str(error)})
