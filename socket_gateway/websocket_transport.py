@@ -363,7 +363,8 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
     def write_frame(self, frame: bytes) -> None:
         """Writes one ready server frame, unless the session has ended or its peer stopped reading."""
         transport = self.transport
-        if self.closed or transport.is_closing():
+        # Before the 101 is out nothing may be written (only a stop can try: it closes the session).
+        if self.closed or not self.connected or transport.is_closing():
             return
         transport.write(frame)
         if transport.get_write_buffer_size() > self._endpoint.max_unsent_bytes:
@@ -508,7 +509,8 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
     def _close_transport(self, code: int) -> None:
         transport = self.transport
         if not transport.is_closing():
-            transport.write(_close_frame(code))
+            if self.connected:  # a close frame only once the 101 is out
+                transport.write(_close_frame(code))
             transport.close()
 
     # Packets, in order, one task at a time

@@ -388,3 +388,25 @@ async def test_a_connect_flood_from_one_address_is_refused_with_429_on_this_tran
             client.close()
         assert statuses == [101] * 5 + [429] * 3
         assert running.gateway.metrics.connections_refused["rate_limited"] == 3
+
+
+async def test_a_session_engineio_refuses_gets_401_and_is_never_upgraded(tmp_path: Path) -> None:
+    """Proves the transport honours Engine.IO's connect event: a refusal (which python-socketio never
+    gives; another Engine.IO application may) is answered 401 before any 101, and no session stays."""
+    async with running_gateway(gateway_config(tmp_path)) as running:
+        eio = running.gateway.sio.eio
+        socketio_connect = eio.handlers["connect"]
+
+        async def refuse(eio_sid: str, environ: dict[str, Any]) -> bool:
+            return False
+
+        eio.on("connect", refuse)
+        try:
+            client, head = await RawClient.connect(running.port)
+            assert head.startswith(b"HTTP/1.1 401 ")
+            await client.closed_by_server()
+            assert not eio.sockets
+        finally:
+            eio.on("connect", socketio_connect)
+        accepted, _ = await RawClient.open_session(running.port)
+        accepted.close()
