@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service_common.config import read_float, read_int, read_optional_str, read_port, read_str
+from service_common.grpc_tls import ServerTls, read_server_tls
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
 from service_common.timing import SnapshotTiming
@@ -34,6 +35,7 @@ class IngestConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     flag_cache_seconds: float = 30.0
     logging: LogSettings = field(default_factory=LogSettings)
+    tls: ServerTls | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestConfig:
@@ -63,4 +65,5 @@ class IngestConfig:
                 env, "INGEST_FLAG_CACHE_SECONDS", 30.0, minimum=0.0, maximum=3600.0
             ),
             logging=LogSettings.from_env(env),
+            tls=read_server_tls(env),
         )

@@ -28,6 +28,7 @@ async def serve(config: IngestConfig) -> None:
             extra={
                 "address": f"{config.host}:{server.port}",
                 "port": server.port,
+                "tls": config.tls is not None,
                 "store": "mongodb" if config.mongodb_uri else f"sqlite:{config.sqlite_path}",
             },
         )

@@ -26,6 +26,7 @@ from ingest_service.grpc_api.viewer_analytics import ViewerAnalyticsServicer
 from ingest_service.ingestion import SnapshotIngestor
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import SnapshotRules
+from service_common.grpc_tls import bind_server_port
 from service_common.internal_auth import InternalKeyInterceptor, InternalKeyRing
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,10 @@ def create_ingest_server(
     store: SnapshotStore,
     clock: Callable[[], float] = time.time,
 ) -> IngestServer:
-    """Builds the server on ``store`` and binds it to the configured address (port 0: any free port)."""
+    """Builds the server on ``store`` and binds it to the configured address (port 0: any free port).
+
+    The port serves TLS only when ``config.tls`` is set, plaintext otherwise.
+    """
     flags = AnalyticsFlagCache(store, max_age_seconds=config.flag_cache_seconds, clock=clock)
     rules = SnapshotRules(
         snapshot_interval_seconds=config.timing.snapshot_interval_seconds,
@@ -106,7 +110,5 @@ def create_ingest_server(
         (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
 
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
-    if port == 0:
-        raise OSError(f"cannot listen on {config.host}:{config.port}")
+    port = bind_server_port(server, config.host, config.port, config.tls)
     return IngestServer(server, health_servicer, snapshot_servicer, port)
