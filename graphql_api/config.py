@@ -14,6 +14,7 @@ from service_common.config import (
     read_port,
     read_str,
 )
+from service_common.grpc_tls import ClientTls, read_client_tls
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
 from service_common.timing import SnapshotTiming
@@ -73,6 +74,8 @@ class GraphQLConfig:
     retention_days: int = 90
     shutdown_grace_seconds: float = 10.0
     logging: LogSettings = field(default_factory=LogSettings)
+    # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
+    ingest_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GraphQLConfig:
@@ -104,4 +107,5 @@ class GraphQLConfig:
                 env, "GRAPHQL_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0, maximum=300.0
             ),
             logging=LogSettings.from_env(env),
+            ingest_tls=read_client_tls(env),
         )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import grpc
 from aiohttp import web
 
 from graphql_api.auth import TokenVerifier
 from graphql_api.config import GraphQLConfig
 from graphql_api.ingest import IngestClient, channel_options
 from graphql_api.metrics import Metrics
+from service_common.grpc_tls import open_channel
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,11 @@ async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
     API starts (and answers health probes) while the ingest service is still starting.
     """
     config = app[CONFIG]
-    channel = grpc.aio.insecure_channel(config.ingest_target, options=channel_options())
+    channel = open_channel(config.ingest_target, config.ingest_tls, options=channel_options())
     app[INGEST] = IngestClient(channel, config.internal_api_key, config.ingest_timeout_seconds, app[METRICS])
-    logger.info("Ingest channel opened", extra={"target": config.ingest_target})
+    logger.info(
+        "Ingest channel opened", extra={"target": config.ingest_target, "tls": config.ingest_tls is not None}
+    )
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service_common.grpc_tls import open_channel
 from socket_gateway.aggregation import SampleSchedule, SnapshotAggregator
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.clock import Clock, SystemClock
@@ -386,8 +387,9 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     config = gateway.config
-    gateway.channel = grpc.aio.insecure_channel(
+    gateway.channel = open_channel(
         config.ingest_target,
+        config.ingest_tls,
         options=[
             # Pings find a vanished ingest service while the stream idles between intervals; the
             # ingest service accepts pings every 10 s or more.

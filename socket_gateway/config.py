@@ -18,6 +18,7 @@ from service_common.config import (
     read_port,
     read_str,
 )
+from service_common.grpc_tls import ClientTls, read_client_tls
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
 from service_common.timing import SnapshotTiming
@@ -71,6 +72,8 @@ class GatewayConfig:
     redis_url: str | None = None
     node_lease_seconds: float = 10.0
     logging: LogSettings = field(default_factory=LogSettings)
+    # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
+    ingest_tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewayConfig:
@@ -125,6 +128,7 @@ class GatewayConfig:
             # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.
             node_lease_seconds=read_float(env, "GATEWAY_NODE_LEASE_SECONDS", 10.0, minimum=0.5, maximum=20.0),
             logging=LogSettings.from_env(env),
+            ingest_tls=read_client_tls(env),
         )
 
     @property
