@@ -24,6 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from graphql_api.auth import Role, issue_token
 from local_stack import child
+from service_common.config import ConfigError
+from service_common.grpc_tls import ClientTls, open_channel, read_client_tls
 
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -67,9 +69,11 @@ async def _relay(name: str, stream: asyncio.StreamReader) -> None:
         sys.stderr.write(f"{name:<{width}} | {line.decode(errors='replace')}")
 
 
-async def _wait_until_ready(env: Mapping[str, str]) -> None:
+async def _wait_until_ready(env: Mapping[str, str], ingest_tls: ClientTls | None) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    async with grpc.aio.insecure_channel(env["INGEST_TARGET"]) as channel:
+    # The same TLS settings the gateway and the GraphQL API get from ``env``: when the user has given
+    # the ingest service a certificate, its port speaks TLS only.
+    async with open_channel(env["INGEST_TARGET"], ingest_tls) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -121,8 +125,11 @@ def _banner(env: Mapping[str, str]) -> str:
     )
 
 
-async def run(services: Sequence[Service], env: dict[str, str]) -> int:
-    """Starts ``services`` in order, waits for a stop signal or a child's death, stops them in reverse."""
+async def run(services: Sequence[Service], env: dict[str, str], ingest_tls: ClientTls | None) -> int:
+    """Starts ``services`` in order, waits for a stop signal or a child's death, stops them in reverse.
+
+    ``ingest_tls`` is what the health check trusts: ``INGEST_TLS_CA_FILE`` from ``env``, when set.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
@@ -154,7 +161,7 @@ async def run(services: Sequence[Service], env: dict[str, str]) -> int:
         children = [asyncio.create_task(s.process.wait()) for s in services if s.process is not None]
         stop_waiter = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait_for(_wait_until_ready(env), READY_TIMEOUT_SECONDS)
+            await asyncio.wait_for(_wait_until_ready(env, ingest_tls), READY_TIMEOUT_SECONDS)
             print(_banner(env), file=sys.stderr, flush=True)
         except TimeoutError as error:
             print(f"local_stack: {error}; stopping", file=sys.stderr)
@@ -191,9 +198,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     os.makedirs(arguments.data_dir, exist_ok=True)
     env = stack_environment(os.environ, arguments.data_dir)
+    try:
+        ingest_tls = read_client_tls(env)
+    except ConfigError as error:
+        print(f"local_stack: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
     services = [
         Service("ingest_service", "ingest_service"),
         Service("socket_gateway", "socket_gateway"),
         Service("graphql_api", "graphql_api"),
     ]
-    sys.exit(asyncio.run(run(services, env)))
+    sys.exit(asyncio.run(run(services, env, ingest_tls)))
