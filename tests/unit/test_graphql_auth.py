@@ -79,7 +79,7 @@ def test_other_algorithms_and_secrets_are_refused() -> None:
         verify(other_algorithm)
     with pytest.raises(InvalidToken, match="not valid"):
         verify(encode(claims, secret="another-secret-0123456789abcdef-0123456789"))
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     with pytest.raises(InvalidToken, match="not valid"):
         verify(unsigned)
     with pytest.raises(InvalidToken, match="not valid"):
