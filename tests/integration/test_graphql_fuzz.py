@@ -205,8 +205,12 @@ def test_any_document_gets_a_graphql_answer_with_a_clear_error_and_no_internals(
     elapsed = time.monotonic() - started
     assert elapsed < ANSWER_BOUND_SECONDS, (elapsed, body)
     assert status in (200, 400), (status, text[:500])
+    sent = json.dumps(body)
     for leak in LEAKS:
-        assert leak not in text, (leak, text[:500])
+        # A word the document itself carried may come back quoted in a validation message (a
+        # DateTime variable "sqlite" is refused by name): an echo of the caller's input, not a leak.
+        if leak not in sent:
+            assert leak not in text, (leak, text[:500])
     if status == 400 and not text.startswith("{"):
         # Strawberry's own answers to a malformed request body: one plain-text sentence.
         assert text in PLAIN_TEXT_REFUSALS, text
