@@ -164,22 +164,20 @@ def create_app(
         ).encode()
         return engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
 
-    async def send_counts(auction_id: str, counts: RoomCounts) -> None:
-        # sio.emit(to=room) starts one asyncio task per recipient; the packet is the same for
-        # everyone, so it is encoded once and handed to RoomFanout (written straight into each
-        # WebSocket where that is safe).
-        # A socket whose connect handler is still running has no CONNECT packet out yet: it must
-        # not hear an event first. It is told the counts as a joiner once connected.
-        connecting = set(sio.manager.pending_connect.get("/", ()))
-        recipients = [
-            eio_sid
-            for sid, eio_sid in sio.manager.get_participants("/", room_name(auction_id))
-            if sid not in connecting
-        ]
-        tally = await fanout.send(recipients, count_packet(auction_id, counts))
-        metrics.count_broadcasts_total += 1
-        metrics.count_messages_total += len(recipients)
+    async def deliver(eio_sids: list[str], pkt: engineio.packet.Packet) -> None:
+        # Every room emit (only count updates are emitted to rooms) ends here, on every node:
+        # encoded once, written by RoomFanout instead of one task per recipient (room_index.py).
+        tally = await fanout.send(eio_sids, pkt)
+        metrics.count_messages_total += len(eio_sids)
         metrics.count_messages_direct_total += tally.direct
+
+    sio.manager.deliver_with(deliver)
+
+    async def emit_counts(auction_id: str, counts: RoomCounts) -> None:
+        # With REDIS_URL through python-socketio's Redis manager: every node, this one included,
+        # delivers it to its own sockets in the room.
+        metrics.count_broadcasts_total += 1
+        await sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
 
     async def send_counts_to(sid: str, auction_id: str, counts: RoomCounts) -> None:
         eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
@@ -189,18 +187,9 @@ def create_app(
         metrics.count_messages_total += 1
         metrics.count_messages_direct_total += tally.direct
 
-    broadcaster = CountBroadcaster(registry, send_counts, config.count_update_interval_ms / 1000)
+    broadcaster = CountBroadcaster(registry, emit_counts, config.count_update_interval_ms / 1000)
     cluster = None
     if config.redis_url:
-
-        async def publish_counts(auction_id: str, counts: RoomCounts) -> None:
-            # Through the Redis manager: this node's sockets at once, the other nodes' by pub/sub.
-            metrics.count_broadcasts_total += 1
-            metrics.count_messages_total += len(
-                list(sio.manager.get_participants("/", room_name(auction_id)))
-            )
-            await sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
-
         # No I/O here: the client connects on first use, in the cluster's cleanup context.
         client = aioredis.Redis.from_url(
             config.redis_url,
@@ -210,7 +199,7 @@ def create_app(
         cluster = ClusterNode(
             RedisCounts(client, config.gateway_id, config.node_lease_seconds),
             registry,
-            publish_counts,
+            emit_counts,
             broadcaster,
             config.count_update_interval_ms / 1000,
             config.node_lease_seconds,

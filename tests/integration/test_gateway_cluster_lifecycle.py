@@ -209,6 +209,33 @@ async def test_readyz_says_so_while_the_relay_from_other_nodes_is_down(
         await poll(lambda: _without(relay_problem, problems()), "the listener re-subscribed")
 
 
+async def test_another_nodes_update_reaches_this_nodes_sockets_through_the_fanout(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Proves a node delivers what another node published through its RoomFanout (one frame written
+    into each WebSocket), not python-socketio's task per recipient: node A's viewer hears node B's
+    join, and node A's own message counters grew by that delivery, written directly."""
+    configs = [
+        gateway_config(
+            tmp_path / name, redis_url=redis_server.url, node_lease_seconds=2.0, gateway_id=f"node-{name}"
+        )
+        for name in ("a", "b")
+    ]
+    for config in configs:
+        Path(config.outbox_path).parent.mkdir(parents=True, exist_ok=True)
+    async with running_gateway(configs[0]) as node_a, running_gateway(configs[1]) as node_b:
+        watcher = await node_a.viewer({"auctionId": "relayed", "viewerId": "watcher"})
+        await watcher.wait_for(1)
+        metrics = node_a.gateway.metrics
+        before = (metrics.count_messages_total, metrics.count_messages_direct_total)
+        await node_b.viewer({"auctionId": "relayed", "viewerId": "joiner"})
+        await watcher.wait_for(2)
+        delivered = metrics.count_messages_total - before[0]
+        direct = metrics.count_messages_direct_total - before[1]
+        assert delivered >= 1
+        assert direct == delivered
+
+
 async def _with(problem: str, problems: Awaitable[list[str]]) -> bool:
     return problem in await problems
 
