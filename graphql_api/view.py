@@ -9,6 +9,7 @@ from strawberry.types import ExecutionResult
 
 from graphql_api.context import Context
 from graphql_api.errors import error_code
+from graphql_api.graphiql import graphiql_html
 from graphql_api.request_auth import authenticate
 from graphql_api.resources import CLOCK, CONFIG, INGEST, METRICS, VERIFIER
 
@@ -34,3 +35,8 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
         for error in result.errors or ():
             metrics.graphql_errors.inc((("code", error_code(error)),))
         return await super().process_result(request, result)
+
+    async def render_graphql_ide(self, request: web.Request) -> web.Response:
+        # Strawberry's GraphiQL page, loading its scripts and CSS from this API instead of a CDN, so
+        # it works without internet access. The app enables no other IDE.
+        return web.Response(text=graphiql_html(), content_type="text/html")
