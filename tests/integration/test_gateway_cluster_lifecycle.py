@@ -224,6 +224,15 @@ async def test_another_nodes_update_reaches_this_nodes_sockets_through_the_fanou
     for config in configs:
         Path(config.outbox_path).parent.mkdir(parents=True, exist_ok=True)
     async with running_gateway(configs[0]) as node_a, running_gateway(configs[1]) as node_b:
+
+        async def both_relaying() -> bool:
+            # A node hears the others only once python-socketio's listener has subscribed (/readyz
+            # waits for the same); an update published before that is repaired later, not relayed.
+            clusters = [node.gateway.cluster for node in (node_a, node_b)]
+            listening = all(node.gateway.sio.manager.listening for node in (node_a, node_b))
+            return listening and all(cluster is not None and cluster.ready for cluster in clusters)
+
+        await poll(both_relaying, "both nodes subscribed to each other's updates")
         watcher = await node_a.viewer({"auctionId": "relayed", "viewerId": "watcher"})
         await watcher.wait_for(1)
         metrics = node_a.gateway.metrics
