@@ -165,8 +165,8 @@ def create_app(
         return engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
 
     async def deliver(eio_sids: list[str], pkt: engineio.packet.Packet) -> None:
-        # Every room emit (only count updates are emitted to rooms) ends here, on every node:
-        # encoded once, written by RoomFanout instead of one task per recipient (room_index.py).
+        # Every count update ends here: each room emit, on every node (encoded once and written by
+        # RoomFanout instead of one task per recipient, room_index.py), and each joiner's own count.
         tally = await fanout.send(eio_sids, pkt)
         metrics.count_messages_total += len(eio_sids)
         metrics.count_messages_direct_total += tally.direct
@@ -183,9 +183,7 @@ def create_app(
         eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
         if eio_sid is None:
             return
-        tally = await fanout.send([eio_sid], count_packet(auction_id, counts))
-        metrics.count_messages_total += 1
-        metrics.count_messages_direct_total += tally.direct
+        await deliver([eio_sid], count_packet(auction_id, counts))
 
     broadcaster = CountBroadcaster(registry, emit_counts, config.count_update_interval_ms / 1000)
     cluster = None

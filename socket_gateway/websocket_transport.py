@@ -298,9 +298,6 @@ class _Connection(asyncio.Protocol):
         if rest:
             session.data_received(rest)
 
-    def eof_received(self) -> bool | None:
-        return None
-
     def _hand_over(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
@@ -413,9 +410,6 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
             self._enqueue(_Close(self.server.reason.TRANSPORT_ERROR, abort=True))
             return
         del buffer[:offset]
-
-    def eof_received(self) -> bool | None:
-        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ping_timer is not None:
