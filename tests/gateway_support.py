@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,15 @@ class ManualClock:
         self.fake.advance(seconds)
         async with self._moved:
             self._moved.notify_all()
+
+
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    """Waits until ``predicate`` holds (state of the gateway in this process, with no event to await)."""
+    for _ in range(int(WAIT / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gateway_config(tmp_path: Path, **overrides: Any) -> GatewayConfig:

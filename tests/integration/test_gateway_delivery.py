@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from socket_gateway.metrics import GatewayMetrics, parse_samples
 from socket_gateway.outbox import Outbox
 from tests.conftest import RunningIngest, ingest_config
-from tests.gateway_support import WAIT, ManualClock, gateway_config, running_gateway, stored_snapshots
+from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots, wait_until
 from tests.support import TEST_KEY, FakeClock, IngestClient
 
 
@@ -50,11 +49,9 @@ async def test_minutes_queued_while_ingest_is_down_are_all_delivered_once_it_is_
             assert gateway.gateway.require_outbox().depth == 3
             # The sender's first attempt fails on its own schedule (a refused connection is not
             # instant on a busy machine): waited for, not assumed.
-            for _ in range(int(WAIT / 0.01)):
-                if gateway.gateway.metrics.send_failures_total >= 1:
-                    break
-                await asyncio.sleep(0.01)
-            assert gateway.gateway.metrics.send_failures_total >= 1
+            await wait_until(
+                lambda: gateway.gateway.metrics.send_failures_total >= 1, "the sender's first failure"
+            )
 
             async with ingest_on(store, path, clock, port):
                 await gateway.delivered()

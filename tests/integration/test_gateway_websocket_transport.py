@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import engineio  # type: ignore[import-untyped]
 import pytest
 
 from socket_gateway.rooms import RoomCounts
-from tests.gateway_support import ALLOWED_ORIGIN, WAIT, gateway_config, running_gateway
+from tests.gateway_support import ALLOWED_ORIGIN, WAIT, gateway_config, running_gateway, wait_until
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 MASK = b"\x11\x22\x33\x44"
@@ -130,14 +131,6 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.close()
-
-
-async def wait_until(predicate: Any, message: str) -> None:
-    for _ in range(int(WAIT / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(message)
 
 
 async def test_a_direct_session_connects_joins_and_hears_counts_in_order(tmp_path: Path) -> None:
@@ -252,7 +245,6 @@ async def test_a_peer_that_stops_reading_is_kept_to_the_unsent_cap_then_dropped(
         session = eio.sockets[slow_eio_sid]
         slow.writer.transport.pause_reading()  # type: ignore[attr-defined]
         filler = "x" * 16_000
-        import engineio  # type: ignore[import-untyped]
 
         def packet(sequence: int) -> Any:
             return engineio.packet.Packet(engineio.packet.MESSAGE, f'2["probe",{sequence},"{filler}"]')
