@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ingest_service.config import IngestConfig
 from ingest_service.domain import AnalyticsRange
 from ingest_service.server import IngestServer, create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from service_common.grpc_tls import ClientTls, open_channel
 from service_common.timing import SnapshotTiming
 from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
 
@@ -82,12 +84,21 @@ def ingest_config(**overrides: object) -> IngestConfig:
 async def ingest(tmp_path: Path, clock: FakeClock) -> AsyncIterator[RunningIngest]:
     """The ingest service on SQLite, on a free loopback port, with a channel to it."""
     config = ingest_config(sqlite_path=str(tmp_path / "analytics.sqlite3"))
+    async with serving_ingest(config, clock) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serving_ingest(
+    config: IngestConfig, clock: FakeClock, client_tls: ClientTls | None = None
+) -> AsyncIterator[RunningIngest]:
+    """``config``'s ingest service on its SQLite file, with a channel to it (TLS trusting ``client_tls``)."""
     store = await SqliteSnapshotStore.open(
         config.sqlite_path, retention_days=config.retention_days, clock=clock, busy_timeout_ms=100
     )
     server = create_ingest_server(config, store, clock)
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    channel = open_channel(f"127.0.0.1:{server.port}", client_tls)
     try:
         yield RunningIngest(server, store, config, clock, channel)
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,9 @@ import grpc
 import pytest
 import trustme
 
-from ingest_service.server import create_ingest_server
-from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.grpc_tls import ClientTls, open_channel, read_client_tls, read_server_tls
-from tests.conftest import RunningIngest, ingest_config
+from tests.conftest import RunningIngest, ingest_config, serving_ingest
+from tests.fault_support import ServiceProcess
 from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots
 from tests.graphql_support import SETTINGS_QUERY, admin_token, graphql_config, running_graphql
 from tests.support import TEST_KEY, FakeClock, IngestClient, make_snapshot, outcome_names
@@ -76,16 +74,8 @@ async def tls_ingest(tmp_path: Path, clock: FakeClock, tls_files: TlsFiles) -> A
     )
     assert server_tls is not None
     config = ingest_config(sqlite_path=str(tmp_path / "analytics.sqlite3"), tls=server_tls)
-    store = await SqliteSnapshotStore.open(config.sqlite_path, retention_days=90, clock=clock)
-    server = create_ingest_server(config, store, clock)
-    await server.start()
-    channel = open_channel(f"127.0.0.1:{server.port}", tls_files.client_tls())
-    try:
-        yield RunningIngest(server, store, config, clock, channel)
-    finally:
-        await channel.close()
-        await server.stop(0)
-        await store.close()
+    async with serving_ingest(config, clock, tls_files.client_tls()) as running:
+        yield running
 
 
 async def send_one(channel: grpc.aio.Channel, ingest: RunningIngest, auction_id: str) -> list[str]:
@@ -182,20 +172,12 @@ def child_env(**variables: str) -> dict[str, str]:
 
 
 async def configuration_error(module: str, env: dict[str, str]) -> str:
-    """Runs ``python -m module``, expects exit code 2 (a configuration error); returns its stderr."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        cwd=REPO,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2, stderr.decode()
-    return stderr.decode()
+    """Runs ``python -m module``, expects exit code 2 (a configuration error); returns what it printed."""
+    process = await ServiceProcess.start(module, env)
+    code = await process.exited()
+    printed = "\n".join(str(entry.get("message", entry)) for entry in process.logs)
+    assert code == 2, printed
+    return printed
 
 
 async def test_the_ingest_service_refuses_a_certificate_without_its_key(
