@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import sys
 
 from aiohttp import web
 
 from graphql_api.app import create_app
 from graphql_api.config import GraphQLConfig
-from service_common.config import ConfigError
+from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
 
 logger = logging.getLogger(__name__)
@@ -26,7 +23,8 @@ async def serve(config: GraphQLConfig) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
+        with listen_errors(config.host, config.port, "GRAPHQL_PORT"):
+            await site.start()
         port = runner.addresses[0][1]
         logger.info(
             "GraphQL API listening",
@@ -46,10 +44,4 @@ async def serve(config: GraphQLConfig) -> None:
 
 
 def main() -> None:
-    try:
-        config = GraphQLConfig.from_env(os.environ)
-    except ConfigError as error:
-        print(f"graphql_api: configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
-    config.logging.apply()
-    asyncio.run(serve(config))
+    run_service("graphql_api", GraphQLConfig.from_env, lambda config: config.logging.apply(), serve)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import sys
 
 from ingest_service.config import IngestConfig
 from ingest_service.domain import StorageUnavailable
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.factory import open_store
-from service_common.config import ConfigError
+from service_common.service_process import run_service
 from service_common.shutdown import wait_for_stop_signal
 
 logger = logging.getLogger(__name__)
@@ -40,14 +37,10 @@ async def serve(config: IngestConfig) -> None:
 
 
 def main() -> None:
-    try:
-        config = IngestConfig.from_env(os.environ)
-    except ConfigError as error:
-        print(f"ingest_service: configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
-    config.logging.apply()
-    try:
-        asyncio.run(serve(config))
-    except StorageUnavailable as error:
-        logger.critical("Cannot open the store", extra={"error": str(error)})
-        sys.exit(1)
+    run_service(
+        "ingest_service",
+        IngestConfig.from_env,
+        lambda config: config.logging.apply(),
+        serve,
+        start_failures={StorageUnavailable: "Cannot open the store"},
+    )

@@ -28,6 +28,7 @@ from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import SnapshotRules
 from service_common.grpc_tls import bind_server_port
 from service_common.internal_auth import InternalKeyInterceptor, InternalKeyRing
+from service_common.service_process import listen_errors
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ def create_ingest_server(
     """Builds the server on ``store`` and binds it to the configured address (port 0: any free port).
 
     The port serves TLS only when ``config.tls`` is set, plaintext otherwise.
+
+    Raises:
+        service_common.service_process.ListenError: the port is in use or cannot be bound.
     """
     flags = AnalyticsFlagCache(store, max_age_seconds=config.flag_cache_seconds, clock=clock)
     rules = SnapshotRules(
@@ -91,6 +95,8 @@ def create_ingest_server(
         interceptors=[InternalKeyInterceptor(InternalKeyRing(config.internal_api_keys))],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
+            # gRPC's default SO_REUSEPORT lets a second server bind this port and take half the calls.
+            ("grpc.so_reuseport", 0),
             # Gateways hold one stream open for hours; pings find a vanished peer within a minute.
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
@@ -110,5 +116,6 @@ def create_ingest_server(
         (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
 
-    port = bind_server_port(server, config.host, config.port, config.tls)
+    with listen_errors(config.host, config.port, "INGEST_PORT"):
+        port = bind_server_port(server, config.host, config.port, config.tls)
     return IngestServer(server, health_servicer, snapshot_servicer, port)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from service_common.config import ConfigError, read_optional_str
+from service_common.service_process import ensure_port_free
 
 logger = logging.getLogger(__name__)
 
@@ -107,23 +108,31 @@ def is_loopback_host(host: str) -> bool:
 def bind_server_port(server: grpc.aio.Server, host: str, port: int, tls: ServerTls | None) -> int:
     """Binds ``host:port`` with TLS when ``tls`` is given, plaintext otherwise; returns the bound port.
 
+    The server must be built with ``("grpc.so_reuseport", 0)``: with gRPC's default a second server
+    binds a port another one serves and the two split the traffic.
+
     Raises:
-        OSError: the address cannot be bound.
+        OSError: the address cannot be bound (``EADDRINUSE`` when another process listens on it).
     """
     address = f"{host}:{port}"
-    if tls is None:
-        if not is_loopback_host(host):
-            logger.warning(
-                "The ingest service listens in plaintext beyond loopback: the internal key crosses the"
-                " network in the clear (set %s and %s)",
-                CERT_FILE_VARIABLE,
-                KEY_FILE_VARIABLE,
-                extra={"address": address},
-            )
-        bound = server.add_insecure_port(address)
-    else:
-        credentials = grpc.ssl_server_credentials([(tls.private_key, tls.certificate_chain)])
-        bound = server.add_secure_port(address, credentials)
+    ensure_port_free(host, port)
+    if tls is None and not is_loopback_host(host):
+        logger.warning(
+            "The ingest service listens in plaintext beyond loopback: the internal key crosses the"
+            " network in the clear (set %s and %s)",
+            CERT_FILE_VARIABLE,
+            KEY_FILE_VARIABLE,
+            extra={"address": address},
+        )
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials([(tls.private_key, tls.certificate_chain)])
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError as error:
+        # grpc.aio reports every failed bind so, whatever the cause (gRPC core logs the cause itself).
+        raise OSError(f"cannot listen on {address}: {error}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
     return int(bound)

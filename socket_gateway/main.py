@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import os
 import sqlite3
-import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
-from service_common.config import ConfigError
+from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
 from socket_gateway.app import GatewaySite, create_app
 from socket_gateway.config import GatewayConfig
@@ -46,7 +43,8 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
     await runner.setup()
     try:
         site = make_site(runner, config.host, config.port, config.listen_backlog)
-        await site.start()
+        with listen_errors(config.host, config.port, "GATEWAY_PORT"):
+            await site.start()
         ports = [address[1] for address in runner.addresses]
         gc.freeze()
         gc.set_threshold(*_GC_THRESHOLDS)
@@ -67,15 +65,14 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
 
 
 def main(make_site: SiteFactory = gateway_site) -> None:
-    try:
-        config = GatewayConfig.from_env(os.environ)
-    except ConfigError as error:
-        print(f"socket_gateway: configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
-    config.logging.apply()
-    try:
-        asyncio.run(serve(config, make_site))
-    except (sqlite3.Error, OSError) as error:
-        # The outbox file cannot be opened or the address cannot be bound: nothing to serve.
-        logger.critical("Cannot start the socket gateway", extra={"error": str(error)})
-        sys.exit(1)
+    run_service(
+        "socket_gateway",
+        GatewayConfig.from_env,
+        lambda config: config.logging.apply(),
+        lambda config: serve(config, make_site),
+        # The outbox file cannot be opened, or another resource of the process cannot be had.
+        start_failures={
+            sqlite3.Error: "Cannot start the socket gateway",
+            OSError: "Cannot start the socket gateway",
+        },
+    )

@@ -1,0 +1,136 @@
+"""One way to run a service process: a start-up failure is one line naming its cause, never a traceback.
+
+Every service's ``main()`` goes through :func:`run_service`: an invalid variable prints one line naming
+it and exits 2; an address that cannot be listened on (a port in use) logs one line naming the port and
+exits 2; the start-up failures a service declares (its store cannot be opened) log one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+from service_common.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ConfigT = TypeVar("ConfigT")
+
+EXIT_START_FAILED = 1
+EXIT_CONFIGURATION = 2
+# The shell's convention for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+
+class ListenError(Exception):
+    """The service cannot listen on its configured address; the message names the port and the variable.
+
+    Not an ``OSError``: the services treat an ``OSError`` at start as a fault of their files, and this is
+    a fault of the configuration (or of another process holding the port).
+    """
+
+    def __init__(self, host: str, port: int, variable: str, problem: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port} ({variable}): {problem}")
+        self.host = host
+        self.port = port
+        self.variable = variable
+
+
+@contextmanager
+def listen_errors(host: str, port: int, variable: str) -> Iterator[None]:
+    """Turns an ``OSError`` inside the block, which only binds, into a :class:`ListenError`.
+
+    Args:
+        host: the configured listening host.
+        port: the configured port.
+        variable: the environment variable that sets ``port`` (named in the message).
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ListenError(host, port, variable, f"port {port} is already in use") from None
+        raise ListenError(host, port, variable, error.strerror or str(error)) from None
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raises ``OSError`` (``EADDRINUSE``) when something already listens on ``host:port``.
+
+    gRPC binds with ``SO_REUSEPORT`` by default, so a second server on a busy port starts and takes
+    half the traffic; the ingest service turns that off, and checks first so that the refusal is its
+    own line rather than gRPC core's. Port 0 (any free port) is never busy. Like gRPC, the probe sets
+    ``SO_REUSEADDR``, so a port left in ``TIME_WAIT`` by a process that just stopped counts as free.
+    Errors other than a busy port are left for the real bind to report.
+    """
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return
+    for family, kind, protocol, _, address in addresses:
+        try:
+            probe = socket.socket(family, kind, protocol)
+        except OSError:
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise
+
+
+def _fail(code: int, message: str, error: BaseException) -> NoReturn:
+    logger.critical(message, extra={"error": str(error)})
+    sys.exit(code)
+
+
+def run_service(
+    name: str,
+    read_config: Callable[[Mapping[str, str]], ConfigT],
+    apply_logging: Callable[[ConfigT], None],
+    serve: Callable[[ConfigT], Coroutine[Any, Any, None]],
+    *,
+    start_failures: Mapping[type[Exception], str] | None = None,
+) -> None:
+    """Reads the configuration, configures logging and runs ``serve`` until it returns.
+
+    Args:
+        name: the service's module name, the prefix of a configuration error's line.
+        read_config: builds the configuration from the environment; raises ``ConfigError``.
+        apply_logging: configures logging from the configuration.
+        serve: runs the service until it is asked to stop.
+        start_failures: exception types that mean the service cannot start, each with the message
+            logged (one line, exit 1); anything else is a defect and keeps its traceback.
+    """
+    try:
+        config = read_config(os.environ)
+    except ConfigError as error:
+        # Logging is not configured yet: its format is part of what could not be read.
+        print(f"{name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(EXIT_CONFIGURATION)
+    apply_logging(config)
+    failures = tuple((start_failures or {}).items())
+    try:
+        asyncio.run(serve(config))
+    except ListenError as error:
+        _fail(EXIT_CONFIGURATION, f"Cannot start: {error}", error)
+    except KeyboardInterrupt:
+        # SIGINT before the service installed its stop handler: nothing was serving yet.
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:
+        for kind, message in failures:
+            if isinstance(error, kind):
+                _fail(EXIT_START_FAILED, message, error)
+        raise

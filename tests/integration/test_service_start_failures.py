@@ -1,0 +1,89 @@
+"""Each service as a real process refuses to start on a busy port or a bad variable: one line, exit 2.
+
+The port is held by a plain listening socket of this test process. It sets ``SO_REUSEPORT``, as a
+gRPC server does by default, so that a server that also asks for it (gRPC's default) would bind it
+beside the holder and start, as a second ingest service did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fault_support import FAULT_WAIT, REPO, base_env
+from tests.graphql_support import JWT_SECRET
+
+SERVICES = {
+    "ingest_service": "INGEST_PORT",
+    "graphql_api": "GRAPHQL_PORT",
+    "socket_gateway": "GATEWAY_PORT",
+}
+
+
+def service_env(module: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return base_env(
+        ANALYTICS_SQLITE_PATH=str(tmp_path / "ingest.sqlite3"),
+        OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
+        GRAPHQL_JWT_SECRET=JWT_SECRET,
+        # The services never reach this: they stop before serving.
+        INGEST_TARGET="127.0.0.1:9",
+        **extra,
+    )
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    with holder:
+        yield holder.getsockname()[1]
+
+
+async def run_to_exit(module: str, env: dict[str, str]) -> tuple[int, list[str]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        cwd=REPO,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), FAULT_WAIT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode(errors="replace").splitlines()
+
+
+@pytest.mark.parametrize("module", list(SERVICES))
+async def test_a_busy_port_stops_the_service_naming_the_port(
+    module: str, held_port: int, tmp_path: Path
+) -> None:
+    variable = SERVICES[module]
+    code, lines = await run_to_exit(module, service_env(module, tmp_path, **{variable: str(held_port)}))
+    assert code == 2, lines[-5:]
+    naming = [line for line in lines if f"port {held_port} is already in use" in line]
+    assert len(naming) == 1, lines
+    assert variable in naming[0]
+    assert not any("Traceback" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("module", list(SERVICES))
+async def test_an_invalid_variable_stops_the_service_in_one_line(module: str, tmp_path: Path) -> None:
+    variable = SERVICES[module]
+    code, lines = await run_to_exit(module, service_env(module, tmp_path, **{variable: "eighty"}))
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{module}: configuration error: {variable}")
