@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import engineio  # type: ignore[import-untyped]
@@ -13,7 +13,7 @@ import grpc
 import redis.asyncio as aioredis
 import socketio  # type: ignore[import-untyped]
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
+from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service_common.grpc_tls import open_channel
@@ -28,7 +28,7 @@ from socket_gateway.malformed_frames import guard_malformed_frames
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.outbox import Outbox
 from socket_gateway.protocol import COUNT_EVENT, ViewerTokenVerifier, count_payload
-from socket_gateway.ratelimit import ConnectionRateLimiter
+from socket_gateway.ratelimit import ConnectionRateLimiter, HandshakeAdmission
 from socket_gateway.room_index import IndexedManager, IndexedRedisManager
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 from socket_gateway.sampler import Sampler
@@ -148,7 +148,11 @@ def create_app(
     fanout = RoomFanout(sio.eio, compress=config.websocket_compression)
     # After RoomFanout: it wraps the WebSocket driver RoomFanout installs.
     malformed_frames = guard_malformed_frames(sio)
-    admit = _connection_admission(ConnectionRateLimiter(config.connections_per_ip_per_minute), metrics)
+    admit = HandshakeAdmission(
+        ConnectionRateLimiter(config.connections_per_ip_per_minute),
+        metrics,
+        lambda request: sio.eio._cors_headers(engineio_aiohttp.translate_request(request)),
+    )
     websockets = WebSocketEndpoint(
         sio.eio,
         socketio_path=SOCKETIO_PATH,
@@ -230,7 +234,7 @@ def create_app(
 
     app = web.Application(
         middlewares=[
-            _connection_rate_limit(admit),
+            admit.middleware(SOCKETIO_PATH),
         ]
     )
     app[GATEWAY] = gateway
@@ -247,47 +251,12 @@ def create_app(
     return app
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def _library_logger(name: str) -> logging.Logger:
     """python-socketio's or python-engineio's logger, quiet below WARNING (they log every packet at INFO)."""
     library_logger = logging.getLogger(name)
     if library_logger.level == logging.NOTSET:
         library_logger.setLevel(logging.WARNING)
     return library_logger
-
-
-def _is_handshake(request: web.Request) -> bool:
-    """An Engine.IO request that opens a new session (every later request carries its ``sid``)."""
-    return request.path == SOCKETIO_PATH and request.method == hdrs.METH_GET and "sid" not in request.query
-
-
-def _connection_admission(limiter: ConnectionRateLimiter, metrics: GatewayMetrics) -> Callable[[str], bool]:
-    """Whether a new session from this address may open now: counted and logged when refused."""
-
-    def admit(remote: str) -> bool:
-        # Checked before Engine.IO allocates a session, so a flood costs one dict lookup per attempt.
-        # The peer address is the TCP peer's: behind a proxy, configure the limit at the proxy.
-        if limiter.allow(remote):
-            return True
-        metrics.connections_refused["rate_limited"] += 1
-        logger.info("Connection refused", extra={"reason": "rate limited", "remote": remote})
-        return False
-
-    return admit
-
-
-def _connection_rate_limit(admit: Callable[[str], bool]) -> Middleware:
-    """The admission check for the handshakes aiohttp serves (those websocket_transport hands over)."""
-
-    @web.middleware
-    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _is_handshake(request) and not admit(request.remote or "unknown"):
-            return web.json_response({"error": "too many connections; retry later"}, status=429)
-        return await handler(request)
-
-    return limit
 
 
 async def _healthz(request: web.Request) -> web.Response:
