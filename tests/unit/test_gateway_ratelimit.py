@@ -10,8 +10,9 @@ from socket_gateway.ratelimit import ConnectionRateLimiter
 def _cost_per_new_address(tracked: int, measured: int = 500) -> float:
     """Seconds per ``allow`` of a new address with ``tracked`` addresses seen within the last minute."""
     best = float("inf")
+    now = [0.0]
     for _ in range(3):
-        now = [0.0]
+        now[0] = 0.0
         limiter = ConnectionRateLimiter(per_minute=120, clock=lambda: now[0])
         for index in range(tracked):
             now[0] += 1e-4  # all of them within one minute: none has refilled, none may be forgotten
