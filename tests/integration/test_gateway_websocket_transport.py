@@ -205,6 +205,11 @@ async def test_a_request_head_in_pieces_and_fragmented_messages_are_put_together
             1009,
             id="too-big-in-fragments",
         ),
+        pytest.param(
+            client_frame(TEXT, b"4", final=False) + client_frame(CONTINUATION, b"", final=False) * 200,
+            1009,
+            id="too-many-fragments",
+        ),
         pytest.param(client_frame(TEXT, b"9"), 1002, id="unknown-engineio-packet"),
         pytest.param(client_frame(TEXT, b""), 1002, id="empty-engineio-packet"),
     ],
