@@ -124,6 +124,10 @@ def run_service(
     failures = tuple((start_failures or {}).items())
     try:
         asyncio.run(serve(config))
+    except ConfigError as error:
+        # Found only once the service starts (the outbox file of another running gateway).
+        print(f"{name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(EXIT_CONFIGURATION)
     except ListenError as error:
         _fail(EXIT_CONFIGURATION, f"Cannot start: {error}", error)
     except KeyboardInterrupt:

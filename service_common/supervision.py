@@ -79,6 +79,13 @@ class Supervisor:
             )
         ]
 
+    async def stop_task(self, name: str) -> None:
+        """Cancels the supervised task ``name`` and waits for it to finish."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def stop(self) -> None:
         """Cancels every supervised task and waits for each to finish."""
         tasks = list(self._tasks.values())

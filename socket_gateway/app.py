@@ -17,6 +17,7 @@ from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[i
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service_common.grpc_tls import open_channel
+from service_common.supervision import Supervisor
 from socket_gateway.aggregation import SampleSchedule, SnapshotAggregator
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.clock import Clock, SystemClock
@@ -60,6 +61,9 @@ class Gateway:
     metrics: GatewayMetrics
     clock: Clock
     backoff: Backoff
+    # Every long-lived task of the gateway runs under it: a failure is logged, counted, retried, and
+    # keeps /readyz off while it lasts.
+    supervisor: Supervisor
     outbox: Outbox | None = None
     channel: grpc.aio.Channel | None = None
     sender: SnapshotSender | None = None
@@ -229,6 +233,7 @@ def create_app(
         metrics=metrics,
         clock=clock or SystemClock(),
         backoff=backoff or Backoff(),
+        supervisor=Supervisor(),
         cluster=cluster,
     )
 
@@ -274,6 +279,13 @@ async def _readyz(request: web.Request) -> web.Response:
         problems.append("not receiving other nodes' updates (Redis pub/sub not subscribed)")
     if outbox.full:
         problems.append(f"outbox at its cap ({outbox.max_snapshots})")
+    if outbox.write_error is not None:
+        problems.append(
+            f"outbox cannot be written ({outbox.write_error}); {outbox.pending} snapshots kept in memory"
+        )
+    problems.extend(
+        f"background task {task.name} failing ({task.last_error})" for task in gateway.supervisor.unhealthy()
+    )
     try:
         health = health_pb2_grpc.HealthStub(gateway.channel)
         answer = await health.Check(
@@ -309,6 +321,7 @@ async def _metrics(request: web.Request) -> web.Response:
             ),
         }
     text = gateway.metrics.render(
+        gateway.supervisor.health(),
         {
             **cluster_gauges,
             "gateway_connections": ("Connected Socket.IO clients.", lambda: gateway.events.connections),
@@ -320,11 +333,15 @@ async def _metrics(request: web.Request) -> web.Response:
             ),
             "gateway_outbox_depth": ("Snapshots waiting for acknowledgement.", lambda: outbox.depth),
             "gateway_outbox_capacity": ("The outbox's cap.", lambda: outbox.max_snapshots),
+            "gateway_outbox_pending": (
+                "Of the outbox's snapshots, those kept in memory because the file has not accepted them yet.",
+                lambda: outbox.pending,
+            ),
             "gateway_ingest_connected": (
                 "1 while the snapshot stream has delivered since it last failed.",
                 lambda: int(sender.connected),
             ),
-        }
+        },
     )
     return web.Response(
         body=text.encode(), headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"}
@@ -333,11 +350,15 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
-    gateway.outbox = Outbox.open(
+    gateway.outbox = await Outbox.open(
         gateway.config.outbox_path, gateway.config.outbox_max_snapshots, gateway.metrics
     )
+    gateway.supervisor.start("outbox-writer", gateway.outbox.run_writer)
     yield
-    gateway.outbox.close()
+    # After the sampler and the sender stopped (cleanup runs in reverse): what the last interval
+    # closed is written before the file is.
+    await gateway.supervisor.stop_task("outbox-writer")
+    await gateway.outbox.close()
 
 
 async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -365,11 +386,9 @@ async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
         batch_size=config.send_batch_size,
         backoff=gateway.backoff,
     )
-    task = asyncio.create_task(gateway.sender.run(), name="snapshot-sender")
+    gateway.supervisor.start("snapshot-sender", gateway.sender.run)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await gateway.supervisor.stop_task("snapshot-sender")
     await gateway.channel.close()
 
 
@@ -410,11 +429,9 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
         gateway.metrics,
         gateway.cluster,
     )
-    task = asyncio.create_task(gateway.sampler.run(), name="sampler")
+    gateway.supervisor.start("sampler", gateway.sampler.run)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await gateway.supervisor.stop_task("sampler")
 
 
 async def _close_interval_and_flush(app: web.Application) -> None:

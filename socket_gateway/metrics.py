@@ -7,8 +7,10 @@ object need no registry, no module-level state and no extra dependency.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from service_common.supervision import TaskHealth
 
 
 @dataclass
@@ -25,12 +27,13 @@ class GatewayMetrics:
     samples_total: int = 0
     snapshots_enqueued_total: int = 0
     outbox_dropped_total: int = 0
+    outbox_write_failures_total: int = 0
     snapshots_acked: Counter[str] = field(default_factory=Counter)
     send_failures_total: int = 0
     last_ack_timestamp_seconds: float = 0.0
 
-    def render(self, gauges: dict[str, tuple[str, Callable[[], float]]]) -> str:
-        """The exposition text: these counters plus ``gauges`` (name → help, reader)."""
+    def render(self, tasks: Sequence[TaskHealth], gauges: dict[str, tuple[str, Callable[[], float]]]) -> str:
+        """The exposition text: these counters, the supervised ``tasks``, ``gauges`` (name → help, reader)."""
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -95,6 +98,18 @@ class GatewayMetrics:
             "counter",
             "Snapshots dropped because the outbox was at its cap.",
             [("", self.outbox_dropped_total)],
+        )
+        metric(
+            "gateway_outbox_write_failures_total",
+            "counter",
+            "Writes to the outbox file that failed (their snapshots stay in memory and are written later).",
+            [("", self.outbox_write_failures_total)],
+        )
+        metric(
+            "gateway_task_failures_total",
+            "counter",
+            "Failures of a supervised background task (each restarted with backoff), by task.",
+            [(f'{{task="{task.name}"}}', task.failures_total) for task in tasks],
         )
         metric(
             "gateway_snapshots_acked_total",

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import sqlite3
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TypeVar
 
+from service_common.config import ConfigError
 from socket_gateway.aggregation import MinuteSnapshot
 from socket_gateway.metrics import GatewayMetrics
 
@@ -34,6 +40,11 @@ _COLUMNS = (
     "auction_id, minute_start, viewer_count, avg_viewers, peak_viewers, min_viewers, "
     "sample_count, unique_viewers, partial, gateway_id"
 )
+# One transaction writes at most this many snapshots, so a long backlog is written in steps that each
+# hold SQLite's lock briefly.
+_WRITE_BATCH = 5_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,141 +55,309 @@ class OutboxEntry:
     snapshot: MinuteSnapshot
 
 
-class Outbox:
-    """A FIFO of snapshots in a SQLite file, bounded by ``max_snapshots``.
+class OutboxUnwritable(Exception):
+    """A write to the outbox file failed; the snapshots stay in memory and are written again later."""
 
-    The calls are synchronous on purpose: a write is one small transaction per interval or per
-    acknowledged batch, far cheaper than a thread hop, and keeping them on the event loop makes
-    every call atomic with respect to the sampler and the sender.
+
+class Outbox:
+    """A FIFO of snapshots in a SQLite file, bounded by ``max_snapshots`` (in memory and on disk together).
+
+    Closed intervals are ``offer``-ed without waiting: they join an in-memory queue that ``run_writer``
+    (a supervised task) writes to the file. A write that fails (a full disk, another process holding
+    the file's lock) leaves them in memory, counted in ``pending``, and makes ``write_error`` say why
+    until a later write succeeds: a disk hiccup loses no minute, and the sampler never waits on the disk.
+
+    Every SQLite call runs on one worker thread, never on the event loop (SQLite can wait up to 5 s on
+    a lock); one thread keeps them in order. Only what is on disk is sent; a snapshot leaves the file
+    only when acknowledged.
     """
 
-    def __init__(self, connection: sqlite3.Connection, max_snapshots: int, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        lock_file: IO[bytes] | None,
+        depth: int,
+        max_snapshots: int,
+        metrics: GatewayMetrics,
+    ) -> None:
         self._db = connection
+        self._executor = executor
+        self._lock_file = lock_file
+        self._depth = depth
         self.max_snapshots = max_snapshots
         self._metrics = metrics
-        self._depth: int = int(connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._pending: deque[MinuteSnapshot] = deque()
+        self._has_pending = asyncio.Event()
         self._has_items = asyncio.Event()
         self._empty = asyncio.Event()
+        self.write_error: str | None = None
         self._update_events()
 
     @classmethod
-    def open(cls, path: str, max_snapshots: int, metrics: GatewayMetrics) -> Outbox:
-        """Opens (creating if needed) the outbox file; what a previous process left queued is kept."""
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None)
-        # WAL with FULL sync: a committed snapshot survives a SIGKILL and a power cut alike; the
-        # cost is one fsync per interval and per acknowledged batch.
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute(_SCHEMA)
-        outbox = cls(connection, max_snapshots, metrics)
-        if outbox.depth:
-            logger.info("Outbox holds snapshots from before", extra={"depth": outbox.depth, "path": path})
+    async def open(
+        cls, path: str, max_snapshots: int, metrics: GatewayMetrics, *, busy_timeout_seconds: float = 5.0
+    ) -> Outbox:
+        """Opens (creating if needed) the outbox file; what a previous process left queued is kept.
+
+        Args:
+            path: the SQLite file (``:memory:`` for none).
+            max_snapshots: the cap, in memory and on disk together.
+            metrics: the gateway's counters.
+            busy_timeout_seconds: how long a write waits on another holder of SQLite's lock before it
+                fails (and is retried later from memory).
+
+        Raises:
+            ConfigError: another process has this outbox file open (``OUTBOX_PATH``).
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        loop = asyncio.get_running_loop()
+        try:
+            lock_file = None if path == ":memory:" else _lock_exclusively(path)
+            try:
+                connection, depth = await loop.run_in_executor(executor, _connect, path, busy_timeout_seconds)
+            except BaseException:
+                if lock_file is not None:
+                    lock_file.close()
+                raise
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        outbox = cls(connection, executor, lock_file, depth, max_snapshots, metrics)
+        if depth:
+            logger.info("Outbox holds snapshots from before", extra={"depth": depth, "path": path})
         return outbox
 
     @property
     def depth(self) -> int:
-        return self._depth
+        """Snapshots not yet acknowledged: on disk plus those waiting in memory to be written."""
+        return self._depth + len(self._pending)
+
+    @property
+    def pending(self) -> int:
+        """Snapshots in memory that the file has not accepted yet."""
+        return len(self._pending)
 
     @property
     def full(self) -> bool:
-        return self._depth >= self.max_snapshots
+        return self.depth >= self.max_snapshots
 
-    def put(self, snapshots: Sequence[MinuteSnapshot]) -> int:
-        """Queues ``snapshots`` in one transaction; returns how many were queued.
+    def offer(self, snapshots: Sequence[MinuteSnapshot]) -> int:
+        """Queues ``snapshots`` for writing; returns how many were taken (the rest were over the cap).
 
         At the cap the newest snapshots are dropped (logged and counted), not the oldest: the
         queue stays in time order, and what was already accepted keeps its place.
-        A snapshot for an auction and minute already queued is ignored: the first one wins,
-        as it would at the ingest service.
         """
-        room = max(0, self.max_snapshots - self._depth)
-        accepted, dropped = snapshots[:room], len(snapshots) - min(room, len(snapshots))
+        room = max(0, self.max_snapshots - self.depth)
+        accepted = snapshots[:room]
+        dropped = len(snapshots) - len(accepted)
         if dropped:
             self._metrics.outbox_dropped_total += dropped
             logger.error(
                 "Outbox full; snapshots dropped",
-                extra={"dropped": dropped, "cap": self.max_snapshots, "depth": self._depth},
+                extra={"dropped": dropped, "cap": self.max_snapshots, "depth": self.depth},
             )
-        if not accepted:
-            return 0
-        with self._transaction():
-            before = self._db.total_changes
-            self._db.executemany(
-                f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        s.auction_id,
-                        s.minute_start,
-                        s.viewer_count,
-                        s.avg_viewers,
-                        s.peak_viewers,
-                        s.min_viewers,
-                        s.sample_count,
-                        s.unique_viewers,
-                        int(s.partial),
-                        s.gateway_id,
+        if accepted:
+            self._pending.extend(accepted)
+            self._has_pending.set()
+            self._update_events()
+        return len(accepted)
+
+    async def run_writer(self) -> None:
+        """Writes what was offered to the file, oldest first, until cancelled.
+
+        Raises:
+            OutboxUnwritable: a write failed; what it held stays queued (the supervisor retries).
+        """
+        while True:
+            await self._has_pending.wait()
+            await self.write_pending()
+
+    async def write_pending(self) -> None:
+        """Writes every snapshot waiting in memory, in batches.
+
+        Raises:
+            OutboxUnwritable: a write failed; the snapshots it held stay in memory.
+        """
+        while self._pending:
+            batch = [self._pending[index] for index in range(min(_WRITE_BATCH, len(self._pending)))]
+            try:
+                inserted = await self._call(_insert, batch)
+            except sqlite3.Error as error:
+                self._metrics.outbox_write_failures_total += 1
+                if self.write_error is None:
+                    logger.error(
+                        "Outbox write failed; keeping snapshots in memory",
+                        extra={"error": str(error), "pending": len(self._pending)},
                     )
-                    for s in accepted
-                ],
-            )
-            inserted = self._db.total_changes - before
-        self._depth += inserted
-        self._metrics.snapshots_enqueued_total += inserted
-        self._update_events()
-        return inserted
+                self.write_error = str(error)
+                raise OutboxUnwritable(str(error)) from error
+            for _ in batch:
+                self._pending.popleft()
+            self._depth += inserted
+            self._metrics.snapshots_enqueued_total += inserted
+            if self.write_error is not None:
+                logger.info(
+                    "Outbox writable again", extra={"written": inserted, "pending": len(self._pending)}
+                )
+                self.write_error = None
+            self._update_events()
+        self._has_pending.clear()
 
-    def peek(self, limit: int) -> list[OutboxEntry]:
-        """The oldest ``limit`` queued snapshots, left in place until ``remove``."""
-        rows = self._db.execute(f"SELECT id, {_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,))
-        return [
-            OutboxEntry(
-                row[0],
-                MinuteSnapshot(
-                    auction_id=row[1],
-                    minute_start=row[2],
-                    viewer_count=row[3],
-                    avg_viewers=row[4],
-                    peak_viewers=row[5],
-                    min_viewers=row[6],
-                    sample_count=row[7],
-                    unique_viewers=row[8],
-                    partial=bool(row[9]),
-                    gateway_id=row[10],
-                ),
-            )
-            for row in rows
-        ]
+    async def peek(self, limit: int) -> list[OutboxEntry]:
+        """The oldest ``limit`` snapshots on disk, left in place until ``remove``."""
+        return await self._call(_peek, limit)
 
-    def remove(self, entry_ids: Sequence[int]) -> None:
+    async def remove(self, entry_ids: Sequence[int]) -> None:
         """Deletes acknowledged entries in one transaction."""
-        with self._transaction():
-            before = self._db.total_changes
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(entry_id,) for entry_id in entry_ids])
-            removed = self._db.total_changes - before
+        removed = await self._call(_remove, entry_ids)
         self._depth -= removed
         self._update_events()
 
     async def wait_for_items(self) -> None:
+        """Returns once a snapshot is on disk, ready to be sent."""
         await self._has_items.wait()
 
     async def wait_until_empty(self) -> None:
+        """Returns once nothing is left to deliver, in memory or on disk."""
         await self._empty.wait()
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        """Writes what is still in memory if it can, then closes the file and gives up its lock."""
+        if self._pending:
+            try:
+                await self.write_pending()
+            except OutboxUnwritable:
+                logger.critical(
+                    "Outbox still not writable at stop; these snapshots are lost",
+                    extra={"lost": len(self._pending), "error": self.write_error},
+                )
+        try:
+            await self._call(sqlite3.Connection.close)
+        finally:
+            self._executor.shutdown(wait=True)
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+    async def _call(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, self._db, *args)
 
     def _update_events(self) -> None:
         if self._depth:
             self._has_items.set()
-            self._empty.clear()
         else:
             self._has_items.clear()
+        if self.depth:
+            self._empty.clear()
+        else:
             self._empty.set()
 
-    def _transaction(self) -> sqlite3.Connection:
-        # In autocommit mode (isolation_level=None) the connection's context manager does not open
-        # a transaction, so one is begun explicitly; the context manager commits or rolls back.
+
+def _lock_exclusively(path: str) -> IO[bytes]:
+    """Takes ``path``'s lock file for this process, so two gateways never send one outbox twice."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lock_file = open(f"{path}.lock", "a+b")  # noqa: SIM115 - held open for the outbox's lifetime
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.seek(0)
+        holder = lock_file.read().decode(errors="replace").strip() or "unknown"
+        lock_file.close()
+        raise ConfigError(
+            "OUTBOX_PATH",
+            f"{path} is in use by another gateway process (pid {holder}); each gateway needs its own outbox",
+        ) from None
+    lock_file.truncate(0)
+    lock_file.write(str(os.getpid()).encode())
+    lock_file.flush()
+    return lock_file
+
+
+def _connect(path: str, busy_timeout_seconds: float) -> tuple[sqlite3.Connection, int]:
+    connection = sqlite3.connect(
+        path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+    )
+    # WAL with FULL sync: a committed snapshot survives a SIGKILL and a power cut alike; the cost is
+    # one fsync per interval and per acknowledged batch.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute(_SCHEMA)
+    depth = int(connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    return connection, depth
+
+
+def _insert(db: sqlite3.Connection, snapshots: Sequence[MinuteSnapshot]) -> int:
+    # A snapshot for an auction and minute already queued is ignored: the first one wins, as it
+    # would at the ingest service.
+    with _transaction(db):
+        before = db.total_changes
+        db.executemany(
+            f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    s.auction_id,
+                    s.minute_start,
+                    s.viewer_count,
+                    s.avg_viewers,
+                    s.peak_viewers,
+                    s.min_viewers,
+                    s.sample_count,
+                    s.unique_viewers,
+                    int(s.partial),
+                    s.gateway_id,
+                )
+                for s in snapshots
+            ],
+        )
+        return db.total_changes - before
+
+
+def _peek(db: sqlite3.Connection, limit: int) -> list[OutboxEntry]:
+    rows = db.execute(f"SELECT id, {_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,))
+    return [
+        OutboxEntry(
+            row[0],
+            MinuteSnapshot(
+                auction_id=row[1],
+                minute_start=row[2],
+                viewer_count=row[3],
+                avg_viewers=row[4],
+                peak_viewers=row[5],
+                min_viewers=row[6],
+                sample_count=row[7],
+                unique_viewers=row[8],
+                partial=bool(row[9]),
+                gateway_id=row[10],
+            ),
+        )
+        for row in rows
+    ]
+
+
+def _remove(db: sqlite3.Connection, entry_ids: Sequence[int]) -> int:
+    with _transaction(db):
+        before = db.total_changes
+        db.executemany("DELETE FROM outbox WHERE id = ?", [(entry_id,) for entry_id in entry_ids])
+        return db.total_changes - before
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on error, re-raising the error that caused it.
+
+    In autocommit mode (isolation_level=None) the connection's own context manager opens no
+    transaction; and when ``BEGIN`` itself fails there is nothing to roll back, so the first error is
+    the one reported, never "cannot rollback - no transaction is active".
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
         self._db.execute("BEGIN IMMEDIATE")
         return self._db
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if kind is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            self._db.execute("ROLLBACK")

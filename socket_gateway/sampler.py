@@ -110,4 +110,4 @@ class Sampler:
 
     def _queue(self, snapshots: list[MinuteSnapshot]) -> None:
         if snapshots:
-            self._outbox.put(snapshots)
+            self._outbox.offer(snapshots)

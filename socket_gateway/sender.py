@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -72,7 +73,16 @@ _OUTCOME_NAMES = {
     value: name.removeprefix("SNAPSHOT_OUTCOME_").lower()
     for name, value in ingest_pb2.SnapshotOutcome.items()
 }
-_TRANSPORT_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError, StreamBroken)
+# Each ends the stream and is retried after a backoff: the unacknowledged batch stays in the outbox. An
+# outbox that cannot be read or cleaned (sqlite3.Error) is retried the same way: a batch acknowledged
+# but not removed is sent again, which the ingest service's idempotency makes harmless.
+_RETRIED_ERRORS = (
+    grpc.aio.AioRpcError,
+    grpc.aio.UsageError,
+    asyncio.InvalidStateError,
+    StreamBroken,
+    sqlite3.Error,
+)
 
 
 class SnapshotSender:
@@ -108,7 +118,7 @@ class SnapshotSender:
         while True:
             try:
                 await self._stream()
-            except _TRANSPORT_ERRORS as error:
+            except _RETRIED_ERRORS as error:
                 self._record_failure(error)
             except Exception:
                 # Unexpected, yet the sender must outlive it: the snapshots are still queued.
@@ -143,7 +153,7 @@ class SnapshotSender:
         response = asyncio.ensure_future(call.read())
         try:
             while True:
-                entries = self._outbox.peek(self._batch_size)
+                entries = await self._outbox.peek(self._batch_size)
                 if not entries:
                     items = asyncio.ensure_future(self._outbox.wait_for_items())
                     try:
@@ -162,7 +172,7 @@ class SnapshotSender:
                 if answer is grpc.aio.EOF:
                     raise StreamBroken("stream ended before acknowledging a batch")
                 response = asyncio.ensure_future(call.read())
-                self._acknowledge(entries, answer.acks)
+                await self._acknowledge(entries, answer.acks)
                 self.connected = True
                 self._backoff.reset()
         finally:
@@ -173,14 +183,16 @@ class SnapshotSender:
             response.cancel()
             call.cancel()
 
-    def _acknowledge(self, entries: Sequence[OutboxEntry], acks: Sequence[ingest_pb2.SnapshotAck]) -> None:
+    async def _acknowledge(
+        self, entries: Sequence[OutboxEntry], acks: Sequence[ingest_pb2.SnapshotAck]
+    ) -> None:
         if len(acks) != len(entries) or any(
             ack.auction_id != entry.snapshot.auction_id
             or ack.minute_start.seconds != entry.snapshot.minute_start
             for entry, ack in zip(entries, acks, strict=False)
         ):
             raise StreamBroken(f"{len(acks)} acknowledgements do not match the {len(entries)} snapshots sent")
-        self._outbox.remove([entry.entry_id for entry in entries])
+        await self._outbox.remove([entry.entry_id for entry in entries])
         outcomes = Counter(_OUTCOME_NAMES.get(ack.outcome, "unspecified") for ack in acks)
         self._metrics.snapshots_acked.update(outcomes)
         self._metrics.last_ack_timestamp_seconds = time.time()

@@ -582,3 +582,73 @@ async def test_gateway_with_a_wrong_key_is_refused_stores_nothing_and_no_log_hol
         assert TEST_KEY not in logged
     finally:
         await ingest.kill()
+
+
+async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_no_minute(
+    tmp_path: Path,
+) -> None:
+    """Proves that an outbox the gateway cannot write for longer than SQLite's 5 s busy wait (another
+    process holds its write lock: the same failure as a full disk, an ``OperationalError`` from every
+    write) neither stops the sampler nor stalls the event loop: ``/healthz`` keeps answering at once,
+    ``/readyz`` says the outbox cannot be written, the minutes closed meanwhile wait in memory, and once
+    the lock is gone every minute of both auctions is stored, none missing, none twice."""
+    store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
+    rooms = ["outbox-lock-a", "outbox-lock-b"]
+    ingest, port = await start_ingest(store)
+    try:
+        await enable(port, rooms)
+        async with (
+            service("socket_gateway", gateway_env(outbox, port)) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            gport = await gateway_port(gateway)
+            base = f"http://127.0.0.1:{gport}"
+            steady = await viewers(base, rooms)
+            await gateway.log_entry("Analytics sent")
+
+            slowest_probe = 0.0
+            unwritable_reported: list[str] = []
+            with closing(sqlite3.connect(outbox, timeout=FAULT_WAIT, isolation_level=None)) as lock:
+                lock.execute("BEGIN IMMEDIATE")
+                # Longer than sqlite3's default 5 s busy wait, so the gateway's writes fail, not just wait.
+                locked_until = time.monotonic() + 6.5
+                while time.monotonic() < locked_until:
+                    started = time.monotonic()
+                    assert (await http.get(f"{base}/healthz")).status == 200
+                    slowest_probe = max(slowest_probe, time.monotonic() - started)
+                    ready = await http.get(f"{base}/readyz")
+                    if ready.status == 503:
+                        unwritable_reported += [p for p in (await ready.json())["problems"] if "outbox" in p]
+                    await asyncio.sleep(0.05)
+                lock.execute("ROLLBACK")
+            enqueued_at_release = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
+
+            async def sampling_goes_on() -> bool:
+                values = await metrics(http, gport)
+                return values["gateway_snapshots_enqueued_total"] >= enqueued_at_release + 2 * len(rooms)
+
+            await poll(sampling_goes_on, "minutes closed after the lock to reach the outbox")
+
+            async def drained() -> bool:
+                return (await metrics(http, gport))["gateway_outbox_depth"] == 0
+
+            await poll(drained, "the outbox to drain once the lock is gone")
+
+            async def ready_again() -> bool:
+                return (await http.get(f"{base}/readyz")).status == 200
+
+            await poll(ready_again, "/readyz to say ready once the outbox is written again")
+            values = await metrics(http, gport)
+            enqueued = int(values["gateway_snapshots_enqueued_total"])
+            assert values["gateway_outbox_write_failures_total"] >= 1
+            partial = await sigterm(gateway, steady)
+
+        assert slowest_probe < 1.0, f"/healthz took {slowest_probe:.2f} s while the outbox was locked"
+        assert unwritable_reported, "/readyz never said the outbox cannot be written"
+        assert len(gateway.entries("Outbox write failed; keeping snapshots in memory")) == 1
+        stored = stored_keys(store)
+        assert len(stored) == len(set(stored)) == enqueued + partial
+        for auction in rooms:
+            assert_contiguous(stored, auction)
+    finally:
+        await ingest.kill()

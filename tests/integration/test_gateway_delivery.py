@@ -91,13 +91,13 @@ async def test_what_is_not_flushed_by_the_deadline_stays_in_the_outbox(
     async with running_gateway(config, ManualClock(clock)) as gateway:
         await gateway.viewer({"auctionId": "a1"})
         await gateway.step(10)
-    outbox = Outbox.open(config.outbox_path, 10, GatewayMetrics())
+    outbox = await Outbox.open(config.outbox_path, 10, GatewayMetrics())
     try:
-        (entry,) = outbox.peek(10)
+        (entry,) = await outbox.peek(10)
         assert entry.snapshot.partial
         assert entry.snapshot.auction_id == "a1"
     finally:
-        outbox.close()
+        await outbox.close()
 
 
 async def test_probes_and_metrics(ingest: RunningIngest, tmp_path: Path, clock: FakeClock) -> None:

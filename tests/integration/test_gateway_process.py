@@ -129,3 +129,28 @@ async def test_an_invalid_configuration_stops_the_process_naming_the_variable(tm
     _, stderr = await asyncio.wait_for(process.communicate(), WAIT)
     assert process.returncode == 2
     assert b"COUNT_UPDATE_INTERVAL_MS" in stderr
+
+
+async def test_a_second_gateway_on_the_same_outbox_file_refuses_to_start_saying_why(tmp_path: Path) -> None:
+    """Two gateways on one outbox would both send every snapshot (and store one node's share of the
+    count); the second one is refused, with exit 2 and a line naming OUTBOX_PATH and the holder."""
+    outbox_path = tmp_path / "outbox.sqlite3"
+    env = {
+        **os.environ,
+        "INTERNAL_API_KEY": TEST_KEY,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "INGEST_TARGET": "127.0.0.1:1",
+        "OUTBOX_PATH": str(outbox_path),
+        "LOG_FORMAT": "json",
+    }
+    async with service("socket_gateway", env) as first:
+        await first.log_entry("Socket gateway listening")
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "socket_gateway", cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(second.communicate(), WAIT)
+        assert second.returncode == 2
+        assert b"OUTBOX_PATH" in stderr
+        assert f"pid {first.process.pid}".encode() in stderr
+        assert b"Traceback" not in stderr
