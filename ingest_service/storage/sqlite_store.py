@@ -8,7 +8,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -316,13 +316,31 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return connection
 
 
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction around the block: committed when it ends, rolled back when it raises.
+
+    SQLite rolls a transaction back by itself on some errors (a full disk, an I/O error); a ROLLBACK
+    then fails with "no transaction is active", which would replace the error that says what went
+    wrong. So the rollback runs only while a transaction is still open, and never hides the cause.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+
+
 def _insert_snapshots(
     snapshots: Sequence[Snapshot], stored_at: float, connection: sqlite3.Connection
 ) -> list[SnapshotOutcome]:
     outcomes: list[SnapshotOutcome] = []
     stored, duplicate = SnapshotOutcome.STORED, SnapshotOutcome.DUPLICATE
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(connection):
         for s in snapshots:
             cursor = connection.execute(
                 _INSERT_SNAPSHOT,
@@ -343,10 +361,6 @@ def _insert_snapshots(
             outcomes.append(stored if cursor.rowcount == 1 else duplicate)
         newly_stored = [s for s, outcome in zip(snapshots, outcomes, strict=True) if outcome is stored]
         connection.executemany(_ADD_TO_ROLLUP, _hourly_rollup_rows(newly_stored))
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return outcomes
 
 
@@ -383,17 +397,12 @@ def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:
             break
     if purged:
         cutoff_hour = cutoff // HOUR * HOUR
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(connection):
             connection.execute("DELETE FROM viewer_hourly WHERE hour_start < ?", (cutoff_hour,))
             if cutoff > cutoff_hour:
                 # The hour the cutoff falls in lost some of its minutes: recount it from what is left.
                 connection.execute("DELETE FROM viewer_hourly WHERE hour_start = ?", (cutoff_hour,))
                 connection.execute(_REBUILD_ROLLUPS, {"start": cutoff_hour, "end": cutoff_hour + HOUR})
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
     return purged
 
 

@@ -1,0 +1,113 @@
+"""A full disk under the SQLite store: the batch is UNAVAILABLE, the log says why, and it recovers.
+
+Two ways, each test saying which: ``tmpfs`` (root only; skipped, saying so, otherwise) puts the store's
+file on a 1 MiB tmpfs the test mounts, then fills it with another file: a real full disk.
+``max_page_count`` lowers SQLite's own page limit to the file's current size: a failing writer at the
+storage boundary, which runs anywhere and makes SQLite answer the same ``SQLITE_FULL`` ("database or
+disk is full") as a full disk does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.conftest import RunningIngest, ingest_config, serving_ingest
+from tests.support import FakeClock, make_snapshot, outcome_names
+
+
+def mount_tmpfs(directory: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    return mounted.returncode == 0
+
+
+def unmount(directory: Path) -> None:
+    subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def fill_file(path: Path) -> None:
+    """Writes ``path`` until its file system has no space left."""
+    with contextlib.suppress(OSError), path.open("wb", buffering=0) as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+
+
+@dataclass
+class FullDisk:
+    running: RunningIngest
+    how: str
+    fill: Callable[[], object]
+    free: Callable[[], object]
+
+
+@pytest.fixture(params=["tmpfs", "max_page_count"])
+async def disk(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[FullDisk]:
+    directory = tmp_path / "store"
+    directory.mkdir()
+    on_tmpfs = request.param == "tmpfs"
+    if on_tmpfs and not mount_tmpfs(directory, "1m"):
+        pytest.skip("mounting a tmpfs needs root: the max_page_count case fills the store instead")
+    config = ingest_config(sqlite_path=str(directory / "analytics.sqlite3"))
+    try:
+        async with serving_ingest(config, clock) as running:
+            if on_tmpfs:
+                filler = directory / "filler"
+                yield FullDisk(running, "tmpfs", lambda: fill_file(filler), filler.unlink)
+            else:
+                store = running.store
+
+                async def limit(pages: str) -> None:
+                    await store._run(lambda db: db.execute(f"PRAGMA max_page_count={pages}").fetchone())
+
+                async def fill() -> None:
+                    (count,) = await store._run(lambda db: db.execute("PRAGMA page_count").fetchone())
+                    await limit(str(count))
+
+                yield FullDisk(running, "max_page_count", fill, lambda: limit("1073741823"))
+    finally:
+        if on_tmpfs:
+            unmount(directory)
+
+
+async def test_a_full_disk_is_logged_with_its_cause_and_the_batch_is_stored_once_space_returns(
+    disk: FullDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = disk.running
+    client = running.client()
+    await client.set_analytics("full", True)
+    minute = int(running.clock.now) - 60
+    # A batch big enough to need new pages whichever way the disk is full.
+    batch = [make_snapshot("full", minute - 60 * n, gateway_id="g" * 100) for n in range(300)]
+    result = disk.fill()
+    if result is not None:
+        await result  # type: ignore[misc]
+
+    with caplog.at_level(logging.INFO), pytest.raises(grpc.aio.AioRpcError) as refused:
+        await client.send(batch)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, disk.how
+    errors = [
+        str(getattr(record, "error", ""))
+        for record in caplog.records
+        if record.getMessage() == "Storage unavailable; batch not acknowledged"
+    ]
+    assert errors == ["SQLite: database or disk is full"], (disk.how, errors)
+    assert not any("cannot rollback" in record.getMessage() for record in caplog.records)
+
+    result = disk.free()
+    if result is not None:
+        await result  # type: ignore[misc]
+    assert outcome_names(await client.send(batch)) == ["STORED"] * len(batch)
