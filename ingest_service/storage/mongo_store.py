@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, InsertOne
+from pymongo import ASCENDING, AsyncMongoClient, InsertOne, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
@@ -171,15 +171,30 @@ class MongoSnapshotStore:
         }
 
     async def set_viewer_analytics(self, auction_id: str, enabled: bool, now: float) -> AuctionSettings:
+        # updatedAt is when the flag last changed: an update pipeline keeps it when the flag already
+        # has this value, in one atomic write (a read then a write could race another replica's).
+        unchanged = {"$eq": ["$enableViewerAnalytics", enabled]}
         try:
-            await self._settings.update_one(
+            document = await self._settings.find_one_and_update(
                 {"_id": auction_id},
-                {"$set": {"enableViewerAnalytics": enabled, "updatedAt": _to_datetime(now)}},
+                [
+                    {
+                        "$set": {
+                            "updatedAt": {"$cond": [unchanged, "$updatedAt", _to_datetime(now)]},
+                            "enableViewerAnalytics": enabled,
+                        }
+                    }
+                ],
                 upsert=True,
+                return_document=ReturnDocument.AFTER,
             )
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
-        return AuctionSettings(auction_id, enabled, now)
+        # An upsert returning the document after the write always finds one.
+        assert document is not None
+        return AuctionSettings(
+            auction_id, bool(document["enableViewerAnalytics"]), document["updatedAt"].timestamp()
+        )
 
     async def query_points(self, query: AnalyticsRange, bucket_seconds: int) -> list[AnalyticsPoint]:
         bucket_millis = (bucket_seconds or 1) * _MILLIS_PER_SECOND

@@ -379,13 +379,18 @@ def _get_settings(auction_ids: list[str], connection: sqlite3.Connection) -> dic
 def _set_viewer_analytics(
     auction_id: str, enabled: bool, now: float, connection: sqlite3.Connection
 ) -> AuctionSettings:
+    # updated_at is when the flag last changed: setting the value it already has leaves the row alone.
     connection.execute(
         "INSERT INTO auction_settings (auction_id, enable_viewer_analytics, updated_at) VALUES (?, ?, ?) "
         "ON CONFLICT (auction_id) DO UPDATE SET "
-        "enable_viewer_analytics = excluded.enable_viewer_analytics, updated_at = excluded.updated_at",
+        "enable_viewer_analytics = excluded.enable_viewer_analytics, updated_at = excluded.updated_at "
+        "WHERE enable_viewer_analytics != excluded.enable_viewer_analytics",
         (auction_id, enabled, now),
     )
-    return AuctionSettings(auction_id, enabled, now)
+    row = connection.execute(
+        "SELECT enable_viewer_analytics, updated_at FROM auction_settings WHERE auction_id = ?", (auction_id,)
+    ).fetchone()
+    return AuctionSettings(auction_id, bool(row[0]), row[1])
 
 
 def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:

@@ -57,6 +57,25 @@ async def test_settings_round_trip(backend: Backend) -> None:
     assert found["a-2"].updated_at == pytest.approx(1_700_000_002.0, abs=1e-3)
 
 
+async def test_setting_the_flag_it_already_has_keeps_updated_at(backend: Backend) -> None:
+    """``updated_at`` is when the flag last changed: setting the value it has is no change."""
+    first = await backend.store.set_viewer_analytics("a-1", True, now=1_700_000_000.0)
+    again = await backend.store.set_viewer_analytics("a-1", True, now=1_700_000_100.0)
+    assert again.enable_viewer_analytics is True
+    assert again.updated_at == pytest.approx(first.updated_at, abs=1e-3)
+    stored = (await backend.store.get_settings(["a-1"]))["a-1"]
+    assert stored.updated_at == pytest.approx(1_700_000_000.0, abs=1e-3)
+
+    changed = await backend.store.set_viewer_analytics("a-1", False, now=1_700_000_200.0)
+    assert changed.enable_viewer_analytics is False
+    assert changed.updated_at == pytest.approx(1_700_000_200.0, abs=1e-3)
+    off_again = await backend.store.set_viewer_analytics("a-1", False, now=1_700_000_300.0)
+    assert off_again.updated_at == pytest.approx(1_700_000_200.0, abs=1e-3)
+    stored = (await backend.store.get_settings(["a-1"]))["a-1"]
+    assert stored.enable_viewer_analytics is False
+    assert stored.updated_at == pytest.approx(1_700_000_200.0, abs=1e-3)
+
+
 async def test_points_and_totals_match_hand_computed_values(backend: Backend) -> None:
     # Six minutes from an hour boundary, bucketed by 3 minutes: buckets [0,3) and [3,6).
     hour = int(backend.clock.now) // 3600 * 3600 - 3600
