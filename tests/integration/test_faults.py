@@ -13,13 +13,15 @@ row (impossible by the store's unique key, but that is what is being proved) or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import signal
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, closing
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -584,16 +586,57 @@ async def test_gateway_with_a_wrong_key_is_refused_stores_nothing_and_no_log_hol
         await ingest.kill()
 
 
-async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_no_minute(
-    tmp_path: Path,
-) -> None:
-    """Proves that an outbox the gateway cannot write for longer than SQLite's 5 s busy wait (another
-    process holds its write lock: the same failure as a full disk, an ``OperationalError`` from every
-    write) neither stops the sampler nor stalls the event loop: ``/healthz`` keeps answering at once,
-    ``/readyz`` says the outbox cannot be written, the minutes closed meanwhile wait in memory, and once
-    the lock is gone every minute of both auctions is stored, none missing, none twice."""
-    store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
-    rooms = ["outbox-lock-a", "outbox-lock-b"]
+OutboxFault = Callable[[Path], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def write_lock_held(outbox: Path) -> AsyncIterator[None]:
+    """Another process's write lock on the outbox file, held longer than sqlite3's default 5 s busy
+    wait, so the gateway's writes fail with ``database is locked`` rather than just wait."""
+    with closing(sqlite3.connect(outbox, timeout=FAULT_WAIT, isolation_level=None)) as lock:
+        lock.execute("BEGIN IMMEDIATE")
+        yield
+        lock.execute("ROLLBACK")
+
+
+@asynccontextmanager
+async def disk_filled(outbox: Path) -> AsyncIterator[None]:
+    """The outbox's file system (a small tmpfs the test mounted) filled to the last byte, so every
+    write fails with ``database or disk is full``; freed again on exit."""
+    filler = outbox.parent / "filler"
+    # Unbuffered: closing then has nothing left to write into the full disk.
+    with filler.open("wb", buffering=0) as blocks, contextlib.suppress(OSError):
+        while blocks.write(bytes(4096)):
+            pass
+    yield
+    filler.unlink()
+
+
+@asynccontextmanager
+async def small_tmpfs(where: Path) -> AsyncIterator[Path]:
+    """A 1 MiB tmpfs mounted at ``where`` (root only: the machines CI runs on)."""
+    os.mkdir(where)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root; the write-lock test covers the same path")
+    mounted = await asyncio.create_subprocess_exec(
+        "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where), stderr=asyncio.subprocess.PIPE
+    )
+    _, error = await mounted.communicate()
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {error.decode().strip()}")
+    try:
+        yield where
+    finally:
+        unmounted = await asyncio.create_subprocess_exec("umount", "-l", str(where))
+        await unmounted.wait()
+
+
+async def ride_out_an_outbox_fault(tmp_path: Path, outbox: Path, fault: OutboxFault, seconds: float) -> None:
+    """The gateway, watched by two auctions, while ``fault`` keeps its outbox file unwritable for
+    ``seconds``: ``/healthz`` keeps answering at once, ``/readyz`` says the outbox cannot be written,
+    sampling goes on, and afterwards every minute of both auctions is stored, none missing, none twice."""
+    store = tmp_path / "analytics.sqlite3"
+    rooms = ["outbox-fault-a", "outbox-fault-b"]
     ingest, port = await start_ingest(store)
     try:
         await enable(port, rooms)
@@ -608,11 +651,9 @@ async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_n
 
             slowest_probe = 0.0
             unwritable_reported: list[str] = []
-            with closing(sqlite3.connect(outbox, timeout=FAULT_WAIT, isolation_level=None)) as lock:
-                lock.execute("BEGIN IMMEDIATE")
-                # Longer than sqlite3's default 5 s busy wait, so the gateway's writes fail, not just wait.
-                locked_until = time.monotonic() + 6.5
-                while time.monotonic() < locked_until:
+            async with fault(outbox):
+                fault_ends = time.monotonic() + seconds
+                while time.monotonic() < fault_ends:
                     started = time.monotonic()
                     assert (await http.get(f"{base}/healthz")).status == 200
                     slowest_probe = max(slowest_probe, time.monotonic() - started)
@@ -620,19 +661,18 @@ async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_n
                     if ready.status == 503:
                         unwritable_reported += [p for p in (await ready.json())["problems"] if "outbox" in p]
                     await asyncio.sleep(0.05)
-                lock.execute("ROLLBACK")
             enqueued_at_release = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
 
             async def sampling_goes_on() -> bool:
                 values = await metrics(http, gport)
                 return values["gateway_snapshots_enqueued_total"] >= enqueued_at_release + 2 * len(rooms)
 
-            await poll(sampling_goes_on, "minutes closed after the lock to reach the outbox")
+            await poll(sampling_goes_on, "minutes closed after the fault to reach the outbox")
 
             async def drained() -> bool:
                 return (await metrics(http, gport))["gateway_outbox_depth"] == 0
 
-            await poll(drained, "the outbox to drain once the lock is gone")
+            await poll(drained, "the outbox to drain once the fault is gone")
 
             async def ready_again() -> bool:
                 return (await http.get(f"{base}/readyz")).status == 200
@@ -643,7 +683,7 @@ async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_n
             assert values["gateway_outbox_write_failures_total"] >= 1
             partial = await sigterm(gateway, steady)
 
-        assert slowest_probe < 1.0, f"/healthz took {slowest_probe:.2f} s while the outbox was locked"
+        assert slowest_probe < 1.0, f"/healthz took {slowest_probe:.2f} s while the outbox was unwritable"
         assert unwritable_reported, "/readyz never said the outbox cannot be written"
         assert len(gateway.entries("Outbox write failed; keeping snapshots in memory")) == 1
         stored = stored_keys(store)
@@ -652,3 +692,18 @@ async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_n
             assert_contiguous(stored, auction)
     finally:
         await ingest.kill()
+
+
+async def test_outbox_write_locked_by_another_process_keeps_sampling_and_loses_no_minute(
+    tmp_path: Path,
+) -> None:
+    """Proves that another process holding the outbox's write lock for 6.5 s (past SQLite's 5 s busy
+    wait) neither stops the sampler nor stalls the event loop, and loses no minute."""
+    await ride_out_an_outbox_fault(tmp_path, tmp_path / "outbox.sqlite3", write_lock_held, 6.5)
+
+
+async def test_outbox_disk_full_for_seconds_keeps_sampling_and_loses_no_minute(tmp_path: Path) -> None:
+    """Proves that the outbox's disk full for 3 s (a real tmpfs filled to the last byte; root only)
+    neither stops the sampler nor stalls the event loop, and loses no minute."""
+    async with small_tmpfs(tmp_path / "disk") as disk:
+        await ride_out_an_outbox_fault(tmp_path, disk / "outbox.sqlite3", disk_filled, 3.0)
