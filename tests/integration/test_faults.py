@@ -542,8 +542,14 @@ async def test_slow_ingest_keeps_the_gateway_bounded_by_its_outbox_cap(tmp_path:
                 return values["gateway_outbox_depth"] < cap and answer.status == 200
 
             await poll(recovered, "the outbox to drain below its cap and the gateway to be ready")
-            values = await metrics(http, gport)
-            assert values['gateway_snapshots_acked_total{outcome="stored"}'] == servicer.acked
+
+            async def every_ack_counted() -> bool:
+                # An acknowledgement is counted once its batch has left the outbox file (on the
+                # outbox's thread), a moment after the servicer sent it.
+                values = await metrics(http, gport)
+                return values['gateway_snapshots_acked_total{outcome="stored"}'] == servicer.acked
+
+            await poll(every_ack_counted, "every acknowledgement sent to be counted by the gateway")
             await close_all(watching)
 
 
