@@ -16,6 +16,10 @@ COUNT_EVENT = "viewerCountUpdate"
 
 # Viewer ids are opaque to the gateway, but bounded so that a client cannot make them costly.
 MAX_ID_LENGTH = 128
+# A viewer token is a JWT (header, claims and signature, base64url): longer than an id, but bounded
+# so that a client cannot make checking one costly.
+MAX_TOKEN_LENGTH = 4096
+_MAX_LENGTHS = {"viewerId": MAX_ID_LENGTH, "token": MAX_TOKEN_LENGTH}
 
 
 class PayloadError(ValueError):
@@ -54,8 +58,9 @@ def _optional_string(payload: dict[str, Any], key: str) -> str | None:
     value = payload.get(key)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > (MAX_ID_LENGTH if key == "viewerId" else 4096):
-        raise PayloadError(f"{key} must be a string of at most {MAX_ID_LENGTH} characters")
+    limit = _MAX_LENGTHS[key]
+    if not isinstance(value, str) or len(value) > limit:
+        raise PayloadError(f"{key} must be a string of at most {limit} characters")
     return value
 
 

@@ -169,6 +169,28 @@ async def test_malformed_connect_auth_is_refused_with_a_reason(tmp_path: Path) -
         assert gateway.gateway.registry.member_count == 0
 
 
+@pytest.mark.parametrize("secret", [None, "t" * 40], ids=["tokens_off", "tokens_on"])
+async def test_an_overlong_token_is_refused_with_the_limit_that_applies(
+    tmp_path: Path, secret: str | None
+) -> None:
+    async with running_gateway(gateway_config(tmp_path, viewer_token_secret=secret)) as gateway:
+        viewer = Viewer(gateway.url)
+        reasons: list[object] = []
+        viewer.client.on("connect_error", reasons.append)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await viewer.connect({"auctionId": "a1", "token": "t" * 4097})
+        assert reasons == [{"message": "token must be a string of at most 4096 characters"}]
+        # At the limit the length is accepted: without tokens the token is not read, with tokens
+        # it is checked (and this one is not a JWT).
+        if secret is None:
+            await (await gateway.viewer({"auctionId": "a1", "token": "t" * 4096})).wait_for(1)
+        else:
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await viewer.connect({"auctionId": "a1", "token": "t" * 4096})
+            assert "invalid viewer token" in str(reasons[-1])
+        assert gateway.gateway.registry.member_count == (1 if secret is None else 0)
+
+
 async def test_connections_beyond_the_per_ip_rate_are_refused(tmp_path: Path) -> None:
     async with running_gateway(gateway_config(tmp_path, connections_per_ip_per_minute=3)) as gateway:
         for _ in range(3):

@@ -11,6 +11,8 @@ import pytest
 from service_common.config import ConfigError
 from socket_gateway.config import GatewayConfig
 from socket_gateway.protocol import (
+    MAX_ID_LENGTH,
+    MAX_TOKEN_LENGTH,
     PayloadError,
     ViewerTokenVerifier,
     auction_id_of,
@@ -100,6 +102,17 @@ def test_connect_auth_fields_are_optional_but_checked() -> None:
         connect_request_of({"viewerId": {"x": 1}})
     with pytest.raises(PayloadError):
         connect_request_of("a1")
+
+
+@pytest.mark.parametrize(("key", "limit"), [("viewerId", MAX_ID_LENGTH), ("token", MAX_TOKEN_LENGTH)])
+def test_a_connect_string_field_is_refused_over_its_own_limit_and_the_error_names_it(
+    key: str, limit: int
+) -> None:
+    assert MAX_TOKEN_LENGTH == 4096
+    connect_request_of({key: "t" * limit})
+    with pytest.raises(PayloadError) as refused:
+        connect_request_of({key: "t" * (limit + 1)})
+    assert str(refused.value) == f"{key} must be a string of at most {limit} characters"
 
 
 def test_viewer_token_vouches_for_the_viewer_id_and_must_be_signed_and_current() -> None:
