@@ -55,8 +55,11 @@ class RateLimitedLog:
         message: str,
         *args: object,
         extra: Mapping[str, Any] | None = None,
+        exc_info: bool = False,
     ) -> bool:
         """Logs ``message`` under ``cause`` unless that cause used its burst in this window.
+
+        ``exc_info`` attaches the exception being handled (a traceback) to the lines that are logged.
 
         Returns:
             Whether the line was logged.
@@ -80,7 +83,7 @@ class RateLimitedLog:
         if state.suppressed:
             fields["suppressed"] = state.suppressed
             state.suppressed = 0
-        self._logger.log(level, message, *args, extra=fields)
+        self._logger.log(level, message, *args, extra=fields, exc_info=exc_info or None)
         return True
 
     def warning(
@@ -93,6 +96,12 @@ class RateLimitedLog:
 
     def error(self, cause: str, message: str, *args: object, extra: Mapping[str, Any] | None = None) -> bool:
         return self.log(logging.ERROR, cause, message, *args, extra=extra)
+
+    def exception(
+        self, cause: str, message: str, *args: object, extra: Mapping[str, Any] | None = None
+    ) -> bool:
+        """An ERROR line with the exception being handled, rate-limited like any other cause."""
+        return self.log(logging.ERROR, cause, message, *args, extra=extra, exc_info=True)
 
     def _forget_quiet_causes(self, now: float) -> None:
         quiet = [

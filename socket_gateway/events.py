@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import socketio  # type: ignore[import-untyped]
 
+from service_common.log_limits import RateLimitedLog
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.protocol import (
@@ -24,6 +25,17 @@ from socket_gateway.protocol import (
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 
 logger = logging.getLogger(__name__)
+
+# Every line below that a client can cause (a refused connect, a malformed or unknown event, an
+# event for a namespace it never joined) is written at most LOG_BURST times per cause in each
+# LOG_WINDOW_SECONDS; the next line of that cause says how many were left out, and /metrics counts
+# them (gateway_log_lines_suppressed_total{source="events"}). One socket can send events as fast
+# as its connection carries them: unlimited, that was 100,000 lines (21.7 MB) in 8 s.
+LOG_WINDOW_SECONDS = 10.0
+LOG_BURST = 10
+# python-socketio's own line for an event on a namespace the socket has not connected to.
+_NOT_CONNECTED_TEMPLATE = "%s is not connected to namespace %s"
+_NAMESPACE_CHARS = 64
 
 
 class RoomChanges(Protocol):
@@ -69,6 +81,8 @@ class ViewerEvents:
         self._counts_of = counts_of or registry.counts
         self._viewer_ids: dict[str, str | None] = {}
         self._joiner_sends: set[asyncio.Task[None]] = set()
+        self._log = RateLimitedLog(logger, interval_seconds=LOG_WINDOW_SECONDS, burst=LOG_BURST)
+        metrics.rate_limited_logs["events"] = self._log
 
     @property
     def connections(self) -> int:
@@ -80,6 +94,10 @@ class ViewerEvents:
         self._sio.on(JOIN_EVENT, self.on_join)
         self._sio.on(LEAVE_EVENT, self.on_leave)
         self._sio.on("*", self.on_unknown)
+        # python-socketio logs a warning of its own for every event a socket sends to a namespace
+        # it has not connected to (or before it connected at all); those go through the same
+        # rate-limited log as every other refused event. Its managers log through this attribute too.
+        self._sio.logger = _SocketIOLog(self._sio.logger, self)
 
     async def on_connect(
         self, sid: str, environ: Any = None, auth: Any = None, *extra: Any
@@ -94,7 +112,7 @@ class ViewerEvents:
         except PayloadError as error:
             reason = "token" if self._tokens and "token" in str(error) else "malformed_auth"
             self._metrics.connections_refused[reason] += 1
-            logger.info("Connection refused", extra={"reason": str(error)})
+            self._log.info(f"connection_refused_{reason}", "Connection refused", extra={"reason": str(error)})
             raise socketio.exceptions.ConnectionRefusedError(str(error)) from None
         self._viewer_ids[sid] = viewer_id
         self._metrics.connections_total += 1
@@ -102,7 +120,7 @@ class ViewerEvents:
             try:
                 await self._join(sid, request.auction_id)
             except Exception:
-                logger.exception("Joining on connect failed", extra={"sid": sid})
+                self._log.exception("handler_failed_connect", "Joining on connect failed", extra={"sid": sid})
                 self._forget(sid)
                 self._metrics.connections_refused["internal_error"] += 1
                 raise socketio.exceptions.ConnectionRefusedError("internal error") from None
@@ -132,7 +150,7 @@ class ViewerEvents:
         try:
             return await self._join(sid, auction_id)
         except Exception:
-            logger.exception("joinAuction failed", extra={"sid": sid})
+            self._log.exception("handler_failed_join", "joinAuction failed", extra={"sid": sid})
             return error_ack("internal error")
 
     async def on_leave(self, sid: str, *args: Any) -> dict[str, Any]:
@@ -143,7 +161,7 @@ class ViewerEvents:
                 self._broadcaster.room_changed(left)
             return {"ok": True, "auctionId": left}
         except Exception:
-            logger.exception("leaveAuction failed", extra={"sid": sid})
+            self._log.exception("handler_failed_leave", "leaveAuction failed", extra={"sid": sid})
             return error_ack("internal error")
 
     async def on_unknown(self, event: Any, sid: str, *args: Any) -> dict[str, Any]:
@@ -177,9 +195,40 @@ class ViewerEvents:
         try:
             await self._send_counts_to(sid, auction_id, self._counts_of(auction_id))
         except Exception:
-            logger.exception("Telling a joiner the counts failed", extra={"sid": sid})
+            self._log.exception(
+                "handler_failed_tell_joiner", "Telling a joiner the counts failed", extra={"sid": sid}
+            )
 
-    def _malformed(self, event: str, sid: str, problem: str) -> dict[str, Any]:
+    def not_connected(self, sid: str | None, namespace: object) -> None:
+        """An event for a namespace the socket has not connected to: python-socketio drops it."""
+        self._malformed(
+            "not_connected",
+            sid,
+            f"event for namespace {str(namespace)[:_NAMESPACE_CHARS]!r}, not connected to it",
+        )
+
+    def _malformed(self, event: str, sid: str | None, problem: str) -> dict[str, Any]:
         self._metrics.malformed_events[event] += 1
-        logger.info("Malformed event refused", extra={"event": event, "sid": sid, "problem": problem})
+        self._log.info(
+            f"malformed_event_{event}",
+            "Malformed event refused",
+            extra={"event": event, "sid": sid, "problem": problem},
+        )
         return error_ack(problem)
+
+
+class _SocketIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """python-socketio's logger, with the one line a client can make it write per event rate-limited."""
+
+    def __init__(
+        self, library_logger: logging.Logger | logging.LoggerAdapter[Any], events: ViewerEvents
+    ) -> None:
+        super().__init__(library_logger, {})
+        self._events = events
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if msg == _NOT_CONNECTED_TEMPLATE and len(args) == 2:
+            sid, namespace = args
+            self._events.not_connected(None if sid is None else str(sid), namespace)
+            return
+        super().log(level, msg, *args, **kwargs)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from service_common.log_limits import RateLimitedLog
 from service_common.supervision import TaskHealth
 
 
@@ -31,6 +32,8 @@ class GatewayMetrics:
     snapshots_acked: Counter[str] = field(default_factory=Counter)
     send_failures_total: int = 0
     last_ack_timestamp_seconds: float = 0.0
+    # Each part's rate-limited log of what clients can cause, by part ("events"): its suppressed lines.
+    rate_limited_logs: dict[str, RateLimitedLog] = field(default_factory=dict)
 
     def render(self, tasks: Sequence[TaskHealth], gauges: dict[str, tuple[str, Callable[[], float]]]) -> str:
         """The exposition text: these counters, the supervised ``tasks``, ``gauges`` (name → help, reader)."""
@@ -128,6 +131,15 @@ class GatewayMetrics:
             "gauge",
             "When the ingest service last acknowledged a batch (0: never).",
             [("", self.last_ack_timestamp_seconds)],
+        )
+        metric(
+            "gateway_log_lines_suppressed_total",
+            "counter",
+            "Log lines left out by a rate-limited log of what clients can cause, by part of the gateway.",
+            [
+                (f'{{source="{source}"}}', log.suppressed_total)
+                for source, log in sorted(self.rate_limited_logs.items())
+            ],
         )
         return "\n".join(lines) + "\n"
 

@@ -1,0 +1,91 @@
+"""One socket flooding the event layer with what it refuses: bounded log lines, every refusal counted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from socket_gateway.events import LOG_BURST, LOG_WINDOW_SECONDS
+from socket_gateway.metrics import parse_samples
+from tests.gateway_support import WAIT, gateway_config, running_gateway, wait_until
+
+FRAMES = 500
+# Each a packet the event layer refuses, sent FRAMES times on one socket; the counter it moves.
+FLOODS = {
+    "unknown event": ('42["bid",{}]', 'gateway_malformed_events_total{event="unknown"}'),
+    "unknown event with an ack": ('421["bid",{}]', 'gateway_malformed_events_total{event="unknown"}'),
+    "malformed joinAuction": ('42["joinAuction","x"]', 'gateway_malformed_events_total{event="joinAuction"}'),
+    "reserved event name": ('42["connect",{}]', 'gateway_malformed_events_total{event="unknown"}'),
+    "namespace not connected": ('42/other,["x"]', 'gateway_malformed_events_total{event="not_connected"}'),
+    "refused connect, again and again": (
+        '40{"auctionId":"bad id"}',
+        'gateway_connections_refused_total{reason="malformed_auth"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FLOODS))
+async def test_a_flood_of_refused_events_from_one_socket_logs_a_bounded_number_of_lines(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Proves that 500 refused packets on one socket are each counted in /metrics, cost at most the
+    event log's burst of lines per cause (plus one per window elapsed), that /metrics counts the lines
+    left out, and that the socket is still served afterwards."""
+    frame, counter = FLOODS[kind]
+    caplog.set_level(logging.INFO)
+    async with (
+        running_gateway(gateway_config(tmp_path, allowed_origins=("*",))) as gateway,
+        aiohttp.ClientSession() as http,
+    ):
+        ws = await http.ws_connect(f"{gateway.url}/socket.io/?EIO=4&transport=websocket", autoping=True)
+        assert (await ws.receive_str()).startswith("0{")
+        if not frame.startswith("40"):
+            await ws.send_str("40")
+            assert (await ws.receive_str()).startswith("40{")
+        started = time.monotonic()
+        for _ in range(FRAMES):
+            await ws.send_str(frame)
+
+        async def samples() -> dict[str, float]:
+            return parse_samples(await (await http.get(f"{gateway.url}/metrics")).text())
+
+        metrics = gateway.gateway.metrics
+        await wait_until(
+            lambda: (
+                sum(metrics.malformed_events.values()) + sum(metrics.connections_refused.values()) >= FRAMES
+            ),
+            "every refused packet to be handled",
+        )
+        elapsed = time.monotonic() - started
+        exposed = await samples()
+        # Still served: a join on the same socket is answered (after the error acks and refusals).
+        if frame.startswith("40"):
+            await ws.send_str('40{"auctionId":"a1"}')
+            answer = "40{"
+        else:
+            await ws.send_str('429["joinAuction",{"auctionId":"a1"}]')
+            answer = '439[{"ok":true'
+        while not (await asyncio.wait_for(ws.receive_str(), WAIT)).startswith(answer):
+            pass
+        await ws.close()
+
+    assert exposed[counter] == FRAMES
+    refused_lines = [
+        record
+        for record in caplog.records
+        if (
+            record.name == "socket_gateway.events"
+            and record.getMessage() in ("Malformed event refused", "Connection refused")
+        )
+        # python-socketio's own line for an event on a namespace not connected (before the fix).
+        or "is not connected to namespace" in record.getMessage()
+    ]
+    windows = 1 + int(elapsed // LOG_WINDOW_SECONDS)
+    assert 1 <= len(refused_lines) <= LOG_BURST * windows
+    # Every refusal is either a line or counted as left out.
+    assert exposed['gateway_log_lines_suppressed_total{source="events"}'] == FRAMES - len(refused_lines)
