@@ -402,7 +402,7 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         # hears the other nodes from the start, and /readyz can tell whether it does.
         sio.manager_initialized = True
         sio.manager.initialize()
-    await cluster.start()
+    await cluster.start(gateway.supervisor)
     yield
     # Normally already left in on_shutdown; this covers a start-up that failed after this point.
     await cluster.close()

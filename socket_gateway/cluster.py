@@ -31,6 +31,7 @@ from typing import NamedTuple
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from service_common.supervision import Supervisor
 from socket_gateway.aggregation import MinuteSnapshot
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.rooms import RoomCounts, RoomRegistry
@@ -488,6 +489,9 @@ class ClusterNode:
     its whole state back in one transaction and the rooms converge on the global counts.
     """
 
+    _SYNC_TASK = "cluster-sync"
+    _HEARTBEAT_TASK = "cluster-heartbeat"
+
     def __init__(
         self,
         store: RedisCounts,
@@ -524,6 +528,7 @@ class ClusterNode:
         self._publish_due: dict[str, asyncio.TimerHandle] = {}
         self._settle_due: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._supervisor: Supervisor | None = None
         self._resynced = asyncio.Event()
         self._closed = False
 
@@ -531,15 +536,13 @@ class ClusterNode:
     def ready(self) -> bool:
         return self.healthy
 
-    async def start(self) -> None:
-        """Starts the sync and heartbeat tasks; the first heartbeat replaces this node's old contributions."""
-        for coro, name in (
-            (self._sync_loop(), "cluster-sync"),
-            (self._heartbeat_loop(), "cluster-heartbeat"),
-        ):
-            task = asyncio.create_task(coro, name=name)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    async def start(self, supervisor: Supervisor) -> None:
+        """Starts the sync and heartbeat loops under ``supervisor``; the first heartbeat replaces this
+        node's old contributions. A loop that fails on anything but Redis (which it handles itself) is
+        restarted, logged and counted there, and keeps /readyz off meanwhile."""
+        self._supervisor = supervisor
+        supervisor.start(self._SYNC_TASK, self._sync_loop)
+        supervisor.start(self._HEARTBEAT_TASK, self._heartbeat_loop)
 
     async def wait_synced(self) -> None:
         """Returns once this node has written its state to Redis at least once."""
@@ -810,6 +813,9 @@ class ClusterNode:
         for handle in self._publish_due.values():
             handle.cancel()
         self._publish_due.clear()
+        if self._supervisor is not None:
+            for name in (self._SYNC_TASK, self._HEARTBEAT_TASK):
+                await self._supervisor.stop_task(name)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from service_common.supervision import Supervisor
 from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.cluster import ClusterNode, Published, RedisCounts, RoomWrite
 from socket_gateway.rooms import RoomCounts, RoomRegistry
@@ -291,7 +292,8 @@ async def test_a_resync_waits_for_the_sync_batch_in_flight(clients: list[aioredi
 
     node = ClusterNode(store, registry, publish, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
     registry.join("s1", "a-1", None)
-    await node.start()
+    supervisor = Supervisor()
+    await node.start(supervisor)
     await asyncio.wait_for(node.wait_synced(), WAIT)
     try:
         # A batch reads two sockets, then stalls on its way to Redis; meanwhile one leaves again.
@@ -310,3 +312,44 @@ async def test_a_resync_waits_for_the_sync_batch_in_flight(clients: list[aioredi
         assert (await store.all_counts())["a-1"] == RoomCounts(1, 1)
     finally:
         await node.close()
+        await supervisor.stop()
+
+
+class HeartbeatFailsOnce(RedisCounts):
+    """A node's Redis state whose first heartbeat fails with something that is not a Redis error (a
+    reply the node did not expect): the kind of failure the node's own Redis handling does not cover."""
+
+    def __init__(self, client: aioredis.Redis, node_id: str) -> None:
+        super().__init__(client, node_id, 10)
+        self.failures_left = 1
+
+    async def heartbeat(self) -> tuple[bool, int]:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ValueError("unexpected reply from Redis")
+        return await super().heartbeat()
+
+
+async def test_a_heartbeat_that_fails_unexpectedly_is_restarted_and_counted(
+    clients: list[aioredis.Redis],
+) -> None:
+    store = HeartbeatFailsOnce(clients[0], "n1")
+    registry = RoomRegistry()
+
+    async def publish(auction_id: str, counts: RoomCounts) -> None:
+        pass
+
+    node = ClusterNode(store, registry, publish, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
+    supervisor = Supervisor(initial_backoff_seconds=0.01)
+    registry.join("s1", "a-1", None)
+    await node.start(supervisor)
+    try:
+        # Before supervision the heartbeat task died here for good and the node never joined.
+        await asyncio.wait_for(node.wait_synced(), WAIT)
+        (heartbeat,) = [task for task in supervisor.health() if task.name == "cluster-heartbeat"]
+        assert heartbeat.failures_total == 1
+        assert heartbeat.last_error == "ValueError: unexpected reply from Redis"
+        assert (await store.all_counts())["a-1"] == RoomCounts(1, 1)
+    finally:
+        await node.close()
+        await supervisor.stop()
