@@ -1,12 +1,15 @@
-"""A cache of each auction's ``enableViewerAnalytics`` flag, so a batch costs at most one lookup."""
+"""Each auction's ``enableViewerAnalytics`` flag for a batch: one lookup per batch, optionally cached."""
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Protocol
 
 from ingest_service.domain import AuctionSettings
+
+logger = logging.getLogger(__name__)
 
 
 class SettingsLookup(Protocol):
@@ -16,11 +19,15 @@ class SettingsLookup(Protocol):
 
 
 class AnalyticsFlagCache:
-    """Remembers flags for ``max_age_seconds``, bounded to ``max_entries`` auctions (least recent out).
+    """Looks up a batch's flags in one call; with ``max_age_seconds`` > 0 remembers them that long.
 
-    ``SetViewerAnalytics`` in this process updates the cache as it writes, so this process never
-    reads a stale flag; the age limit bounds how long a change made through another ingest
-    replica takes to be seen here.
+    With no age (the default) every batch reads the flags the store holds at that moment, so any
+    number of ingest replicas (and the backend, when the flag lives on its auction documents)
+    agree: a change is in force for every batch whose lookup starts after the change's write was
+    acknowledged. A positive age saves that lookup at the price of this agreement: a change made
+    elsewhere takes up to that long to be seen here (one made through this process is seen at
+    once, as ``SetViewerAnalytics`` updates the cache as it writes). Bounded to ``max_entries``
+    auctions, least recently used out.
     """
 
     def __init__(
@@ -36,9 +43,18 @@ class AnalyticsFlagCache:
         self._clock = clock
         self._max_entries = max_entries
         self._entries: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        if max_age_seconds > 0:
+            logger.warning(
+                "Flags are cached: a change made through another ingest replica, or by the backend, "
+                "is seen here only up to INGEST_FLAG_CACHE_SECONDS later",
+                extra={"flag_cache_seconds": max_age_seconds},
+            )
 
     async def enabled_auctions(self, auction_ids: Collection[str]) -> set[str]:
         """Those of ``auction_ids`` whose analytics are enabled; unknown auctions are disabled."""
+        if self._max_age_seconds <= 0:
+            found = await self._store.get_settings(auction_ids)
+            return {auction_id for auction_id, settings in found.items() if settings.enable_viewer_analytics}
         now = self._clock()
         enabled: set[str] = set()
         missing: list[str] = []
@@ -59,6 +75,8 @@ class AnalyticsFlagCache:
 
     def remember(self, settings: AuctionSettings) -> None:
         """Records a flag just written to the store."""
+        if self._max_age_seconds <= 0:
+            return
         self._put(settings.auction_id, settings.enable_viewer_analytics, self._clock())
 
     def _put(self, auction_id: str, enabled: bool, at: float) -> None:

@@ -2,16 +2,79 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service_common.config import read_float, read_int, read_optional_str, read_port, read_str
+from ingest_service.domain import AuctionIdType
+from service_common.config import (
+    ConfigError,
+    read_choice,
+    read_float,
+    read_int,
+    read_optional_str,
+    read_port,
+    read_str,
+)
 from service_common.grpc_tls import ServerTls, read_server_tls
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
 from service_common.timing import SnapshotTiming
 
 DEFAULT_SQLITE_PATH = "data/viewer_analytics.sqlite3"
+
+# MongoDB's read preference modes, by the lower-cased names the variable accepts.
+READ_PREFERENCES = ("primary", "primarypreferred", "secondary", "secondarypreferred", "nearest")
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}")
+
+
+@dataclass(frozen=True)
+class MongoSettings:
+    """How the MongoDB store writes, reads and names things (ignored on SQLite).
+
+    ``write_concern`` is ``"majority"`` or a number of members (at least 1: the outcome of every
+    snapshot is acknowledged); ``read_preference`` applies to the analytics queries, never to the
+    flags, which are always read from the primary so every replica decides on the committed value.
+    ``auctions_collection`` names the backend's own auction collection when the flag lives there.
+    """
+
+    auction_id_type: AuctionIdType = AuctionIdType.AUTO
+    auctions_collection: str | None = None
+    write_concern: str | int = "majority"
+    write_timeout_seconds: float = 10.0
+    read_preference: str = "primary"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MongoSettings:
+        """Reads the ``MONGODB_*`` settings other than the URI.
+
+        Raises:
+            service_common.config.ConfigError: a variable is invalid (the message names it).
+        """
+        id_type = read_choice(
+            env, "MONGODB_AUCTION_ID_TYPE", "auto", tuple(member.value for member in AuctionIdType)
+        )
+        collection = read_optional_str(env, "MONGODB_AUCTIONS_COLLECTION")
+        if collection is not None and (
+            not _COLLECTION_NAME.fullmatch(collection) or collection.startswith("system.")
+        ):
+            raise ConfigError(
+                "MONGODB_AUCTIONS_COLLECTION",
+                f"expected a collection name (letters, digits, _ . -, not system.*), got {collection!r}",
+            )
+        raw_concern = read_str(env, "MONGODB_WRITE_CONCERN", "majority")
+        write_concern: str | int = raw_concern
+        if raw_concern != "majority":
+            write_concern = read_int(env, "MONGODB_WRITE_CONCERN", 1, minimum=1, maximum=50)
+        return cls(
+            auction_id_type=AuctionIdType(id_type),
+            auctions_collection=collection,
+            write_concern=write_concern,
+            write_timeout_seconds=read_float(
+                env, "MONGODB_WRITE_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
+            ),
+            read_preference=read_choice(env, "MONGODB_READ_PREFERENCE", "primary", READ_PREFERENCES),
+        )
 
 
 @dataclass(frozen=True)
@@ -21,6 +84,8 @@ class IngestConfig:
     ``mongodb_uri`` selects MongoDB; without it the embedded SQLite file at ``sqlite_path`` is used.
     ``mongodb_server_selection_timeout_seconds`` bounds how long a call waits for an unreachable
     MongoDB before it is answered ``UNAVAILABLE`` (PyMongo's ``serverSelectionTimeoutMS``).
+    ``flag_cache_seconds`` of 0 (the default) reads the flags of every batch from the store, so that
+    every replica decides on the committed value; more keeps them in this process that long.
     """
 
     internal_api_keys: tuple[str, ...]
@@ -33,7 +98,8 @@ class IngestConfig:
     timing: SnapshotTiming = field(default_factory=SnapshotTiming)
     shutdown_grace_seconds: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
-    flag_cache_seconds: float = 30.0
+    flag_cache_seconds: float = 0.0
+    mongodb: MongoSettings = field(default_factory=MongoSettings)
     logging: LogSettings = field(default_factory=LogSettings)
     tls: ServerTls | None = None
 
@@ -61,9 +127,8 @@ class IngestConfig:
             max_message_bytes=read_int(
                 env, "INGEST_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, minimum=64 * 1024, maximum=64 * 1024 * 1024
             ),
-            flag_cache_seconds=read_float(
-                env, "INGEST_FLAG_CACHE_SECONDS", 30.0, minimum=0.0, maximum=3600.0
-            ),
+            flag_cache_seconds=read_float(env, "INGEST_FLAG_CACHE_SECONDS", 0.0, minimum=0.0, maximum=3600.0),
+            mongodb=MongoSettings.from_env(env),
             logging=LogSettings.from_env(env),
             tls=read_server_tls(env),
         )

@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
+
+# An ObjectId's canonical text: what the seed's backend sends as an auction id (``auction._id``).
+_OBJECT_ID_HEX = re.compile(r"[0-9a-f]{24}")
+
+
+def is_object_id_hex(auction_id: str) -> bool:
+    """Whether ``auction_id`` is an ObjectId's canonical text: 24 lowercase hexadecimal digits."""
+    return _OBJECT_ID_HEX.fullmatch(auction_id) is not None
+
+
+class AuctionIdType(enum.Enum):
+    """How MongoDB stores an auction id (``MONGODB_AUCTION_ID_TYPE``).
+
+    ``AUTO`` stores an ObjectId's text as an ObjectId and any other id as a string; ``OBJECTID``
+    accepts only ObjectId texts; ``STRING`` stores every id as a string, as versions before it did.
+    Reads find both forms of an ObjectId text whatever the setting.
+    """
+
+    AUTO = "auto"
+    OBJECTID = "objectid"
+    STRING = "string"
 
 
 class SnapshotOutcome(enum.Enum):
@@ -115,3 +137,7 @@ class AnalyticsRange:
 
 class StorageUnavailable(Exception):
     """The store cannot be reached or written right now; the caller may retry later."""
+
+
+class AuctionNotFound(Exception):
+    """The flag lives on the backend's auction documents and none has this id; nothing was written."""

@@ -87,6 +87,7 @@ def create_ingest_server(
         snapshot_interval_seconds=config.timing.snapshot_interval_seconds,
         max_samples=config.timing.max_samples_per_snapshot,
         retention_seconds=config.retention_days * 86_400,
+        auction_id_type=config.mongodb.auction_id_type,
     )
     snapshot_servicer = SnapshotIngestServicer(SnapshotIngestor(store, flags, rules, clock))
     health_servicer = health.aio.HealthServicer()
@@ -106,10 +107,13 @@ def create_ingest_server(
     )
     snapshot_ingest_service_pb2_grpc.add_SnapshotIngestServiceServicer_to_server(snapshot_servicer, server)
     auction_settings_service_pb2_grpc.add_AuctionSettingsServiceServicer_to_server(
-        AuctionSettingsServicer(store, flags, clock), server
+        AuctionSettingsServicer(store, flags, clock, config.mongodb.auction_id_type), server
     )
     viewer_analytics_service_pb2_grpc.add_ViewerAnalyticsServiceServicer_to_server(
-        ViewerAnalyticsServicer(store, config.timing.snapshot_interval_seconds), server
+        ViewerAnalyticsServicer(
+            store, config.timing.snapshot_interval_seconds, config.mongodb.auction_id_type
+        ),
+        server,
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

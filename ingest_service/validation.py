@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ingest_service.domain import Snapshot
+from ingest_service.domain import AuctionIdType, Snapshot, is_object_id_hex
 from service_common.auction_ids import auction_id_problem
 
 # Far above any real auction room, low enough that a corrupted counter cannot poison a chart's scale.
@@ -13,17 +13,30 @@ MAX_VIEWER_COUNT = 10_000_000
 MAX_GATEWAY_ID_LENGTH = 128
 
 
+def accepted_auction_id_problem(auction_id: str, id_type: AuctionIdType) -> str | None:
+    """Why the ingest service refuses ``auction_id`` (in any call), or None if it accepts it.
+
+    The rule shared by every service, plus, with ``MONGODB_AUCTION_ID_TYPE=objectid``, that the id
+    is an ObjectId's text.
+    """
+    problem = auction_id_problem(auction_id)
+    if problem is None and id_type is AuctionIdType.OBJECTID and not is_object_id_hex(auction_id):
+        return "auction id must be an ObjectId: 24 lowercase hexadecimal digits"
+    return problem
+
+
 @dataclass(frozen=True)
 class SnapshotRules:
-    """The limits that depend on configuration: interval length, samples per interval, retention."""
+    """The limits that depend on configuration: interval length, samples per interval, retention, id form."""
 
     snapshot_interval_seconds: int
     max_samples: int
     retention_seconds: int
+    auction_id_type: AuctionIdType = AuctionIdType.AUTO
 
     def problem(self, snapshot: Snapshot, now: float) -> str | None:
         """Why ``snapshot`` must be rejected at time ``now`` (epoch seconds), or None if it is valid."""
-        id_problem = auction_id_problem(snapshot.auction_id)
+        id_problem = accepted_auction_id_problem(snapshot.auction_id, self.auction_id_type)
         if id_problem:
             return id_problem
         interval = self.snapshot_interval_seconds

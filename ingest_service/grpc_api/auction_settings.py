@@ -9,25 +9,32 @@ import grpc
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 
 from ingest_service.analytics_flags import AnalyticsFlagCache
-from ingest_service.domain import AuctionSettings, StorageUnavailable
+from ingest_service.domain import AuctionIdType, AuctionNotFound, AuctionSettings, StorageUnavailable
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import settings_to_wire
 from ingest_service.storage.port import SnapshotStore
-from service_common.auction_ids import auction_id_problem
+from ingest_service.validation import accepted_auction_id_problem
 
 logger = logging.getLogger(__name__)
 
 
 class AuctionSettingsServicer:
-    def __init__(self, store: SnapshotStore, flags: AnalyticsFlagCache, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        flags: AnalyticsFlagCache,
+        clock: Callable[[], float],
+        auction_id_type: AuctionIdType = AuctionIdType.AUTO,
+    ) -> None:
         self._store = store
         self._flags = flags
         self._clock = clock
+        self._auction_id_type = auction_id_type
 
     async def GetAuctionSettings(
         self, request: settings_pb2.GetAuctionSettingsRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.GetAuctionSettingsResponse:
-        await _require_valid_auction_id(request.auction_id, context)
+        await _require_valid_auction_id(request.auction_id, self._auction_id_type, context)
         try:
             found = await self._store.get_settings([request.auction_id])
         except StorageUnavailable as error:
@@ -38,13 +45,17 @@ class AuctionSettingsServicer:
     async def SetViewerAnalytics(
         self, request: settings_pb2.SetViewerAnalyticsRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.SetViewerAnalyticsResponse:
-        await _require_valid_auction_id(request.auction_id, context)
+        await _require_valid_auction_id(request.auction_id, self._auction_id_type, context)
         try:
             settings = await self._store.set_viewer_analytics(
                 request.auction_id, request.enabled, self._clock()
             )
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error)
+        except AuctionNotFound as error:
+            # INVALID_ARGUMENT, which the GraphQL API turns into its InvalidInput result: the id
+            # names nothing the flag could be written on (the store creates no auction documents).
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         self._flags.remember(settings)
         logger.info(
             "Viewer analytics setting changed",
@@ -53,7 +64,9 @@ class AuctionSettingsServicer:
         return settings_pb2.SetViewerAnalyticsResponse(settings=settings_to_wire(settings))
 
 
-async def _require_valid_auction_id(auction_id: str, context: grpc.aio.ServicerContext) -> None:
-    problem = auction_id_problem(auction_id)
+async def _require_valid_auction_id(
+    auction_id: str, id_type: AuctionIdType, context: grpc.aio.ServicerContext
+) -> None:
+    problem = accepted_auction_id_problem(auction_id, id_type)
     if problem:
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)

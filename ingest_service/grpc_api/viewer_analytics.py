@@ -5,11 +5,17 @@ from __future__ import annotations
 import grpc
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 
-from ingest_service.domain import AnalyticsRange, AnalyticsSummary, RangeTotals, StorageUnavailable
+from ingest_service.domain import (
+    AnalyticsRange,
+    AnalyticsSummary,
+    AuctionIdType,
+    RangeTotals,
+    StorageUnavailable,
+)
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
 from ingest_service.storage.port import SnapshotStore
-from service_common.auction_ids import auction_id_problem
+from ingest_service.validation import accepted_auction_id_problem
 
 # Seven days of minutes (10,080) fit; a response stays far below gRPC's default 4 MiB message limit.
 MAX_POINTS = 20_000
@@ -26,14 +32,20 @@ def point_bound(totals: RangeTotals, bucket_seconds: int) -> int:
 
 
 class ViewerAnalyticsServicer:
-    def __init__(self, store: SnapshotStore, snapshot_interval_seconds: int) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        snapshot_interval_seconds: int,
+        auction_id_type: AuctionIdType = AuctionIdType.AUTO,
+    ) -> None:
         self._store = store
         self._snapshot_interval_seconds = snapshot_interval_seconds
+        self._auction_id_type = auction_id_type
 
     async def QueryViewerAnalytics(
         self, request: analytics_pb2.QueryViewerAnalyticsRequest, context: grpc.aio.ServicerContext
     ) -> analytics_pb2.QueryViewerAnalyticsResponse:
-        problem = auction_id_problem(request.auction_id)
+        problem = accepted_auction_id_problem(request.auction_id, self._auction_id_type)
         if problem:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         start = getattr(request, "from").seconds if request.HasField("from") else None

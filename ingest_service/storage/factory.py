@@ -22,6 +22,7 @@ async def open_store(config: IngestConfig, clock: Callable[[], float] = time.tim
             config.mongodb_uri,
             retention_days=config.retention_days,
             server_selection_timeout_ms=round(config.mongodb_server_selection_timeout_seconds * 1000),
+            settings=config.mongodb,
         )
     return await SqliteSnapshotStore.open(
         config.sqlite_path, retention_days=config.retention_days, clock=clock

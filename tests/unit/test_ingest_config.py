@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_service.config import IngestConfig
+from ingest_service.config import IngestConfig, MongoSettings
+from ingest_service.domain import AuctionIdType
 from service_common.config import ConfigError
 from service_common.timing import SnapshotTiming
 
@@ -21,6 +22,32 @@ def test_defaults_need_only_a_key() -> None:
     assert config.retention_days == 90
     assert config.timing == SnapshotTiming(60, 5)
     assert config.timing.max_samples_per_snapshot == 12
+    # Flags are read for every batch, so any number of replicas agree; MongoDB as production wants it.
+    assert config.flag_cache_seconds == 0.0
+    assert config.mongodb == MongoSettings(
+        auction_id_type=AuctionIdType.AUTO,
+        auctions_collection=None,
+        write_concern="majority",
+        write_timeout_seconds=10.0,
+        read_preference="primary",
+    )
+
+
+def test_mongodb_settings_are_read() -> None:
+    config = IngestConfig.from_env(
+        {
+            "INTERNAL_API_KEY": KEY,
+            "MONGODB_AUCTION_ID_TYPE": "ObjectId",
+            "MONGODB_AUCTIONS_COLLECTION": "auctions",
+            "MONGODB_WRITE_CONCERN": "2",
+            "MONGODB_WRITE_TIMEOUT_SECONDS": "2.5",
+            "MONGODB_READ_PREFERENCE": "secondaryPreferred",
+        }
+    )
+    assert config.mongodb == MongoSettings(AuctionIdType.OBJECTID, "auctions", 2, 2.5, "secondarypreferred")
+    assert IngestConfig.from_env({"INTERNAL_API_KEY": KEY, "MONGODB_AUCTION_ID_TYPE": "string"}).mongodb == (
+        MongoSettings(auction_id_type=AuctionIdType.STRING)
+    )
 
 
 def test_every_variable_is_read() -> None:
@@ -58,6 +85,13 @@ def test_every_variable_is_read() -> None:
         ({"MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS": "0"}, "MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS"),
         ({"SNAPSHOT_INTERVAL_SECONDS": "5", "SAMPLE_INTERVAL_SECONDS": "10"}, "SAMPLE_INTERVAL_SECONDS"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"MONGODB_AUCTION_ID_TYPE": "uuid"}, "MONGODB_AUCTION_ID_TYPE"),
+        ({"MONGODB_AUCTIONS_COLLECTION": "system.users"}, "MONGODB_AUCTIONS_COLLECTION"),
+        ({"MONGODB_AUCTIONS_COLLECTION": "auc$tions"}, "MONGODB_AUCTIONS_COLLECTION"),
+        ({"MONGODB_WRITE_CONCERN": "0"}, "MONGODB_WRITE_CONCERN"),
+        ({"MONGODB_WRITE_CONCERN": "most"}, "MONGODB_WRITE_CONCERN"),
+        ({"MONGODB_WRITE_TIMEOUT_SECONDS": "0"}, "MONGODB_WRITE_TIMEOUT_SECONDS"),
+        ({"MONGODB_READ_PREFERENCE": "fastest"}, "MONGODB_READ_PREFERENCE"),
     ],
 )
 def test_invalid_values_name_their_variable(changes: dict[str, str], variable: str) -> None:

@@ -79,6 +79,17 @@ async def test_flags_are_looked_up_once_then_cached_until_they_age() -> None:
     assert store.lookups[-1] == ["on"]
 
 
+async def test_without_an_age_every_lookup_reads_the_store() -> None:
+    # The default: replicas agree because none of them keeps a flag between batches.
+    store = CountingStore({"on"})
+    cache = AnalyticsFlagCache(store, max_age_seconds=0, clock=FakeClock(1000.0))
+    assert await cache.enabled_auctions({"on", "off"}) == {"on"}
+    cache.remember(AuctionSettings("off", True, 1000.0))
+    store.enabled = {"off"}
+    assert await cache.enabled_auctions({"on", "off"}) == {"off"}
+    assert store.lookups == [["off", "on"], ["off", "on"]]
+
+
 async def test_a_flag_written_here_is_seen_at_once() -> None:
     store = CountingStore(set())
     cache = AnalyticsFlagCache(store, max_age_seconds=3600, clock=FakeClock(0.0))
