@@ -310,17 +310,12 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     connection.executescript(_SCHEMA)
     # Under the write lock: another process opening the same file at the same time must not build
     # the rollups a second time.
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(connection):
         has_snapshots = connection.execute("SELECT EXISTS (SELECT 1 FROM viewer_snapshots)").fetchone()[0]
         has_rollups = connection.execute("SELECT EXISTS (SELECT 1 FROM viewer_hourly)").fetchone()[0]
         if has_snapshots and not has_rollups:
             logger.info("Building hourly rollups for a database written before they existed")
             connection.execute(_REBUILD_ROLLUPS, {"start": _UNBOUNDED_START, "end": _UNBOUNDED_END})
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return connection
 
 
