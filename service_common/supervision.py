@@ -38,6 +38,9 @@ class Supervisor:
         max_backoff_seconds: the largest delay (with up to 20% jitter, so replicas do not retry in step).
         stable_seconds: how long a restarted task must run before it counts as recovered.
         clock: monotonic seconds.
+        report_failure: called with the task's health, the exception it raised and the delay before
+            its restart, instead of the default log lines: for a caller that says it its own way (a
+            command-line tool printing to a terminal, a counter).
     """
 
     def __init__(
@@ -47,7 +50,9 @@ class Supervisor:
         max_backoff_seconds: float = 30.0,
         stable_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        report_failure: Callable[[TaskHealth, Exception, float], None] | None = None,
     ) -> None:
+        self._report_failure = report_failure
         self._initial_backoff = initial_backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._stable = stable_seconds
@@ -103,14 +108,18 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the point of a supervisor: any failure is retried
+                failure = error
                 self._record_failure(health, error)
             else:
                 health.running_since = None
                 return
             delay = min(self._max_backoff, self._initial_backoff * 2 ** (health.consecutive_failures - 1))
+            delay *= random.uniform(1.0, 1.2)
+            if self._report_failure is not None:
+                self._report_failure(health, failure, delay)
             health.backing_off = True
             try:
-                await asyncio.sleep(delay * random.uniform(1.0, 1.2))
+                await asyncio.sleep(delay)
             finally:
                 health.backing_off = False
 
@@ -122,6 +131,8 @@ class Supervisor:
         health.consecutive_failures += 1
         health.last_error = f"{type(error).__name__}: {error}"
         health.running_since = None
+        if self._report_failure is not None:
+            return
         if health.consecutive_failures == 1:
             logger.error(
                 "Background task failed; restarting it",

@@ -131,3 +131,43 @@ def service_pids(parent_pid: int) -> dict[str, int]:
         for pid, command in children(parent_pid).items()
         if "-m" in command
     }
+
+
+class StackLog:
+    """local_stack's log, read as it arrives (so the pipe never fills), with waits for given lines."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.lines: list[str] = []
+        self._arrived = asyncio.Condition()
+        self._ended = False
+        self._reader = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        async for raw in stream:
+            async with self._arrived:
+                self.lines.append(raw.decode(errors="replace"))
+                self._arrived.notify_all()
+        async with self._arrived:
+            self._ended = True
+            self._arrived.notify_all()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    async def line_with(self, text: str, after: int = 0) -> int:
+        """Waits for a line containing ``text`` (from line ``after`` on); returns its index."""
+
+        def found() -> int | None:
+            return next((i for i in range(after, len(self.lines)) if text in self.lines[i]), None)
+
+        async with self._arrived:
+            await asyncio.wait_for(
+                self._arrived.wait_for(lambda: found() is not None or self._ended), START_TIMEOUT
+            )
+        index = found()
+        assert index is not None, f"the log ended without {text!r}:\n" + "".join(self.lines[-30:])
+        return index
+
+    async def ended(self) -> None:
+        await asyncio.wait_for(asyncio.shield(self._reader), START_TIMEOUT)

@@ -9,16 +9,23 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import signal
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from local_stack import child
 from tests.stack_support import (
+    REPO,
     START_TIMEOUT,
+    StackLog,
     drain,
+    free_ports,
+    read_until,
     read_until_banner,
     service_pids,
     start_stack,
@@ -36,8 +43,6 @@ async def test_starts_everything_serves_the_dashboard_and_stops_cleanly(tmp_path
     lines: list[str] = []
     try:
         banner_line = await asyncio.wait_for(read_until_banner(process.stderr, lines), START_TIMEOUT)
-        # Keep reading, so the children's logs never fill the pipe.
-        draining = asyncio.create_task(drain(process.stderr, lines))
         match = re.search(r"(http://127\.0\.0\.1:(\d+)/dashboard/)#token=(\S+)", banner_line)
         assert match is not None, banner_line
         dashboard, port, token = match.groups()
@@ -60,6 +65,15 @@ async def test_starts_everything_serves_the_dashboard_and_stops_cleanly(tmp_path
             async with http.get(f"http://127.0.0.1:{ports['GATEWAY_PORT']}/healthz") as answer:
                 assert answer.status == 200
 
+            # The banner's command mints a seller's token for this stack, with its JWT secret.
+            await asyncio.wait_for(read_until(process.stderr, lines, "Ctrl-C stops"), START_TIMEOUT)
+            draining = asyncio.create_task(drain(process.stderr, lines))
+            seller = await mint_token_as_the_banner_says("".join(lines))
+            headers = {"Authorization": f"Bearer {seller}"}
+            async with http.post(f"http://127.0.0.1:{port}/graphql", json=query, headers=headers) as answer:
+                body = await answer.json()
+            assert body == {"data": {"auction": {"settings": {"enableViewerAnalytics": False}}}}, body
+
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), START_TIMEOUT) == 0
         await draining
@@ -72,6 +86,24 @@ async def test_starts_everything_serves_the_dashboard_and_stops_cleanly(tmp_path
         # A failed assertion stops the stack gracefully: killed outright, local_stack could not stop
         # its services in order, and on a platform without the parent-death signal not at all.
         await stop_stack(process)
+
+
+async def mint_token_as_the_banner_says(log: str) -> str:
+    """Runs the dev_token command the banner prints (with this interpreter) and returns its token."""
+    (command,) = [line.strip() for line in log.splitlines() if "graphql_api.dev_token" in line]
+    assignment, python, *arguments = shlex.split(command)
+    name, _, secret = assignment.partition("=")
+    assert (name, python) == ("GRAPHQL_JWT_SECRET", ".venv/bin/python"), command
+    minted = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *arguments,
+        cwd=REPO,
+        env={**os.environ, "GRAPHQL_JWT_SECRET": secret},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(minted.communicate(), START_TIMEOUT)
+    assert minted.returncode == 0
+    return out.decode().strip()
 
 
 @pytest.mark.skipif(not child.SUPPORTED, reason=child.UNSUPPORTED_REASON)
@@ -120,3 +152,82 @@ async def _exited(pidfd: int) -> None:
         await exited
     finally:
         loop.remove_reader(pidfd)
+
+
+async def test_a_service_that_crashes_is_named_and_restarted_while_the_others_keep_running(
+    tmp_path: Path,
+) -> None:
+    process, ports = await start_stack(tmp_path / "data")
+    assert process.stderr is not None
+    log = StackLog(process.stderr)
+    try:
+        banner = await log.line_with("Viewer Analytics is running")
+        await log.line_with("is restarted (after 1 s", after=banner)
+        before = service_pids(process.pid)
+        assert sorted(before) == SERVICES, before
+
+        os.kill(before["socket_gateway"], signal.SIGKILL)
+        named = await log.line_with("local_stack: socket_gateway was killed by SIGKILL; its last log lines:")
+        # Its own last lines follow, without the relay's prefix, then when it comes back.
+        shown = log.lines[named + 1]
+        assert shown.startswith("    "), shown
+        assert "socket_gateway" in shown, shown
+        await log.line_with("local_stack: restarting socket_gateway in", after=named)
+        await log.line_with("local_stack: socket_gateway is running again (pid", after=named)
+
+        after = service_pids(process.pid)
+        assert after["socket_gateway"] != before["socket_gateway"]
+        assert (after["ingest_service"], after["graphql_api"]) == (
+            before["ingest_service"],
+            before["graphql_api"],
+        ), "the other two kept running"
+        async with aiohttp.ClientSession() as http:
+            for port in (ports["GATEWAY_PORT"], ports["GRAPHQL_PORT"]):
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as answer:
+                    assert answer.status == 200
+        assert process.returncode is None
+
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), START_TIMEOUT) == 0
+        await log.ended()
+        assert "Socket gateway stopped" in log.text
+    finally:
+        await stop_stack(process)
+
+
+async def test_a_service_that_cannot_start_is_named_at_once_and_another_process_on_its_port_does_not_count(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the gateway's port and even answers ``/healthz`` there: local_stack's
+    own gateway cannot bind it and exits. local_stack says so, with the gateway's last lines, never
+    that the stack runs, and stops the two others."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    impostor = web.Application()
+    impostor.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(impostor)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    ports = {**free_ports(), "GATEWAY_PORT": str(runner.addresses[0][1])}
+    process, _ = await start_stack(tmp_path / "data", ports)
+    assert process.stderr is not None
+    log = StackLog(process.stderr)
+    try:
+        assert await asyncio.wait_for(process.wait(), START_TIMEOUT) == 1
+        await log.ended()
+        text = log.text
+        assert "Viewer Analytics is running" not in text
+        named = await log.line_with("local_stack: socket_gateway exited with code")
+        assert "its last log lines:" in log.lines[named]
+        shown = "".join(line for line in log.lines[named + 1 :] if line.startswith("    "))
+        # The gateway's own words for it (service_common.service_process).
+        assert "already in use" in shown, shown
+        assert "stopping the others" in text
+        for stopped in ("GraphQL API stopped", "Ingest service stopped"):
+            assert stopped in text
+    finally:
+        await stop_stack(process)
+        await runner.cleanup()

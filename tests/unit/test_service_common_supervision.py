@@ -83,3 +83,41 @@ async def test_a_task_that_returns_is_done_and_not_restarted() -> None:
     with pytest.raises(ValueError, match="already supervised"):
         supervisor.start("once", once)
     await supervisor.stop()
+
+
+async def test_a_caller_can_report_failures_its_own_way_with_the_delay_before_each_restart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reported: list[tuple[str, int, str, float]] = []
+    supervisor = Supervisor(
+        initial_backoff_seconds=0.001,
+        max_backoff_seconds=0.004,
+        report_failure=lambda health, error, delay: reported.append(
+            (health.name, health.consecutive_failures, str(error), delay)
+        ),
+    )
+    attempts = 0
+    settled = asyncio.Event()
+
+    async def flaky() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 4:
+            raise OSError(f"exit #{attempts}")
+        settled.set()
+        await asyncio.Event().wait()
+
+    with caplog.at_level(logging.DEBUG, "service_common.supervision"):
+        supervisor.start("child", flaky)
+        await asyncio.wait_for(settled.wait(), 5)
+    assert [(name, count, error) for name, count, error, _ in reported] == [
+        ("child", 1, "exit #1"),
+        ("child", 2, "exit #2"),
+        ("child", 3, "exit #3"),
+        ("child", 4, "exit #4"),
+    ]
+    # Doubling from the first delay up to the largest, each with at most 20% jitter.
+    for (_, _, _, delay), base in zip(reported, (0.001, 0.002, 0.004, 0.004), strict=True):
+        assert base <= delay <= base * 1.2
+    assert caplog.records == [], "the reporter replaces the default log lines"
+    await supervisor.stop()
