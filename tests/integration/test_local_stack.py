@@ -225,9 +225,9 @@ async def test_a_service_that_cannot_start_is_named_at_once_and_another_process_
         shown = "".join(line for line in log.lines[named + 1 :] if line.startswith("    "))
         # The gateway's own words for it (service_common.service_process).
         assert "already in use" in shown, shown
+        # (local_stack waits for each of the others to exit before it does; one still importing when
+        # it gets SIGTERM stops without a "stopped" line, so the test does not look for those.)
         assert "stopping the others" in text
-        for stopped in ("GraphQL API stopped", "Ingest service stopped"):
-            assert stopped in text
     finally:
         await stop_stack(process)
         await runner.cleanup()
