@@ -34,6 +34,7 @@ from socket_gateway.room_index import IndexedManager, IndexedRedisManager
 from socket_gateway.rooms import RoomCounts, RoomRegistry
 from socket_gateway.sampler import Sampler
 from socket_gateway.sender import Backoff, SnapshotSender
+from socket_gateway.session_guard import SessionGuard, SessionLimits
 from socket_gateway.websocket_transport import WebSocketEndpoint
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,17 @@ def create_app(
         metrics,
         lambda request: sio.eio._cors_headers(engineio_aiohttp.translate_request(request)),
     )
+    # After guard_malformed_frames: it wraps the WebSocket driver left by both.
+    sessions = SessionGuard(
+        sio,
+        SessionLimits(
+            config.max_queued_bytes_per_session,
+            config.max_queued_packets_per_session,
+            config.connect_timeout_seconds,
+        ),
+        malformed_frames,
+        metrics,
+    )
     websockets = WebSocketEndpoint(
         sio.eio,
         socketio_path=SOCKETIO_PATH,
@@ -164,6 +176,7 @@ def create_app(
         malformed_frames=malformed_frames,
         metrics=metrics,
         serve_deflate_elsewhere=config.websocket_compression,
+        max_unsent_bytes=config.max_queued_bytes_per_session,
     )
 
     def count_packet(auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
@@ -253,6 +266,11 @@ def create_app(
         app.cleanup_ctx.append(_cluster_ctx)
     app.cleanup_ctx.append(_sampler_ctx)
     app.on_shutdown.append(_close_interval_and_flush)
+
+    async def stop_session_guard(app: web.Application) -> None:
+        sessions.close()
+
+    app.on_cleanup.append(stop_session_guard)
     return app
 
 

@@ -59,6 +59,11 @@ class GatewayConfig:
     send_batch_size: int = 500
     shutdown_flush_seconds: float = 5.0
     max_payload_bytes: int = 16 * 1024
+    # What one session may leave unread (queued packets, or bytes unsent on a WebSocket), and how
+    # soon after its Engine.IO handshake it must join Socket.IO (docs/socket_gateway.md, "Errors").
+    max_queued_bytes_per_session: int = 1024 * 1024
+    max_queued_packets_per_session: int = 1000
+    connect_timeout_seconds: float = 10.0
     connections_per_ip_per_minute: int = 120
     viewer_token_secret: str | None = None
     websocket_compression: bool = False
@@ -110,6 +115,19 @@ class GatewayConfig:
             ),
             max_payload_bytes=read_int(
                 env, "GATEWAY_MAX_PAYLOAD_BYTES", 16 * 1024, minimum=1024, maximum=1024 * 1024
+            ),
+            max_queued_bytes_per_session=read_int(
+                env,
+                "GATEWAY_MAX_QUEUED_BYTES_PER_SESSION",
+                1024 * 1024,
+                minimum=64 * 1024,
+                maximum=64 * 1024 * 1024,
+            ),
+            max_queued_packets_per_session=read_int(
+                env, "GATEWAY_MAX_QUEUED_PACKETS_PER_SESSION", 1000, minimum=16, maximum=1_000_000
+            ),
+            connect_timeout_seconds=read_float(
+                env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=300.0
             ),
             connections_per_ip_per_minute=read_int(
                 env, "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", 120, minimum=1, maximum=1_000_000

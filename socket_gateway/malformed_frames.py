@@ -205,9 +205,15 @@ def guard_malformed_frames(
         except _DECODE_ERRORS as error:
             remote = remote_address(sio.environ.get(eio_sid))
             reports.report(eio_sid, f"{type(error).__name__}: {error}", remote)
-            # Engine.IO's disconnect sends its CLOSE packet and leaves the WebSocket to the client;
-            # a hostile one would keep it open, so it is closed here.
-            await eio.disconnect(eio_sid)
+            # Not eio.disconnect(): it waits until the client has taken the CLOSE packet, and a polling
+            # client that never polls again would hold its POST (and this handler) for ever.
+            socket = eio.sockets.get(eio_sid)
+            if socket is not None:
+                await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+                if eio.sockets.get(eio_sid) is socket:
+                    del eio.sockets[eio_sid]
+            # The CLOSE packet leaves the WebSocket to the client; a hostile one would keep it open,
+            # so it is closed here.
             websocket = websockets.get(eio_sid)
             if websocket is not None:
                 await websocket.close()

@@ -25,6 +25,7 @@ class GatewayMetrics:
     count_messages_total: int = 0
     count_messages_direct_total: int = 0
     websockets_dropped_unread_total: int = 0
+    sessions_dropped_unread: Counter[str] = field(default_factory=Counter)
     samples_total: int = 0
     snapshots_enqueued_total: int = 0
     outbox_dropped_total: int = 0
@@ -88,6 +89,12 @@ class GatewayMetrics:
             "counter",
             "WebSocket sessions dropped because their peer left too many bytes unread.",
             [("", self.websockets_dropped_unread_total)],
+        )
+        metric(
+            "gateway_sessions_dropped_unread_total",
+            "counter",
+            "Sessions closed because their client left more than the per-session cap unread, by transport.",
+            _labelled("transport", self.sessions_dropped_unread),
         )
         metric("gateway_samples_total", "counter", "Sampler ticks taken.", [("", self.samples_total)])
         metric(

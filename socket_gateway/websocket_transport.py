@@ -45,6 +45,7 @@ import engineio  # type: ignore[import-untyped]
 from engineio import async_socket
 from engineio import packet as eio_packet
 
+from service_common.log_limits import RateLimitedLog
 from socket_gateway.malformed_frames import MalformedFrameLog, engineio_frame_problem
 from socket_gateway.metrics import GatewayMetrics
 
@@ -225,6 +226,8 @@ class WebSocketEndpoint:
         self.serve_deflate_elsewhere = serve_deflate_elsewhere
         self.max_unsent_bytes = max_unsent_bytes
         self.head_timeout_seconds = head_timeout_seconds
+        # Lines a client can cause, per cause (a flood of peers that stop reading writes a few).
+        self.log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
 
     def protocol(self, http_protocol: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
         """A protocol for one accepted connection; what is not served here goes to ``http_protocol()``."""
@@ -370,8 +373,11 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
             return
         transport.write(frame)
         if transport.get_write_buffer_size() > self._endpoint.max_unsent_bytes:
-            self._endpoint.metrics.websockets_dropped_unread_total += 1
-            logger.warning(
+            endpoint = self._endpoint
+            endpoint.metrics.websockets_dropped_unread_total += 1
+            endpoint.metrics.sessions_dropped_unread["websocket"] += 1
+            endpoint.log.warning(
+                "stopped_reading",
                 "Viewer stopped reading; connection dropped",
                 extra={"connection": self.sid, "remote": self.environ["REMOTE_ADDR"]},
             )
