@@ -113,6 +113,7 @@ class HandshakeAdmission:
         # One line per 10 s, with how many refusals it stands for: a flood of handshakes over the
         # limit wrote 120k lines in 10 s when each refusal was logged.
         self._refusals = RateLimitedLog(logger, interval_seconds=10.0)
+        metrics.rate_limited_logs["handshakes"] = self._refusals
 
     def __call__(self, remote: str) -> bool:
         if self._limiter.allow(remote):

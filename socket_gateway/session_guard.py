@@ -160,6 +160,7 @@ class SessionGuard:
         self._malformed_frames = malformed_frames
         self._metrics = metrics
         self._log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
+        metrics.rate_limited_logs["sessions"] = self._log
         # Sessions by their Engine.IO sid, in the order they opened, until their connect deadline.
         self._awaiting_connect: deque[tuple[float, str]] = deque()
         self._connect_timer: asyncio.TimerHandle | None = None

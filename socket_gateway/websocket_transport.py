@@ -228,6 +228,7 @@ class WebSocketEndpoint:
         self.head_timeout_seconds = head_timeout_seconds
         # Lines a client can cause, per cause (a flood of peers that stop reading writes a few).
         self.log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
+        metrics.rate_limited_logs["websocket_transport"] = self.log
 
     def protocol(self, http_protocol: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
         """A protocol for one accepted connection; what is not served here goes to ``http_protocol()``."""

@@ -44,6 +44,8 @@ async def test_a_rate_limited_polling_handshake_carries_cors_and_a_flood_of_them
             async with http.get(running.url + POLLING, headers=headers) as flood:
                 assert flood.status == 429
         assert running.gateway.metrics.connections_refused["rate_limited"] == 502
+        metrics = await (await http.get(f"{running.url}/metrics")).text()
+        assert 'gateway_log_lines_suppressed_total{source="handshakes"} 501' in metrics.splitlines()
     refusals = [record for record in caplog.records if record.getMessage() == "Connection refused"]
     assert len(refusals) == 1, len(refusals)
 
