@@ -189,7 +189,7 @@ def create_app(
         # Every count update ends here: each room emit, on every node (encoded once and written by
         # RoomFanout instead of one task per recipient, room_index.py), and each joiner's own count.
         tally = await fanout.send(eio_sids, pkt)
-        metrics.count_messages_total += len(eio_sids)
+        metrics.count_messages_total += tally.direct + tally.queued
         metrics.count_messages_direct_total += tally.direct
 
     sio.manager.deliver_with(deliver)
@@ -205,6 +205,11 @@ def create_app(
         if eio_sid is None:
             return
         await deliver([eio_sid], count_packet(auction_id, counts))
+
+    def forget_counts_sent(sid: str) -> None:
+        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            fanout.forget(eio_sid)
 
     broadcaster = CountBroadcaster(registry, emit_counts, config.count_update_interval_ms / 1000)
     cluster = None
@@ -233,6 +238,7 @@ def create_app(
         verifier,
         send_counts_to,
         counts_of=cluster.counts if cluster else registry.counts,
+        forget_counts_sent=forget_counts_sent,
     )
     events.register()
     gateway = Gateway(

@@ -47,6 +47,9 @@ class RoomChanges(Protocol):
 SendCountsTo = Callable[[str, str, RoomCounts], Awaitable[None]]
 """Sends one socket (by Socket.IO sid) an auction's counts."""
 
+ForgetCountsSent = Callable[[str], None]
+"""Forgets which counts a socket (by Socket.IO sid) was sent last: it left its room."""
+
 
 def room_name(auction_id: str) -> str:
     """The Socket.IO room of an auction; prefixed so no auction id can name a socket's own room."""
@@ -70,6 +73,7 @@ class ViewerEvents:
         token_verifier: ViewerTokenVerifier | None,
         send_counts_to: SendCountsTo,
         counts_of: Callable[[str], RoomCounts] | None = None,
+        forget_counts_sent: ForgetCountsSent | None = None,
     ) -> None:
         self._sio = sio
         self._registry = registry
@@ -77,6 +81,7 @@ class ViewerEvents:
         self._metrics = metrics
         self._tokens = token_verifier
         self._send_counts_to = send_counts_to
+        self._forget_counts_sent = forget_counts_sent or (lambda sid: None)
         # A joiner is told these counts: the room's (global ones in a cluster).
         self._counts_of = counts_of or registry.counts
         self._viewer_ids: dict[str, str | None] = {}
@@ -87,6 +92,11 @@ class ViewerEvents:
     @property
     def connections(self) -> int:
         return len(self._viewer_ids)
+
+    async def wait_joiners_told(self) -> None:
+        """Returns once every joiner's own count update so far has been sent."""
+        while self._joiner_sends:
+            await asyncio.gather(*self._joiner_sends, return_exceptions=True)
 
     def register(self) -> None:
         self._sio.on("connect", self.on_connect)
@@ -139,6 +149,7 @@ class ViewerEvents:
     def _forget(self, sid: str) -> None:
         self._viewer_ids.pop(sid, None)
         left = self._registry.leave(sid)
+        self._forget_counts_sent(sid)
         if left is not None:
             self._broadcaster.room_changed(left)
 
@@ -158,6 +169,8 @@ class ViewerEvents:
             left = self._registry.leave(sid)
             if left is not None:
                 await self._sio.leave_room(sid, room_name(left))
+                # Out of the room, it hears nothing more; back in one, it must be told the counts.
+                self._forget_counts_sent(sid)
                 self._broadcaster.room_changed(left)
             return {"ok": True, "auctionId": left}
         except Exception:
@@ -173,15 +186,19 @@ class ViewerEvents:
             # The socket disconnected while this event waited to run; joining now would leak it.
             return error_ack("not connected")
         left, changed = self._registry.join(sid, auction_id, self._viewer_ids[sid])
-        if changed:
-            if left is not None:
-                await self._sio.leave_room(sid, room_name(left))
-                self._broadcaster.room_changed(left)
-            await self._sio.enter_room(sid, room_name(auction_id))
-            self._broadcaster.room_changed(auction_id)
+        if not changed:
+            # Already in this room and told its counts: nothing changed, nobody is told anything.
+            return {"ok": True, **count_payload(auction_id, self._counts_of(auction_id))}
+        if left is not None:
+            await self._sio.leave_room(sid, room_name(left))
+            self._broadcaster.room_changed(left)
+        await self._sio.enter_room(sid, room_name(auction_id))
+        self._broadcaster.room_changed(auction_id)
         # The joiner hears the count at once, not at the room's next coalesced update, from a task
         # that runs after this handler returns: from the connect handler, the socket's CONNECT
-        # packet must go out before any event reaches it.
+        # packet must go out before any event reaches it. The room's update that this join sets
+        # off reaches the joiner too; of the two, the one that carries the counts the joiner was
+        # just sent is not sent to it (RoomFanout never sends a socket the update it sent it last).
         task = asyncio.create_task(self._tell_joiner(sid, auction_id))
         self._joiner_sends.add(task)
         task.add_done_callback(self._joiner_sends.discard)

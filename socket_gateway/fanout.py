@@ -21,6 +21,12 @@ and written to each socket's transport in a plain loop, where that is safe:
 
 Any other socket takes the Engine.IO queue, as every packet did before. A write never awaits, so
 no peer holds up a room; a transport that fails closes, and Engine.IO sees the socket go.
+
+Every count update a socket receives goes through here (room updates, relayed ones from other
+nodes, and a joiner's own), so this is also where a socket is never sent the very update it was
+sent last: a joiner is told its counts directly and also sits in the room whose update its join
+set off, and whichever of the two comes second would repeat the first. What each socket was last
+sent is forgotten when it leaves its room (``forget``), so a socket that comes back is told again.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class _Session:
 class FanoutTally:
     direct: int = 0
     queued: int = 0
+    # Not sent: the socket was sent this very packet last.
+    repeats: int = 0
 
 
 class RoomFanout:
@@ -80,6 +88,8 @@ class RoomFanout:
         self._compress = compress
         self._high_water_bytes = high_water_bytes
         self._sessions: dict[str, _Session] = {}
+        # Engine.IO sid → the last packet's data sent to it (one string shared by a room's sockets).
+        self._last_sent: dict[str, Any] = {}
         # The driver table is shared by every Engine.IO server in the process: replace, not mutate.
         eio._async = {**eio._async, "websocket": self._tracking_websocket}
 
@@ -90,13 +100,29 @@ class RoomFanout:
             1 for socket in self._eio.sockets.values() if isinstance(socket, WebSocketSession)
         )
 
+    def forget(self, eio_sid: str) -> None:
+        """Forgets what the socket was sent last (it left its room, or is gone)."""
+        self._last_sent.pop(eio_sid, None)
+
+    @property
+    def remembered_sockets(self) -> int:
+        """Sockets whose last update is remembered (bounded by the sockets in rooms)."""
+        return len(self._last_sent)
+
     async def send(self, eio_sids: Iterable[str], pkt: engineio.packet.Packet) -> FanoutTally:
         tally = FanoutTally()
         frame: bytes | None = None
         # Only text frames are built here; a binary packet always takes the queue.
         framed_here = not pkt.binary
         sockets = self._eio.sockets
+        data = pkt.data
+        last_sent = self._last_sent
         for eio_sid in eio_sids:
+            last = last_sent.get(eio_sid)
+            if last is data or last == data:
+                tally.repeats += 1
+                continue
+            last_sent[eio_sid] = data
             socket = sockets.get(eio_sid) if framed_here else None
             if isinstance(socket, WebSocketSession):
                 # Served by websocket_transport: everything it sends is written at once, in order.
