@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReadPreference, ReturnDocument
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    InsertOne,
+    ReadPreference,
+    ReturnDocument,
+    UpdateOne,
+)
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, ClientBulkWriteException, PyMongoError
 from pymongo.read_preferences import _ServerMode
 from pymongo.write_concern import WriteConcern
 
@@ -28,7 +38,20 @@ from ingest_service.domain import (
     StorageUnavailable,
     is_object_id_hex,
 )
+from ingest_service.storage.mongo_rollups import (
+    HOUR,
+    HOURLY_COLLECTION,
+    HOURLY_TTL_INDEX,
+    HOURLY_UNIQUE_INDEX,
+    META_COLLECTION,
+    ROLLUPS_BUILT_MARKER,
+    RollupBatch,
+    hour_of,
+    minute_entry,
+)
+from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
 from ingest_service.storage.port import SETTINGS_COLLECTION, SNAPSHOT_COLLECTION
+from service_common.supervision import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +62,10 @@ UNIQUE_INDEX = "auction_timestamp_unique"
 TTL_INDEX = "timestamp_ttl"
 _DUPLICATE_KEY = 11000
 _MILLIS_PER_SECOND = 1000
+# MongoDB 8.0: the bulkWrite command, one request writing several collections.
+_CLIENT_BULK_WRITE_WIRE_VERSION = 25
+# Rollup updates per request while building the rollups of minutes stored before they existed.
+_BUILD_BATCH = 500
 
 _READ_PREFERENCES: dict[str, _ServerMode] = {
     "primary": ReadPreference.PRIMARY,
@@ -96,6 +123,35 @@ def _backend_changed_at(document: Document) -> float | None:
     return None
 
 
+def _bucket_key(epoch_millis: Document, bucket_seconds: int | None) -> Any:
+    """The ``$group`` key of an epoch-aligned bucket (0: per second; None: one for everything)."""
+    if bucket_seconds is None:
+        return None
+    bucket_millis = (bucket_seconds or 1) * _MILLIS_PER_SECOND
+    return {"$subtract": [epoch_millis, {"$mod": [epoch_millis, bucket_millis]}]}
+
+
+def _split_duplicates(errors: list[tuple[int, Document]], minutes: int) -> tuple[list[int], list[int]]:
+    """Sorts a bulk write's errors into duplicate minutes (below ``minutes``) and conflicting rollups.
+
+    Raises:
+        StorageUnavailable: an error other than a duplicate key.
+    """
+    duplicates: list[int] = []
+    conflicts: list[int] = []
+    others = []
+    for index, error in errors:
+        if error.get("code") != _DUPLICATE_KEY:
+            others.append(error)
+        elif index < minutes:
+            duplicates.append(index)
+        else:
+            conflicts.append(index - minutes)
+    if others:
+        raise StorageUnavailable(f"MongoDB bulk write failed: {others[:3]}")
+    return duplicates, conflicts
+
+
 class MongoSnapshotStore:
     """The SnapshotStore port on MongoDB.
 
@@ -114,17 +170,33 @@ class MongoSnapshotStore:
         client: AsyncMongoClient[Document],
         database: AsyncDatabase[Document],
         settings: MongoSettings,
+        *,
+        retention_seconds: int,
+        clock: Callable[[], float] = time.time,
+        one_request_per_batch: bool = True,
     ) -> None:
         self._client = client
         self._database = database
+        self._retention_seconds = retention_seconds
+        self._clock = clock
+        self._one_request_per_batch = one_request_per_batch
         self._store_object_ids = settings.auction_id_type is not AuctionIdType.STRING
-        self._snapshots: AsyncCollection[Document] = database.get_collection(
-            SNAPSHOT_COLLECTION,
-            write_concern=WriteConcern(
-                w=settings.write_concern, wtimeout=round(settings.write_timeout_seconds * 1000)
-            ),
-            read_preference=_READ_PREFERENCES[settings.read_preference],
+        self._write_concern = WriteConcern(
+            w=settings.write_concern, wtimeout=round(settings.write_timeout_seconds * 1000)
         )
+        read_preference = _READ_PREFERENCES[settings.read_preference]
+        self._snapshots: AsyncCollection[Document] = database.get_collection(
+            SNAPSHOT_COLLECTION, write_concern=self._write_concern, read_preference=read_preference
+        )
+        self._hourly: AsyncCollection[Document] = database.get_collection(
+            HOURLY_COLLECTION, write_concern=self._write_concern, read_preference=read_preference
+        )
+        self._meta: AsyncCollection[Document] = database.get_collection(
+            META_COLLECTION, write_concern=WriteConcern(w="majority"), read_preference=ReadPreference.PRIMARY
+        )
+        # Set once every stored minute is in a rollup; until then queries read only the minutes.
+        self.rollups_complete = asyncio.Event()
+        self._supervisor = Supervisor()
         self._flags_on_auctions = settings.auctions_collection is not None
         self._settings: AsyncCollection[Document] = database.get_collection(
             settings.auctions_collection or SETTINGS_COLLECTION,
@@ -140,11 +212,20 @@ class MongoSnapshotStore:
         retention_days: int,
         server_selection_timeout_ms: int = 5000,
         settings: MongoSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        one_request_per_batch: bool | None = None,
     ) -> MongoSnapshotStore:
         """Connects to ``uri`` (database from its path, else ``viewer_analytics``) and ensures the indexes.
 
         Retryable writes and reads are on whatever the URI says: a batch is re-sent after a
         primary fails over rather than answered ``UNAVAILABLE``, and re-sending is idempotent.
+        If minutes were stored before the hourly rollups existed, their rollups are built in the
+        background (queries read only the minutes until that is done).
+
+        Args:
+            one_request_per_batch: write a batch's minutes and rollups in one ``bulkWrite``
+                request (MongoDB 8.0 and later); None decides by the server's version. False writes
+                the minutes, then the rollups, as the servers before 8.0 must.
 
         Raises:
             StorageUnavailable: the server cannot be reached or the indexes cannot be set.
@@ -158,12 +239,26 @@ class MongoSnapshotStore:
             retryReads=True,
             appname="viewer-analytics-ingest",
         )
-        store = cls(client, client.get_default_database(default=DEFAULT_DATABASE), settings)
         try:
+            if one_request_per_batch is None:
+                hello = await client.admin.command("hello")
+                one_request_per_batch = hello.get("maxWireVersion", 0) >= _CLIENT_BULK_WRITE_WIRE_VERSION
+            store = cls(
+                client,
+                client.get_default_database(default=DEFAULT_DATABASE),
+                settings,
+                retention_seconds=retention_days * 86_400,
+                clock=clock,
+                one_request_per_batch=one_request_per_batch,
+            )
             await store._ensure_indexes(retention_days * 86_400)
+            if await store._meta.find_one({"_id": ROLLUPS_BUILT_MARKER}) is not None:
+                store.rollups_complete.set()
         except PyMongoError as error:
             await client.close()
             raise StorageUnavailable(f"MongoDB: {error}") from error
+        if not store.rollups_complete.is_set():
+            store._supervisor.start("mongodb-rollup-build", store._build_rollups)
         logger.info(
             "MongoDB store opened",
             extra={
@@ -173,53 +268,192 @@ class MongoSnapshotStore:
                 "auction_id_type": settings.auction_id_type.value,
                 "write_concern": settings.write_concern,
                 "read_preference": settings.read_preference,
+                "one_request_per_batch": one_request_per_batch,
+                "rollups_complete": store.rollups_complete.is_set(),
             },
         )
         return store
 
     async def _ensure_indexes(self, retention_seconds: int) -> None:
+        # Idempotent: createIndex with the same keys and options is a no-op. These unique indexes
+        # are also what the recommended shard keys need (docs/ingest_service.md, "Sharding").
         await self._snapshots.create_index(
             [("auction", ASCENDING), ("timestamp", ASCENDING)], unique=True, name=UNIQUE_INDEX
         )
+        await self._hourly.create_index(
+            [("auction", ASCENDING), ("hour", ASCENDING)], unique=True, name=HOURLY_UNIQUE_INDEX
+        )
+        await self._ensure_ttl(self._snapshots, TTL_INDEX, "timestamp", retention_seconds)
+        await self._ensure_ttl(self._hourly, HOURLY_TTL_INDEX, "lastMinuteAt", retention_seconds)
+
+    async def _ensure_ttl(
+        self, collection: AsyncCollection[Document], name: str, field: str, retention_seconds: int
+    ) -> None:
         # createIndex refuses to change an existing index's options, so a changed retention goes
         # through collMod. The existing index is looked up rather than inferred from createIndex's
         # error, whose code differs between servers.
-        existing = (await self._snapshots.index_information()).get(TTL_INDEX)
+        existing = (await collection.index_information()).get(name)
         if existing is None:
-            await self._snapshots.create_index(
-                [("timestamp", ASCENDING)], expireAfterSeconds=retention_seconds, name=TTL_INDEX
+            await collection.create_index(
+                [(field, ASCENDING)], expireAfterSeconds=retention_seconds, name=name
             )
         elif existing.get("expireAfterSeconds") != retention_seconds:
             await self._database.command(
-                "collMod",
-                SNAPSHOT_COLLECTION,
-                index={"name": TTL_INDEX, "expireAfterSeconds": retention_seconds},
+                "collMod", collection.name, index={"name": name, "expireAfterSeconds": retention_seconds}
             )
             logger.info(
                 "TTL index retention changed",
-                extra={"from_seconds": existing.get("expireAfterSeconds"), "to_seconds": retention_seconds},
+                extra={
+                    "collection": collection.name,
+                    "from_seconds": existing.get("expireAfterSeconds"),
+                    "to_seconds": retention_seconds,
+                },
             )
 
     async def insert_snapshots(self, snapshots: Sequence[Snapshot]) -> list[SnapshotOutcome]:
         if not snapshots:
             return []
         stored_at = datetime.now(UTC)
-        outcomes = [SnapshotOutcome.STORED] * len(snapshots)
-        requests = [InsertOne(self._snapshot_document(snapshot, stored_at)) for snapshot in snapshots]
+        documents = [self._snapshot_document(snapshot, stored_at) for snapshot in snapshots]
+        rollups = RollupBatch()
+        # Every snapshot of the batch goes into the rollups, duplicates too: the merge keeps the
+        # first write of a minute, so a batch re-sent after its rollups failed completes them.
+        for s in snapshots:
+            rollups.add(
+                self._stored_auction(s.auction_id),
+                *minute_entry(
+                    s.minute_start,
+                    s.viewer_count,
+                    s.avg_viewers,
+                    s.sample_count,
+                    s.peak_viewers,
+                    s.min_viewers,
+                ),
+            )
+        updates = list(rollups.updates())
         try:
-            await self._snapshots.bulk_write(requests, ordered=False)
-        except BulkWriteError as error:
-            other_errors = []
-            for write_error in error.details.get("writeErrors", []):
-                if write_error["code"] == _DUPLICATE_KEY:
-                    outcomes[write_error["index"]] = SnapshotOutcome.DUPLICATE
-                else:
-                    other_errors.append(write_error)
-            if other_errors or error.details.get("writeConcernErrors"):
-                raise StorageUnavailable(f"MongoDB bulk write failed: {other_errors[:3]}") from error
+            if self._one_request_per_batch:
+                duplicates, rollup_conflicts = await self._write_in_one_request(documents, updates)
+            else:
+                duplicates = await self._insert_minutes(documents)
+                rollup_conflicts = await self._write_rollups(updates)
+            # Two writers creating one rollup at once: the loser's upsert fails on the unique index
+            # (mongod retries that itself; not every server does). Now the document exists: merge again.
+            if rollup_conflicts and await self._write_rollups([updates[i] for i in rollup_conflicts]):
+                raise StorageUnavailable("MongoDB: rollup upserts kept conflicting")
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
+        outcomes = [SnapshotOutcome.STORED] * len(snapshots)
+        for index in duplicates:
+            outcomes[index] = SnapshotOutcome.DUPLICATE
         return outcomes
+
+    async def _write_in_one_request(
+        self, documents: list[Document], updates: list[tuple[Document, list[Document]]]
+    ) -> tuple[list[int], list[int]]:
+        """Minutes and rollups in one unordered ``bulkWrite``; returns duplicate and conflicting indexes."""
+        snapshots_ns = f"{self._database.name}.{SNAPSHOT_COLLECTION}"
+        hourly_ns = f"{self._database.name}.{HOURLY_COLLECTION}"
+        requests: list[InsertOne[Document] | UpdateOne] = [
+            InsertOne(document, namespace=snapshots_ns) for document in documents
+        ]
+        requests += [UpdateOne(key, update, upsert=True, namespace=hourly_ns) for key, update in updates]
+        try:
+            await self._client.bulk_write(requests, ordered=False, write_concern=self._write_concern)
+        except ClientBulkWriteException as error:
+            if error.error is not None or error.write_concern_errors:
+                raise StorageUnavailable(
+                    f"MongoDB bulk write failed: {error.error or error.write_concern_errors}"
+                ) from error
+            # The server's dicts, as in ``details`` (``write_errors`` is annotated as exceptions).
+            write_errors: list[Document] = error.details.get("writeErrors") or []
+            return _split_duplicates([(each["idx"], each) for each in write_errors], len(documents))
+        return [], []
+
+    async def _insert_minutes(self, documents: list[Document]) -> list[int]:
+        """The minutes in one unordered bulk write; returns the indexes of the duplicates."""
+        try:
+            await self._snapshots.bulk_write([InsertOne(document) for document in documents], ordered=False)
+        except BulkWriteError as error:
+            if error.details.get("writeConcernErrors"):
+                raise StorageUnavailable(
+                    f"MongoDB bulk write failed: {error.details['writeConcernErrors'][:3]}"
+                ) from error
+            duplicates, _ = _split_duplicates(
+                [(write_error["index"], write_error) for write_error in error.details.get("writeErrors", [])],
+                len(documents),
+            )
+            return duplicates
+        return []
+
+    async def _write_rollups(self, updates: list[tuple[Document, list[Document]]]) -> list[int]:
+        """Rollup updates in one unordered bulk write; returns the indexes of those that conflicted."""
+        if not updates:
+            return []
+        try:
+            await self._hourly.bulk_write(
+                [UpdateOne(key, update, upsert=True) for key, update in updates], ordered=False
+            )
+        except BulkWriteError as error:
+            if error.details.get("writeConcernErrors"):
+                raise StorageUnavailable(
+                    f"MongoDB bulk write failed: {error.details['writeConcernErrors'][:3]}"
+                ) from error
+            _, conflicts = _split_duplicates(
+                [(write_error["index"], write_error) for write_error in error.details.get("writeErrors", [])],
+                0,
+            )
+            return conflicts
+        return []
+
+    async def _build_rollups(self) -> None:
+        """Rolls up every stored minute (those stored before rollups existed), then marks it done.
+
+        Runs beside live writes: both only add minutes that are absent, so they agree. Several
+        replicas starting at once may each run it; the result is the same.
+        """
+        logger.info("Building hourly rollups of the minutes stored before they existed")
+        projection = {
+            "auction": 1,
+            "timestamp": 1,
+            "viewerCount": 1,
+            "avgViewers": 1,
+            "sampleCount": 1,
+            "peakViewers": 1,
+            "minViewers": 1,
+        }
+        batch = RollupBatch()
+        rolled_up = 0
+        # In the unique index's order, so a batch holds whole hours of few auctions.
+        cursor = self._snapshots.find({}, projection, sort=[("auction", 1), ("timestamp", 1)])
+        async for document in cursor:
+            batch.add(
+                document["auction"],
+                *minute_entry(
+                    _to_epoch_seconds(document["timestamp"]),
+                    document["viewerCount"],
+                    document["avgViewers"],
+                    document["sampleCount"],
+                    document["peakViewers"],
+                    document["minViewers"],
+                ),
+            )
+            rolled_up += 1
+            if len(batch) >= _BUILD_BATCH:
+                await self._write_all_rollups(batch)
+                batch = RollupBatch()
+        await self._write_all_rollups(batch)
+        await self._meta.update_one(
+            {"_id": ROLLUPS_BUILT_MARKER}, {"$set": {"at": datetime.now(UTC)}}, upsert=True
+        )
+        self.rollups_complete.set()
+        logger.info("Hourly rollups built", extra={"minutes": rolled_up})
+
+    async def _write_all_rollups(self, batch: RollupBatch) -> None:
+        updates = list(batch.updates())
+        conflicts = await self._write_rollups(updates)
+        if conflicts:
+            await self._write_rollups([updates[i] for i in conflicts])
 
     def _stored_auction(self, auction_id: str) -> ObjectId | str:
         if self._store_object_ids and is_object_id_hex(auction_id):
@@ -339,69 +573,119 @@ class MongoSnapshotStore:
         return AuctionSettings(auction_id, enabled, _backend_changed_at(document))
 
     async def query_points(self, query: AnalyticsRange, bucket_seconds: int) -> list[AnalyticsPoint]:
-        bucket_millis = (bucket_seconds or 1) * _MILLIS_PER_SECOND
+        return [part.to_point() for part in await self._aggregates(query, bucket_seconds)]
+
+    async def query_totals(self, query: AnalyticsRange) -> RangeTotals:
+        return totals_of(await self._aggregates(query, None))
+
+    async def _aggregates(self, query: AnalyticsRange, bucket_seconds: int | None) -> list[PartialAggregate]:
+        """The range's minutes aggregated per epoch-aligned bucket (0: per minute; None: one bucket).
+
+        For buckets of whole hours (and for the totals), the whole hours inside the range come from
+        the rollups and only the partial hours at its ends from the minutes — except hours older
+        than the retention's cutoff, which the TTL monitor may have cut into: those are read from
+        the minutes, which are what the TTL leaves.
+        """
+        if self.rollups_complete.is_set() and (
+            bucket_seconds is None or bucket_seconds % HOUR == 0 < bucket_seconds
+        ):
+            cutoff_hour = -(-int(self._clock() - self._retention_seconds) // HOUR) * HOUR
+            start, end = query.start, query.end
+            first_hour = cutoff_hour if start is None else max(cutoff_hour, -(-start // HOUR) * HOUR)
+            end_hour = None if end is None else hour_of(end)
+            if end_hour is None or first_hour < end_hour:
+                parts = await self._raw_aggregates(query.auction_id, start, first_hour, bucket_seconds)
+                parts += await self._rollup_aggregates(query.auction_id, first_hour, end_hour, bucket_seconds)
+                if end_hour is not None:
+                    parts += await self._raw_aggregates(query.auction_id, end_hour, end, bucket_seconds)
+                return merge_by_bucket(parts)
+        return await self._raw_aggregates(query.auction_id, query.start, query.end, bucket_seconds)
+
+    async def _raw_aggregates(
+        self, auction_id: str, start: int | None, end: int | None, bucket_seconds: int | None
+    ) -> list[PartialAggregate]:
+        if start is not None and end is not None and start >= end:
+            return []
         epoch_millis = {"$toLong": "$timestamp"}
         pipeline: list[Document] = [
-            {"$match": _range_match(query)},
+            {"$match": _range_match(AnalyticsRange(auction_id, start, end))},
             # By time alone (both forms of an ObjectId's text interleave), so $last below is each
             # bucket's latest snapshot; the unique index serves it, merging the forms' ranges.
             {"$sort": {"timestamp": 1}},
             {
                 "$group": {
-                    "_id": {"$subtract": [epoch_millis, {"$mod": [epoch_millis, bucket_millis]}]},
+                    "_id": _bucket_key(epoch_millis, bucket_seconds),
+                    "count": {"$sum": 1},
                     "weightedSum": {"$sum": {"$multiply": ["$avgViewers", "$sampleCount"]}},
                     "samples": {"$sum": "$sampleCount"},
                     "peak": {"$max": "$peakViewers"},
                     "low": {"$min": "$minViewers"},
-                    "last": {"$last": "$viewerCount"},
+                    "first": {"$min": "$timestamp"},
+                    "last": {"$max": "$timestamp"},
+                    "lastViewerCount": {"$last": "$viewerCount"},
                 }
             },
             {"$sort": {"_id": 1}},
         ]
-        documents = await self._aggregate(pipeline)
         return [
-            AnalyticsPoint(
-                bucket_start=document["_id"] // _MILLIS_PER_SECOND,
-                avg_viewers=document["weightedSum"] / document["samples"],
+            PartialAggregate(
+                bucket_start=(document["_id"] or 0) // _MILLIS_PER_SECOND,
+                snapshot_count=document["count"],
+                weighted_viewer_sum=float(document["weightedSum"]),
+                sample_total=document["samples"],
                 peak_viewers=document["peak"],
                 min_viewers=document["low"],
-                viewer_count=document["last"],
-                sample_count=document["samples"],
+                first_minute=_to_epoch_seconds(document["first"]),
+                last_minute=_to_epoch_seconds(document["last"]),
+                last_viewer_count=document["lastViewerCount"],
             )
-            for document in documents
+            for document in await self._aggregate(self._snapshots, pipeline)
         ]
 
-    async def query_totals(self, query: AnalyticsRange) -> RangeTotals:
+    async def _rollup_aggregates(
+        self, auction_id: str, first_hour: int, end_hour: int | None, bucket_seconds: int | None
+    ) -> list[PartialAggregate]:
+        hours: Document = {"$gte": _to_datetime(first_hour)}
+        if end_hour is not None:
+            hours["$lt"] = _to_datetime(end_hour)
         pipeline: list[Document] = [
-            {"$match": _range_match(query)},
+            {"$match": {"auction": _auction_match(auction_id), "hour": hours}},
+            # Both forms of an ObjectId's text may have a rollup of one hour: the later last minute
+            # sorts last, so $last below is each bucket's latest viewer count.
+            {"$sort": {"hour": 1, "last": 1}},
             {
                 "$group": {
-                    "_id": None,
-                    "count": {"$sum": 1},
-                    "peak": {"$max": "$peakViewers"},
-                    "weightedSum": {"$sum": {"$multiply": ["$avgViewers", "$sampleCount"]}},
-                    "samples": {"$sum": "$sampleCount"},
-                    "first": {"$min": "$timestamp"},
-                    "last": {"$max": "$timestamp"},
+                    "_id": _bucket_key({"$toLong": "$hour"}, bucket_seconds),
+                    "count": {"$sum": "$count"},
+                    "weightedSum": {"$sum": "$weightedSum"},
+                    "samples": {"$sum": "$samples"},
+                    "peak": {"$max": "$peak"},
+                    "low": {"$min": "$low"},
+                    "first": {"$min": "$first"},
+                    "last": {"$max": "$last"},
+                    "lastViewerCount": {"$last": "$lastViewerCount"},
                 }
             },
         ]
-        documents = await self._aggregate(pipeline)
-        if not documents:
-            return RangeTotals.empty()
-        totals = documents[0]
-        return RangeTotals(
-            snapshot_count=totals["count"],
-            peak_viewers=totals["peak"],
-            weighted_viewer_sum=float(totals["weightedSum"]),
-            sample_total=totals["samples"],
-            first_minute=_to_epoch_seconds(totals["first"]),
-            last_minute=_to_epoch_seconds(totals["last"]),
-        )
+        return [
+            PartialAggregate(
+                bucket_start=(document["_id"] or 0) // _MILLIS_PER_SECOND,
+                snapshot_count=document["count"],
+                weighted_viewer_sum=float(document["weightedSum"]),
+                sample_total=document["samples"],
+                peak_viewers=document["peak"],
+                min_viewers=document["low"],
+                first_minute=document["first"],
+                last_minute=document["last"],
+                last_viewer_count=document["lastViewerCount"],
+            )
+            for document in await self._aggregate(self._hourly, pipeline)
+        ]
 
-    async def _aggregate(self, pipeline: list[Document]) -> list[Document]:
+    @staticmethod
+    async def _aggregate(collection: AsyncCollection[Document], pipeline: list[Document]) -> list[Document]:
         try:
-            cursor = await self._snapshots.aggregate(pipeline)
+            cursor = await collection.aggregate(pipeline)
             return await cursor.to_list()
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
@@ -413,5 +697,6 @@ class MongoSnapshotStore:
             raise StorageUnavailable(f"MongoDB: {error}") from error
 
     async def close(self) -> None:
+        await self._supervisor.stop()
         await self._client.close()
         logger.info("MongoDB store closed")

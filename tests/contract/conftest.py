@@ -76,8 +76,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClo
         uri = server_uri.rstrip("/") + "/" + database
 
         async def open_mongo(retention_days: int) -> SnapshotStore:
-            mongo_store = await MongoSnapshotStore.open(uri, retention_days=retention_days)
+            mongo_store = await MongoSnapshotStore.open(uri, retention_days=retention_days, clock=clock)
             opened.append(mongo_store)
+            # On a fresh database the one-time rollup build finds nothing; waiting for it makes every
+            # whole-hours query below read the rollups, which is what the contract must hold them to.
+            async with asyncio.timeout(15):
+                await mongo_store.rollups_complete.wait()
             return mongo_store
 
         store = await open_mongo(RETENTION_DAYS)
