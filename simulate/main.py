@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from simulate.simulation import Progress, Simulation, SimulationConfig
+from simulate.simulation import TRANSPORT_LOGGER, Progress, Simulation, SimulationConfig
 
 DESCRIPTION = """\
 Brings N simulated viewers (real Socket.IO clients) to M auctions on a running socket gateway, with
@@ -40,8 +40,8 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def parse_arguments(argv: Sequence[str] | None) -> tuple[SimulationConfig, float]:
-    """The simulation's configuration and the progress interval, from the command line."""
+def parse_arguments(argv: Sequence[str] | None) -> tuple[SimulationConfig, float, bool]:
+    """The simulation's configuration, the progress interval and ``--verbose``, from the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m simulate",
         description=DESCRIPTION,
@@ -75,6 +75,11 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[SimulationConfig, float
     parser.add_argument("--prefix", default="auction-", help="auction id prefix (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
     parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also log each viewer's reconnections and python-socketio's and python-engineio's own lines",
+    )
+    parser.add_argument(
         "--every",
         type=_non_negative_float,
         default=1.0,
@@ -91,7 +96,7 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[SimulationConfig, float
         auction_prefix=arguments.prefix,
         seed=arguments.seed,
     )
-    return config, max(arguments.every, 0.1)
+    return config, max(arguments.every, 0.1), arguments.verbose
 
 
 async def simulate(config: SimulationConfig, every_seconds: float, out: TextIO) -> Progress:
@@ -122,8 +127,14 @@ async def simulate(config: SimulationConfig, every_seconds: float, out: TextIO) 
             loop.remove_signal_handler(stop_signal)
     if in_place:
         out.write("\n")
-    if final.connected == 0:
+    if final.joins == 0:
         print(f"simulate: no viewer could connect to {config.gateway_url}: is the gateway running?", file=out)
+    elif final.connected == 0:
+        print(
+            f"simulate: done; the gateway at {config.gateway_url} dropped every viewer"
+            f" ({final.dropped} drops, {final.reconnected} reconnections) and none was connected at the end.",
+            file=out,
+        )
     elif final.rooms_agree():
         print("simulate: done; the gateway's counts match the simulated viewers in every room.", file=out)
     else:
@@ -136,7 +147,14 @@ async def simulate(config: SimulationConfig, every_seconds: float, out: TextIO) 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config, every_seconds = parse_arguments(argv)
+    config, every_seconds, verbose = parse_arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        logging.getLogger("simulate").setLevel(logging.DEBUG)
+    else:
+        # The libraries' lines about a dropped connection repeat, per viewer, what the progress line
+        # counts (dropped / reconnected).
+        logging.getLogger(TRANSPORT_LOGGER).setLevel(logging.CRITICAL)
     final = asyncio.run(simulate(config, every_seconds, sys.stderr))
-    sys.exit(0 if final.connected > 0 else 1)
+    # Ctrl-C is the documented way to end early: it exits 0 like a run that lasted its time.
+    sys.exit(0 if final.joins > 0 else 1)

@@ -14,6 +14,8 @@ from typing import Any
 
 import socketio  # type: ignore[import-untyped]
 
+from service_common.supervision import Supervisor, TaskHealth
+
 logger = logging.getLogger(__name__)
 
 # How long one connection attempt or acknowledgement may take before it counts as failed.
@@ -22,6 +24,14 @@ REPLY_TIMEOUT_SECONDS = 10.0
 CONNECT_CONCURRENCY = 50
 # After the churn stops, how long to wait for the gateway's (coalesced) updates to catch up.
 SETTLE_SECONDS = 3.0
+# A dropped viewer reconnects after 0.5 s, doubling up to 5 s while the gateway stays away (with
+# jitter, so a restarted gateway is not hit by every viewer at once), as a browser tab's client does.
+RECONNECT_INITIAL_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 5.0
+# python-socketio's and python-engineio's own lines ("packet queue is empty, aborting" when a gateway
+# stalls) go to this logger rather than to each library's own stderr handler: the progress line
+# already counts drops and reconnections. ``python -m simulate --verbose`` shows them.
+TRANSPORT_LOGGER = "simulate.transport"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,9 @@ class Progress:
     joins: int = 0
     leaves: int = 0
     failed_events: int = 0
+    # Connections the gateway dropped (a restart, a stall) and connections made again after one.
+    dropped: int = 0
+    reconnected: int = 0
     # Simulated viewers in each room now, as the simulation counts them: connections, viewer ids.
     simulated: dict[str, int] = field(default_factory=dict)
     simulated_unique: dict[str, int] = field(default_factory=dict)
@@ -88,44 +101,101 @@ class Progress:
         more = f" (+{len(self.simulated) - len(rooms)} rooms)" if len(self.simulated) > len(rooms) else ""
         refused = f" refused {self.refused}" if self.refused else ""
         failed = f" failed {self.failed_events}" if self.failed_events else ""
+        dropped = f" dropped {self.dropped} reconnected {self.reconnected}" if self.dropped else ""
+        connections = f"connected {self.connected}{refused}{dropped}"
         return (
-            f"{self.elapsed_seconds:5.0f}/{duration_seconds:.0f} s  connected {self.connected}{refused}  "
+            f"{self.elapsed_seconds:5.0f}/{duration_seconds:.0f} s  {connections}  "
             f"joins {self.joins} leaves {self.leaves}{failed}  watching (gateway/simulated): {shown}{more}"
         )
 
 
+class ConnectionDropped(Exception):
+    """The gateway closed a viewer's connection, or it failed to open again."""
+
+
 class SimulatedViewer:
-    """One Socket.IO connection that joins, leaves and switches rooms as a person's tab would."""
+    """One Socket.IO connection that joins, leaves and switches rooms as a person's tab would.
+
+    When the gateway drops it (a restart, a stall), it reconnects with backoff and rejoins the room
+    it was in, as a browser tab's Socket.IO client does.
+    """
 
     def __init__(self, simulation: Simulation, viewer_id: str, auction_id: str) -> None:
         self.simulation = simulation
         self.viewer_id = viewer_id
         self.auction_id: str | None = auction_id
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.client.on("viewerCountUpdate", self._on_update)
+        # Set while connected; cleared when the gateway drops the connection.
+        self.up = asyncio.Event()
+        self.dropped = asyncio.Event()
+        self.client = self._new_client()
+        self._client_used = False
 
-    async def _on_update(self, payload: dict[str, Any]) -> None:
+    def _new_client(self) -> socketio.AsyncClient:
+        transport = logging.getLogger(TRANSPORT_LOGGER)
+        # reconnection=False: python-socketio does not reconnect after a server's goodbye (a
+        # gateway restarting cleanly), so the viewer does it, the same way whatever the cause.
+        # handle_sigint=False: the libraries' own SIGINT handlers would cancel every task of the
+        # loop on Ctrl-C (a traceback); simulate's own handler ends the run instead.
+        client = socketio.AsyncClient(
+            reconnection=False, handle_sigint=False, logger=transport, engineio_logger=transport
+        )
+        client.on("viewerCountUpdate", self._on_update)
+        client.on("disconnect", self._on_disconnect)
+        return client
+
+    def _auth(self) -> dict[str, str]:
+        """The connect payload, read at each (re)connection: a reconnecting viewer rejoins its room."""
+        auth = {"viewerId": self.viewer_id}
+        if self.auction_id is not None:
+            auth["auctionId"] = self.auction_id
+        return auth
+
+    async def _on_update(self, payload: Any) -> None:
+        try:
+            counts = (int(payload["viewerCount"]), int(payload["uniqueViewers"]))
+            auction_id = str(payload["auctionId"])
+        except (TypeError, KeyError, ValueError):
+            logger.debug("Malformed viewerCountUpdate ignored: %r", payload)
+            return
         updated = self.simulation.updated
         async with updated:
-            self.simulation.progress.reported[payload["auctionId"]] = (
-                int(payload["viewerCount"]),
-                int(payload["uniqueViewers"]),
-            )
+            self.simulation.progress.reported[auction_id] = counts
             updated.notify_all()
 
+    async def _on_disconnect(self, *_: Any) -> None:
+        self.up.clear()
+        self.dropped.set()
+
     async def connect(self) -> bool:
+        """Opens a connection (a fresh client each time); whether the gateway accepted it."""
+        if self._client_used:
+            await self._close_http()
+            self.client = self._new_client()
+        self._client_used = True
+        self.dropped.clear()
         try:
             await self.client.connect(
                 self.simulation.config.gateway_url,
-                auth={"auctionId": self.auction_id, "viewerId": self.viewer_id},
+                auth=self._auth,
                 transports=["websocket"],
                 wait_timeout=REPLY_TIMEOUT_SECONDS,
             )
-        except socketio.exceptions.ConnectionError as error:
+        except (socketio.exceptions.ConnectionError, OSError, TimeoutError) as error:
             logger.debug("Connection refused: %s", error)
             await self._close_http()
             return False
+        self.up.set()
         return True
+
+    async def stay_connected(self) -> None:
+        """One supervised stretch of the connection: reconnects if needed, raises when it drops."""
+        if not self.up.is_set():
+            if not await self.connect():
+                raise ConnectionDropped("the gateway did not accept the connection")
+            self.simulation.progress.reconnected += 1
+        await self.dropped.wait()
+        self.simulation.progress.dropped += 1
+        raise ConnectionDropped("the gateway dropped the connection")
 
     async def leave(self) -> bool:
         answer = await self._call("leaveAuction", None)
@@ -144,6 +214,7 @@ class SimulatedViewer:
         return answer
 
     async def disconnect(self) -> None:
+        self.up.clear()
         if self.client.connected:
             await self.client.disconnect()
         await self._close_http()
@@ -207,9 +278,27 @@ class Simulation:
         ]
         ending = asyncio.Event()
         reporter = asyncio.create_task(self._report_until(ending, report, every_seconds))
+        # Keeps each viewer that got in connected: one the gateway drops reconnects with backoff.
+        connections = Supervisor(
+            initial_backoff_seconds=RECONNECT_INITIAL_SECONDS,
+            max_backoff_seconds=RECONNECT_MAX_SECONDS,
+            # Counted in the progress line (dropped / reconnected); per viewer only with --verbose.
+            report_failure=_log_reconnection,
+        )
         try:
-            await self._connect_all()
-            self.progress.joins += sum(1 for viewer in self.viewers if viewer.client.connected)
+            connecting = asyncio.create_task(self._connect_all())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([connecting, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not connecting.done():
+                # Ctrl-C while connecting: no churn, straight to the end.
+                connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            self.progress.joins += sum(1 for viewer in self.viewers if viewer.up.is_set())
+            for index, viewer in enumerate(self.viewers):
+                if viewer.up.is_set():
+                    connections.start(f"viewer-{index}", viewer.stay_connected)
             churners = [asyncio.create_task(self._churn(viewer, ending)) for viewer in self.viewers]
             remaining = self.config.duration_seconds - (self.clock() - self._started)
             with contextlib.suppress(TimeoutError):
@@ -232,6 +321,7 @@ class Simulation:
         finally:
             ending.set()
             reporter.cancel()
+            await connections.stop()
             await asyncio.gather(*(viewer.disconnect() for viewer in self.viewers), return_exceptions=True)
 
     async def _connect_all(self) -> None:
@@ -246,17 +336,22 @@ class Simulation:
         await asyncio.gather(*(connect(viewer) for viewer in self.viewers))
 
     async def _churn(self, viewer: SimulatedViewer, ending: asyncio.Event) -> None:
-        if not viewer.client.connected or self.config.churn_per_minute <= 0:
+        if not viewer.up.is_set() or self.config.churn_per_minute <= 0:
             return
         rate_per_second = self.config.churn_per_minute / 60
         # Leaving is a Poisson process per viewer: the waits between leaves are exponential.
         while not await _wait_or_end(ending, self.random.expovariate(rate_per_second)):
+            # While the gateway is away the viewer waits for its reconnection rather than failing.
+            if await _wait_for_either(viewer.up, ending) is ending:
+                return
             if await viewer.leave():
                 viewer.auction_id = None
                 self.progress.leaves += 1
             else:
                 self.progress.failed_events += 1
             if await _wait_or_end(ending, self.random.uniform(0.2, 2.0)):
+                return
+            if await _wait_for_either(viewer.up, ending) is ending:
                 return
             auction_id = self.random.choice(self.config.auction_ids)
             if await viewer.join(auction_id):
@@ -285,3 +380,20 @@ async def _wait_or_end(ending: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ending.wait(), seconds)
     return ending.is_set()
+
+
+def _log_reconnection(health: TaskHealth, error: Exception, delay: float) -> None:
+    logger.debug("%s: %s; reconnecting in %.1f s", health.name, error, delay)
+
+
+async def _wait_for_either(first: asyncio.Event, second: asyncio.Event) -> asyncio.Event:
+    """Waits until one of two events is set; returns it (``second`` when both are)."""
+    if second.is_set() or first.is_set():
+        return second if second.is_set() else first
+    waiters = {asyncio.create_task(first.wait()): first, asyncio.create_task(second.wait()): second}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return second if second.is_set() else first

@@ -133,8 +133,8 @@ def service_pids(parent_pid: int) -> dict[str, int]:
     }
 
 
-class StackLog:
-    """local_stack's log, read as it arrives (so the pipe never fills), with waits for given lines."""
+class ProcessLog:
+    """A child process's log (local_stack's, simulate's), read as it arrives so the pipe never fills."""
 
     def __init__(self, stream: asyncio.StreamReader) -> None:
         self.lines: list[str] = []

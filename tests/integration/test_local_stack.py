@@ -22,7 +22,7 @@ from local_stack import child
 from tests.stack_support import (
     REPO,
     START_TIMEOUT,
-    StackLog,
+    ProcessLog,
     drain,
     free_ports,
     read_until,
@@ -159,7 +159,7 @@ async def test_a_service_that_crashes_is_named_and_restarted_while_the_others_ke
 ) -> None:
     process, ports = await start_stack(tmp_path / "data")
     assert process.stderr is not None
-    log = StackLog(process.stderr)
+    log = ProcessLog(process.stderr)
     try:
         banner = await log.line_with("Viewer Analytics is running")
         await log.line_with("is restarted (after 1 s", after=banner)
@@ -214,7 +214,7 @@ async def test_a_service_that_cannot_start_is_named_at_once_and_another_process_
     ports = {**free_ports(), "GATEWAY_PORT": str(runner.addresses[0][1])}
     process, _ = await start_stack(tmp_path / "data", ports)
     assert process.stderr is not None
-    log = StackLog(process.stderr)
+    log = ProcessLog(process.stderr)
     try:
         assert await asyncio.wait_for(process.wait(), START_TIMEOUT) == 1
         await log.ended()

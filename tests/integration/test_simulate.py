@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +14,9 @@ from pathlib import Path
 
 from simulate.main import simulate
 from simulate.simulation import Progress, Simulation, SimulationConfig
-from tests.gateway_support import gateway_config, running_gateway
+from tests.fault_support import base_env, service
+from tests.gateway_support import gateway_config, running_gateway, wait_until
+from tests.stack_support import ProcessLog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,3 +88,104 @@ def test_help_documents_the_command() -> None:
     )
     for option in ("--gateway", "--viewers", "--auctions", "--seconds", "--churn", "--tabs"):
         assert option in result.stdout
+
+
+async def test_viewers_reconnect_to_a_restarted_gateway_and_rejoin_their_rooms(tmp_path: Path) -> None:
+    """The gateway stops (its clients get its goodbye) and another starts on the same port: every
+    simulated viewer reconnects and is counted again in the room it was in."""
+    config = SimulationConfig(
+        gateway_url="",
+        viewers=6,
+        auctions=2,
+        duration_seconds=120,
+        churn_per_minute=0,
+        auction_prefix="restart-",
+    )
+    stop = asyncio.Event()
+    async with running_gateway(gateway_config(tmp_path / "first")) as first:
+        config = dataclasses.replace(config, gateway_url=first.url)
+        simulation = Simulation(config)
+        running = asyncio.create_task(simulation.run(stop, lambda progress: None, 0.5))
+        try:
+            await wait_until(lambda: simulation.snapshot().connected == 6, "all six viewers connected")
+            port = first.port
+            await first.stop()
+            await wait_until(lambda: simulation.snapshot().connected == 0, "the viewers to see it go")
+            async with running_gateway(gateway_config(tmp_path / "second", port=port)) as second:
+                registry = second.gateway.registry
+
+                def counted_again() -> bool:
+                    progress = simulation.snapshot()
+                    return progress.connected == 6 and all(
+                        registry.counts(auction).viewer_count == progress.simulated[auction] == 3
+                        for auction in config.auction_ids
+                    )
+
+                await wait_until(counted_again, "the viewers back, each in its room, on the new gateway")
+                stop.set()
+                final = await asyncio.wait_for(running, 30)
+        finally:
+            stop.set()
+            await asyncio.gather(running, return_exceptions=True)
+    assert (final.dropped, final.reconnected) == (6, 6)
+    assert final.rooms_agree(), (final.simulated, final.reported)
+
+
+# The gateway's pings, shortened so that a stalled gateway is noticed in seconds. Each stays above
+# 5 s: python-engineio's client gives up waiting to send at max(interval, timeout) + 5 s, before its
+# reader notices the silence at interval + timeout, and logs an ERROR then, the line to be kept out.
+STALL_PING_SECONDS = "6"
+
+
+async def test_a_stalled_gateway_is_survived_and_ctrl_c_exits_cleanly_with_only_simulate_lines(
+    tmp_path: Path,
+) -> None:
+    """``python -m simulate`` as a user runs it: the gateway freezes (SIGSTOP) until the viewers'
+    clients give up on it, then thaws; the viewers reconnect; Ctrl-C ends the run with exit code 0.
+    Its output holds only its own lines: no traceback, no line of python-engineio's."""
+    env = base_env(
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_PORT="0",
+        INGEST_TARGET="127.0.0.1:1",
+        OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
+        ALLOWED_ORIGIN="*",
+        GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE="100000",
+        GATEWAY_PING_INTERVAL_SECONDS=STALL_PING_SECONDS,
+        GATEWAY_PING_TIMEOUT_SECONDS=STALL_PING_SECONDS,
+    )
+    async with service("socket_gateway", env) as gateway:
+        port = int((await gateway.log_entry("Socket gateway listening"))["port"])
+        simulate_process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "simulate",
+            *("--gateway", f"http://127.0.0.1:{port}", "--viewers", "4", "--churn", "0"),
+            *("--seconds", "300", "--every", "0.2"),
+            cwd=REPO,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert simulate_process.stderr is not None
+        log = ProcessLog(simulate_process.stderr)
+        try:
+            # "s  connected N ": the progress line's count, not "reconnected N" further on.
+            await log.line_with("s  connected 4 ")
+            gateway.process.send_signal(signal.SIGSTOP)
+            try:
+                gone = await log.line_with("s  connected 0 ")
+            finally:
+                gateway.process.send_signal(signal.SIGCONT)
+            back = await log.line_with("s  connected 4 ", after=gone)
+            assert "dropped 4 reconnected 4" in log.lines[back], log.lines[back]
+            simulate_process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(simulate_process.wait(), 30) == 0, log.text
+            await log.ended()
+        finally:
+            if simulate_process.returncode is None:
+                simulate_process.kill()
+                await simulate_process.wait()
+    own = re.compile(r"^(simulate: |\s*\d+/\d+ s  connected )")
+    foreign = [line for line in log.lines if not own.match(line)]
+    assert foreign == [], log.text
+    assert "simulate: done" in log.lines[-1]
