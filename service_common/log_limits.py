@@ -55,11 +55,12 @@ class RateLimitedLog:
         message: str,
         *args: object,
         extra: Mapping[str, Any] | None = None,
-        exc_info: bool = False,
+        exc_info: bool | BaseException | None = False,
     ) -> bool:
         """Logs ``message`` under ``cause`` unless that cause used its burst in this window.
 
-        ``exc_info`` attaches the exception being handled (a traceback) to the lines that are logged.
+        ``exc_info`` attaches a traceback to the lines that are logged: True, the exception being
+        handled; or the exception itself (only for faults of the code, never for what a client sent).
 
         Returns:
             Whether the line was logged.
@@ -94,8 +95,15 @@ class RateLimitedLog:
     def info(self, cause: str, message: str, *args: object, extra: Mapping[str, Any] | None = None) -> bool:
         return self.log(logging.INFO, cause, message, *args, extra=extra)
 
-    def error(self, cause: str, message: str, *args: object, extra: Mapping[str, Any] | None = None) -> bool:
-        return self.log(logging.ERROR, cause, message, *args, extra=extra)
+    def error(
+        self,
+        cause: str,
+        message: str,
+        *args: object,
+        extra: Mapping[str, Any] | None = None,
+        exc_info: bool | BaseException | None = False,
+    ) -> bool:
+        return self.log(logging.ERROR, cause, message, *args, extra=extra, exc_info=exc_info)
 
     def exception(
         self, cause: str, message: str, *args: object, extra: Mapping[str, Any] | None = None
