@@ -31,8 +31,8 @@ from service_common.shutdown import wait_for_stop_signal
 
 CHANNEL = web.AppKey("channel", grpc.aio.Channel)
 TIMEOUT_SECONDS = 10.0
-# As graphql_api.ingest: one bucket of whole hours holding everything.
-ONE_BUCKET_SECONDS = (2**32 - 1) // 3600 * 3600
+# As graphql_api.ingest: the call that brings ALL's summary asks for 30-day buckets (whole hours).
+ONE_BUCKET_SECONDS = 30 * 86_400
 
 
 def _iso(seconds: int) -> str:

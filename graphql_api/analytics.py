@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -135,6 +136,40 @@ TOO_MANY_POINTS = (
     f"the range holds more than {MAX_POINTS} points at this bucket; choose a larger bucket or a shorter range"
 )
 
+# Every width this API asks the ingest service for: the schema's buckets and AUTO's ladder (the
+# largest of which also serves as the one bucket that brings ALL's summary). Nothing else is sent.
+BUCKET_WIDTHS = frozenset(AUTO_BUCKET_LADDER) | frozenset(b.value for b in Bucket if b is not Bucket.AUTO)
+
+
+def checked_bucket_seconds(width: int) -> int:
+    """``width`` if it is one this API offers, so that no other width can reach the ingest service.
+
+    Raises:
+        InvalidQuery: any other width.
+    """
+    if width not in BUCKET_WIDTHS:
+        raise InvalidQuery(f"a bucket of {width} s is not offered; choose one of the Bucket values")
+    return width
+
+
+def points_bound(window: TimeWindow, bucket: Bucket, *, now: float, retention_days: int) -> int:
+    """The most points one ``viewerAnalytics`` field can return for ``window`` at ``bucket``, known
+    before asking the ingest service: what a per-request budget counts.
+
+    An explicit window is counted exactly; one the resolver will refuse (more than ``MAX_POINTS``)
+    counts 0, as it costs nothing. ``ALL``'s span is known only once asked for: at most the
+    retention period up to now, and never more than the ingest service returns (``MAX_POINTS``);
+    AUTO keeps any span at ``AUTO_TARGET_POINTS`` or under.
+    """
+    if window.start is not None and window.end is not None:
+        width = bucket.value if bucket is not Bucket.AUTO else auto_bucket_seconds(window.start, window.end)
+        spanned = buckets_spanned(window.start, window.end, width)
+        return spanned if spanned <= MAX_POINTS else 0
+    if bucket is Bucket.AUTO:
+        return AUTO_TARGET_POINTS
+    end = int(now) + 60
+    return min(MAX_POINTS, buckets_spanned(end - retention_days * DAY_SECONDS, end, bucket.value))
+
 
 @dataclass(frozen=True, slots=True)
 class AuctionSettings:
@@ -182,7 +217,8 @@ class AnalyticsSummary:
 class ViewerAnalytics:
     """An auction's points over a window, with the bucket width used and the summary."""
 
-    points: tuple[AnalyticsPoint, ...]
+    # A sequence that may build each point when read (the ingest client's does: see ingest.py).
+    points: Sequence[AnalyticsPoint]
     summary: AnalyticsSummary
     bucket_seconds: int
 

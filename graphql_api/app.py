@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -13,9 +14,10 @@ from graphql_api.config import GraphQLConfig
 from graphql_api.dashboard import add_dashboard_routes
 from graphql_api.metrics import Metrics
 from graphql_api.middlewares import cors_middleware, metrics_middleware
-from graphql_api.resources import CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
+from graphql_api.resources import CLIENT_LOG, CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
 from graphql_api.schema import create_schema
 from graphql_api.view import ViewerAnalyticsView
+from service_common.log_limits import RateLimitedLog
 
 GRAPHQL_PATH = "/graphql"
 EXPORT_PATH = "/export/auctions/{auction_id}/viewer-analytics.csv"
@@ -34,13 +36,21 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     app[METRICS] = metrics
     app[VERIFIER] = TokenVerifier(config.jwt_secret)
     app[CLOCK] = clock
+    # One rate-limited log for every line a client can cause, on the package's logger.
+    app[CLIENT_LOG] = RateLimitedLog(logging.getLogger("graphql_api"))
     app.cleanup_ctx.append(ingest_channel)
 
     schema = create_schema(
-        max_depth=config.max_query_depth, max_tokens=config.max_query_tokens, max_aliases=config.max_aliases
+        max_depth=config.max_query_depth,
+        max_tokens=config.max_query_tokens,
+        max_aliases=config.max_aliases,
+        budget=config.request_budget,
+        log=app[CLIENT_LOG],
     )
     # GraphiQL only in development: in production the page would invite probing of the schema.
-    view = ViewerAnalyticsView(schema=schema, graphql_ide="graphiql" if config.dev_mode else None)
+    view = ViewerAnalyticsView(
+        schema=schema, graphql_ide="graphiql" if config.dev_mode else None, budget=config.request_budget
+    )
     app.router.add_route("*", GRAPHQL_PATH, view)
     app.router.add_get("/healthz", http_handlers.healthz)
     app.router.add_get("/readyz", http_handlers.readyz)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from graphql_api.budget import RequestBudget
 from service_common.config import (
     ConfigError,
     read_allowed_origins,
@@ -65,6 +66,12 @@ class GraphQLConfig:
     max_query_depth: int = 5
     max_query_tokens: int = 1000
     max_aliases: int = 15
+    # The per-request budget: points over all the document's `points` selections (one full series at
+    # MINUTE is 20,000), bytes of the JSON response (20,000 points with every field are ~2.3 MB), and
+    # the time from reading the request to its response being ready.
+    max_points_per_request: int = 20_000
+    max_response_bytes: int = 4 * 1024 * 1024
+    max_request_seconds: float = 10.0
     dev_mode: bool = False
     # The socket gateway as the dashboard's browsers reach it (a public URL, not an internal address).
     dashboard_gateway_url: str = DEFAULT_DASHBOARD_GATEWAY_URL
@@ -76,6 +83,16 @@ class GraphQLConfig:
     logging: LogSettings = field(default_factory=LogSettings)
     # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
     ingest_tls: ClientTls | None = None
+
+    @property
+    def request_budget(self) -> RequestBudget:
+        """What one GraphQL request may cost; ``ALL`` reaches back at most the retention period."""
+        return RequestBudget(
+            max_points=self.max_points_per_request,
+            max_response_bytes=self.max_response_bytes,
+            max_seconds=self.max_request_seconds,
+            retention_days=self.retention_days,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GraphQLConfig:
@@ -99,6 +116,15 @@ class GraphQLConfig:
             max_query_depth=read_int(env, "GRAPHQL_MAX_QUERY_DEPTH", 5, minimum=1, maximum=50),
             max_query_tokens=read_int(env, "GRAPHQL_MAX_QUERY_TOKENS", 1000, minimum=50, maximum=100_000),
             max_aliases=read_int(env, "GRAPHQL_MAX_ALIASES", 15, minimum=1, maximum=1000),
+            max_points_per_request=read_int(
+                env, "GRAPHQL_MAX_POINTS_PER_REQUEST", 20_000, minimum=1, maximum=1_000_000
+            ),
+            max_response_bytes=read_int(
+                env, "GRAPHQL_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=1024**3
+            ),
+            max_request_seconds=read_float(
+                env, "GRAPHQL_MAX_REQUEST_SECONDS", 10.0, minimum=0.1, maximum=300.0
+            ),
             dev_mode=read_choice(env, "GRAPHQL_DEV_MODE", "false", ("true", "false")) == "true",
             dashboard_gateway_url=_read_gateway_url(env),
             timing=SnapshotTiming.from_env(env),

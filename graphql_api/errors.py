@@ -7,6 +7,12 @@ from typing import ClassVar
 from graphql import GraphQLError
 
 ANALYTICS_UNAVAILABLE_MESSAGE = "analytics temporarily unavailable"
+# The codes of errors about the document itself, which graphql-core raises without one: it could not
+# be parsed (syntax, the token limit), it did not validate against the schema (unknown fields, the
+# depth and alias limits), or its variables do not fit their types.
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"
 
 
 class PublicError(Exception):
@@ -36,7 +42,7 @@ class AuctionNotAuthorized(PublicError):
 class BadUserInput(PublicError):
     """An argument the API cannot answer; the message says what to change."""
 
-    code = "BAD_USER_INPUT"
+    code = BAD_USER_INPUT
 
 
 class AnalyticsUnavailable(PublicError):
@@ -53,10 +59,22 @@ def is_public(error: GraphQLError) -> bool:
 
     Errors without an original exception come from parsing and validation (syntax, unknown fields,
     the depth and token limits): they describe the caller's document, not the server. So do those
-    whose original exception is itself a ``GraphQLError``: graphql-core raises one when a variable's
-    value does not fit its type (``$enabled: Boolean!`` given ``0``).
+    about a variable, whose original exception may itself be a ``GraphQLError`` (graphql-core raises
+    one when a variable's value does not fit its type: ``$enabled: Boolean!`` given ``0``); those
+    have no path. A ``GraphQLError`` raised while completing a field (with a path) is a value the
+    server produced that did not fit its own schema: masked.
     """
-    return error.original_error is None or isinstance(error.original_error, PublicError | GraphQLError)
+    original = error.original_error
+    if original is None or isinstance(original, PublicError):
+        return True
+    return isinstance(original, GraphQLError) and error.path is None
+
+
+def add_code(errors: list[GraphQLError] | None, code: str) -> None:
+    """Gives every error of ``errors`` that has no ``extensions.code`` this one."""
+    for error in errors or ():
+        if not isinstance((error.extensions or {}).get("code"), str):
+            error.extensions = {**(error.extensions or {}), "code": code}
 
 
 def should_mask_error(error: GraphQLError) -> bool:
@@ -69,4 +87,4 @@ def error_code(error: GraphQLError) -> str:
     code = (error.extensions or {}).get("code")
     if isinstance(code, str):
         return code
-    return "GRAPHQL_VALIDATION" if is_public(error) else "INTERNAL"
+    return VALIDATION_FAILED if is_public(error) else "INTERNAL"

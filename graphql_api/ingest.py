@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, overload
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,24 +31,48 @@ from graphql_api.analytics import (
     TimeWindow,
     ViewerAnalytics,
     auto_bucket_seconds,
+    checked_bucket_seconds,
     explicit_bucket_seconds,
     utc,
 )
 from graphql_api.metrics import Metrics
 from service_common.internal_auth import internal_key_metadata
+from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
-# One bucket holding every snapshot before 2106: the largest whole number of hours that
-# bucket_seconds (uint32) carries. Whole hours, because a store with hourly rollups answers such
-# buckets from them (7 ms for 90 days on SQLite, against 150 ms for 2**32 - 1 from the raw minutes).
-_ONE_BUCKET_SECONDS = (2**32 - 1) // HOUR_SECONDS * HOUR_SECONDS
+# The width of the call that brings ALL's summary (hence its span): AUTO's largest, 30 days, so a
+# handful of points for all the stored data and a width the ingest service accepts like any other.
+# Whole hours, because a store with hourly rollups answers such buckets from them (7 ms for 90 days
+# on SQLite, against 150 ms from the raw minutes).
+_OVERVIEW_BUCKET_SECONDS = AUTO_BUCKET_LADDER[-1]
+assert _OVERVIEW_BUCKET_SECONDS % HOUR_SECONDS == 0
 # Readiness must answer quickly even when the ingest service hangs.
 _HEALTH_TIMEOUT_SECONDS = 1.0
+# /readyz needs no credentials, so its answer is reused this long: a flood of probes costs the ingest
+# service at most two calls per interval.
+_READINESS_CACHE_SECONDS = 1.0
+# The auction id of readiness's authenticated call: a valid id no auction is expected to have.
+READINESS_PROBE_AUCTION = "readiness-probe"
 
 
 class IngestUnavailable(Exception):
-    """The ingest service cannot answer now (down, slow, or refusing our key); worth retrying later."""
+    """The ingest service cannot answer now (down, slow, or refusing our key); worth retrying later.
+
+    ``code`` is the gRPC status the call ended with.
+    """
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the ingest service answers this API's calls, and why not."""
+
+    ready: bool
+    reason: str = ""
 
 
 class IngestRejected(Exception):
@@ -68,33 +96,52 @@ class IngestClient:
     """Calls the ingest service with the internal key and a deadline on every call."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, internal_key: str, timeout_seconds: float, metrics: Metrics
+        self,
+        channel: grpc.aio.Channel,
+        internal_key: str,
+        timeout_seconds: float,
+        metrics: Metrics,
+        log: RateLimitedLog,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metadata = internal_key_metadata(internal_key)
         self._timeout = timeout_seconds
         self._metrics = metrics
+        # Every line below can be caused by a caller (each query, each /readyz): rate-limited per cause.
+        self._log = log
+        self._clock = clock
         self._settings = settings_grpc.AuctionSettingsServiceStub(channel)
         self._analytics = analytics_grpc.ViewerAnalyticsServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
+        self._readiness: tuple[float, Readiness] | None = None
+        self._readiness_check: asyncio.Task[Readiness] | None = None
 
-    async def _call(self, method_name: str, method: Any, request: Any) -> Any:
+    async def _call(
+        self, method_name: str, method: Any, request: Any, deadline_seconds: float | None = None
+    ) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await method(request, metadata=self._metadata, timeout=self._timeout)
+            return await method(request, metadata=self._metadata, timeout=deadline_seconds or self._timeout)
         except grpc.aio.AioRpcError as error:
             code = error.code()
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise IngestRejected(error.details() or "invalid request") from None
             if code == grpc.StatusCode.UNAUTHENTICATED:
                 # Our own key is wrong: an operator's mistake, never the caller's.
-                logger.error("Ingest service refused the internal key; check INTERNAL_API_KEY")
+                self._log.error(
+                    "internal_key_refused", "Ingest service refused the internal key; check INTERNAL_API_KEY"
+                )
             else:
-                logger.warning(
+                self._log.warning(
+                    f"ingest_call_failed:{code.name}",
                     "Ingest call failed",
                     extra={"method": method_name, "code": code.name, "details": error.details()},
                 )
-            raise IngestUnavailable(f"{method_name}: {code.name}") from None
+            # Readiness said otherwise a moment ago, perhaps: the next /readyz checks again.
+            self._readiness = None
+            raise IngestUnavailable(f"{method_name}: {code.name}", code) from None
         finally:
             self._metrics.ingest_calls.inc((("method", method_name), ("code", code.name)))
             self._metrics.ingest_duration.observe((("method", method_name),), time.perf_counter() - started)
@@ -138,12 +185,12 @@ class IngestClient:
         Measured on the SQLite store with its hourly rollups (90 days): 7 ms + 15 ms, where asking
         for hourly points and merging them here took 54 ms, mostly encoding and decoding 2,160 points.
         """
-        overview = await self._query(auction_id, window, _ONE_BUCKET_SECONDS)
+        overview = await self._query(auction_id, window, _OVERVIEW_BUCKET_SECONDS)
         return await self._query(auction_id, window, _auto_width(overview.summary))
 
     async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(
-            auction_id=auction_id, bucket_seconds=bucket_seconds
+            auction_id=auction_id, bucket_seconds=checked_bucket_seconds(bucket_seconds)
         )
         if window.start is not None:
             # The field is named `from`, a Python keyword, so it is reached by name.
@@ -155,24 +202,93 @@ class IngestClient:
         except IngestRejected as rejected:
             # The auction id and the range are checked before the call, so what is left for the
             # ingest service to refuse is the point limit over all data; its words name gRPC fields.
-            logger.info("Ingest refused an analytics query", extra={"detail": rejected.detail})
+            self._log.info(
+                "ingest_refused_query", "Ingest refused an analytics query", extra={"detail": rejected.detail}
+            )
             raise InvalidQuery(TOO_MANY_POINTS) from None
         return ViewerAnalytics(
-            points=tuple(_point_from_wire(point) for point in response.points),
+            points=WirePoints(response.points),
             summary=_summary_from_wire(response.summary),
             bucket_seconds=bucket_seconds,
         )
 
-    async def is_serving(self) -> bool:
-        """Whether the ingest service answers its gRPC health check with SERVING."""
+    async def readiness(self) -> Readiness:
+        """Whether the ingest service serves and accepts this API's key (what every query needs).
+
+        The answer is reused for a second (until a query finds the ingest service unavailable), and
+        concurrent callers share one check: ``/readyz`` needs no credentials, and each check is two
+        calls to the ingest service.
+        """
+        if self._readiness is not None and self._clock() - self._readiness[0] < _READINESS_CACHE_SECONDS:
+            return self._readiness[1]
+        if self._readiness_check is None or self._readiness_check.done():
+            self._readiness_check = asyncio.create_task(self._check_readiness())
+        # Shielded: one caller giving up (its client went away) must not cancel the others' check.
+        answer = await asyncio.shield(self._readiness_check)
+        self._readiness = (self._clock(), answer)
+        return answer
+
+    async def close(self) -> None:
+        """Ends a readiness check still running (before the channel it uses closes)."""
+        if self._readiness_check is not None and not self._readiness_check.done():
+            self._readiness_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._readiness_check
+
+    async def _check_readiness(self) -> Readiness:
         try:
             response = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=_HEALTH_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as error:
-            logger.info("Ingest service not ready", extra={"code": error.code().name})
-            return False
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+            self._log.info("ingest_not_ready", "Ingest service not ready", extra={"code": error.code().name})
+            return Readiness(False, "ingest service unreachable")
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            return Readiness(False, "ingest service not serving")
+        # The health service needs no key, so SERVING says nothing about ours: one authenticated read,
+        # the cheapest there is, proves that queries will be answered.
+        try:
+            await self._call(
+                "GetAuctionSettings",
+                self._settings.GetAuctionSettings,
+                settings_pb2.GetAuctionSettingsRequest(auction_id=READINESS_PROBE_AUCTION),
+                deadline_seconds=_HEALTH_TIMEOUT_SECONDS,
+            )
+        except IngestUnavailable as unavailable:
+            # _call has logged why (rate-limited), the refused key as an operator's error.
+            if unavailable.code == grpc.StatusCode.UNAUTHENTICATED:
+                return Readiness(False, "ingest service refuses this API's internal key (INTERNAL_API_KEY)")
+            return Readiness(False, "ingest service not answering queries")
+        except IngestRejected:
+            # Refused as a request, so the key was accepted: queries will be answered.
+            pass
+        return Readiness(True)
+
+
+class WirePoints(Sequence[AnalyticsPoint]):
+    """A response's points, each converted when read rather than all at once.
+
+    Converting 20,000 points in one go held the event loop for about 40 ms; read one at a time (the
+    GraphQL points resolver yields between slices, the CSV export renders in a worker thread), no
+    single step is that long.
+    """
+
+    def __init__(self, wire: Sequence[analytics_pb2.ViewerAnalyticsPoint]) -> None:
+        self._wire = wire
+
+    def __len__(self) -> int:
+        return len(self._wire)
+
+    @overload
+    def __getitem__(self, index: int) -> AnalyticsPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[AnalyticsPoint]: ...
+
+    def __getitem__(self, index: int | slice) -> AnalyticsPoint | Sequence[AnalyticsPoint]:
+        if isinstance(index, slice):
+            return [_point_from_wire(point) for point in self._wire[index]]
+        return _point_from_wire(self._wire[index])
 
 
 def _auto_width(summary: AnalyticsSummary) -> int:

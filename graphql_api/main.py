@@ -8,6 +8,8 @@ from aiohttp import web
 
 from graphql_api.app import create_app
 from graphql_api.config import GraphQLConfig
+from graphql_api.resources import CLIENT_LOG
+from service_common.http_server_log import HttpServerLog
 from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
 
@@ -16,9 +18,17 @@ logger = logging.getLogger(__name__)
 
 async def serve(config: GraphQLConfig) -> None:
     """Serves until SIGTERM or SIGINT, then lets in-flight requests finish and closes the channel."""
+    app = create_app(config)
     # The grace bounds how long requests already being answered may take once a stop is asked for.
+    # No access log: it is a line per request, which any client could multiply (the request counts
+    # by route and status are in /metrics); aiohttp's own lines about malformed requests go through
+    # the rate-limited log, without their tracebacks.
     runner = web.AppRunner(
-        create_app(config), handle_signals=False, shutdown_timeout=config.shutdown_grace_seconds
+        app,
+        handle_signals=False,
+        shutdown_timeout=config.shutdown_grace_seconds,
+        access_log=None,
+        logger=HttpServerLog(app[CLIENT_LOG]),
     )
     await runner.setup()
     try:

@@ -12,6 +12,7 @@ from graphql_api.config import GraphQLConfig
 from graphql_api.ingest import IngestClient, channel_options
 from graphql_api.metrics import Metrics
 from service_common.grpc_tls import open_channel
+from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ METRICS = web.AppKey("metrics", Metrics)
 VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 INGEST = web.AppKey("ingest_client", IngestClient)
+# Every log line a client can cause goes through this, rate-limited per cause.
+CLIENT_LOG = web.AppKey("client_log", RateLimitedLog)
 
 
 async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
@@ -30,12 +33,16 @@ async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
     """
     config = app[CONFIG]
     channel = open_channel(config.ingest_target, config.ingest_tls, options=channel_options())
-    app[INGEST] = IngestClient(channel, config.internal_api_key, config.ingest_timeout_seconds, app[METRICS])
+    client = IngestClient(
+        channel, config.internal_api_key, config.ingest_timeout_seconds, app[METRICS], app[CLIENT_LOG]
+    )
+    app[INGEST] = client
     logger.info(
         "Ingest channel opened", extra={"target": config.ingest_target, "tls": config.ingest_tls is not None}
     )
     try:
         yield
     finally:
+        await client.close()
         await channel.close()
         logger.info("Ingest channel closed")

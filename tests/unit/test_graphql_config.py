@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from graphql_api.budget import RequestBudget
 from graphql_api.config import GraphQLConfig
 from service_common.config import ConfigError
 
@@ -20,6 +21,9 @@ def test_defaults() -> None:
     assert config.dev_mode is False
     assert config.internal_api_key == KEY
     assert config.max_range_days == 92
+    assert config.request_budget == RequestBudget(
+        max_points=20_000, max_response_bytes=4 * 1024 * 1024, max_seconds=10.0, retention_days=90
+    )
 
 
 def test_any_origin_is_accepted_as_for_the_gateway() -> None:
@@ -41,6 +45,10 @@ def test_every_variable_is_read() -> None:
             "GRAPHQL_INGEST_TIMEOUT_SECONDS": "1.5",
             "GRAPHQL_MAX_RANGE_DAYS": "30",
             "GRAPHQL_DEV_MODE": "TRUE",
+            "GRAPHQL_MAX_POINTS_PER_REQUEST": "5000",
+            "GRAPHQL_MAX_RESPONSE_BYTES": "100000",
+            "GRAPHQL_MAX_REQUEST_SECONDS": "2.5",
+            "VIEWER_ANALYTICS_RETENTION_DAYS": "30",
         }
     )
     # A client sends the first key of a rotation.
@@ -50,6 +58,9 @@ def test_every_variable_is_read() -> None:
     assert config.ingest_timeout_seconds == 1.5
     assert config.max_range_days == 30
     assert config.dev_mode is True
+    assert config.request_budget == RequestBudget(
+        max_points=5000, max_response_bytes=100_000, max_seconds=2.5, retention_days=30
+    )
 
 
 @pytest.mark.parametrize(
@@ -63,6 +74,10 @@ def test_every_variable_is_read() -> None:
         ({"ALLOWED_ORIGIN": "auctions.example"}, "ALLOWED_ORIGIN"),
         ({"GRAPHQL_DEV_MODE": "maybe"}, "GRAPHQL_DEV_MODE"),
         ({"GRAPHQL_INGEST_TIMEOUT_SECONDS": "0"}, "GRAPHQL_INGEST_TIMEOUT_SECONDS"),
+        ({"GRAPHQL_MAX_POINTS_PER_REQUEST": "0"}, "GRAPHQL_MAX_POINTS_PER_REQUEST"),
+        ({"GRAPHQL_MAX_POINTS_PER_REQUEST": "many"}, "GRAPHQL_MAX_POINTS_PER_REQUEST"),
+        ({"GRAPHQL_MAX_RESPONSE_BYTES": "10"}, "GRAPHQL_MAX_RESPONSE_BYTES"),
+        ({"GRAPHQL_MAX_REQUEST_SECONDS": "0"}, "GRAPHQL_MAX_REQUEST_SECONDS"),
     ],
 )
 def test_invalid_values_are_refused_by_name(changes: dict[str, str], variable: str) -> None:
