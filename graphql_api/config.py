@@ -15,6 +15,7 @@ from service_common.config import (
     read_port,
     read_str,
 )
+from service_common.connection_guard import ConnectionLimits
 from service_common.grpc_tls import ClientTls, read_client_tls
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
@@ -83,6 +84,8 @@ class GraphQLConfig:
     logging: LogSettings = field(default_factory=LogSettings)
     # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
     ingest_tls: ClientTls | None = None
+    # Idle and partial-request timeouts, open connections per address (service_common.connection_guard).
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def request_budget(self) -> RequestBudget:
@@ -134,4 +137,5 @@ class GraphQLConfig:
             ),
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
+            connections=ConnectionLimits.from_env(env, "GRAPHQL"),
         )

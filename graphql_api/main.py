@@ -9,6 +9,7 @@ from aiohttp import web
 from graphql_api.app import create_app
 from graphql_api.config import GraphQLConfig
 from graphql_api.resources import CLIENT_LOG
+from service_common.connection_guard import ConnectionGuard, GuardedSite
 from service_common.http_server_log import HttpServerLog
 from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
@@ -18,7 +19,10 @@ logger = logging.getLogger(__name__)
 
 async def serve(config: GraphQLConfig) -> None:
     """Serves until SIGTERM or SIGINT, then lets in-flight requests finish and closes the channel."""
+    # Idle and partial-request timeouts and the per-address cap on every connection.
+    connections = ConnectionGuard(config.connections)
     app = create_app(config)
+    connections.install(app)
     # The grace bounds how long requests already being answered may take once a stop is asked for.
     # No access log: it is a line per request, which any client could multiply (the request counts
     # by route and status are in /metrics); aiohttp's own lines about malformed requests go through
@@ -29,10 +33,11 @@ async def serve(config: GraphQLConfig) -> None:
         shutdown_timeout=config.shutdown_grace_seconds,
         access_log=None,
         logger=HttpServerLog(app[CLIENT_LOG]),
+        **connections.runner_options(),
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = GuardedSite(runner, config.host, config.port, connections)
         with listen_errors(config.host, config.port, "GRAPHQL_PORT"):
             await site.start()
         port = runner.addresses[0][1]

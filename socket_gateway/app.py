@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service_common.connection_guard import ConnectionGuard
 from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
 from socket_gateway.aggregation import SampleSchedule, SnapshotAggregator
@@ -177,7 +178,11 @@ def create_app(
         metrics=metrics,
         serve_deflate_elsewhere=config.websocket_compression,
         max_unsent_bytes=config.max_queued_bytes_per_session,
+        connections=ConnectionGuard(
+            config.connections, on_refused=lambda reason: metrics.connections_refused.update((reason,))
+        ),
     )
+    metrics.rate_limited_logs["connections"] = websockets.connections.refusal_log
 
     def count_packet(auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
         encoded = sio.packet_class(
@@ -261,6 +266,8 @@ def create_app(
             admit.middleware(SOCKETIO_PATH),
         ]
     )
+    # The partial-request timeout; the idle timeout is the runner's (runner_options()).
+    websockets.connections.install(app)
     app[GATEWAY] = gateway
     sio.attach(app, socketio_path=SOCKETIO_PATH.strip("/"))
     app.router.add_get("/healthz", _healthz)
@@ -351,6 +358,10 @@ async def _metrics(request: web.Request) -> web.Response:
             "gateway_connections": ("Connected Socket.IO clients.", lambda: gateway.events.connections),
             "gateway_rooms": ("Auction rooms with at least one socket.", lambda: gateway.registry.room_count),
             "gateway_room_members": ("Sockets in an auction room.", lambda: gateway.registry.member_count),
+            "gateway_tcp_connections": (
+                "Open TCP connections (every kind: WebSocket sessions, polling, probes).",
+                lambda: gateway.websockets.connections.open_connections,
+            ),
             "gateway_websocket_sessions": (
                 "WebSocket sessions count updates can be written into directly.",
                 lambda: gateway.fanout.websocket_sessions,

@@ -18,6 +18,7 @@ from service_common.config import (
     read_port,
     read_str,
 )
+from service_common.connection_guard import ConnectionLimits
 from service_common.grpc_tls import ClientTls, read_client_tls
 from service_common.internal_auth import read_internal_api_keys
 from service_common.logging_setup import LogSettings
@@ -64,6 +65,8 @@ class GatewayConfig:
     max_queued_bytes_per_session: int = 1024 * 1024
     max_queued_packets_per_session: int = 1000
     connect_timeout_seconds: float = 10.0
+    # Idle and partial-request timeouts and the per-address cap on open connections (all of them).
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     connections_per_ip_per_minute: int = 120
     viewer_token_secret: str | None = None
     websocket_compression: bool = False
@@ -129,6 +132,7 @@ class GatewayConfig:
             connect_timeout_seconds=read_float(
                 env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=300.0
             ),
+            connections=ConnectionLimits.from_env(env, "GATEWAY"),
             connections_per_ip_per_minute=read_int(
                 env, "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", 120, minimum=1, maximum=1_000_000
             ),

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
-from socket_gateway.app import GatewaySite, create_app
+from socket_gateway.app import GATEWAY, GatewaySite, create_app
 from socket_gateway.config import GatewayConfig
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,13 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
     # By the time aiohttp waits for open handlers, on_shutdown has flushed and told every Socket.IO
     # client goodbye; a WebSocket still open then only waits for its peer's close frame, which
     # browsers send at once, so a short grace is enough before aiohttp cancels the rest.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=0.5,
+        access_log=None,
+        **app[GATEWAY].websockets.connections.runner_options(),
+    )
     await runner.setup()
     try:
         site = make_site(runner, config.host, config.port, config.listen_backlog)

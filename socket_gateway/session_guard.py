@@ -305,7 +305,12 @@ class _PostReader:
         length = int(environ.get("CONTENT_LENGTH", "0"))
         if length > server.max_http_buffer_size:
             await self._guard.refuse_post(socket, None)
-        body = await environ["wsgi.input"].read(length)
+        try:
+            # All of it: python-engineio's read(length) returns what has arrived so far, so a body
+            # split across TCP segments was cut short (and a stalled one answered at once).
+            body = await environ["wsgi.input"].readexactly(length)
+        except asyncio.IncompleteReadError:
+            return  # the client went away mid-body: nobody is left to answer
         packets, problem = polling_payload_problem(body)
         if problem is not None:
             await self._guard.refuse_post(socket, problem)

@@ -45,6 +45,7 @@ import engineio  # type: ignore[import-untyped]
 from engineio import async_socket
 from engineio import packet as eio_packet
 
+from service_common.connection_guard import ConnectionGuard, ConnectionLimits
 from service_common.log_limits import RateLimitedLog
 from socket_gateway.malformed_frames import MalformedFrameLog, engineio_frame_problem
 from socket_gateway.metrics import GatewayMetrics
@@ -204,6 +205,8 @@ class WebSocketEndpoint:
             negotiates compression) instead of serving them uncompressed here.
         max_unsent_bytes: a session whose peer leaves more than this unread is dropped.
         head_timeout_seconds: a connection that has not sent its request head by then is dropped.
+        connections: counts every connection per address (refusing those over the cap), whoever
+            serves it; a guard with the default limits if None.
     """
 
     def __init__(
@@ -217,6 +220,7 @@ class WebSocketEndpoint:
         serve_deflate_elsewhere: bool = False,
         max_unsent_bytes: int = DEFAULT_MAX_UNSENT_BYTES,
         head_timeout_seconds: float = HEAD_TIMEOUT_SECONDS,
+        connections: ConnectionGuard | None = None,
     ) -> None:
         self.eio = eio
         self.socketio_path = socketio_path
@@ -226,6 +230,7 @@ class WebSocketEndpoint:
         self.serve_deflate_elsewhere = serve_deflate_elsewhere
         self.max_unsent_bytes = max_unsent_bytes
         self.head_timeout_seconds = head_timeout_seconds
+        self.connections = connections or ConnectionGuard(ConnectionLimits())
         # Lines a client can cause, per cause (a flood of peers that stop reading writes a few).
         self.log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
         metrics.rate_limited_logs["websocket_transport"] = self.log
@@ -258,10 +263,16 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        # The peer's address while this protocol answers for the connection's place in the guard's
+        # count; None once it is handed to a session or to aiohttp (they release it), or if refused.
+        self._address: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._address = self._endpoint.connections.admit(transport)
+        if self._address is None:
+            return  # over the per-address cap: answered and closing
         self._head_timer = asyncio.get_running_loop().call_later(
             self._endpoint.head_timeout_seconds, transport.abort
         )
@@ -269,8 +280,13 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
+        if self._address is not None:
+            self._endpoint.connections.release(self._address)
+            self._address = None
 
     def data_received(self, data: bytes) -> None:
+        if self._address is None:
+            return  # refused
         buffer = self._buffer
         buffer += data
         end = buffer.find(b"\r\n\r\n")
@@ -300,7 +316,8 @@ class _Connection(asyncio.Protocol):
             )
             transport.close()
             return
-        session = WebSocketSession(endpoint, transport, request, environ)
+        session = WebSocketSession(endpoint, transport, request, environ, self._address)
+        self._address = None
         transport.set_protocol(session)
         rest = bytes(buffer[end + 4 :])
         if rest:
@@ -311,7 +328,9 @@ class _Connection(asyncio.Protocol):
             self._head_timer.cancel()
         transport = self._transport
         assert transport is not None
-        http = self._http_protocol()
+        assert self._address is not None
+        http = self._endpoint.connections.track(self._http_protocol(), self._address)
+        self._address = None
         transport.set_protocol(http)
         http.connection_made(transport)
         if self._buffer:
@@ -332,6 +351,7 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
         transport: asyncio.Transport,
         request: UpgradeRequest,
         environ: dict[str, Any],
+        address: str | None,
     ) -> None:
         eio = endpoint.eio
         super().__init__(eio, eio.generate_id())
@@ -348,6 +368,8 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
         self._inbox: deque[str | bytes | _Close | None] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
+        # The connection's place in the endpoint's per-address count, given back when it is lost.
+        self._address = address
         # Engine.IO's send-ping cycle starts when the session opens, not at construction.
         self.last_ping = None
         self.upgraded = True
@@ -426,6 +448,9 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
     def connection_lost(self, exc: Exception | None) -> None:
         if self._ping_timer is not None:
             self._ping_timer.cancel()
+        if self._address is not None:
+            self._endpoint.connections.release(self._address)
+            self._address = None
         if not self.closing and not self.closed:
             self._enqueue(_Close(self.server.reason.TRANSPORT_CLOSE, abort=True))
 
