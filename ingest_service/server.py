@@ -21,6 +21,11 @@ from viewer_analytics.v1 import (
 from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.config import IngestConfig
 from ingest_service.grpc_api.auction_settings import AuctionSettingsServicer
+from ingest_service.grpc_api.guards import (
+    BoundedHealthServicer,
+    MalformedRequestInterceptor,
+    UnauthenticatedCallLimiter,
+)
 from ingest_service.grpc_api.snapshot_ingest import SnapshotIngestServicer
 from ingest_service.grpc_api.viewer_analytics import ViewerAnalyticsServicer
 from ingest_service.ingestion import SnapshotIngestor
@@ -28,6 +33,7 @@ from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import SnapshotRules
 from service_common.grpc_tls import bind_server_port
 from service_common.internal_auth import InternalKeyInterceptor, InternalKeyRing
+from service_common.log_limits import RateLimitedLog
 from service_common.service_process import listen_errors
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ SERVICE_NAMES = (
     viewer_analytics_service_pb2.DESCRIPTOR.services_by_name["ViewerAnalyticsService"].full_name,
 )
 
+MAX_CONCURRENT_STREAMS_PER_CONNECTION = 256
+
 
 class IngestServer:
     """The gRPC server with its servicers; ``start`` binds and serves, ``stop`` drains and stops."""
@@ -45,7 +53,7 @@ class IngestServer:
     def __init__(
         self,
         server: grpc.aio.Server,
-        health_servicer: health.aio.HealthServicer,
+        health_servicer: BoundedHealthServicer,
         snapshot_servicer: SnapshotIngestServicer,
         port: int,
     ) -> None:
@@ -89,13 +97,23 @@ def create_ingest_server(
         retention_seconds=config.retention_days * 86_400,
         auction_id_type=config.mongodb.auction_id_type,
     )
-    snapshot_servicer = SnapshotIngestServicer(SnapshotIngestor(store, flags, rules, clock))
-    health_servicer = health.aio.HealthServicer()
+    # One table of causes for every line a client can make this server write.
+    client_log = RateLimitedLog(logger)
+    snapshot_servicer = SnapshotIngestServicer(SnapshotIngestor(store, flags, rules, clock), client_log)
+    health_servicer = BoundedHealthServicer(("", *SERVICE_NAMES), client_log)
 
     server = grpc.aio.server(
-        interceptors=[InternalKeyInterceptor(InternalKeyRing(config.internal_api_keys))],
+        interceptors=[
+            # The key is checked first: a call without one never reaches a parser or a servicer.
+            InternalKeyInterceptor(InternalKeyRing(config.internal_api_keys), client_log),
+            UnauthenticatedCallLimiter(client_log),
+            MalformedRequestInterceptor(client_log),
+        ],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
+            # Streams one connection may hold open at once: the GraphQL API's channel carries its
+            # concurrent queries; more than this wait for a free stream instead of costing memory.
+            ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS_PER_CONNECTION),
             # gRPC's default SO_REUSEPORT lets a second server bind this port and take half the calls.
             ("grpc.so_reuseport", 0),
             # Gateways hold one stream open for hours; pings find a vanished peer within a minute.
@@ -107,11 +125,11 @@ def create_ingest_server(
     )
     snapshot_ingest_service_pb2_grpc.add_SnapshotIngestServiceServicer_to_server(snapshot_servicer, server)
     auction_settings_service_pb2_grpc.add_AuctionSettingsServiceServicer_to_server(
-        AuctionSettingsServicer(store, flags, clock, config.mongodb.auction_id_type), server
+        AuctionSettingsServicer(store, flags, clock, client_log, config.mongodb.auction_id_type), server
     )
     viewer_analytics_service_pb2_grpc.add_ViewerAnalyticsServiceServicer_to_server(
         ViewerAnalyticsServicer(
-            store, config.timing.snapshot_interval_seconds, config.mongodb.auction_id_type
+            store, config.timing.snapshot_interval_seconds, client_log, config.mongodb.auction_id_type
         ),
         server,
     )

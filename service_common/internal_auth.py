@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from service_common.config import ConfigError
+from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -83,25 +84,30 @@ def _presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | 
 
 
 def _refusing_handler(handler: Any, details: str) -> Any:
-    """A handler of the same streaming kind as ``handler`` that refuses the call."""
+    """A handler that refuses the call without reading its request.
 
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    It takes the request as a stream whatever the method's kind (the wire is the same): a unary
+    handler's request would be read, up to the largest message allowed, before it could refuse.
+    """
+
+    async def refuse(_requests: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, details)
 
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse)
-    return grpc.unary_unary_rpc_method_handler(refuse)
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class InternalKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses, with ``UNAUTHENTICATED``, every call without an accepted key, before any handler runs."""
+    """Refuses, with ``UNAUTHENTICATED``, every call without an accepted key, before any handler runs.
 
-    def __init__(self, key_ring: InternalKeyRing) -> None:
+    Anyone who reaches the port can cause a refusal, so its log line is rate-limited per reason
+    (``log``; by default one line per reason every 10 s, with the count of those left out).
+    """
+
+    def __init__(self, key_ring: InternalKeyRing, log: RateLimitedLog | None = None) -> None:
         self._key_ring = key_ring
+        self._log = log if log is not None else RateLimitedLog(logger)
 
     async def intercept_service(
         self,
@@ -117,5 +123,9 @@ class InternalKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         reason = "missing" if presented is None else "not accepted"
         # Never log the presented value: a near-miss key is still a secret.
-        logger.warning("Refused internal call", extra={"method": method, "reason": f"key {reason}"})
+        self._log.warning(
+            f"refused_key_{reason.replace(' ', '_')}",
+            "Refused internal call",
+            extra={"method": method, "reason": f"key {reason}"},
+        )
         return _refusing_handler(handler, f"internal key {reason} (metadata '{INTERNAL_KEY_METADATA}')")

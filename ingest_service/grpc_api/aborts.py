@@ -8,6 +8,7 @@ from typing import NoReturn
 import grpc
 
 from ingest_service.domain import StorageUnavailable
+from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +19,13 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, detail
     raise AssertionError("grpc.aio's context.abort() always raises")
 
 
-async def abort_storage_unavailable(context: grpc.aio.ServicerContext, error: StorageUnavailable) -> NoReturn:
-    """Ends the call with ``UNAVAILABLE``; the storage error is logged, never sent to the caller."""
-    logger.error("Storage unavailable", extra={"error": str(error)})
+async def abort_storage_unavailable(
+    context: grpc.aio.ServicerContext, error: StorageUnavailable, log: RateLimitedLog
+) -> NoReturn:
+    """Ends the call with ``UNAVAILABLE``; the storage error is logged (rate-limited), never sent back.
+
+    Every call fails alike while the store is down, so the line is rate-limited: its first occurrence
+    carries the cause, later ones the count of calls left out.
+    """
+    log.error("storage_unavailable", "Storage unavailable", extra={"error": str(error)})
     await abort(context, grpc.StatusCode.UNAVAILABLE, "storage unavailable; retry later")

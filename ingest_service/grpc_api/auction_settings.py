@@ -14,6 +14,7 @@ from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import settings_to_wire
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import accepted_auction_id_problem
+from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +25,14 @@ class AuctionSettingsServicer:
         store: SnapshotStore,
         flags: AnalyticsFlagCache,
         clock: Callable[[], float],
+        log: RateLimitedLog,
         auction_id_type: AuctionIdType = AuctionIdType.AUTO,
     ) -> None:
         self._store = store
         self._flags = flags
         self._clock = clock
         self._auction_id_type = auction_id_type
+        self._log = log
 
     async def GetAuctionSettings(
         self, request: settings_pb2.GetAuctionSettingsRequest, context: grpc.aio.ServicerContext
@@ -38,7 +41,7 @@ class AuctionSettingsServicer:
         try:
             found = await self._store.get_settings([request.auction_id])
         except StorageUnavailable as error:
-            await abort_storage_unavailable(context, error)
+            await abort_storage_unavailable(context, error, self._log)
         settings = found.get(request.auction_id) or AuctionSettings.never_configured(request.auction_id)
         return settings_pb2.GetAuctionSettingsResponse(settings=settings_to_wire(settings))
 
@@ -51,7 +54,7 @@ class AuctionSettingsServicer:
                 request.auction_id, request.enabled, self._clock()
             )
         except StorageUnavailable as error:
-            await abort_storage_unavailable(context, error)
+            await abort_storage_unavailable(context, error, self._log)
         except AuctionNotFound as error:
             # INVALID_ARGUMENT, which the GraphQL API turns into its InvalidInput result: the id
             # names nothing the flag could be written on (the store creates no auction documents).

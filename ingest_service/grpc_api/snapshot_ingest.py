@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import grpc
@@ -14,19 +13,20 @@ from ingest_service.domain import StorageUnavailable
 from ingest_service.grpc_api.aborts import abort
 from ingest_service.grpc_api.conversions import OUTCOME_TO_WIRE, snapshot_from_wire
 from ingest_service.ingestion import SnapshotIngestor
-
-logger = logging.getLogger(__name__)
+from service_common.log_limits import RateLimitedLog
 
 
 class SnapshotIngestServicer:
     """Answers each batch on a stream with one acknowledgement per snapshot, in order.
 
     When draining starts (shutdown), a batch already being processed is finished and acknowledged,
-    then the stream ends with ``UNAVAILABLE`` so the gateway reconnects elsewhere or later.
+    then the stream ends with ``UNAVAILABLE`` so the gateway reconnects elsewhere or later. Lines a
+    client can cause (streams opened and closed, malformed batches) go through ``log``, rate-limited.
     """
 
-    def __init__(self, ingestor: SnapshotIngestor) -> None:
+    def __init__(self, ingestor: SnapshotIngestor, log: RateLimitedLog) -> None:
         self._ingestor = ingestor
+        self._log = log
         self._draining = asyncio.Event()
 
     def start_draining(self) -> None:
@@ -35,7 +35,7 @@ class SnapshotIngestServicer:
 
     async def StreamSnapshots(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         peer = context.peer()
-        logger.info("Snapshot stream opened", extra={"peer": peer})
+        self._log.info("stream_opened", "Snapshot stream opened", extra={"peer": peer})
         draining = asyncio.ensure_future(self._draining.wait())
         try:
             while True:
@@ -51,10 +51,14 @@ class SnapshotIngestServicer:
                 try:
                     request = next_request.result()
                 except DecodeError:
-                    logger.warning("Malformed snapshot batch; stream ended", extra={"peer": peer})
+                    self._log.warning(
+                        "malformed_batch", "Malformed snapshot batch; stream ended", extra={"peer": peer}
+                    )
                     await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "malformed StreamSnapshotsRequest")
                 if request is grpc.aio.EOF:
-                    logger.info("Snapshot stream closed by the client", extra={"peer": peer})
+                    self._log.info(
+                        "stream_closed", "Snapshot stream closed by the client", extra={"peer": peer}
+                    )
                     return
                 await context.write(await self._answer(request, context))
         finally:
@@ -67,7 +71,11 @@ class SnapshotIngestServicer:
         try:
             results = await self._ingestor.ingest([snapshot_from_wire(message) for message in received])
         except StorageUnavailable as error:
-            logger.error("Storage unavailable; batch not acknowledged", extra={"error": str(error)})
+            self._log.error(
+                "storage_unavailable_batch",
+                "Storage unavailable; batch not acknowledged",
+                extra={"error": str(error)},
+            )
             await abort(context, grpc.StatusCode.UNAVAILABLE, "storage unavailable; re-send the batch later")
         # Filled in place, and `detail` set only for rejections: this runs once per snapshot.
         response = ingest_pb2.StreamSnapshotsResponse()

@@ -16,6 +16,7 @@ from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import accepted_auction_id_problem
+from service_common.log_limits import RateLimitedLog
 
 # Seven days of minutes (10,080) fit; a response stays far below gRPC's default 4 MiB message limit.
 MAX_POINTS = 20_000
@@ -36,11 +37,13 @@ class ViewerAnalyticsServicer:
         self,
         store: SnapshotStore,
         snapshot_interval_seconds: int,
+        log: RateLimitedLog,
         auction_id_type: AuctionIdType = AuctionIdType.AUTO,
     ) -> None:
         self._store = store
         self._snapshot_interval_seconds = snapshot_interval_seconds
         self._auction_id_type = auction_id_type
+        self._log = log
 
     async def QueryViewerAnalytics(
         self, request: analytics_pb2.QueryViewerAnalyticsRequest, context: grpc.aio.ServicerContext
@@ -65,7 +68,7 @@ class ViewerAnalyticsServicer:
                 )
             points = await self._store.query_points(query, request.bucket_seconds) if bound else []
         except StorageUnavailable as error:
-            await abort_storage_unavailable(context, error)
+            await abort_storage_unavailable(context, error, self._log)
         summary = AnalyticsSummary.from_totals(totals, self._snapshot_interval_seconds)
         return analytics_pb2.QueryViewerAnalyticsResponse(
             points=[point_to_wire(point) for point in points], summary=summary_to_wire(summary)

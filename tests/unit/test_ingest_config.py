@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
+from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from ingest_service.config import IngestConfig, MongoSettings
 from ingest_service.domain import AuctionIdType
 from service_common.config import ConfigError
 from service_common.timing import SnapshotTiming
+from socket_gateway.config import GatewayConfig
 
 KEY = "a-valid-internal-key-123"
 
@@ -105,3 +109,27 @@ def test_invalid_values_name_their_variable(changes: dict[str, str], variable: s
 def test_samples_an_interval_holds(snapshot: int, sample: int, samples: int) -> None:
     # Sampling at 0, s, 2s, ... inside [0, interval) gives ceil(interval / s) samples.
     assert SnapshotTiming(snapshot, sample).max_samples_per_snapshot == samples
+
+
+def test_the_default_message_limit_fits_the_largest_batch_a_gateway_sends() -> None:
+    """The server reads at most INGEST_MAX_MESSAGE_BYTES from anyone; a real batch must always fit."""
+    with pytest.raises(ConfigError, match="GATEWAY_SEND_BATCH_SIZE"):
+        GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "GATEWAY_SEND_BATCH_SIZE": "5001"})
+    largest_batch = GatewayConfig.from_env(
+        {"INTERNAL_API_KEY": KEY, "GATEWAY_SEND_BATCH_SIZE": "5000"}
+    ).send_batch_size
+    largest = snapshot_pb2.ViewerSnapshot(
+        auction_id="a" * 128,
+        minute_start=Timestamp(seconds=2**33),
+        viewer_count=10_000_000,
+        avg_viewers=9_999_999.5,
+        peak_viewers=10_000_000,
+        min_viewers=10_000_000,
+        sample_count=2**32 - 1,
+        unique_viewers=10_000_000,
+        partial=True,
+        gateway_id="g" * 128,
+    )
+    batch = ingest_pb2.StreamSnapshotsRequest(snapshots=[largest] * largest_batch)
+    default = IngestConfig.from_env({"INTERNAL_API_KEY": KEY}).max_message_bytes
+    assert batch.ByteSize() < default < 2 * batch.ByteSize()
