@@ -20,6 +20,26 @@ from service_common.log_limits import RateLimitedLog
 
 # Seven days of minutes (10,080) fit; a response stays far below gRPC's default 4 MiB message limit.
 MAX_POINTS = 20_000
+# The widest bucket: 30 days, the widest the GraphQL API offers (AUTO's largest). Wider ones only
+# move the epoch-aligned start of the one point away from the data (at 2**32 - 1 s: to 1970).
+MAX_BUCKET_SECONDS = 30 * 86_400
+
+
+def bucket_problem(bucket_seconds: int, snapshot_interval_seconds: int) -> str | None:
+    """Why ``bucket_seconds`` is not a width to answer, or None when it is.
+
+    0 is one point per snapshot. Otherwise the width is a whole number of snapshot intervals, so that
+    every bucket starts where a snapshot's interval starts and holds whole snapshots (a 7 s bucket of
+    1-minute snapshots would stamp each minute up to 6 s before it began), and at most 30 days.
+    """
+    if bucket_seconds == 0:
+        return None
+    if bucket_seconds % snapshot_interval_seconds or bucket_seconds > MAX_BUCKET_SECONDS:
+        return (
+            f"bucket_seconds must be 0 (one point per snapshot) or a multiple of {snapshot_interval_seconds}"
+            f" (the snapshot interval) up to {MAX_BUCKET_SECONDS} (30 days), got {bucket_seconds}"
+        )
+    return None
 
 
 def point_bound(totals: RangeTotals, bucket_seconds: int) -> int:
@@ -55,6 +75,9 @@ class ViewerAnalyticsServicer:
         end = request.to.seconds if request.HasField("to") else None
         if start is not None and end is not None and start >= end:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "'from' must be before 'to'")
+        problem = bucket_problem(request.bucket_seconds, self._snapshot_interval_seconds)
+        if problem:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         query = AnalyticsRange(auction_id=request.auction_id, start=start, end=end)
         try:
             totals = await self._store.query_totals(query)

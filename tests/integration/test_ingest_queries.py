@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 
+from graphql_api.analytics import BUCKET_WIDTHS
 from tests.conftest import RunningIngest
 from tests.support import IngestClient, make_snapshot, outcome_names
 
@@ -189,3 +190,29 @@ async def test_storage_unavailable_is_reported_and_nothing_acknowledged(ingest: 
     # The sender re-sends what was not acknowledged; it is stored exactly once.
     assert outcome_names(await client.send([snapshot])) == ["STORED"]
     assert await ingest.stored_count("locked") == 1
+
+
+@pytest.mark.parametrize("bucket_seconds", [7, 90, 59, 30 * 86_400 + 60, 2**32 - 1])
+async def test_a_bucket_that_is_not_whole_snapshot_intervals_up_to_30_days_is_refused(
+    ingest: RunningIngest, bucket_seconds: int
+) -> None:
+    client = ingest.client()
+    await client.set_analytics("buckets", True)
+    await client.send([make_snapshot("buckets", int(ingest.clock.now) - 60)])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await query(client, "buckets", bucket_seconds)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = refused.value.details() or ""
+    assert f"got {bucket_seconds}" in details
+    assert "multiple of 60 (the snapshot interval) up to 2592000 (30 days)" in details
+
+
+async def test_every_width_the_graphql_api_sends_is_answered(ingest: RunningIngest) -> None:
+    client = ingest.client()
+    await client.set_analytics("widths", True)
+    minute = int(ingest.clock.now) // 60 * 60 - 60
+    await client.send([make_snapshot("widths", minute)])
+    for width in sorted({0, *BUCKET_WIDTHS}):
+        (point,) = (await query(client, "widths", width)).points
+        # Epoch-aligned and holding the snapshot: never a point stamped far from the data.
+        assert minute - max(width, 60) < point.bucket_start.seconds <= minute, width
