@@ -276,15 +276,19 @@ class MongoSnapshotStore:
 
     async def _ensure_indexes(self, retention_seconds: int) -> None:
         # Idempotent: createIndex with the same keys and options is a no-op. These unique indexes
-        # are also what the recommended shard keys need (docs/ingest_service.md, "Sharding").
-        await self._snapshots.create_index(
+        # are also what the recommended shard keys need (docs/ingest_service.md, "Sharding"). Index
+        # commands use the server's default write concern, not the snapshots' (MONGODB_WRITE_CONCERN
+        # describes how batches are acknowledged, and must not keep a replica from starting).
+        snapshots = self._database.get_collection(SNAPSHOT_COLLECTION)
+        hourly = self._database.get_collection(HOURLY_COLLECTION)
+        await snapshots.create_index(
             [("auction", ASCENDING), ("timestamp", ASCENDING)], unique=True, name=UNIQUE_INDEX
         )
-        await self._hourly.create_index(
+        await hourly.create_index(
             [("auction", ASCENDING), ("hour", ASCENDING)], unique=True, name=HOURLY_UNIQUE_INDEX
         )
-        await self._ensure_ttl(self._snapshots, TTL_INDEX, "timestamp", retention_seconds)
-        await self._ensure_ttl(self._hourly, HOURLY_TTL_INDEX, "lastMinuteAt", retention_seconds)
+        await self._ensure_ttl(snapshots, TTL_INDEX, "timestamp", retention_seconds)
+        await self._ensure_ttl(hourly, HOURLY_TTL_INDEX, "lastMinuteAt", retention_seconds)
 
     async def _ensure_ttl(
         self, collection: AsyncCollection[Document], name: str, field: str, retention_seconds: int
@@ -424,8 +428,10 @@ class MongoSnapshotStore:
         }
         batch = RollupBatch()
         rolled_up = 0
-        # In the unique index's order, so a batch holds whole hours of few auctions.
-        cursor = self._snapshots.find({}, projection, sort=[("auction", 1), ("timestamp", 1)])
+        # In the unique index's order, so a batch holds whole hours of few auctions; from the
+        # primary, as part of writing (whatever MONGODB_READ_PREFERENCE says for queries).
+        minutes = self._database.get_collection(SNAPSHOT_COLLECTION, read_preference=ReadPreference.PRIMARY)
+        cursor = minutes.find({}, projection, sort=[("auction", 1), ("timestamp", 1)])
         async for document in cursor:
             batch.add(
                 document["auction"],

@@ -17,6 +17,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ingest_service.config import MongoSettings
 from ingest_service.domain import AnalyticsRange, Snapshot, SnapshotOutcome, StorageUnavailable
 from ingest_service.storage.mongo_rollups import HOURLY_COLLECTION, HOURLY_TTL_INDEX, HOURLY_UNIQUE_INDEX
 from ingest_service.storage.mongo_store import TTL_INDEX, UNIQUE_INDEX, MongoSnapshotStore
@@ -223,3 +224,67 @@ async def test_rollups_are_built_for_minutes_stored_before_them(database_uri: st
         await again.close()
     finally:
         await client.close()
+
+
+async def test_the_write_concern_reaches_the_server(database_uri: str, clock: FakeClock) -> None:
+    # The test servers have one data-bearing member: w=2 cannot be satisfied, majority can.
+    unsatisfiable = await MongoSnapshotStore.open(
+        database_uri, retention_days=90, clock=clock, settings=MongoSettings(write_concern=2)
+    )
+    try:
+        with pytest.raises(StorageUnavailable):
+            await unsatisfiable.insert_snapshots([make_snapshot("wc", int(clock.now) - 60)])
+    finally:
+        await unsatisfiable.close()
+    majority = await open_store(database_uri, clock=clock, settings=MongoSettings(write_concern="majority"))
+    try:
+        outcomes = await majority.insert_snapshots([make_snapshot("wc", int(clock.now) - 120)])
+        assert outcomes == [SnapshotOutcome.STORED]
+    finally:
+        await majority.close()
+
+
+async def test_the_read_preference_applies_to_queries_and_never_to_flags(
+    database_uri: str, clock: FakeClock
+) -> None:
+    store = await open_store(
+        database_uri,
+        clock=clock,
+        settings=MongoSettings(read_preference="secondary"),
+        server_selection_timeout_ms=300,
+    )
+    try:
+        # No secondary exists here: queries cannot be answered, while the flags, read from the
+        # primary, still decide every batch.
+        await store.set_viewer_analytics("rp", True, clock.now)
+        assert (await store.get_settings(["rp"]))["rp"].enable_viewer_analytics
+        assert await store.insert_snapshots([make_snapshot("rp", int(clock.now) - 60)]) == [
+            SnapshotOutcome.STORED
+        ]
+        with pytest.raises(StorageUnavailable):
+            await store.query_totals(AnalyticsRange("rp", None, None))
+    finally:
+        await store.close()
+
+
+async def test_writes_are_retried_even_when_the_uri_turns_retries_off(
+    database_uri: str, clock: FakeClock
+) -> None:
+    store = await open_store(database_uri + "?retryWrites=false", clock=clock)
+    admin: AsyncMongoClient[Document] = AsyncMongoClient(database_uri)
+    try:
+        # The next write fails with a retryable error (SocketException, as when a connection drops
+        # during a failover); the driver retries it once.
+        await admin.admin.command(
+            "configureFailPoint",
+            "failCommand",
+            mode={"times": 1},
+            data={"failCommands": ["insert", "bulkWrite"], "errorCode": 9001},
+        )
+        assert await store.insert_snapshots([make_snapshot("retried", int(clock.now) - 60)]) == [
+            SnapshotOutcome.STORED
+        ]
+    finally:
+        await admin.admin.command("configureFailPoint", "failCommand", mode="off")
+        await admin.close()
+        await store.close()
