@@ -268,9 +268,9 @@ class IngestClient:
 class WirePoints(Sequence[AnalyticsPoint]):
     """A response's points, each converted when read rather than all at once.
 
-    Converting 20,000 points in one go held the event loop for about 40 ms; read one at a time (the
-    GraphQL points resolver yields between slices, the CSV export renders in a worker thread), no
-    single step is that long.
+    Converting 20,000 points in one go held the event loop for about 40 ms; read a slice at a time
+    (GraphQL completes the points in slices, the CSV export renders in a worker thread), no single
+    step is that long.
     """
 
     def __init__(self, wire: Sequence[analytics_pb2.ViewerAnalyticsPoint]) -> None:

@@ -29,6 +29,7 @@ from graphql_api.errors import (
     is_public,
     should_mask_error,
 )
+from graphql_api.execution import AnalyticsExecutionContext
 from graphql_api.mutations.settings import SettingsMutations
 from graphql_api.queries.auction import AuctionQueries
 from service_common.log_limits import RateLimitedLog
@@ -147,4 +148,5 @@ def create_schema(
             lambda: MaskInternalErrors(should_mask_error=should_mask_error, error_message=MASKED_MESSAGE),
         ],
         log=log or RateLimitedLog(logger),
+        execution_context_class=AnalyticsExecutionContext,
     )
