@@ -64,6 +64,8 @@ _DUPLICATE_KEY = 11000
 _MILLIS_PER_SECOND = 1000
 # MongoDB 8.0: the bulkWrite command, one request writing several collections.
 _CLIENT_BULK_WRITE_WIRE_VERSION = 25
+# A stored minute's fields, in minute_entry's order after the time.
+_MINUTE_FIELDS = ("viewerCount", "avgViewers", "sampleCount", "peakViewers", "minViewers")
 # Rollup updates per request while building the rollups of minutes stored before they existed.
 _BUILD_BATCH = 500
 
@@ -417,32 +419,25 @@ class MongoSnapshotStore:
         replicas starting at once may each run it; the result is the same.
         """
         logger.info("Building hourly rollups of the minutes stored before they existed")
-        projection = {
-            "auction": 1,
-            "timestamp": 1,
-            "viewerCount": 1,
-            "avgViewers": 1,
-            "sampleCount": 1,
-            "peakViewers": 1,
-            "minViewers": 1,
-        }
+        projection = dict.fromkeys(("auction", "timestamp", *_MINUTE_FIELDS), 1)
         batch = RollupBatch()
-        rolled_up = 0
+        rolled_up = skipped = 0
         # In the unique index's order, so a batch holds whole hours of few auctions; from the
         # primary, as part of writing (whatever MONGODB_READ_PREFERENCE says for queries).
         minutes = self._database.get_collection(SNAPSHOT_COLLECTION, read_preference=ReadPreference.PRIMARY)
         cursor = minutes.find({}, projection, sort=[("auction", 1), ("timestamp", 1)])
         async for document in cursor:
+            values: list[Any] = [document.get(name) for name in _MINUTE_FIELDS]
+            at = document.get("timestamp")
+            if not isinstance(at, datetime) or not all(isinstance(value, int | float) for value in values):
+                # A document another program wrote without one of the fields (or not as a number)
+                # cannot be rolled up; counted in the log line below.
+                skipped += 1
+                continue
+            viewer_count, avg_viewers, sample_count, peak, low = values
             batch.add(
                 document["auction"],
-                *minute_entry(
-                    _to_epoch_seconds(document["timestamp"]),
-                    document["viewerCount"],
-                    document["avgViewers"],
-                    document["sampleCount"],
-                    document["peakViewers"],
-                    document["minViewers"],
-                ),
+                *minute_entry(_to_epoch_seconds(at), viewer_count, avg_viewers, sample_count, peak, low),
             )
             rolled_up += 1
             if len(batch) >= _BUILD_BATCH:
@@ -453,6 +448,10 @@ class MongoSnapshotStore:
             {"_id": ROLLUPS_BUILT_MARKER}, {"$set": {"at": datetime.now(UTC)}}, upsert=True
         )
         self.rollups_complete.set()
+        if skipped:
+            logger.warning(
+                "Minutes without a numeric count left out of the rollups", extra={"skipped": skipped}
+            )
         logger.info("Hourly rollups built", extra={"minutes": rolled_up})
 
     async def _write_all_rollups(self, batch: RollupBatch) -> None:
@@ -592,9 +591,8 @@ class MongoSnapshotStore:
         than the retention's cutoff, which the TTL monitor may have cut into: those are read from
         the minutes, which are what the TTL leaves.
         """
-        if self.rollups_complete.is_set() and (
-            bucket_seconds is None or bucket_seconds % HOUR == 0 < bucket_seconds
-        ):
+        whole_hours = bucket_seconds is None or (bucket_seconds > 0 and bucket_seconds % HOUR == 0)
+        if whole_hours and self.rollups_complete.is_set():
             cutoff_hour = -(-int(self._clock() - self._retention_seconds) // HOUR) * HOUR
             start, end = query.start, query.end
             first_hour = cutoff_hour if start is None else max(cutoff_hour, -(-start // HOUR) * HOUR)
