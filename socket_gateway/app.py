@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import engineio  # type: ignore[import-untyped]
 import grpc
@@ -36,7 +37,7 @@ from socket_gateway.rooms import RoomCounts, RoomRegistry
 from socket_gateway.sampler import Sampler
 from socket_gateway.sender import Backoff, SnapshotSender
 from socket_gateway.session_guard import SessionGuard, SessionLimits
-from socket_gateway.websocket_transport import WebSocketEndpoint
+from socket_gateway.websocket_transport import WebSocketEndpoint, WebSocketSession
 
 logger = logging.getLogger(__name__)
 
@@ -500,7 +501,22 @@ async def _close_interval_and_flush(app: web.Application) -> None:
     eio = gateway.sio.eio
     sockets = list(eio.sockets.values())
     eio.sockets = {}
-    await asyncio.gather(
-        *(socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT) for socket in sockets),
-        return_exceptions=True,
-    )
+    await asyncio.gather(*(_close_for_reconnect(eio, socket) for socket in sockets), return_exceptions=True)
+
+
+async def _close_for_reconnect(eio: engineio.AsyncServer, socket: Any) -> None:
+    """Ends a session at a stop so that its client reconnects (in a rolling deploy, to another node).
+
+    Without Engine.IO's CLOSE packet or Socket.IO's DISCONNECT: python-socketio's client reads
+    either as "server disconnect" and socket.io-client the second as "io server disconnect", and
+    neither reconnects after that. A session whose connection just ends is to both a lost
+    transport ("transport error", "transport close"), which they reconnect from, as after a crash.
+    A WebSocket is closed with a close frame; a pending long-poll is answered with a NOOP, and the
+    next one finds the session gone.
+    """
+    await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+    if not isinstance(socket, WebSocketSession):
+        # python-engineio's own session: end its pending long-poll (or its WebSocket writer, which
+        # then closes the WebSocket), which abort leaves waiting until the ping timeout.
+        socket.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
+        socket.queue.put_nowait(None)
