@@ -128,6 +128,7 @@ class ConnectionGuard:
         self._fd_limit = fd_limit if fd_limit is not None else _soft_fd_limit()
         self._count_open_fds = count_open_fds
         self._fds_checked_at = float("-inf")
+        self._connections_at_check = 0
         self._per_address: Counter[str] = Counter()
         self.open_connections = 0
         self.log = RateLimitedLog(logger, interval_seconds=60.0, clock=clock)
@@ -222,13 +223,20 @@ class ConnectionGuard:
         )
 
     def _check_fds(self) -> None:
+        limit = self._fd_limit
+        if limit is None:
+            return
         now = self._clock()
-        if now - self._fds_checked_at < _FD_CHECK_SECONDS or self._fd_limit is None:
+        # Once a second, and whenever the connections grew by a twentieth of the limit since: a
+        # burst of connections within one second must not get past the check.
+        grown = self.open_connections - self._connections_at_check >= limit // 20
+        if now - self._fds_checked_at < _FD_CHECK_SECONDS and not grown:
             return
         self._fds_checked_at = now
+        self._connections_at_check = self.open_connections
         counted = self._count_open_fds()
         open_fds = counted if counted is not None else self.open_connections
-        if open_fds < FD_WARNING_FRACTION * self._fd_limit:
+        if open_fds < FD_WARNING_FRACTION * limit:
             return
         busiest, busiest_count = self._per_address.most_common(1)[0] if self._per_address else ("", 0)
         self.log.warning(
@@ -236,7 +244,7 @@ class ConnectionGuard:
             "Nearing the file-descriptor limit; new connections will soon be refused by the kernel",
             extra={
                 "open_fds": open_fds,
-                "fd_limit": self._fd_limit,
+                "fd_limit": limit,
                 "connections": self.open_connections,
                 "busiest_address": busiest,
                 "busiest_address_connections": busiest_count,

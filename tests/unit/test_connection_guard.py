@@ -86,3 +86,21 @@ def test_the_limits_are_read_under_each_service_prefix_and_checked() -> None:
         ConnectionLimits.from_env({"GRAPHQL_HTTP_IDLE_TIMEOUT_SECONDS": "0"}, "GRAPHQL")
     with pytest.raises(ConfigError, match="GATEWAY_MAX_CONNECTIONS_PER_ADDRESS"):
         ConnectionLimits.from_env({"GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": "many"}, "GATEWAY")
+
+
+def test_a_burst_of_connections_within_one_second_is_still_checked_against_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Descriptors are counted once a second at most, and also whenever the connections grew by a
+    twentieth of the limit: 1,000 connections arriving within one second were never checked."""
+    guard = ConnectionGuard(
+        ConnectionLimits(max_connections_per_address=0),
+        clock=lambda: 0.0,
+        fd_limit=1000,
+        count_open_fds=lambda: guard.open_connections + 15,
+    )
+    for index in range(900):
+        guard.admit(_Transport(f"192.0.2.{index % 4}"))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert 800 <= warnings[0].__dict__["open_fds"] <= 850
