@@ -30,11 +30,13 @@ from ingest_service.grpc_api.snapshot_ingest import SnapshotIngestServicer
 from ingest_service.grpc_api.viewer_analytics import ViewerAnalyticsServicer
 from ingest_service.ingestion import SnapshotIngestor
 from ingest_service.storage.port import SnapshotStore
+from ingest_service.store_health import WRITE_CHECK_TASK, HealthReporter, StoreWriteCheck
 from ingest_service.validation import SnapshotRules
 from service_common.grpc_tls import bind_server_port
 from service_common.internal_auth import InternalKeyInterceptor, InternalKeyRing
 from service_common.log_limits import RateLimitedLog
 from service_common.service_process import listen_errors
+from service_common.supervision import Supervisor, TaskHealth
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ SERVICE_NAMES = (
 )
 
 MAX_CONCURRENT_STREAMS_PER_CONNECTION = 256
+# How often the store is probed for writes while nothing fails (a failed write is seen at once).
+WRITE_CHECK_INTERVAL_SECONDS = 5.0
 
 
 class IngestServer:
@@ -56,16 +60,33 @@ class IngestServer:
         health_servicer: BoundedHealthServicer,
         snapshot_servicer: SnapshotIngestServicer,
         port: int,
+        supervisor: Supervisor,
+        write_check: StoreWriteCheck,
     ) -> None:
         self._server = server
         self._health = health_servicer
         self._snapshot_servicer = snapshot_servicer
         self.port = port
+        self._supervisor = supervisor
+        self._write_check = write_check
+        self._health_reporter = HealthReporter(
+            health_servicer, ("", *SERVICE_NAMES), supervisor, needed=(WRITE_CHECK_TASK,)
+        )
 
     async def start(self) -> None:
+        """Serves, reporting SERVING, and starts the supervised tasks (the store's write check).
+
+        From then on health follows the tasks: NOT_SERVING while the store cannot be written.
+        """
         await self._server.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._supervisor.start(WRITE_CHECK_TASK, self._write_check.run)
+        self._supervisor.start("health-reporter", self._health_reporter.run)
+
+    def background_health(self) -> list[TaskHealth]:
+        """The supervised tasks of the server: failures counted, the last error, whether one backs off."""
+        return self._supervisor.health()
 
     async def stop(self, grace_seconds: float) -> None:
         """Reports NOT_SERVING, lets in-flight batches finish within ``grace_seconds``, then stops.
@@ -73,6 +94,7 @@ class IngestServer:
         Health turns NOT_SERVING first so load balancers stop routing here while streams drain.
         """
         await self._health.enter_graceful_shutdown()
+        await self._supervisor.stop()
         self._snapshot_servicer.start_draining()
         await self._server.stop(grace_seconds)
         logger.info("Ingest service stopped")
@@ -82,10 +104,15 @@ def create_ingest_server(
     config: IngestConfig,
     store: SnapshotStore,
     clock: Callable[[], float] = time.time,
+    *,
+    supervisor: Supervisor | None = None,
+    write_check_interval_seconds: float = WRITE_CHECK_INTERVAL_SECONDS,
 ) -> IngestServer:
     """Builds the server on ``store`` and binds it to the configured address (port 0: any free port).
 
-    The port serves TLS only when ``config.tls`` is set, plaintext otherwise.
+    The port serves TLS only when ``config.tls`` is set, plaintext otherwise. ``supervisor`` runs the
+    server's long-lived tasks (tests pass one with short backoffs); ``write_check_interval_seconds``
+    is how often the store is probed for writes while nothing fails.
 
     Raises:
         service_common.service_process.ListenError: the port is in use or cannot be bound.
@@ -99,7 +126,10 @@ def create_ingest_server(
     )
     # One table of causes for every line a client can make this server write.
     client_log = RateLimitedLog(logger)
-    snapshot_servicer = SnapshotIngestServicer(SnapshotIngestor(store, flags, rules, clock), client_log)
+    write_check = StoreWriteCheck(store, write_check_interval_seconds)
+    snapshot_servicer = SnapshotIngestServicer(
+        SnapshotIngestor(store, flags, rules, clock), client_log, write_check.write_failed
+    )
     health_servicer = BoundedHealthServicer(("", *SERVICE_NAMES), client_log)
 
     server = grpc.aio.server(
@@ -125,7 +155,10 @@ def create_ingest_server(
     )
     snapshot_ingest_service_pb2_grpc.add_SnapshotIngestServiceServicer_to_server(snapshot_servicer, server)
     auction_settings_service_pb2_grpc.add_AuctionSettingsServiceServicer_to_server(
-        AuctionSettingsServicer(store, flags, clock, client_log, config.mongodb.auction_id_type), server
+        AuctionSettingsServicer(
+            store, flags, clock, client_log, write_check.write_failed, config.mongodb.auction_id_type
+        ),
+        server,
     )
     viewer_analytics_service_pb2_grpc.add_ViewerAnalyticsServiceServicer_to_server(
         ViewerAnalyticsServicer(
@@ -140,4 +173,6 @@ def create_ingest_server(
 
     with listen_errors(config.host, config.port, "INGEST_PORT"):
         port = bind_server_port(server, config.host, config.port, config.tls)
-    return IngestServer(server, health_servicer, snapshot_servicer, port)
+    return IngestServer(
+        server, health_servicer, snapshot_servicer, port, supervisor or Supervisor(), write_check
+    )

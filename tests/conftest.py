@@ -15,9 +15,10 @@ from secantus import SecantusDBServer
 
 from ingest_service.config import IngestConfig
 from ingest_service.domain import AnalyticsRange
-from ingest_service.server import IngestServer, create_ingest_server
+from ingest_service.server import WRITE_CHECK_INTERVAL_SECONDS, IngestServer, create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.grpc_tls import ClientTls, open_channel
+from service_common.supervision import Supervisor
 from service_common.timing import SnapshotTiming
 from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
 
@@ -90,13 +91,26 @@ async def ingest(tmp_path: Path, clock: FakeClock) -> AsyncIterator[RunningInges
 
 @asynccontextmanager
 async def serving_ingest(
-    config: IngestConfig, clock: FakeClock, client_tls: ClientTls | None = None
+    config: IngestConfig,
+    clock: FakeClock,
+    client_tls: ClientTls | None = None,
+    supervisor: Supervisor | None = None,
+    write_check_interval_seconds: float = WRITE_CHECK_INTERVAL_SECONDS,
 ) -> AsyncIterator[RunningIngest]:
-    """``config``'s ingest service on its SQLite file, with a channel to it (TLS trusting ``client_tls``)."""
+    """``config``'s ingest service on its SQLite file, with a channel to it (TLS trusting ``client_tls``).
+
+    ``supervisor`` and ``write_check_interval_seconds`` go to the server (shorter backoffs in tests).
+    """
     store = await SqliteSnapshotStore.open(
         config.sqlite_path, retention_days=config.retention_days, clock=clock, busy_timeout_ms=100
     )
-    server = create_ingest_server(config, store, clock)
+    server = create_ingest_server(
+        config,
+        store,
+        clock,
+        supervisor=supervisor,
+        write_check_interval_seconds=write_check_interval_seconds,
+    )
     await server.start()
     channel = open_channel(f"127.0.0.1:{server.port}", client_tls)
     try:

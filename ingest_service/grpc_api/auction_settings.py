@@ -26,6 +26,7 @@ class AuctionSettingsServicer:
         flags: AnalyticsFlagCache,
         clock: Callable[[], float],
         log: RateLimitedLog,
+        write_failed: Callable[[StorageUnavailable], None],
         auction_id_type: AuctionIdType = AuctionIdType.AUTO,
     ) -> None:
         self._store = store
@@ -33,6 +34,7 @@ class AuctionSettingsServicer:
         self._clock = clock
         self._auction_id_type = auction_id_type
         self._log = log
+        self._write_failed = write_failed
 
     async def GetAuctionSettings(
         self, request: settings_pb2.GetAuctionSettingsRequest, context: grpc.aio.ServicerContext
@@ -54,6 +56,7 @@ class AuctionSettingsServicer:
                 request.auction_id, request.enabled, self._clock()
             )
         except StorageUnavailable as error:
+            self._write_failed(error)
             await abort_storage_unavailable(context, error, self._log)
         except AuctionNotFound as error:
             # INVALID_ARGUMENT, which the GraphQL API turns into its InvalidInput result: the id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,9 +25,15 @@ class SnapshotIngestServicer:
     client can cause (streams opened and closed, malformed batches) go through ``log``, rate-limited.
     """
 
-    def __init__(self, ingestor: SnapshotIngestor, log: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        ingestor: SnapshotIngestor,
+        log: RateLimitedLog,
+        write_failed: Callable[[StorageUnavailable], None],
+    ) -> None:
         self._ingestor = ingestor
         self._log = log
+        self._write_failed = write_failed
         self._draining = asyncio.Event()
 
     def start_draining(self) -> None:
@@ -71,6 +78,7 @@ class SnapshotIngestServicer:
         try:
             results = await self._ingestor.ingest([snapshot_from_wire(message) for message in received])
         except StorageUnavailable as error:
+            self._write_failed(error)
             self._log.error(
                 "storage_unavailable_batch",
                 "Storage unavailable; batch not acknowledged",

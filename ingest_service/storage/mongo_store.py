@@ -68,6 +68,8 @@ _CLIENT_BULK_WRITE_WIRE_VERSION = 25
 _MINUTE_FIELDS = ("viewerCount", "avgViewers", "sampleCount", "peakViewers", "minViewers")
 # Rollup updates per request while building the rollups of minutes stored before they existed.
 _BUILD_BATCH = 500
+# The metadata document the ingest service rewrites to learn whether the database takes writes.
+WRITE_PROBE = "writeProbe"
 
 _READ_PREFERENCES: dict[str, _ServerMode] = {
     "primary": ReadPreference.PRIMARY,
@@ -697,6 +699,15 @@ class MongoSnapshotStore:
     async def ping(self) -> None:
         try:
             await self._client.admin.command("ping")
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+
+    async def check_writable(self) -> None:
+        # One small document in the store's own metadata, written with the snapshots' write concern.
+        try:
+            await self._meta.with_options(write_concern=self._write_concern).update_one(
+                {"_id": WRITE_PROBE}, {"$set": {"checkedAt": _to_datetime(self._clock())}}, upsert=True
+            )
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
 

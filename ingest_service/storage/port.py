@@ -56,6 +56,10 @@ class SnapshotStore(Protocol):
         """Returns when the database answers; raises StorageUnavailable otherwise."""
         ...
 
+    async def check_writable(self) -> None:
+        """Returns when a small write is committed; raises StorageUnavailable otherwise."""
+        ...
+
     async def close(self) -> None:
         """Releases connections and stops background work."""
         ...

@@ -23,6 +23,7 @@ from ingest_service.domain import (
     StorageUnavailable,
 )
 from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
+from service_common.supervision import Supervisor, TaskHealth
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ CREATE TABLE IF NOT EXISTS viewer_hourly (
     last_viewer_count INTEGER NOT NULL,
     PRIMARY KEY (auction_id, hour_start)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_probe (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at REAL    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS auction_settings (
     auction_id              TEXT    PRIMARY KEY,
     enable_viewer_analytics INTEGER NOT NULL,
@@ -202,7 +207,7 @@ class SqliteSnapshotStore:
         self._retention_seconds = retention_seconds
         self._clock = clock
         self._purge_interval_seconds = purge_interval_seconds
-        self._purge_task: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor()
 
     @classmethod
     async def open(
@@ -243,7 +248,9 @@ class SqliteSnapshotStore:
             clock=clock,
             purge_interval_seconds=purge_interval_seconds,
         )
-        store._purge_task = asyncio.create_task(store._purge_periodically(), name="sqlite-retention-purge")
+        # Supervised: a purge that fails (a full disk, a lock held too long) is logged once with its
+        # cause, counted and retried with backoff, and never ends the loop.
+        store._supervisor.start("sqlite-retention-purge", store._purge_periodically)
         logger.info("SQLite store opened", extra={"path": path, "retention_days": retention_days})
         return store
 
@@ -274,6 +281,13 @@ class SqliteSnapshotStore:
     async def ping(self) -> None:
         await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
 
+    async def check_writable(self) -> None:
+        await self._run(functools.partial(_probe_write, self._clock()))
+
+    def background_health(self) -> list[TaskHealth]:
+        """The store's supervised tasks (the retention purge), for the service's health."""
+        return self._supervisor.health()
+
     async def purge_expired(self) -> int:
         """Deletes snapshots older than the retention period by the store's clock; returns how many."""
         cutoff = int(self._clock()) - self._retention_seconds
@@ -282,19 +296,12 @@ class SqliteSnapshotStore:
     async def _purge_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._purge_interval_seconds)
-            try:
-                purged = await self.purge_expired()
-            except StorageUnavailable:
-                logger.warning("Retention purge failed; retrying next period", exc_info=True)
-                continue
+            purged = await self.purge_expired()
             if purged:
                 logger.info("Expired snapshots purged", extra={"purged": purged})
 
     async def close(self) -> None:
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge_task
+        await self._supervisor.stop()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._connection.close)
         self._executor.shutdown(wait=True)
@@ -365,6 +372,20 @@ def _insert_snapshots(
         newly_stored = [s for s, outcome in zip(snapshots, outcomes, strict=True) if outcome is stored]
         connection.executemany(_ADD_TO_ROLLUP, _hourly_rollup_rows(newly_stored))
     return outcomes
+
+
+def _probe_write(now: float, connection: sqlite3.Connection) -> None:
+    """One small committed write: whether the file takes writes at all (a lock held, a read-only file).
+
+    It rewrites a page the file already has, so a disk with no room left for new pages can still
+    pass it; a failed batch reports that case (see ingest_service.store_health).
+    """
+    with _transaction(connection):
+        connection.execute(
+            "INSERT INTO store_probe (id, checked_at) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            (now,),
+        )
 
 
 def _get_settings(auction_ids: list[str], connection: sqlite3.Connection) -> dict[str, AuctionSettings]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -67,6 +68,38 @@ async def test_periodic_purge_runs_by_itself(tmp_path: Path, clock: FakeClock) -
             while await count(store, "a"):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
     finally:
+        await store.close()
+
+
+async def test_a_failing_purge_is_logged_once_with_its_cause_counted_and_retried(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "a.sqlite3")
+    store = await SqliteSnapshotStore.open(
+        path, retention_days=1, clock=clock, purge_interval_seconds=0.05, busy_timeout_ms=20
+    )
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.insert_snapshots([make_snapshot("a", int(clock.now) - 2 * DAY)])
+        with caplog.at_level(logging.INFO):
+            holder.execute("BEGIN EXCLUSIVE")
+            # No event marks a purge attempt, so poll the supervised task's count, bounded.
+            async with asyncio.timeout(10):
+                while not [t for t in store.background_health() if t.failures_total >= 3]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            holder.execute("ROLLBACK")
+            async with asyncio.timeout(10):
+                while await count(store, "a"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        (purge,) = store.background_health()
+        assert purge.name == "sqlite-retention-purge"
+        assert purge.last_error == "StorageUnavailable: SQLite: database is locked"
+        first = [r for r in caplog.records if r.getMessage() == "Background task failed; restarting it"]
+        assert [getattr(r, "error", None) for r in first] == [purge.last_error]
+        # Later failures within the minute are counted, not each logged with a traceback.
+        assert not [r for r in caplog.records if r.exc_info and r is not first[0]]
+    finally:
+        holder.close()
         await store.close()
 
 

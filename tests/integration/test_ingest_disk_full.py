@@ -1,4 +1,5 @@
-"""A full disk under the SQLite store: the batch is UNAVAILABLE, the log says why, and it recovers.
+"""A full disk under the SQLite store: the batch is UNAVAILABLE, the log says why, health says NOT_SERVING,
+and it all recovers once there is room again.
 
 Two ways, each test saying which: ``tmpfs`` (root only; skipped, saying so, otherwise) puts the store's
 file on a 1 MiB tmpfs the test mounts, then fills it with another file: a real full disk.
@@ -9,6 +10,7 @@ disk is full") as a full disk does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,7 +21,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ingest_service.store_health import WRITE_CHECK_TASK
+from service_common.supervision import Supervisor
 from tests.conftest import RunningIngest, ingest_config, serving_ingest
 from tests.support import FakeClock, make_snapshot, outcome_names
 
@@ -62,8 +67,12 @@ async def disk(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock)
     if on_tmpfs and not mount_tmpfs(directory, "1m"):
         pytest.skip("mounting a tmpfs needs root: the max_page_count case fills the store instead")
     config = ingest_config(sqlite_path=str(directory / "analytics.sqlite3"))
+    # Short backoffs, so that recovery takes a fraction of a second rather than the defaults' seconds.
+    supervisor = Supervisor(initial_backoff_seconds=0.05, max_backoff_seconds=0.2, stable_seconds=0.3)
     try:
-        async with serving_ingest(config, clock) as running:
+        async with serving_ingest(
+            config, clock, supervisor=supervisor, write_check_interval_seconds=0.1
+        ) as running:
             if on_tmpfs:
                 filler = directory / "filler"
                 yield FullDisk(running, "tmpfs", lambda: fill_file(filler), filler.unlink)
@@ -111,3 +120,47 @@ async def test_a_full_disk_is_logged_with_its_cause_and_the_batch_is_stored_once
     if result is not None:
         await result  # type: ignore[misc]
     assert outcome_names(await client.send(batch)) == ["STORED"] * len(batch)
+
+
+async def test_health_is_not_serving_while_the_store_cannot_be_written_and_serving_once_it_can(
+    disk: FullDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = disk.running
+    client = running.client()
+    await client.set_analytics("full", True)
+    minute = int(running.clock.now) - 60
+    batch = [make_snapshot("full", minute - 60 * n, gateway_id="g" * 100) for n in range(300)]
+    watch = health_pb2_grpc.HealthStub(running.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    try:
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        result = disk.fill()
+        if result is not None:
+            await result  # type: ignore[misc]
+        with caplog.at_level(logging.INFO), pytest.raises(grpc.aio.AioRpcError):
+            await client.send(batch)
+        # Health changes as soon as the write check sees the failed batch (10 s: never, before).
+        async with asyncio.timeout(10):
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING, disk.how
+        (failed,) = [
+            record
+            for record in caplog.records
+            if record.getMessage() == "Background task failed; restarting it"
+            and getattr(record, "task", None) == WRITE_CHECK_TASK
+        ]
+        assert getattr(failed, "error", "") == "StorageUnavailable: SQLite: database or disk is full"
+        (reported,) = [
+            record
+            for record in caplog.records
+            if record.getMessage() == "Ingest service not serving: a needed task is failing"
+        ]
+        assert getattr(reported, "tasks", None) == [WRITE_CHECK_TASK]
+        (check,) = [task for task in running.server.background_health() if task.name == WRITE_CHECK_TASK]
+        assert check.failures_total >= 1
+
+        result = disk.free()
+        if result is not None:
+            await result  # type: ignore[misc]
+        assert outcome_names(await client.send(batch)) == ["STORED"] * len(batch)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        watch.cancel()
