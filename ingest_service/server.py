@@ -20,6 +20,7 @@ from viewer_analytics.v1 import (
 
 from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.config import IngestConfig
+from ingest_service.domain import StorageUnavailable
 from ingest_service.grpc_api.auction_settings import AuctionSettingsServicer
 from ingest_service.grpc_api.guards import (
     BoundedHealthServicer,
@@ -174,5 +175,10 @@ def create_ingest_server(
     with listen_errors(config.host, config.port, "INGEST_PORT"):
         port = bind_server_port(server, config.host, config.port, config.tls)
     return IngestServer(
-        server, health_servicer, snapshot_servicer, port, supervisor or Supervisor(), write_check
+        server,
+        health_servicer,
+        snapshot_servicer,
+        port,
+        supervisor or Supervisor(expected_errors=(StorageUnavailable,)),
+        write_check,
     )

@@ -41,6 +41,8 @@ class Supervisor:
         report_failure: called with the task's health, the exception it raised and the delay before
             its restart, instead of the default log lines: for a caller that says it its own way (a
             command-line tool printing to a terminal, a counter).
+        expected_errors: exception types that are faults of the world, not of the code (a store
+            that is down): their lines carry the error's message but no traceback.
     """
 
     def __init__(
@@ -51,7 +53,9 @@ class Supervisor:
         stable_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         report_failure: Callable[[TaskHealth, Exception, float], None] | None = None,
+        expected_errors: tuple[type[Exception], ...] = (),
     ) -> None:
+        self._expected_errors = expected_errors
         self._report_failure = report_failure
         self._initial_backoff = initial_backoff_seconds
         self._max_backoff = max_backoff_seconds
@@ -136,7 +140,7 @@ class Supervisor:
         if health.consecutive_failures == 1:
             logger.error(
                 "Background task failed; restarting it",
-                exc_info=error,
+                exc_info=None if isinstance(error, self._expected_errors) else error,
                 extra={"task": health.name, "error": health.last_error},
             )
         else:

@@ -207,7 +207,7 @@ class SqliteSnapshotStore:
         self._retention_seconds = retention_seconds
         self._clock = clock
         self._purge_interval_seconds = purge_interval_seconds
-        self._supervisor = Supervisor()
+        self._supervisor = Supervisor(expected_errors=(StorageUnavailable,))
 
     @classmethod
     async def open(

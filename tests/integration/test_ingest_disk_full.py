@@ -23,6 +23,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ingest_service.domain import StorageUnavailable
 from ingest_service.store_health import WRITE_CHECK_TASK
 from service_common.supervision import Supervisor
 from tests.conftest import RunningIngest, ingest_config, serving_ingest
@@ -68,7 +69,12 @@ async def disk(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock)
         pytest.skip("mounting a tmpfs needs root: the max_page_count case fills the store instead")
     config = ingest_config(sqlite_path=str(directory / "analytics.sqlite3"))
     # Short backoffs, so that recovery takes a fraction of a second rather than the defaults' seconds.
-    supervisor = Supervisor(initial_backoff_seconds=0.05, max_backoff_seconds=0.2, stable_seconds=0.3)
+    supervisor = Supervisor(
+        initial_backoff_seconds=0.05,
+        max_backoff_seconds=0.2,
+        stable_seconds=0.3,
+        expected_errors=(StorageUnavailable,),
+    )
     try:
         async with serving_ingest(
             config, clock, supervisor=supervisor, write_check_interval_seconds=0.1
@@ -148,6 +154,7 @@ async def test_health_is_not_serving_while_the_store_cannot_be_written_and_servi
             and getattr(record, "task", None) == WRITE_CHECK_TASK
         ]
         assert getattr(failed, "error", "") == "StorageUnavailable: SQLite: database or disk is full"
+        assert failed.exc_info is None, "a full disk is a fault of the world: no traceback"
         (reported,) = [
             record
             for record in caplog.records
