@@ -29,6 +29,7 @@ from service_common.grpc_tls import open_channel
 from tests.conftest import ingest_config
 from tests.contract.conftest import _mongo_uris
 from tests.contract.test_snapshot_store_contract import expected_points
+from tests.graphql_support import SET_ANALYTICS, SETTINGS_QUERY, admin_token, graphql_config, running_graphql
 from tests.integration.test_ingest_queries import query
 from tests.support import FakeClock, IngestClient, make_snapshot, outcome_names
 
@@ -53,19 +54,27 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
     await client.close()
 
 
+@dataclass
+class ServedIngest(IngestClient):
+    """A client of the ingest service, which also knows where it listens (for the GraphQL API)."""
+
+    target: str = ""
+
+
 @asynccontextmanager
 async def ingest_on(
     database: Database, clock: FakeClock, settings: MongoSettings | None = None
-) -> AsyncIterator[IngestClient]:
+) -> AsyncIterator[ServedIngest]:
     """The real ingest service on ``database``, with a client on a channel to it."""
     settings = settings or MongoSettings()
     config = ingest_config(mongodb_uri=database.uri, mongodb=settings)
     store = await MongoSnapshotStore.open(database.uri, retention_days=90, settings=settings)
     server = create_ingest_server(config, store, clock)
     await server.start()
-    channel = open_channel(f"127.0.0.1:{server.port}", None)
+    target = f"127.0.0.1:{server.port}"
+    channel = open_channel(target, None)
     try:
-        yield IngestClient(channel)
+        yield ServedIngest(channel, target=target)
     finally:
         await channel.close()
         await server.stop(0)
@@ -234,3 +243,36 @@ async def test_the_flag_lives_on_the_backends_auction_document(database: Databas
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert await auctions.count_documents({}) == 2
     assert await database.db[SETTINGS_COLLECTION].count_documents({}) == 0
+
+
+async def test_the_graphql_mutation_and_the_backends_settings_page_are_one_switch(
+    database: Database, clock: FakeClock
+) -> None:
+    auctions = database.db["auctions"]
+    auction = ObjectId()
+    await auctions.insert_one({"_id": auction, "title": "Lot 9", "enableViewerAnalytics": False})
+    settings = MongoSettings(auctions_collection="auctions")
+    async with (
+        ingest_on(database, clock, settings) as client,
+        running_graphql(graphql_config(client.target), clock) as api,
+    ):
+        turned_on = await api.execute(
+            SET_ANALYTICS, {"id": str(auction), "enabled": True}, token=admin_token()
+        )
+        assert turned_on.data["setViewerAnalytics"]["enableViewerAnalytics"] is True
+        document = await auctions.find_one({"_id": auction})
+        assert document is not None
+        assert document["enableViewerAnalytics"] is True
+
+        # The backend's settings page turns it off: the API says so.
+        await auctions.update_one({"_id": auction}, {"$set": {"enableViewerAnalytics": False}})
+        shown = await api.execute(SETTINGS_QUERY, {"id": str(auction)}, token=admin_token())
+        assert shown.data["auction"]["settings"]["enableViewerAnalytics"] is False
+
+        # An id that names no auction is refused as input; nothing is created.
+        unknown = await api.execute(
+            SET_ANALYTICS, {"id": str(ObjectId()), "enabled": True}, token=admin_token()
+        )
+        assert unknown.data["setViewerAnalytics"]["__typename"] == "InvalidInput"
+        assert "no auction" in unknown.data["setViewerAnalytics"]["message"]
+    assert await auctions.count_documents({}) == 1
