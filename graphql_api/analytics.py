@@ -112,12 +112,25 @@ def buckets_spanned(start: int, end: int, bucket_seconds: int) -> int:
     return (end - 1) // bucket_seconds - start // bucket_seconds + 1
 
 
-def auto_bucket_seconds(start: int, end: int) -> int:
-    """The finest ladder width at which ``[start, end)`` spans at most ``AUTO_TARGET_POINTS`` buckets."""
-    for width in AUTO_BUCKET_LADDER:
+def auto_ladder(snapshot_interval_seconds: int) -> tuple[int, ...]:
+    """AUTO's widths for a deployment whose snapshots cover ``snapshot_interval_seconds`` each.
+
+    The interval itself comes first, so that a shortened "minute" (a demo's 10 s) is charted at its
+    own width rather than a minute's; then the ladder's wider widths that are whole multiples of it,
+    the only widths the ingest service accepts. At the default 60 s this is the ladder itself.
+    """
+    wider = (
+        w for w in AUTO_BUCKET_LADDER if w > snapshot_interval_seconds and w % snapshot_interval_seconds == 0
+    )
+    return (snapshot_interval_seconds, *wider)
+
+
+def auto_bucket_seconds(start: int, end: int, ladder: Sequence[int] = AUTO_BUCKET_LADDER) -> int:
+    """The finest ``ladder`` width at which ``[start, end)`` spans at most ``AUTO_TARGET_POINTS`` buckets."""
+    for width in ladder:
         if buckets_spanned(start, end, width) <= AUTO_TARGET_POINTS:
             return width
-    return AUTO_BUCKET_LADDER[-1]
+    return ladder[-1]
 
 
 def explicit_bucket_seconds(bucket: Bucket, window: TimeWindow) -> int:
@@ -141,13 +154,17 @@ TOO_MANY_POINTS = (
 BUCKET_WIDTHS = frozenset(AUTO_BUCKET_LADDER) | frozenset(b.value for b in Bucket if b is not Bucket.AUTO)
 
 
-def checked_bucket_seconds(width: int) -> int:
+def checked_bucket_seconds(width: int, offered: frozenset[int] = BUCKET_WIDTHS) -> int:
     """``width`` if it is one this API offers, so that no other width can reach the ingest service.
+
+    Args:
+        width: the bucket width about to be sent.
+        offered: the widths offered (``BUCKET_WIDTHS``, with the deployment's AUTO ladder).
 
     Raises:
         InvalidQuery: any other width.
     """
-    if width not in BUCKET_WIDTHS:
+    if width not in offered:
         raise InvalidQuery(f"a bucket of {width} s is not offered; choose one of the Bucket values")
     return width
 

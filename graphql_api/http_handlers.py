@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from aiohttp import web
@@ -22,7 +22,16 @@ logger = logging.getLogger(__name__)
 
 E = TypeVar("E", analytics.RangePreset, analytics.Bucket)
 
-CSV_COLUMNS = ("at", "avg_viewers", "peak_viewers", "min_viewers", "viewer_count", "samples")
+# The zone is in the time column's name, so a spreadsheet that drops the values' "Z" still says it.
+CSV_COLUMNS = (
+    "auction_id",
+    "at_utc",
+    "avg_viewers",
+    "peak_viewers",
+    "min_viewers",
+    "viewer_count",
+    "samples",
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -102,10 +111,10 @@ async def export_csv(request: web.Request) -> web.Response:
         return _error(400, str(invalid))
     except IngestUnavailable:
         return _error(503, ANALYTICS_UNAVAILABLE_MESSAGE)
-    filename = f"viewer-analytics-{auction_id}.csv"
+    filename = export_filename(auction_id, request, now=app[CLOCK]())
     # 20,000 rows take ~50 ms to render, longer on a busy machine: in a worker thread, whose Python
     # code gives the event loop the interpreter back every few milliseconds (sys.getswitchinterval).
-    text = await asyncio.to_thread(render_csv, result)
+    text = await asyncio.to_thread(render_csv, auction_id, result)
     return web.Response(
         body=text.encode(),
         headers={
@@ -115,7 +124,25 @@ async def export_csv(request: web.Request) -> web.Response:
     )
 
 
-def render_csv(result: analytics.ViewerAnalytics) -> str:
+def export_filename(auction_id: str, request: web.Request, *, now: float) -> str:
+    """``viewer-analytics-<auction>-<range>-<UTC date of the export>.csv``: files saved on different
+    days, of different auctions or ranges, do not overwrite each other and say what they hold.
+
+    The range is the preset's name (``last_hour``), ``from-<start>`` (``-to-<end>``) in UTC, or ``all``.
+    """
+    preset = request.query.get("range")
+    start, end = _datetime_parameter(request, "from"), _datetime_parameter(request, "to")
+    if start is not None:
+        stamp = "%Y%m%dT%H%M%SZ"
+        span = f"from-{start.astimezone(UTC).strftime(stamp)}"
+        if end is not None:
+            span += f"-to-{end.astimezone(UTC).strftime(stamp)}"
+    else:
+        span = preset.lower() if preset else "all"
+    return f"viewer-analytics-{auction_id}-{span}-{analytics.utc(now).strftime('%Y-%m-%d')}.csv"
+
+
+def render_csv(auction_id: str, result: analytics.ViewerAnalytics) -> str:
     """One header line, then one line per point, oldest first; times in ISO 8601 UTC."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -123,6 +150,7 @@ def render_csv(result: analytics.ViewerAnalytics) -> str:
     for point in result.points:
         writer.writerow(
             (
+                auction_id,
                 point.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 f"{point.avg_viewers:.3f}",
                 point.peak_viewers,

@@ -21,6 +21,7 @@ from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_g
 
 from graphql_api.analytics import (
     AUTO_BUCKET_LADDER,
+    BUCKET_WIDTHS,
     HOUR_SECONDS,
     TOO_MANY_POINTS,
     AnalyticsPoint,
@@ -31,6 +32,7 @@ from graphql_api.analytics import (
     TimeWindow,
     ViewerAnalytics,
     auto_bucket_seconds,
+    auto_ladder,
     checked_bucket_seconds,
     explicit_bucket_seconds,
     utc,
@@ -104,6 +106,7 @@ class IngestClient:
         log: RateLimitedLog,
         *,
         clock: Callable[[], float] = time.monotonic,
+        snapshot_interval_seconds: int = 60,
     ) -> None:
         self._metadata = internal_key_metadata(internal_key)
         self._timeout = timeout_seconds
@@ -111,6 +114,9 @@ class IngestClient:
         # Every line below can be caused by a caller (each query, each /readyz): rate-limited per cause.
         self._log = log
         self._clock = clock
+        # AUTO follows the deployment's snapshot interval (see analytics.auto_ladder).
+        self._ladder = auto_ladder(snapshot_interval_seconds)
+        self._widths = BUCKET_WIDTHS | frozenset(self._ladder)
         self._settings = settings_grpc.AuctionSettingsServiceStub(channel)
         self._analytics = analytics_grpc.ViewerAnalyticsServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
@@ -174,7 +180,9 @@ class IngestClient:
         if bucket is not Bucket.AUTO:
             return await self._query(auction_id, window, explicit_bucket_seconds(bucket, window))
         if window.start is not None and window.end is not None:
-            return await self._query(auction_id, window, auto_bucket_seconds(window.start, window.end))
+            return await self._query(
+                auction_id, window, auto_bucket_seconds(window.start, window.end, self._ladder)
+            )
         return await self._auto_over_all_data(auction_id, window)
 
     async def _auto_over_all_data(self, auction_id: str, window: TimeWindow) -> ViewerAnalytics:
@@ -186,11 +194,11 @@ class IngestClient:
         for hourly points and merging them here took 54 ms, mostly encoding and decoding 2,160 points.
         """
         overview = await self._query(auction_id, window, _OVERVIEW_BUCKET_SECONDS)
-        return await self._query(auction_id, window, _auto_width(overview.summary))
+        return await self._query(auction_id, window, _auto_width(overview.summary, self._ladder))
 
     async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(
-            auction_id=auction_id, bucket_seconds=checked_bucket_seconds(bucket_seconds)
+            auction_id=auction_id, bucket_seconds=checked_bucket_seconds(bucket_seconds, self._widths)
         )
         if window.start is not None:
             # The field is named `from`, a Python keyword, so it is reached by name.
@@ -291,11 +299,13 @@ class WirePoints(Sequence[AnalyticsPoint]):
         return _point_from_wire(self._wire[index])
 
 
-def _auto_width(summary: AnalyticsSummary) -> int:
+def _auto_width(summary: AnalyticsSummary, ladder: Sequence[int]) -> int:
     """AUTO's width for the span between the summary's first and last minutes (any width when empty)."""
     if summary.first_at is None or summary.last_at is None:
-        return AUTO_BUCKET_LADDER[0]
-    return auto_bucket_seconds(int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1)
+        return ladder[0]
+    return auto_bucket_seconds(
+        int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1, ladder
+    )
 
 
 def _settings_from_wire(message: settings_pb2.AuctionSettings) -> AuctionSettings:

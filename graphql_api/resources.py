@@ -34,7 +34,12 @@ async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     channel = open_channel(config.ingest_target, config.ingest_tls, options=channel_options())
     client = IngestClient(
-        channel, config.internal_api_key, config.ingest_timeout_seconds, app[METRICS], app[CLIENT_LOG]
+        channel,
+        config.internal_api_key,
+        config.ingest_timeout_seconds,
+        app[METRICS],
+        app[CLIENT_LOG],
+        snapshot_interval_seconds=config.timing.snapshot_interval_seconds,
     )
     app[INGEST] = client
     logger.info(

@@ -32,11 +32,12 @@ from graphql_api.errors import (
 from graphql_api.execution import AnalyticsExecutionContext
 from graphql_api.mutations.settings import SettingsMutations
 from graphql_api.queries.auction import AuctionQueries
+from graphql_api.queries.caller import CallerQueries
 from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
-Query = merge_types("Query", (AuctionQueries,))
+Query = merge_types("Query", (AuctionQueries, CallerQueries))
 Mutation = merge_types("Mutation", (SettingsMutations,))
 
 MASKED_MESSAGE = "internal error"

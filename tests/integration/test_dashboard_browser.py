@@ -208,7 +208,7 @@ async def test_live_counts_settings_chart_summary_and_csv_in_a_real_browser(tmp_
         saved = await download.path()
         with open(saved, encoding="utf-8") as csv_file:  # noqa: ASYNC230 (a small local file)
             rows = csv_file.read().splitlines()
-        assert rows[0] == "at,avg_viewers,peak_viewers,min_viewers,viewer_count,samples"
+        assert rows[0] == "auction_id,at_utc,avg_viewers,peak_viewers,min_viewers,viewer_count,samples"
         assert len(rows) >= 2
 
         # A token the API refuses, in another tab: a sentence, and the toggle stays disabled.

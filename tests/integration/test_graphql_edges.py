@@ -327,17 +327,27 @@ async def test_csv_export_content_and_auth(api: RunningGraphQL, ingest: RunningI
     assert response.status == 200
     stamp = [datetime.fromtimestamp(first + 60 * n, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(3)]
     assert await response.text() == (
-        "at,avg_viewers,peak_viewers,min_viewers,viewer_count,samples\n"
-        f"{stamp[0]},6.000,9,3,5,12\n"
-        f"{stamp[1]},10.000,14,8,9,6\n"
-        f"{stamp[2]},2.000,4,1,4,12\n"
+        "auction_id,at_utc,avg_viewers,peak_viewers,min_viewers,viewer_count,samples\n"
+        f"auction-3,{stamp[0]},6.000,9,3,5,12\n"
+        f"auction-3,{stamp[1]},10.000,14,8,9,6\n"
+        f"auction-3,{stamp[2]},2.000,4,1,4,12\n"
+    )
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="viewer-analytics-auction-3-last_hour-{today}.csv"'
     )
     explicit = await api.get(
         "/export/auctions/auction-3/viewer-analytics.csv",
         params={"from": iso(first + 60), "to": iso(first + 120), "bucket": "minute"},
         token=admin_token(),
     )
-    assert (await explicit.text()).splitlines()[1:] == [f"{stamp[1]},10.000,14,8,9,6"]
+    assert (await explicit.text()).splitlines()[1:] == [f"auction-3,{stamp[1]},10.000,14,8,9,6"]
+    span = "from-{}-to-{}".format(
+        *(datetime.fromtimestamp(t, UTC).strftime("%Y%m%dT%H%M%SZ") for t in (first + 60, first + 120))
+    )
+    assert explicit.headers["Content-Disposition"] == (
+        f'attachment; filename="viewer-analytics-auction-3-{span}-{today}.csv"'
+    )
 
     assert (await api.get(path)).status == 401
     assert (await api.get(path, token="garbage")).status == 401

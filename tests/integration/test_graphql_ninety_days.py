@@ -295,11 +295,22 @@ async def test_csv_export_of_ninety_days(ninety_days: NinetyDays) -> None:
     )
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
-    assert response.headers["Content-Disposition"] == f'attachment; filename="viewer-analytics-{AUCTION}.csv"'
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="viewer-analytics-{AUCTION}-all-{today}.csv"'
+    )
     rows = list(csv.reader(io.StringIO(await response.text())))
-    assert rows[0] == ["at", "avg_viewers", "peak_viewers", "min_viewers", "viewer_count", "samples"]
+    assert rows[0] == [
+        "auction_id",
+        "at_utc",
+        "avg_viewers",
+        "peak_viewers",
+        "min_viewers",
+        "viewer_count",
+        "samples",
+    ]
     assert len(rows) == 1 + 90
     first_day = datetime.fromtimestamp(ninety_days.first_minute, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # Day 0: 1.5 + 29.333 = 30.833; day 89: 89 more.
-    assert rows[1] == [first_day, "30.833", "62", "0", "61", "12960"]
-    assert rows[-1][1:] == ["119.833", "151", "89", "150", "12960"]
+    assert rows[1] == [AUCTION, first_day, "30.833", "62", "0", "61", "12960"]
+    assert rows[-1][2:] == ["119.833", "151", "89", "150", "12960"]
