@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2
 
 from service_common.log_limits import RateLimitedLog
@@ -30,8 +31,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
     """Answers a unary request whose bytes do not parse with ``INVALID_ARGUMENT`` and one rate-limited line.
 
     gRPC itself would answer ``UNKNOWN`` naming the Python exception, and log an ERROR traceback for
-    each such request. The handler is given the raw bytes and parses them here instead. Streamed
-    requests are parsed by their servicer, which refuses them the same way.
+    each such request. A unary handler is given the raw bytes and they are parsed here instead. A
+    streamed request is parsed as the servicer reads it: a ``DecodeError`` escaping the servicer (one
+    that reads with ``async for``, as server reflection does) is refused here the same way.
     """
 
     def __init__(self, log: RateLimitedLog) -> None:
@@ -43,9 +45,11 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
         handler_call_details: Any,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
         method: str = handler_call_details.method
+        if handler.request_streaming:
+            return self._guard_stream(handler, method)
         parse: Callable[[bytes], Any] = handler.request_deserializer
         log = self._log
         # The method is one this server serves (a handler was found), so the causes stay few.
@@ -91,6 +95,50 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
         return grpc.unary_stream_rpc_method_handler(
             unary_stream_writer, response_serializer=handler.response_serializer
         )
+
+    def _guard_stream(self, handler: Any, method: str) -> Any:
+        log = self._log
+        cause = f"malformed_request:{method}"
+
+        async def refuse(context: grpc.aio.ServicerContext) -> None:
+            log.warning(cause, "Malformed request refused", extra={"method": method, "peer": context.peer()})
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request for {method}")
+
+        options = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if not handler.response_streaming:
+            unary = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await unary(requests, context)
+                except DecodeError:
+                    await refuse(context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **options)
+        streaming = handler.stream_stream
+        if inspect.isasyncgenfunction(streaming):
+
+            async def stream_stream_generator(
+                requests: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                try:
+                    async for response in streaming(requests, context):
+                        yield response
+                except DecodeError:
+                    await refuse(context)
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream_generator, **options)
+
+        async def stream_stream_writer(requests: Any, context: grpc.aio.ServicerContext) -> None:
+            try:
+                await streaming(requests, context)
+            except DecodeError:
+                await refuse(context)
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream_writer, **options)
 
 
 class BoundedHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]

@@ -30,6 +30,7 @@ UNARY_METHODS = (
     CHECK,
 )
 STREAM = "/viewer_analytics.v1.SnapshotIngestService/StreamSnapshots"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 # No request message of these methods parses any of them.
 CORRUPT = {
     "bad-utf8": b"\x0a\x02\xff\xfe",  # field 1 (a string of every request) that is not UTF-8
@@ -81,18 +82,23 @@ async def test_corrupt_bytes_on_every_method_are_invalid_argument_with_one_line_
                 statuses.setdefault(method, set()).add(await status_of(call(payload, metadata=KEY)))
             watch = channel.unary_stream(WATCH, request_serializer=None, response_deserializer=None)
             statuses.setdefault(WATCH, set()).add(await status_of(watch(payload, metadata=KEY)))
-            stream = channel.stream_stream(STREAM, request_serializer=None, response_deserializer=None)
-            statuses.setdefault(STREAM, set()).add(await status_of(stream(iter([payload]), metadata=KEY)))
+            for streamed in (STREAM, REFLECTION):
+                stream = channel.stream_stream(streamed, request_serializer=None, response_deserializer=None)
+                statuses.setdefault(streamed, set()).add(
+                    await status_of(stream(iter([payload]), metadata=KEY))
+                )
 
     assert statuses == {method: {grpc.StatusCode.INVALID_ARGUMENT} for method in statuses}
-    assert len(statuses) == 6
+    assert len(statuses) == 7
     records = refused_log.records
     assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR], [
         r.getMessage() for r in records
     ]
     refused = lines(refused_log, "Malformed request refused")
     # 15 corrupt requests per method, one line per method (rate-limited per method).
-    assert sorted(str(getattr(r, "method", "")) for r in refused) == sorted([*UNARY_METHODS, WATCH])
+    assert sorted(str(getattr(r, "method", "")) for r in refused) == sorted(
+        [*UNARY_METHODS, WATCH, REFLECTION]
+    )
     assert len(lines(refused_log, "Malformed snapshot batch; stream ended")) == 1
 
 
