@@ -33,8 +33,11 @@ logger = logging.getLogger(__name__)
 # as its connection carries them: unlimited, that was 100,000 lines (21.7 MB) in 8 s.
 LOG_WINDOW_SECONDS = 10.0
 LOG_BURST = 10
-# python-socketio's own line for an event on a namespace the socket has not connected to.
+# python-socketio's own line for an event on a namespace the socket has not connected to, and
+# python-engineio's for a packet to a session that has gone (an acknowledgement of an event whose
+# socket closed meanwhile: 5,000 events asking for one, then a close, were 2,000-3,000 lines).
 _NOT_CONNECTED_TEMPLATE = "%s is not connected to namespace %s"
+_GONE_TEMPLATE = "Cannot send to sid %s"
 _NAMESPACE_CHARS = 64
 
 
@@ -105,9 +108,11 @@ class ViewerEvents:
         self._sio.on(LEAVE_EVENT, self.on_leave)
         self._sio.on("*", self.on_unknown)
         # python-socketio logs a warning of its own for every event a socket sends to a namespace
-        # it has not connected to (or before it connected at all); those go through the same
-        # rate-limited log as every other refused event. Its managers log through this attribute too.
-        self._sio.logger = _SocketIOLog(self._sio.logger, self)
+        # it has not connected to (or before it connected at all), and python-engineio one for
+        # every acknowledgement whose socket has gone: those go through the same rate-limited log.
+        # The libraries (their managers and sockets too) log through these attributes.
+        self._sio.logger = _LibraryLog(self._sio.logger, {_NOT_CONNECTED_TEMPLATE: self._not_connected_line})
+        self._sio.eio.logger = _LibraryLog(self._sio.eio.logger, {_GONE_TEMPLATE: self._gone_line})
 
     async def on_connect(
         self, sid: str, environ: Any = None, auth: Any = None, *extra: Any
@@ -216,12 +221,22 @@ class ViewerEvents:
                 "handler_failed_tell_joiner", "Telling a joiner the counts failed", extra={"sid": sid}
             )
 
-    def not_connected(self, sid: str | None, namespace: object) -> None:
-        """An event for a namespace the socket has not connected to: python-socketio drops it."""
+    def _not_connected_line(self, args: tuple[object, ...]) -> None:
+        # An event for a namespace the socket has not connected to: python-socketio drops it.
+        sid, namespace = args
         self._malformed(
             "not_connected",
-            sid,
+            None if sid is None else str(sid),
             f"event for namespace {str(namespace)[:_NAMESPACE_CHARS]!r}, not connected to it",
+        )
+
+    def _gone_line(self, args: tuple[object, ...]) -> None:
+        (eio_sid,) = args
+        self._metrics.packets_for_gone_sessions_total += 1
+        self._log.warning(
+            "packet_for_gone_socket",
+            "Packet for a session that has gone; dropped",
+            extra={"connection": str(eio_sid)},
         )
 
     def _malformed(self, event: str, sid: str | None, problem: str) -> dict[str, Any]:
@@ -234,18 +249,28 @@ class ViewerEvents:
         return error_ack(problem)
 
 
-class _SocketIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """python-socketio's logger, with the one line a client can make it write per event rate-limited."""
+class _LibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A library's logger, with the lines a client can make it write handed to ``routes`` instead.
+
+    Args:
+        library_logger: the library's own logger.
+        routes: message template → what to do with that line's arguments (rate-limited there).
+    """
 
     def __init__(
-        self, library_logger: logging.Logger | logging.LoggerAdapter[Any], events: ViewerEvents
+        self,
+        library_logger: logging.Logger | logging.LoggerAdapter[Any],
+        routes: dict[str, Callable[[tuple[object, ...]], None]],
     ) -> None:
         super().__init__(library_logger, {})
-        self._events = events
+        self._routes = routes
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if msg == _NOT_CONNECTED_TEMPLATE and len(args) == 2:
-            sid, namespace = args
-            self._events.not_connected(None if sid is None else str(sid), namespace)
+        route = self._routes.get(msg) if isinstance(msg, str) else None
+        if route is None:
+            super().log(level, msg, *args, **kwargs)
             return
-        super().log(level, msg, *args, **kwargs)
+        try:
+            route(args)
+        except ValueError:  # not the arguments the template takes: log it as the library meant
+            super().log(level, msg, *args, **kwargs)

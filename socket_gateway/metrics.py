@@ -33,6 +33,7 @@ class GatewayMetrics:
     snapshots_acked: Counter[str] = field(default_factory=Counter)
     send_failures_total: int = 0
     last_ack_timestamp_seconds: float = 0.0
+    packets_for_gone_sessions_total: int = 0
     # Each part's rate-limited log of what clients can cause, by part ("events"): its suppressed lines.
     rate_limited_logs: dict[str, RateLimitedLog] = field(default_factory=dict)
 
@@ -138,6 +139,12 @@ class GatewayMetrics:
             "gauge",
             "When the ingest service last acknowledged a batch (0: never).",
             [("", self.last_ack_timestamp_seconds)],
+        )
+        metric(
+            "gateway_packets_for_gone_sessions_total",
+            "counter",
+            "Packets (acknowledgements, mostly) for a session that had gone by then; dropped.",
+            [("", self.packets_for_gone_sessions_total)],
         )
         metric(
             "gateway_log_lines_suppressed_total",
