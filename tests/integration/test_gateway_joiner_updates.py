@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from tests.gateway_support import WAIT, RunningGateway, Viewer, gateway_config, running_gateway, wait_until
+from tests.redis_support import RedisServer, poll, redis_server
+
+__all__ = ["redis_server"]
 
 TRANSPORTS = {
     "own websocket": (["websocket"], False),
@@ -105,3 +108,50 @@ async def test_each_socket_is_told_each_count_once(tmp_path: Path, transport: st
         else:
             await asyncio.gather(*(viewer.disconnect() for viewer in (first, second, third)))
             await wait_until(lambda: gateway.gateway.fanout.remembered_sockets == 0, "sockets forgotten")
+
+
+async def test_across_two_nodes_no_socket_is_told_the_same_counts_twice_in_a_row(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Proves that with REDIS_URL (two nodes in one cluster, room updates relayed between them), a
+    joiner on either node is not told the counts it was just told again, whoever published the
+    room's update, and every socket ends on the cluster's exact count. A joiner's first count may
+    be this node's last-known one, so more than one update per step is allowed; a repeat is not."""
+    configs = [
+        gateway_config(
+            tmp_path / name,
+            redis_url=redis_server.url,
+            node_lease_seconds=2.0,
+            gateway_id=f"node-{name}",
+            count_update_interval_ms=100,
+        )
+        for name in ("a", "b")
+    ]
+    for config in configs:
+        Path(config.outbox_path).parent.mkdir(parents=True, exist_ok=True)
+    async with running_gateway(configs[0]) as node_a, running_gateway(configs[1]) as node_b:
+
+        async def both_relaying() -> bool:
+            clusters = [node.gateway.cluster for node in (node_a, node_b)]
+            listening = all(node.gateway.sio.manager.listening for node in (node_a, node_b))
+            return listening and all(cluster is not None and cluster.ready for cluster in clusters)
+
+        await poll(both_relaying, "both nodes subscribed to each other's updates")
+        viewers: list[Viewer] = []
+        for step in range(6):
+            node = (node_a, node_b)[step % 2]
+            viewers.append(await node.viewer({"auctionId": "shared"}))
+            for viewer in viewers:
+                await viewer.wait_for(len(viewers))
+        # A re-join on each node changes nothing. (Its ack carries the node's last-known counts,
+        # which can trail the room's relayed update: docs/socket_gateway.md, "Limits, honestly".)
+        for viewer in viewers[:2]:
+            assert (await viewer.call("joinAuction", {"auctionId": "shared"}))["ok"] is True
+        for node in (node_a, node_b):
+            await asyncio.wait_for(node.gateway.broadcaster.wait_idle(), WAIT)
+            await asyncio.wait_for(node.gateway.events.wait_joiners_told(), WAIT)
+        await asyncio.gather(*(viewer.call("barrier") for viewer in viewers))
+        for viewer in viewers:
+            assert viewer.updates[-1] == counts("shared", len(viewers))
+            repeats = [a for a, b in zip(viewer.updates, viewer.updates[1:], strict=False) if a == b]
+            assert repeats == [], viewer.updates
