@@ -54,8 +54,8 @@ def free_loopback_port() -> int:
 
     The measured runs log at ``warning``, which hides the "Ingest service listening" line that
     carries the port chosen with ``INGEST_PORT=0``; so the benchmark chooses the port itself. Another
-    process could take it in the instant before the service binds: the service then fails to start
-    (or, sharing it through SO_REUSEPORT, refuses the benchmark's random key) and the run stops loudly.
+    process could take it in the instant before the service binds: the service then refuses to start
+    (exit 2, naming the port) and the run stops loudly.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
