@@ -10,6 +10,10 @@
   const DEFAULT_AUCTION = "auction-1";
   const AUTO_REFRESH_MS = 30000;
   const RANGE_SECONDS = { LAST_HOUR: 3600, LAST_24_HOURS: 86400, LAST_7_DAYS: 7 * 86400 };
+  const STRIP_MS = 30 * 60 * 1000; // the live strip: the last 30 minutes
+  const STRIP_REDRAW_MS = 5000;
+  // Errors after which what the page showed is still what was recorded: it stays, marked stale.
+  const TRANSIENT = new Set(["ANALYTICS_UNAVAILABLE", "UNREACHABLE", "INTERNAL"]);
 
   const ANALYTICS_QUERY = `
     query Dashboard($id: ID!, $range: RangePreset!) {
@@ -22,6 +26,11 @@
         }
       }
     }`;
+  const RECENT_QUERY = `
+    query Recent($id: ID!, $from: DateTime!) {
+      auction(id: $id) { viewerAnalytics(from: $from) { bucketSeconds points { at viewerCount } } }
+    }`;
+  const ME_QUERY = "query Me { me { subject role auctions coversAllAuctions } }";
   const SET_ANALYTICS = `
     mutation SetAnalytics($id: ID!, $enabled: Boolean!) {
       setViewerAnalytics(auctionId: $id, enabled: $enabled) {
@@ -33,7 +42,19 @@
     }`;
 
   const $ = (id) => document.getElementById(id);
-  const state = { auctionId: "", token: "", socket: null, refreshTimer: null, loading: 0 };
+  const state = {
+    auctionId: "",
+    token: "",
+    caller: null, // Query.me, once known
+    config: { snapshotIntervalSeconds: 60, sampleIntervalSeconds: 5, retentionDays: 90 },
+    socket: null,
+    loading: 0,
+    // What was last shown successfully, for this auction and range: kept (marked stale) when the
+    // analytics service cannot answer, instead of wiping a chart that was true a minute ago.
+    lastGood: null,
+    live: [], // [{t, count}] of this auction, oldest first, the last 30 minutes
+    recent: [], // the stored points of the last 30 minutes, {t, count}
+  };
 
   // ---- messages a person reads -----------------------------------------------------------------
 
@@ -97,6 +118,53 @@
     return body.data;
   }
 
+  // ---- who is signed in, and the auctions to pick from -------------------------------------------
+
+  async function loadCaller() {
+    const token = state.token;
+    state.caller = null;
+    if (!token) {
+      say($("signed-in"), "Not signed in: paste a token to see settings and analytics.");
+      showAuctionChoice();
+      return;
+    }
+    try {
+      const data = await graphql(ME_QUERY, {});
+      if (token !== state.token) return;
+      state.caller = data.me;
+      const me = data.me;
+      const covers = me.coversAllAuctions
+        ? "admin: every auction"
+        : `seller: ${me.auctions.length} ${me.auctions.length === 1 ? "auction" : "auctions"}`;
+      say($("signed-in"), `Signed in as ${me.subject} (${covers}).`);
+      $("signed-in").dataset.subject = me.subject;
+    } catch (error) {
+      if (token !== state.token) return;
+      say($("signed-in"), error.code === "UNAUTHENTICATED" ? "Not signed in: the token was not accepted."
+        : "Signed in as: unknown (the API did not answer).", error.code === "UNAUTHENTICATED");
+      delete $("signed-in").dataset.subject;
+    }
+    showAuctionChoice();
+  }
+
+  /** A seller picks from the auctions their token covers; anyone else types an id. */
+  function showAuctionChoice() {
+    const caller = state.caller;
+    const seller = caller && !caller.coversAllAuctions;
+    $("auction-pick").hidden = !seller;
+    $("auction-type").hidden = Boolean(seller);
+    $("auction-id").required = !seller;
+    if (!seller) return;
+    const select = $("auction-select");
+    const options = caller.auctions.map((id) => new Option(id, id));
+    if (!caller.auctions.includes(state.auctionId)) {
+      // Opened by a link to an auction the token does not cover: shown for what it is.
+      options.unshift(new Option(`${state.auctionId} (not covered by your token)`, state.auctionId));
+    }
+    select.replaceChildren(...options);
+    select.value = state.auctionId;
+  }
+
   // ---- live counts -----------------------------------------------------------------------------
 
   // The signed-in user is the viewer: their tabs and devices collapse into one unique viewer,
@@ -128,6 +196,8 @@
     $("watching").textContent = String(viewerCount);
     $("unique").textContent = String(uniqueViewers);
     $("live-unique").lastChild.textContent = uniqueViewers === 1 ? " unique viewer" : " unique viewers";
+    state.live.push({ t: Date.now(), count: viewerCount });
+    drawStrip();
   }
 
   function every(seconds) {
@@ -170,14 +240,17 @@
   }
 
   async function switchLive(auctionId) {
+    $("watching").textContent = "–";
+    $("unique").textContent = "–";
+    state.live = [];
+    drawStrip();
     const socket = state.socket;
     if (!socket) return;
     socket.auth.auctionId = auctionId;
-    $("watching").textContent = "–";
-    $("unique").textContent = "–";
     if (!socket.connected) return; // the next (re)connection joins the new room through auth
     try {
       const ack = await socket.timeout(5000).emitWithAck("joinAuction", { auctionId });
+      if (auctionId !== state.auctionId) return;
       if (!ack.ok) say($("live-status"), `The live gateway refused auction “${auctionId}”: ${ack.error}.`, true);
       else {
         showCounts(ack.viewerCount, ack.uniqueViewers);
@@ -188,14 +261,46 @@
     }
   }
 
+  /** The stored counts of the last 30 minutes, so the strip has a past before the live updates. */
+  async function loadRecent() {
+    const auctionId = state.auctionId;
+    state.recent = [];
+    try {
+      const from = new Date(Date.now() - STRIP_MS).toISOString();
+      const data = await graphql(RECENT_QUERY, { id: auctionId, from });
+      if (auctionId !== state.auctionId) return;
+      const { bucketSeconds, points } = data.auction.viewerAnalytics;
+      // A bucket's viewerCount is the count at its end.
+      state.recent = points.map((p) => ({ t: Date.parse(p.at) + bucketSeconds * 1000, count: p.viewerCount }));
+    } catch (_error) {
+      // Without a token or analytics the strip still shows what this page saw live.
+    }
+    drawStrip();
+  }
+
   // ---- settings --------------------------------------------------------------------------------
 
-  function showSettings(settings) {
+  function showToggle(value) {
+    // "unknown" is neither on nor off: an indeterminate, disabled box that says so in words.
     const toggle = $("analytics-toggle");
-    toggle.checked = settings.enableViewerAnalytics;
-    toggle.disabled = false;
+    toggle.dataset.state = value === null ? "unknown" : value ? "on" : "off";
+    toggle.indeterminate = value === null;
+    toggle.checked = value === true;
+    if (value === null) toggle.disabled = true;
+    const label = $("toggle-state");
+    label.textContent = toggle.dataset.state;
+    label.className = `state ${toggle.dataset.state}`;
+  }
+
+  function settingsText(settings) {
     const when = settings.updatedAt ? ` since ${formatDateTime(new Date(settings.updatedAt))}` : "";
-    say($("settings-message"), settings.enableViewerAnalytics ? `Recording${when}.` : `Not recording${when}.`);
+    return settings.enableViewerAnalytics ? `Recording${when}.` : `Not recording${when}.`;
+  }
+
+  function showSettings(settings) {
+    showToggle(settings.enableViewerAnalytics);
+    $("analytics-toggle").disabled = false;
+    say($("settings-message"), settingsText(settings));
   }
 
   async function onToggle() {
@@ -211,70 +316,115 @@
         await loadAnalytics();
         return;
       }
-      toggle.checked = !wanted;
+      showToggle(!wanted);
       say($("settings-message"), result.__typename === "NotAuthorized"
         ? `Your token may not change auction “${state.auctionId}”.`
         : `The change was refused: ${result.message}.`, true);
     } catch (error) {
-      toggle.checked = !wanted;
+      // Whether the change was made is not known: the answer was lost.
+      showToggle(TRANSIENT.has(error.code) ? null : !wanted);
       say($("settings-message"), sentenceFor(error), true);
     } finally {
-      toggle.disabled = false;
+      if (toggle.dataset.state !== "unknown") toggle.disabled = false;
     }
   }
 
   // ---- analytics -------------------------------------------------------------------------------
 
+  const TILES = ["summary-peak", "summary-avg", "summary-duration", "summary-recorded", "summary-count"];
+
   function clearSummary() {
-    for (const id of ["summary-peak", "summary-avg", "summary-duration", "summary-count"]) {
-      $(id).textContent = "–";
+    for (const id of TILES) {
+      $(id).textContent = id === "summary-count" ? "" : "–";
       delete $(id).dataset.value;
     }
   }
 
   function showSummary(summary) {
+    if (summary.snapshotCount === 0) {
+      // Nothing recorded is not "0 viewers": the tiles say there is no number.
+      clearSummary();
+      return;
+    }
     const set = (id, text, value) => {
       $(id).textContent = text;
       $(id).dataset.value = String(value);
     };
+    const interval = state.config.snapshotIntervalSeconds;
     set("summary-peak", summary.overallPeak.toLocaleString(), summary.overallPeak);
-    set("summary-avg", summary.overallAvg.toLocaleString(undefined, { maximumFractionDigits: 1 }), summary.overallAvg);
+    set("summary-avg", formatNumber(summary.overallAvg), summary.overallAvg);
     set("summary-duration", formatDuration(summary.durationMinutes * 60), summary.durationMinutes);
-    set("summary-count", summary.snapshotCount.toLocaleString(), summary.snapshotCount);
+    // Snapshots are intervals, not minutes: the time they cover, in the duration's own units.
+    set("summary-recorded", formatDuration(summary.snapshotCount * interval), summary.snapshotCount * interval);
+    const count = summary.snapshotCount;
+    set("summary-count", `${count.toLocaleString()} ${count === 1 ? "snapshot" : "snapshots"} of ${formatDuration(interval)}`, count);
+  }
+
+  function markStale(since) {
+    const stale = since !== null;
+    $("analytics-stale").hidden = !stale;
+    if (stale) {
+      $("analytics-stale").textContent =
+        `Stale since ${formatTime(since)}: showing what was loaded then; the page retries every ${AUTO_REFRESH_MS / 1000} s.`;
+    }
+    document.querySelector(".summary").classList.toggle("stale", stale);
+    $("chart").classList.toggle("stale", stale);
+  }
+
+  /** Everything that belongs to the auction shown: cleared when it no longer applies. */
+  function forgetAuction(chartText) {
+    state.lastGood = null;
+    clearSummary();
+    markStale(null);
+    showToggle(null);
+    say($("settings-message"), "");
+    $("chart-updated").textContent = "";
+    drawChart([], $("range").value, state.config.snapshotIntervalSeconds, chartText);
+  }
+
+  function render(view) {
+    const { settings, viewerAnalytics } = view;
+    showSettings(settings);
+    showSummary(viewerAnalytics.summary);
+    const empty = viewerAnalytics.points.length === 0;
+    drawChart(viewerAnalytics.points, view.range, viewerAnalytics.bucketSeconds,
+      settings.enableViewerAnalytics ? undefined : "Analytics are off: nothing is being recorded.");
+    if (empty && !settings.enableViewerAnalytics) {
+      say($("analytics-message"), "Analytics are off for this auction, so nothing is recorded. Turn them on above to start.");
+    } else if (empty) {
+      say($("analytics-message"), `Analytics are on. The first point appears after the first full ${formatDuration(state.config.snapshotIntervalSeconds)} of viewing.`);
+    } else if (!settings.enableViewerAnalytics) {
+      say($("analytics-message"), "Analytics are off now: this is what was recorded while they were on.");
+    } else {
+      say($("analytics-message"), "");
+    }
+    $("chart-updated").textContent = `updated ${formatTime(view.at)}`;
   }
 
   async function loadAnalytics() {
     if (!state.auctionId) return;
+    const auctionId = state.auctionId;
     const range = $("range").value;
     const ticket = ++state.loading; // a slower, older answer must not overwrite a newer one
     try {
-      const data = await graphql(ANALYTICS_QUERY, { id: state.auctionId, range });
+      const data = await graphql(ANALYTICS_QUERY, { id: auctionId, range });
       if (ticket !== state.loading) return;
-      const { settings, viewerAnalytics } = data.auction;
-      showSettings(settings);
-      showSummary(viewerAnalytics.summary);
-      const empty = viewerAnalytics.points.length === 0;
-      drawChart(viewerAnalytics.points, range, viewerAnalytics.bucketSeconds,
-        settings.enableViewerAnalytics ? undefined : "Analytics are off: nothing is being recorded.");
-      if (empty && !settings.enableViewerAnalytics) {
-        say($("analytics-message"), "Analytics are off for this auction, so nothing is recorded. Turn them on above to start.");
-      } else if (empty) {
-        say($("analytics-message"), "Analytics are on. The first point appears after the first full minute of viewing.");
-      } else if (!settings.enableViewerAnalytics) {
-        say($("analytics-message"), "Analytics are off now: this is what was recorded while they were on.");
-      } else {
-        say($("analytics-message"), "");
-      }
-      $("chart-updated").textContent = `updated ${formatTime(new Date())}`;
+      const view = { auctionId, range, at: new Date(), ...data.auction };
+      state.lastGood = view;
+      markStale(null);
+      render(view);
     } catch (error) {
       if (ticket !== state.loading) return;
-      clearSummary();
-      drawChart([], range, 60, "Nothing to show: see the message above.");
       say($("analytics-message"), sentenceFor(error), true);
-      if (error.code === "UNAUTHENTICATED" || error.code === "NOT_AUTHORIZED" || error.code === "NO_TOKEN") {
+      const last = state.lastGood;
+      if (TRANSIENT.has(error.code) && last && last.auctionId === auctionId && last.range === range) {
+        markStale(last.at);
+        // The switch was in this state when last read; it cannot be changed until the API answers.
         $("analytics-toggle").disabled = true;
-        say($("settings-message"), "");
+        say($("settings-message"), `${settingsText(last.settings).replace(/\.$/, "")} (as of ${formatTime(last.at)}).`);
+        return;
       }
+      forgetAuction(TRANSIENT.has(error.code) ? "Nothing to show while the analytics cannot be read." : "Nothing to show: see the message above.");
     }
   }
 
@@ -296,9 +446,10 @@
       const blob = await response.blob();
       const disposition = response.headers.get("Content-Disposition") || "";
       const named = /filename="?([^";]+)"?/.exec(disposition);
+      const today = new Date().toISOString().slice(0, 10);
       const link = document.createElement("a");
       link.href = URL.createObjectURL(blob);
-      link.download = named ? named[1] : `${state.auctionId}-viewer-analytics.csv`;
+      link.download = named ? named[1] : `viewer-analytics-${state.auctionId}-${range.toLowerCase()}-${today}.csv`;
       document.body.appendChild(link);
       link.click();
       link.remove();
@@ -311,6 +462,12 @@
   // ---- the chart: inline SVG, no library ---------------------------------------------------------
 
   const SVG = "http://www.w3.org/2000/svg";
+  const SECOND = 1000, MINUTE = 60 * SECOND, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+  // Tick steps a person reads as round, each aligned to the local clock.
+  const TIME_STEPS = [
+    SECOND, 2 * SECOND, 5 * SECOND, 10 * SECOND, 15 * SECOND, 30 * SECOND, MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE,
+    15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY,
+  ];
 
   function svgElement(name, attributes, text) {
     const element = document.createElementNS(SVG, name);
@@ -326,73 +483,225 @@
     return 10 * magnitude;
   }
 
-  function drawChart(points, range, bucketSeconds, emptyText) {
-    const width = 960, height = 300, left = 48, right = 16, top = 12, bottom = 32;
-    const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
-    const plotWidth = width - left - right, plotHeight = height - top - bottom;
-    const times = points.map((p) => Date.parse(p.at));
+  /** The local clock's offset from UTC at ``t``, in ms (positive east of Greenwich). */
+  const zoneOffset = (t) => -new Date(t).getTimezoneOffset() * MINUTE;
+
+  /** Round local times from ``start`` to ``end``, at most ``most`` of them: [times, step]. */
+  function timeTicks(start, end, most) {
+    const step = TIME_STEPS.find((s) => (end - start) / s <= most) || TIME_STEPS[TIME_STEPS.length - 1];
+    const ticks = [];
+    // Aligned in local time (midnight, the hour, ...), so 14:00 rather than 13:57.
+    let t = Math.ceil((start + zoneOffset(start)) / step) * step - zoneOffset(start);
+    for (; t <= end; t += step) ticks.push(t);
+    return [ticks, step];
+  }
+
+  function zoneName() {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
+    const minutes = zoneOffset(Date.now()) / MINUTE;
+    const sign = minutes < 0 ? "−" : "+";
+    const hh = String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0");
+    const mm = String(Math.abs(minutes) % 60).padStart(2, "0");
+    return `${zone}, UTC${sign}${hh}:${mm}`;
+  }
+
+  /** The times the chart spans: ALL and short auctions fitted to the data, presets up to now. */
+  function timeDomain(times, range, bucketMs) {
     const now = Date.now();
-    // Fixed presets show their whole window, so a quiet start reads as quiet; ALL shows the data.
-    let start = RANGE_SECONDS[range] ? now - RANGE_SECONDS[range] * 1000 : Math.min(...times, now - 3600000);
-    // The newest bucket may still be filling and end after now: it stays inside the plot.
-    let end = Math.max(RANGE_SECONDS[range] ? now : start + 60000, ...times.map((t) => t + bucketSeconds * 1000));
-    if (end <= start) end = start + 60000;
+    if (times.length === 0) {
+      const span = (RANGE_SECONDS[range] || 3600) * 1000;
+      return [now - span, now];
+    }
+    const first = Math.min(...times), last = Math.max(...times) + bucketMs;
+    if (!RANGE_SECONDS[range]) {
+      // At least a few buckets wide, so a single point is not a dot on an edge.
+      return [first, Math.max(last, first + 4 * bucketMs)];
+    }
+    // A preset ends now; it starts where its data does when that is later than the window's start
+    // (an auction of 20 minutes is not a speck at the end of a 24-hour axis).
+    const windowStart = now - RANGE_SECONDS[range] * 1000;
+    const start = Math.max(windowStart, first - bucketMs);
+    return [start, Math.max(now, last, start + 4 * bucketMs)];
+  }
+
+  function drawChart(points, range, bucketSeconds, emptyText) {
+    state.drawn = [points, range, bucketSeconds, emptyText];
+    const plot = $("chart-plot");
+    const width = Math.max(240, Math.round(plot.clientWidth || 600));
+    const narrow = width < 500;
+    const height = narrow ? 240 : 300;
+    const left = 52, right = 14, top = 14, bottom = 48;
+    const svg = svgElement("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+    const plotWidth = width - left - right, plotHeight = height - top - bottom;
+    const bucketMs = bucketSeconds * 1000;
+    const times = points.map((p) => Date.parse(p.at));
+    const [start, end] = timeDomain(times, range, bucketMs);
     const highest = Math.max(4, ...points.map((p) => p.peakViewers));
     const yStep = niceStep(highest / 4);
     const yMax = yStep * Math.ceil(highest / yStep);
     const x = (t) => left + ((t - start) / (end - start)) * plotWidth;
     const y = (v) => top + plotHeight - (v / yMax) * plotHeight;
+    $("chart").dataset.bucketSeconds = String(bucketSeconds);
+    $("chart").dataset.start = String(start);
+    $("chart").dataset.end = String(end);
 
     for (let value = 0; value <= yMax; value += yStep) {
       svg.appendChild(svgElement("line", { class: "grid", x1: left, x2: width - right, y1: y(value), y2: y(value) }));
-      svg.appendChild(svgElement("text", { class: "axis-label", x: left - 6, y: y(value) + 4, "text-anchor": "end" },
+      svg.appendChild(svgElement("text", { class: "axis-label y-tick", x: left - 6, y: y(value) + 4, "text-anchor": "end" },
         value.toLocaleString()));
     }
-    const longSpan = end - start > 2 * 86400000;
-    for (let i = 0; i <= 4; i++) {
-      const t = start + ((end - start) * i) / 4;
-      const label = longSpan ? formatDate(new Date(t)) : formatTime(new Date(t));
-      const anchor = i === 0 ? "start" : i === 4 ? "end" : "middle";
-      svg.appendChild(svgElement("text", { class: "axis-label", x: x(t), y: height - 10, "text-anchor": anchor }, label));
+    svg.appendChild(svgElement("text", {
+      class: "axis-title y-title", transform: `translate(13 ${top + plotHeight / 2}) rotate(-90)`, "text-anchor": "middle",
+    }, "viewers"));
+
+    const [ticks, step] = timeTicks(start, end, Math.max(2, Math.floor(plotWidth / (narrow ? 70 : 100))));
+    const crossesDays = new Date(start).toDateString() !== new Date(end).toDateString();
+    let lastDay = "";
+    for (const t of ticks) {
+      const d = new Date(t);
+      let label;
+      if (step >= DAY) label = formatDate(d);
+      else {
+        label = step < MINUTE ? formatTimeSeconds(d) : formatTime(d);
+        // The date where the day changes, when the axis spans more than one.
+        if (crossesDays && d.toDateString() !== lastDay) label = `${formatDate(d)} ${label}`;
+      }
+      lastDay = d.toDateString();
+      // A label that would run off an edge is anchored to it instead (about 7 px a character at 12 px).
+      const half = (label.length * 7) / 2;
+      const anchor = x(t) + half > width ? "end" : x(t) - half < 0 ? "start" : "middle";
+      svg.appendChild(svgElement("line", { class: "grid", x1: x(t), x2: x(t), y1: top + plotHeight, y2: top + plotHeight + 4 }));
+      svg.appendChild(svgElement("text", { class: "axis-label x-tick", x: x(t), y: top + plotHeight + 17, "text-anchor": anchor, "data-t": t }, label));
     }
+    svg.appendChild(svgElement("text", { class: "axis-title x-title", x: left + plotWidth / 2, y: height - 6, "text-anchor": "middle" },
+      `time (local: ${zoneName()})`));
 
     if (points.length === 0) {
       svg.appendChild(svgElement("text", { class: "empty", x: left + plotWidth / 2, y: top + plotHeight / 2, "text-anchor": "middle" },
         emptyText || "No viewer data in this range yet."));
     }
     // Each point sits in the middle of its bucket.
-    const middle = (i) => x(times[i] + (bucketSeconds * 1000) / 2);
+    const middle = (i) => x(times[i] + bucketMs / 2);
     for (const [series, field] of [["min", "minViewers"], ["avg", "avgViewers"], ["peak", "peakViewers"]]) {
       if (points.length > 1) {
         const path = points.map((p, i) => `${i === 0 ? "M" : "L"}${middle(i).toFixed(1)},${y(p[field]).toFixed(1)}`).join(" ");
         svg.appendChild(svgElement("path", { class: `series ${series}`, d: path }));
       }
       points.forEach((p, i) => {
-        const dot = svgElement("circle", {
+        svg.appendChild(svgElement("circle", {
           class: `point ${series}`, cx: middle(i).toFixed(1), cy: y(p[field]).toFixed(1), r: points.length > 120 ? 1.5 : 3.5,
           "data-at": p.at, "data-value": p[field],
-        });
-        dot.appendChild(svgElement("title", {}, `${formatDateTime(new Date(p.at))}: ${series} ${formatNumber(p[field])}`));
-        svg.appendChild(dot);
+        }));
       });
     }
-    $("chart").replaceChildren(svg);
+    const guide = svgElement("line", { class: "guide", y1: top, y2: top + plotHeight, visibility: "hidden" });
+    svg.appendChild(guide);
+    plot.replaceChildren(svg);
+    $("chart-tooltip").hidden = true;
+    // For the tooltip: what a pointer (mouse, pen or finger) at a given x is nearest to.
+    state.chart = { points, times, bucketMs, middle, guide, left, right: width - right };
+  }
+
+  /** The tooltip of the point nearest the pointer: hover with a mouse, tap or drag with a finger. */
+  function showTooltip(event) {
+    const chart = state.chart;
+    if (!chart || chart.points.length === 0) return;
+    const box = $("chart-plot").getBoundingClientRect();
+    const px = event.clientX - box.left;
+    let nearest = 0;
+    chart.points.forEach((_p, i) => {
+      if (Math.abs(chart.middle(i) - px) < Math.abs(chart.middle(nearest) - px)) nearest = i;
+    });
+    const p = chart.points[nearest];
+    const at = chart.times[nearest];
+    const tip = $("chart-tooltip");
+    const span = chart.bucketMs >= DAY ? formatDate(new Date(at))
+      : `${formatDate(new Date(at))} ${formatTimeSpan(at, at + chart.bucketMs)}`;
+    tip.replaceChildren(
+      Object.assign(document.createElement("strong"), { textContent: span }),
+      document.createElement("br"),
+      `viewers: peak ${formatNumber(p.peakViewers)} · average ${formatNumber(p.avgViewers)} · minimum ${formatNumber(p.minViewers)}`,
+    );
+    tip.hidden = false;
+    const cx = chart.middle(nearest);
+    chart.guide.setAttribute("x1", cx);
+    chart.guide.setAttribute("x2", cx);
+    chart.guide.setAttribute("visibility", "visible");
+    const tipWidth = tip.offsetWidth;
+    tip.style.left = `${Math.min(Math.max(0, cx - tipWidth / 2), box.width - tipWidth)}px`;
+  }
+
+  function hideTooltip(event) {
+    // A finger lifting keeps the tooltip (there is no hover to bring it back); a mouse leaving hides it.
+    if (event.pointerType === "touch") return;
+    $("chart-tooltip").hidden = true;
+    if (state.chart) state.chart.guide.setAttribute("visibility", "hidden");
+  }
+
+  // ---- the live strip: the last 30 minutes under the live number ---------------------------------
+
+  function drawStrip() {
+    const figure = $("live-strip");
+    const width = Math.max(200, Math.round(figure.clientWidth || 300));
+    const height = 56, top = 4, bottom = 16;
+    const now = Date.now();
+    const start = now - STRIP_MS;
+    state.live = state.live.filter((s, i, all) => s.t >= start || (all[i + 1] && all[i + 1].t >= start));
+    // Stored points before the first live one, then what this page saw live, then the present.
+    const firstLive = state.live.length ? state.live[0].t : now;
+    const samples = [...state.recent.filter((s) => s.t >= start && s.t < firstLive), ...state.live];
+    const svg = svgElement("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+    const highest = Math.max(1, ...samples.map((s) => s.count));
+    const x = (t) => ((Math.max(t, start) - start) / STRIP_MS) * width;
+    const y = (v) => top + (height - top - bottom) * (1 - v / highest);
+    svg.appendChild(svgElement("line", { class: "strip-base", x1: 0, x2: width, y1: y(0), y2: y(0) }));
+    if (samples.length > 0) {
+      // A step line: a count holds until the next change.
+      let d = `M${x(samples[0].t).toFixed(1)},${y(samples[0].count).toFixed(1)}`;
+      for (let i = 1; i < samples.length; i++) {
+        d += ` H${x(samples[i].t).toFixed(1)} V${y(samples[i].count).toFixed(1)}`;
+      }
+      d += ` H${width}`;
+      svg.appendChild(svgElement("path", { class: "strip-area", d: `${d} V${height - bottom} H${x(samples[0].t).toFixed(1)} Z` }));
+      svg.appendChild(svgElement("path", { class: "strip-line", d }));
+      // Where the strip is now: the live number's own point, visible even in a page opened seconds ago.
+      svg.appendChild(svgElement("circle", { class: "strip-now", cx: width - 3, cy: y(samples[samples.length - 1].count), r: 3 }));
+    }
+    svg.appendChild(svgElement("text", { class: "strip-label", x: 0, y: height - 3 }, "30 min ago"));
+    svg.appendChild(svgElement("text", { class: "strip-label", x: width, y: height - 3, "text-anchor": "end" }, "now"));
+    svg.appendChild(svgElement("text", { class: "strip-label", x: width / 2, y: height - 3, "text-anchor": "middle" },
+      `peak ${highest.toLocaleString()} watching`));
+    figure.dataset.samples = String(samples.length);
+    figure.replaceChildren(svg);
   }
 
   // ---- formatting --------------------------------------------------------------------------------
 
   const formatNumber = (v) => v.toLocaleString(undefined, { maximumFractionDigits: 1 });
   const formatTime = (d) => d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const formatTimeSeconds = (d) => d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const formatDate = (d) => d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
   const formatDateTime = (d) => d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 
+  function formatTimeSpan(from, to) {
+    const seconds = (to - from) % MINUTE !== 0 || from % MINUTE !== 0;
+    const f = seconds ? formatTimeSeconds : formatTime;
+    return `${f(new Date(from))}–${f(new Date(to))}`;
+  }
+
+  /** One way to write a length of time everywhere on the page: "45 s", "1 min", "2 min 30 s", "3 h 5 min". */
   function formatDuration(seconds) {
-    if (seconds <= 0) return "0 min";
-    if (seconds < 90) return `${Math.round(seconds)} s`;
-    const minutes = Math.round(seconds / 60);
-    if (minutes < 90) return `${minutes} min`;
+    const s = Math.round(seconds);
+    if (s < 60) return `${s} s`;
+    if (s < 3600) {
+      const minutes = Math.floor(s / 60), rest = s % 60;
+      // Seconds matter in a short auction; past ten minutes they are noise.
+      if (rest === 0 || minutes >= 10) return `${Math.round(s / 60)} min`;
+      return `${minutes} min ${rest} s`;
+    }
+    const minutes = Math.round(s / 60);
     const hours = Math.floor(minutes / 60);
-    if (hours < 48) return `${hours} h ${minutes % 60} min`;
+    if (hours < 48) return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
     return `${Math.floor(hours / 24)} d ${hours % 24} h`;
   }
 
@@ -407,19 +716,26 @@
     if (params.has("token") || params.has("auction")) history.replaceState(null, "", location.pathname + location.search);
   }
 
-  function open(auctionId, token) {
-    const changed = auctionId !== state.auctionId;
+  async function open(auctionId, token) {
+    const changedAuction = auctionId !== state.auctionId;
+    const changedToken = token !== state.token;
     state.auctionId = auctionId;
     state.token = token;
     localStorage.setItem(AUCTION_KEY, auctionId);
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
     document.title = `${auctionId} · Viewer Analytics`;
-    if (changed) {
-      clearSummary();
-      switchLive(auctionId);
+    $("auction-id").value = auctionId;
+    if (changedAuction || changedToken) {
+      // Nothing of the previous auction (or of what the previous token could see) stays on screen.
+      forgetAuction("Loading…");
+      say($("analytics-message"), "");
     }
+    if (changedAuction) switchLive(auctionId);
+    if (changedToken) await loadCaller();
+    else showAuctionChoice();
     loadAnalytics();
+    loadRecent();
   }
 
   async function start() {
@@ -429,29 +745,56 @@
     $("auction-id").value = state.auctionId;
     $("token").value = state.token;
     document.title = `${state.auctionId} · Viewer Analytics`;
+    $("time-zone").textContent = `Chart times are local (${zoneName()}); the CSV is in UTC.`;
+    showToggle(null);
 
     $("auction-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      open($("auction-id").value.trim(), $("token").value.trim());
+      const seller = !$("auction-pick").hidden;
+      open(seller ? $("auction-select").value : $("auction-id").value.trim(), $("token").value.trim());
     });
+    $("auction-select").addEventListener("change", () => open($("auction-select").value, $("token").value.trim()));
     $("analytics-toggle").addEventListener("change", onToggle);
     $("range").addEventListener("change", loadAnalytics);
     $("refresh").addEventListener("click", loadAnalytics);
     $("download-csv").addEventListener("click", downloadCsv);
-    state.refreshTimer = setInterval(() => {
+    const plot = $("chart-plot");
+    plot.addEventListener("pointermove", showTooltip);
+    // pointerdown: a finger's tap, which has no hover before it.
+    plot.addEventListener("pointerdown", showTooltip);
+    plot.addEventListener("pointerleave", hideTooltip);
+    setInterval(() => {
       if (!document.hidden) loadAnalytics();
     }, AUTO_REFRESH_MS);
+    setInterval(() => {
+      if (!document.hidden) drawStrip();
+    }, STRIP_REDRAW_MS);
+    // The chart is drawn at its container's width: redrawn when that changes (a phone turned, a
+    // window resized), from what it shows now.
+    let lastWidth = plot.clientWidth;
+    new ResizeObserver(() => {
+      if (plot.clientWidth === lastWidth) return;
+      lastWidth = plot.clientWidth;
+      if (state.drawn) drawChart(...state.drawn);
+      drawStrip();
+    }).observe(plot);
 
     drawChart([], $("range").value, 60, "Loading…");
-    loadAnalytics();
+    drawStrip();
+    let config = null;
     try {
+      // First: the tiles need the deployment's snapshot interval.
       const response = await fetch("config.json");
-      const config = await response.json();
+      config = await response.json();
+      state.config = config;
       describeRecording(config);
-      connectLive(config.gatewayUrl);
     } catch (_error) {
       say($("live-status"), "The dashboard's configuration could not be loaded, so live counts are unavailable.", true);
     }
+    loadCaller();
+    loadAnalytics();
+    loadRecent();
+    if (config) connectLive(config.gatewayUrl);
   }
 
   start();
