@@ -119,6 +119,8 @@ async def gateway_server(
         "ALLOWED_ORIGIN": "*",
         "COUNT_UPDATE_INTERVAL_MS": str(count_update_interval_ms),
         "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE": "1000000",
+        # Every load client connects from 127.0.0.1: no cap on open connections per address.
+        "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": "0",
         "GATEWAY_PING_INTERVAL_SECONDS": "300",
         "GATEWAY_PING_TIMEOUT_SECONDS": "300",
         "LOG_FORMAT": "json",

@@ -74,6 +74,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
         "ALLOWED_ORIGIN": "*",
         "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE": "1000000",
+        # Every load client connects from 127.0.0.1: no cap on open connections per address.
+        "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "warning",
     }

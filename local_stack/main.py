@@ -119,8 +119,10 @@ def stack_environment(base: Mapping[str, str], data_dir: str) -> dict[str, str]:
     # The dashboard (served by the GraphQL API) opens its live view on the gateway at this address.
     env.setdefault("DASHBOARD_GATEWAY_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}")
     # Locally every browser tab and every simulated viewer comes from 127.0.0.1, so the per-address
-    # limit meant for the internet would refuse `python -m simulate` beyond 120 viewers a minute.
+    # limits meant for the internet would refuse `python -m simulate` beyond 120 viewers a minute
+    # (and beyond 256 open at once).
     env.setdefault("GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", "100000")
+    env.setdefault("GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", "0")
     return env
 
 
