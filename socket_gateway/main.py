@@ -44,7 +44,7 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
         handle_signals=False,
         shutdown_timeout=0.5,
         access_log=None,
-        **app[GATEWAY].websockets.connections.runner_options(),
+        **app[GATEWAY].websockets.runner_options(),
     )
     await runner.setup()
     try:

@@ -46,6 +46,7 @@ from engineio import async_socket
 from engineio import packet as eio_packet
 
 from service_common.connection_guard import ConnectionGuard, ConnectionLimits
+from service_common.http_server_log import HttpServerLog
 from service_common.log_limits import RateLimitedLog
 from socket_gateway.malformed_frames import MalformedFrameLog, engineio_frame_problem
 from socket_gateway.metrics import GatewayMetrics
@@ -234,6 +235,17 @@ class WebSocketEndpoint:
         # Lines a client can cause, per cause (a flood of peers that stop reading writes a few).
         self.log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
         metrics.rate_limited_logs["websocket_transport"] = self.log
+        # aiohttp's lines about what clients sent it (malformed requests), for the requests handed over.
+        self.http_log = RateLimitedLog(
+            logging.getLogger("socket_gateway.http"), interval_seconds=10.0, burst=10
+        )
+        metrics.rate_limited_logs["http"] = self.http_log
+
+    def runner_options(self) -> dict[str, Any]:
+        """``web.AppRunner`` keyword arguments for the requests handed to aiohttp: the idle timeout, and
+        a log where a malformed request is one rate-limited line without traceback (aiohttp's own wrote
+        an ERROR with a traceback for each)."""
+        return {**self.connections.runner_options(), "logger": HttpServerLog(self.http_log)}
 
     def protocol(self, http_protocol: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
         """A protocol for one accepted connection; what is not served here goes to ``http_protocol()``."""

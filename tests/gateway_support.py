@@ -131,7 +131,7 @@ async def running_gateway(
     WebSocket sessions are then python-engineio's own, as an upgraded polling session is.
     """
     app = create_app(config, clock=clock, backoff=backoff or Backoff(0.02, 0.1))
-    runner = web.AppRunner(app, shutdown_timeout=1.0, **app[GATEWAY].websockets.connections.runner_options())
+    runner = web.AppRunner(app, shutdown_timeout=1.0, **app[GATEWAY].websockets.runner_options())
     await runner.setup()
     running = RunningGateway(app[GATEWAY], runner, 0, clock)
     try:

@@ -189,3 +189,27 @@ async def test_a_session_that_never_joins_socketio_is_closed_after_the_connect_t
         connected.send_text('421["leaveAuction"]')
         assert json.loads((await connected.text_starting("431"))[3:])[0]["ok"] is True
         connected.close()
+
+
+async def test_malformed_http_requests_cost_a_few_warnings_and_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Proves that requests aiohttp cannot parse (a header without a colon, TLS bytes on the plain port,
+    a bad Content-Length), 150 of them, are refused with a few rate-limited warnings and no traceback
+    (aiohttp's own log wrote an ERROR with a traceback for each), and the gateway still serves."""
+    bad = (
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"\x16\x03\x01garbage\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    )
+    async with running_gateway(gateway_config(tmp_path)) as running, aiohttp.ClientSession() as http:
+        for index in range(150):
+            reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+            writer.write(bad[index % len(bad)])
+            answer = await asyncio.wait_for(reader.read(), WAIT)
+            assert answer.split(b" ")[1:2] == [b"400"] or answer == b"", answer[:40]
+            writer.close()
+        assert (await http.get(f"{running.url}/healthz")).status == 200
+    assert not [r for r in caplog.records if r.exc_info is not None], "a traceback was logged"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("aiohttp")]
+    assert 1 <= len([r for r in caplog.records if r.getMessage() == "Malformed HTTP request refused"]) <= 10
