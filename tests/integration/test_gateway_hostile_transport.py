@@ -10,15 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from socket_gateway.metrics import parse_samples
 from tests.gateway_support import ALLOWED_ORIGIN, WAIT, gateway_config, running_gateway, wait_until
 from tests.integration.test_gateway_websocket_transport import TEXT, RawClient, client_frame, upgrade_request
 
 POLLING = "/socket.io/?EIO=4&transport=polling"
+# The loggers a client's input reaches (not, say, asyncio's report of an unrelated task's failure).
+CLIENT_FACING_LOGGERS = ("aiohttp", "engineio", "socketio", "socket_gateway", "service_common")
+
+
+def client_caused(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith(CLIENT_FACING_LOGGERS)]
 
 
 async def test_a_rate_limited_polling_handshake_carries_cors_and_a_flood_of_them_logs_one_line(
@@ -28,7 +36,9 @@ async def test_a_rate_limited_polling_handshake_carries_cors_and_a_flood_of_them
     so it is not reported as a CORS error), and that 500 refused handshakes write one log line."""
     caplog.set_level(logging.INFO, logger="socket_gateway")
     config = gateway_config(tmp_path, connections_per_ip_per_minute=2)
-    async with running_gateway(config) as running, aiohttp.ClientSession() as http:
+    # Bounded: this test once stalled in a full-suite run (not reproduced alone); a stall must fail
+    # with the place it stalled in, not hold the suite.
+    async with asyncio.timeout(90), running_gateway(config) as running, aiohttp.ClientSession() as http:
         headers = {"Origin": ALLOWED_ORIGIN}
         for _ in range(2):
             async with http.get(running.url + POLLING, headers=headers) as allowed:
@@ -40,14 +50,19 @@ async def test_a_rate_limited_polling_handshake_carries_cors_and_a_flood_of_them
         async with http.get(running.url + POLLING, headers={"Origin": "https://evil.example"}) as other:
             assert other.status == 429
             assert "Access-Control-Allow-Origin" not in other.headers
+        started = time.monotonic()
         for _ in range(500):
             async with http.get(running.url + POLLING, headers=headers) as flood:
                 assert flood.status == 429
+        elapsed = time.monotonic() - started
         assert running.gateway.metrics.connections_refused["rate_limited"] == 502
-        metrics = await (await http.get(f"{running.url}/metrics")).text()
-        assert 'gateway_log_lines_suppressed_total{source="handshakes"} 501' in metrics.splitlines()
+        async with http.get(f"{running.url}/metrics") as answer:
+            samples = parse_samples(await answer.text())
     refusals = [record for record in caplog.records if record.getMessage() == "Connection refused"]
-    assert len(refusals) == 1, len(refusals)
+    # One line per 10 s window (one in all unless the machine is very slow), each refusal in one or
+    # the other: logged, or counted as suppressed.
+    assert 1 <= len(refusals) <= 1 + elapsed / 10, len(refusals)
+    assert samples['gateway_log_lines_suppressed_total{source="handshakes"}'] == 502 - len(refusals)
 
 
 async def _polling_session(http: aiohttp.ClientSession, url: str, connect: str | None = "40") -> str:
@@ -155,10 +170,10 @@ async def test_a_malformed_polling_post_closes_its_session_with_one_warning_and_
                 assert posted.status == status
     warnings = [r for r in caplog.records if r.getMessage().startswith("Malformed frame from a client")]
     assert 1 <= len(warnings) <= 10
-    assert not [r for r in caplog.records if r.exc_info is not None], "a traceback was logged"
+    assert not [r for r in client_caused(caplog) if r.exc_info is not None], "a traceback was logged"
     errors = [
         r
-        for r in caplog.records
+        for r in client_caused(caplog)
         if r.levelno >= logging.ERROR and not r.getMessage().startswith("Invalid session")
     ]
     assert not errors, [r.getMessage() for r in errors]
@@ -210,6 +225,6 @@ async def test_malformed_http_requests_cost_a_few_warnings_and_no_traceback(
             assert answer.split(b" ")[1:2] == [b"400"] or answer == b"", answer[:40]
             writer.close()
         assert (await http.get(f"{running.url}/healthz")).status == 200
-    assert not [r for r in caplog.records if r.exc_info is not None], "a traceback was logged"
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("aiohttp")]
+    assert not [r for r in client_caused(caplog) if r.exc_info is not None], "a traceback was logged"
+    assert not [r for r in client_caused(caplog) if r.levelno >= logging.ERROR]
     assert 1 <= len([r for r in caplog.records if r.getMessage() == "Malformed HTTP request refused"]) <= 10
