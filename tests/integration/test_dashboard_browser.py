@@ -336,9 +336,17 @@ async def test_checklist_axes_tiles_and_csv_at_1280(stack: Stack, browser: Brows
     await expect(first.locator("#download-csv")).to_have_text("Download CSV (UTC)")
     assert_round_local_ticks(await axis_ticks(first))
 
+    # The last hour of an auction recorded for seconds starts a bucket before its data, not an hour
+    # ago (the points were a speck at the right end of the axis).
+    chart = first.locator("#chart")
+    hour_bucket_ms = int(await chart.get_attribute("data-bucket-seconds") or "0") * 1000
+    first_bucket = await peak_points.first.get_attribute("data-at")
+    assert first_bucket is not None
+    first_bucket_ms = int(datetime.fromisoformat(first_bucket).timestamp() * 1000)
+    assert int(await chart.get_attribute("data-start") or "0") == first_bucket_ms - hour_bucket_ms
+
     # "All": fitted to the data (it spanned at least an hour), at the configured 2 s buckets.
     await first.locator("#range").select_option("ALL")
-    chart = first.locator("#chart")
     await expect(chart).to_have_attribute("data-bucket-seconds", "2")
     first_at = await peak_points.first.get_attribute("data-at")
     assert first_at is not None
