@@ -173,6 +173,15 @@ async def test_ping_answers(backend: Backend) -> None:
     await backend.store.ping()
 
 
+async def test_a_write_check_leaves_the_data_as_it_was(backend: Backend) -> None:
+    await backend.store.insert_snapshots([make_snapshot("a-1", minute(backend, 1))])
+    await backend.store.set_viewer_analytics("a-1", True, now=1_700_000_000.0)
+    for _ in range(3):
+        await backend.store.check_writable()
+    assert await backend.count("a-1") == 1
+    assert set(await backend.store.get_settings(["a-1"])) == {"a-1"}
+
+
 def expected_points(
     snapshots: list[Snapshot], start: int | None, end: int | None, bucket: int
 ) -> list[AnalyticsPoint]:

@@ -85,7 +85,7 @@ async def test_a_failing_purge_is_logged_once_with_its_cause_counted_and_retried
             holder.execute("BEGIN EXCLUSIVE")
             # No event marks a purge attempt, so poll the supervised task's count, bounded.
             async with asyncio.timeout(10):
-                while not [t for t in store.background_health() if t.failures_total >= 3]:  # noqa: ASYNC110
+                while not [t for t in store.background_health() if t.failures_total >= 2]:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             holder.execute("ROLLBACK")
             async with asyncio.timeout(10):
@@ -112,7 +112,11 @@ async def test_a_locked_database_is_reported_unavailable(tmp_path: Path, clock: 
         holder.execute("BEGIN EXCLUSIVE")
         with pytest.raises(StorageUnavailable):
             await store.insert_snapshots([make_snapshot("a", int(clock.now) - 60)])
+        # The ingest service's write check sees the same: the store cannot be written now.
+        with pytest.raises(StorageUnavailable, match="database is locked"):
+            await store.check_writable()
         holder.execute("ROLLBACK")
+        await store.check_writable()
         # Once the lock is gone the same batch goes through: nothing was half-written.
         await store.insert_snapshots([make_snapshot("a", int(clock.now) - 60)])
         assert await count(store, "a") == 1
