@@ -55,6 +55,11 @@ class Snapshot:
     unique_viewers: int
     partial: bool
     gateway_id: str
+    # The interval's samples, oldest first, and CPC sketches of its distinct identified and anonymous
+    # viewers (ingest_service.sketches); empty when the gateway sent none.
+    samples: tuple[int, ...] = ()
+    identified_sketch: bytes = b""
+    anonymous_sketch: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

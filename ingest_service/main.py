@@ -7,7 +7,7 @@ import logging
 from ingest_service.config import IngestConfig
 from ingest_service.domain import StorageUnavailable
 from ingest_service.server import create_ingest_server
-from ingest_service.storage.factory import open_store
+from ingest_service.storage.factory import open_event_store, open_store
 from service_common.service_process import run_service
 from service_common.shutdown import wait_for_stop_signal
 
@@ -18,7 +18,12 @@ async def serve(config: IngestConfig) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight batches and closes the store."""
     store = await open_store(config)
     try:
-        server = create_ingest_server(config, store)
+        events = await open_event_store(config, store)
+    except BaseException:
+        await store.close()
+        raise
+    try:
+        server = create_ingest_server(config, store, event_store=events)
         await server.start()
         logger.info(
             "Ingest service listening",
@@ -33,6 +38,7 @@ async def serve(config: IngestConfig) -> None:
         # The grace bounds how long a batch that is being written may take to finish and be acknowledged.
         await server.stop(config.shutdown_grace_seconds)
     finally:
+        await events.close()
         await store.close()
 
 

@@ -10,6 +10,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from viewer_analytics.v1 import (
+    auction_audience_service_pb2,
+    auction_audience_service_pb2_grpc,
+    auction_event_service_pb2,
+    auction_event_service_pb2_grpc,
     auction_settings_service_pb2,
     auction_settings_service_pb2_grpc,
     snapshot_ingest_service_pb2,
@@ -19,8 +23,10 @@ from viewer_analytics.v1 import (
 )
 
 from ingest_service.analytics_flags import AnalyticsFlagCache
+from ingest_service.auction_events import AuctionEventRecorder, EventRules
 from ingest_service.config import IngestConfig
 from ingest_service.domain import StorageUnavailable
+from ingest_service.grpc_api.auction_events import AuctionAudienceServicer, AuctionEventServicer
 from ingest_service.grpc_api.auction_settings import AuctionSettingsServicer
 from ingest_service.grpc_api.guards import (
     BoundedHealthServicer,
@@ -30,6 +36,7 @@ from ingest_service.grpc_api.guards import (
 from ingest_service.grpc_api.snapshot_ingest import SnapshotIngestServicer
 from ingest_service.grpc_api.viewer_analytics import ViewerAnalyticsServicer
 from ingest_service.ingestion import SnapshotIngestor
+from ingest_service.storage.event_port import AuctionEventStore
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.store_health import WRITE_CHECK_TASK, HealthReporter, StoreWriteCheck
 from ingest_service.validation import SnapshotRules
@@ -45,6 +52,8 @@ SERVICE_NAMES = (
     snapshot_ingest_service_pb2.DESCRIPTOR.services_by_name["SnapshotIngestService"].full_name,
     auction_settings_service_pb2.DESCRIPTOR.services_by_name["AuctionSettingsService"].full_name,
     viewer_analytics_service_pb2.DESCRIPTOR.services_by_name["ViewerAnalyticsService"].full_name,
+    auction_event_service_pb2.DESCRIPTOR.services_by_name["AuctionEventService"].full_name,
+    auction_audience_service_pb2.DESCRIPTOR.services_by_name["AuctionAudienceService"].full_name,
 )
 
 MAX_CONCURRENT_STREAMS_PER_CONNECTION = 256
@@ -106,6 +115,7 @@ def create_ingest_server(
     store: SnapshotStore,
     clock: Callable[[], float] = time.time,
     *,
+    event_store: AuctionEventStore | None = None,
     supervisor: Supervisor | None = None,
     write_check_interval_seconds: float = WRITE_CHECK_INTERVAL_SECONDS,
 ) -> IngestServer:
@@ -113,7 +123,9 @@ def create_ingest_server(
 
     The port serves TLS only when ``config.tls`` is set, plaintext otherwise. ``supervisor`` runs the
     server's long-lived tasks (tests pass one with short backoffs); ``write_check_interval_seconds``
-    is how often the store is probed for writes while nothing fails.
+    is how often the store is probed for writes while nothing fails. ``event_store`` (beside
+    ``store``, from ``storage.factory.open_event_store``) serves the auction events' two services;
+    without one they answer ``UNIMPLEMENTED``.
 
     Raises:
         service_common.service_process.ListenError: the port is in use or cannot be bound.
@@ -167,6 +179,23 @@ def create_ingest_server(
         ),
         server,
     )
+    if event_store is not None:
+        recorder = AuctionEventRecorder(
+            event_store,
+            flags,
+            EventRules(
+                retention_seconds=config.retention_days * 86_400,
+                auction_id_type=config.mongodb.auction_id_type,
+            ),
+            clock,
+        )
+        auction_event_service_pb2_grpc.add_AuctionEventServiceServicer_to_server(
+            AuctionEventServicer(recorder, client_log, write_check.write_failed), server
+        )
+        auction_audience_service_pb2_grpc.add_AuctionAudienceServiceServicer_to_server(
+            AuctionAudienceServicer(event_store, config.timing, client_log, config.mongodb.auction_id_type),
+            server,
+        )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ingest_service.domain import AuctionIdType, Snapshot, is_object_id_hex
+from ingest_service.sketches import samples_and_sketches_problem
 from service_common.auction_ids import auction_id_problem
 
 # Far above any real auction room, low enough that a corrupted counter cannot poison a chart's scale.
@@ -60,4 +61,4 @@ class SnapshotRules:
             return "unique_viewers cannot exceed viewer_count (both are counted at the interval's end)"
         if len(snapshot.gateway_id) > MAX_GATEWAY_ID_LENGTH:
             return f"gateway_id is longer than {MAX_GATEWAY_ID_LENGTH} characters"
-        return None
+        return samples_and_sketches_problem(snapshot)

@@ -16,6 +16,7 @@ from secantus import SecantusDBServer
 from ingest_service.config import IngestConfig
 from ingest_service.domain import AnalyticsRange
 from ingest_service.server import WRITE_CHECK_INTERVAL_SECONDS, IngestServer, create_ingest_server
+from ingest_service.storage.sqlite_events import SqliteAuctionEventStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.grpc_tls import ClientTls, open_channel
 from service_common.supervision import Supervisor
@@ -104,10 +105,12 @@ async def serving_ingest(
     store = await SqliteSnapshotStore.open(
         config.sqlite_path, retention_days=config.retention_days, clock=clock, busy_timeout_ms=100
     )
+    events = await SqliteAuctionEventStore.open(store, retention_days=config.retention_days, clock=clock)
     server = create_ingest_server(
         config,
         store,
         clock,
+        event_store=events,
         supervisor=supervisor,
         write_check_interval_seconds=write_check_interval_seconds,
     )
@@ -118,4 +121,5 @@ async def serving_ingest(
     finally:
         await channel.close()
         await server.stop(0)
+        await events.close()
         await store.close()

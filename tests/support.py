@@ -75,6 +75,9 @@ def to_wire(snapshot: Snapshot) -> snapshot_pb2.ViewerSnapshot:
         unique_viewers=snapshot.unique_viewers,
         partial=snapshot.partial,
         gateway_id=snapshot.gateway_id,
+        samples=snapshot.samples,
+        identified_viewer_sketch=snapshot.identified_sketch,
+        anonymous_viewer_sketch=snapshot.anonymous_sketch,
     )
 
 

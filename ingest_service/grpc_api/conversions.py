@@ -48,6 +48,9 @@ def snapshot_from_wire(message: snapshot_pb2.ViewerSnapshot) -> Snapshot | Rejec
         message.unique_viewers,
         message.partial,
         message.gateway_id,
+        tuple(message.samples),
+        message.identified_viewer_sketch,
+        message.anonymous_viewer_sketch,
     )
 
 

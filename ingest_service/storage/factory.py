@@ -6,8 +6,11 @@ import time
 from collections.abc import Callable
 
 from ingest_service.config import IngestConfig
+from ingest_service.storage.event_port import AuctionEventStore
+from ingest_service.storage.mongo_events import MongoAuctionEventStore
 from ingest_service.storage.mongo_store import MongoSnapshotStore
 from ingest_service.storage.port import SnapshotStore
+from ingest_service.storage.sqlite_events import SqliteAuctionEventStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 
 
@@ -27,3 +30,20 @@ async def open_store(config: IngestConfig, clock: Callable[[], float] = time.tim
     return await SqliteSnapshotStore.open(
         config.sqlite_path, retention_days=config.retention_days, clock=clock
     )
+
+
+async def open_event_store(
+    config: IngestConfig, snapshots: SnapshotStore, clock: Callable[[], float] = time.time
+) -> AuctionEventStore:
+    """The auction events' store beside ``snapshots`` (the store :func:`open_store` opened).
+
+    Raises:
+        StorageUnavailable: its tables or indexes cannot be set up.
+    """
+    if isinstance(snapshots, MongoSnapshotStore):
+        return await MongoAuctionEventStore.open(snapshots, retention_days=config.retention_days, clock=clock)
+    if isinstance(snapshots, SqliteSnapshotStore):
+        return await SqliteAuctionEventStore.open(
+            snapshots, retention_days=config.retention_days, clock=clock
+        )
+    raise TypeError(f"no auction event store for {type(snapshots).__name__}")

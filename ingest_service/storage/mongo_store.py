@@ -467,9 +467,29 @@ class MongoSnapshotStore:
             return ObjectId(auction_id)
         return auction_id
 
+    @property
+    def database(self) -> AsyncDatabase[Document]:
+        """The database, for the auction events stored beside the snapshots (storage.mongo_events)."""
+        return self._database
+
+    def stored_auction(self, auction_id: str) -> ObjectId | str:
+        """How ``auction_id`` is stored under the configured MONGODB_AUCTION_ID_TYPE."""
+        return self._stored_auction(auction_id)
+
     def _snapshot_document(self, snapshot: Snapshot, stored_at: datetime) -> Document:
         # Field names follow the seed's ViewerAnalytics model, and an ObjectId's text is stored as
         # an ObjectId (MONGODB_AUCTION_ID_TYPE=auto), so the seed's own queries find these documents.
+        document = self._seed_fields(snapshot, stored_at)
+        # Absent rather than empty when the gateway sent none: documents stay as the seed writes them.
+        if snapshot.samples:
+            document["samples"] = list(snapshot.samples)
+        if snapshot.identified_sketch:
+            document["identifiedViewerSketch"] = snapshot.identified_sketch
+        if snapshot.anonymous_sketch:
+            document["anonymousViewerSketch"] = snapshot.anonymous_sketch
+        return document
+
+    def _seed_fields(self, snapshot: Snapshot, stored_at: datetime) -> Document:
         return {
             "auction": self._stored_auction(snapshot.auction_id),
             "timestamp": _to_datetime(snapshot.minute_start),

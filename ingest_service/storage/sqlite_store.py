@@ -23,6 +23,7 @@ from ingest_service.domain import (
     StorageUnavailable,
 )
 from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
+from ingest_service.storage.snapshot_details import add_snapshot_detail_columns, encode_samples
 from service_common.supervision import Supervisor, TaskHealth
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ CREATE TABLE IF NOT EXISTS auction_settings (
 _INSERT_SNAPSHOT = """
 INSERT INTO viewer_snapshots (
     auction_id, minute_start, viewer_count, avg_viewers, peak_viewers, min_viewers,
-    sample_count, unique_viewers, partial, gateway_id, stored_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    sample_count, unique_viewers, partial, gateway_id, stored_at,
+    samples, identified_sketch, anonymous_sketch
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (auction_id, minute_start) DO NOTHING
 """
 
@@ -261,6 +263,14 @@ class SqliteSnapshotStore:
         except sqlite3.Error as error:
             raise StorageUnavailable(f"SQLite: {error}") from error
 
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``work`` on the store's connection and thread (for the auction events stored beside it).
+
+        Raises:
+            StorageUnavailable: SQLite failed.
+        """
+        return await self._run(work)
+
     async def insert_snapshots(self, snapshots: Sequence[Snapshot]) -> list[SnapshotOutcome]:
         stored_at = self._clock()
         return await self._run(functools.partial(_insert_snapshots, snapshots, stored_at))
@@ -315,6 +325,7 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     connection.executescript(_SCHEMA)
+    add_snapshot_detail_columns(connection)
     # Under the write lock: another process opening the same file at the same time must not build
     # the rollups a second time.
     with _transaction(connection):
@@ -366,6 +377,9 @@ def _insert_snapshots(
                     s.partial,
                     s.gateway_id,
                     stored_at,
+                    encode_samples(s.samples),
+                    s.identified_sketch or None,
+                    s.anonymous_sketch or None,
                 ),
             )
             outcomes.append(stored if cursor.rowcount == 1 else duplicate)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
+from ingest_service.storage.sqlite_events import SqliteAuctionEventStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from tests.support import FakeClock, make_snapshot
 
@@ -165,3 +166,35 @@ async def test_rollups_are_built_for_a_database_written_before_them(tmp_path: Pa
         assert [p.sample_count for p in points] == [60 * 12, 30 * 12]
     finally:
         await reopened.close()
+
+
+async def test_a_database_written_before_samples_and_sketches_gains_their_columns(tmp_path: Path) -> None:
+    """A file from before the samples and sketches columns: its rows read with none, new rows store them."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE viewer_snapshots (
+            auction_id TEXT NOT NULL, minute_start INTEGER NOT NULL, viewer_count INTEGER NOT NULL,
+            avg_viewers REAL NOT NULL, peak_viewers INTEGER NOT NULL, min_viewers INTEGER NOT NULL,
+            sample_count INTEGER NOT NULL, unique_viewers INTEGER NOT NULL, partial INTEGER NOT NULL,
+            gateway_id TEXT NOT NULL, stored_at REAL NOT NULL, PRIMARY KEY (auction_id, minute_start)
+        ) WITHOUT ROWID;
+        INSERT INTO viewer_snapshots VALUES ('a-1', 1700000040, 5, 6.0, 9, 3, 12, 4, 0, 'gw', 0);
+        """
+    )
+    old.close()
+    clock = FakeClock(1_700_000_400)
+    store = await SqliteSnapshotStore.open(str(path), retention_days=90, clock=clock)
+    events = await SqliteAuctionEventStore.open(store, retention_days=90, clock=clock)
+    try:
+        samples = (3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9)
+        await store.insert_snapshots([make_snapshot("a-1", 1_700_000_100, samples=samples)])
+        details = await events.snapshot_details(AnalyticsRange("a-1", None, None))
+        assert [(d.minute_start, d.samples) for d in details] == [
+            (1_700_000_040, ()),
+            (1_700_000_100, samples),
+        ]
+    finally:
+        await events.close()
+        await store.close()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)viewer_analytics/v1/viewer_snapshot.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n\x0eViewerSnapshot\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x30\n\x0cminute_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cviewer_count\x18\x03 \x01(\r\x12\x13\n\x0b\x61vg_viewers\x18\x04 \x01(\x01\x12\x14\n\x0cpeak_viewers\x18\x05 \x01(\r\x12\x13\n\x0bmin_viewers\x18\x06 \x01(\r\x12\x14\n\x0csample_count\x18\x07 \x01(\r\x12\x16\n\x0eunique_viewers\x18\x08 \x01(\r\x12\x0f\n\x07partial\x18\t \x01(\x08\x12\x12\n\ngateway_id\x18\n \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)viewer_analytics/v1/viewer_snapshot.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x0eViewerSnapshot\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x30\n\x0cminute_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cviewer_count\x18\x03 \x01(\r\x12\x13\n\x0b\x61vg_viewers\x18\x04 \x01(\x01\x12\x14\n\x0cpeak_viewers\x18\x05 \x01(\r\x12\x13\n\x0bmin_viewers\x18\x06 \x01(\r\x12\x14\n\x0csample_count\x18\x07 \x01(\r\x12\x16\n\x0eunique_viewers\x18\x08 \x01(\r\x12\x0f\n\x07partial\x18\t \x01(\x08\x12\x12\n\ngateway_id\x18\n \x01(\t\x12\x0f\n\x07samples\x18\x0b \x03(\r\x12 \n\x18identified_viewer_sketch\x18\x0c \x01(\x0c\x12\x1f\n\x17\x61nonymous_viewer_sketch\x18\r \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viewer_analytics.v1.viewer_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VIEWERSNAPSHOT']._serialized_start=100
-  _globals['_VIEWERSNAPSHOT']._serialized_end=355
+  _globals['_VIEWERSNAPSHOT']._serialized_end=439
 # @@protoc_insertion_point(module_scope)

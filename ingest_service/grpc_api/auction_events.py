@@ -1,0 +1,303 @@
+"""``AuctionEventService`` and ``AuctionAudienceService``: auction events in, viewers against them out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from viewer_analytics.v1 import auction_audience_service_pb2 as audience_pb2
+from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
+
+from ingest_service import audience
+from ingest_service.auction_events import (
+    AuctionEvent,
+    AuctionEventRecorder,
+    BidChannel,
+    EventKind,
+    EventOutcome,
+    EventRejection,
+    LotOutcome,
+)
+from ingest_service.domain import AnalyticsRange, AuctionIdType, StorageUnavailable
+from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
+from ingest_service.grpc_api.conversions import timestamp_of
+from ingest_service.sketches import UniqueViewerCount
+from ingest_service.storage.event_port import AuctionEventStore
+from ingest_service.validation import accepted_auction_id_problem
+from service_common.log_limits import RateLimitedLog
+from service_common.timing import SnapshotTiming
+
+# A batch's events are validated and written at once; far above what a backend sends per call.
+MAX_EVENTS_PER_BATCH = 10_000
+MAX_BIDS = 1000
+# The events behind one lot or funnel query: an 8-hour auction of 500 lots and 50,000 bids fits.
+MAX_EVENTS_PER_QUERY = 200_000
+
+_OUTCOME_TO_WIRE = {
+    EventOutcome.STORED: events_pb2.AUCTION_EVENT_OUTCOME_STORED,
+    EventOutcome.DUPLICATE: events_pb2.AUCTION_EVENT_OUTCOME_DUPLICATE,
+    EventOutcome.SKIPPED_ANALYTICS_DISABLED: events_pb2.AUCTION_EVENT_OUTCOME_SKIPPED_ANALYTICS_DISABLED,
+    EventOutcome.REJECTED: events_pb2.AUCTION_EVENT_OUTCOME_REJECTED,
+}
+_LOT_OUTCOME_FROM_WIRE = {
+    events_pb2.LOT_OUTCOME_SOLD: LotOutcome.SOLD,
+    events_pb2.LOT_OUTCOME_PASSED: LotOutcome.PASSED,
+    events_pb2.LOT_OUTCOME_WITHDRAWN: LotOutcome.WITHDRAWN,
+}
+_LOT_OUTCOME_TO_WIRE = {value: key for key, value in _LOT_OUTCOME_FROM_WIRE.items()}
+_CHANNEL_FROM_WIRE = {
+    events_pb2.BID_CHANNEL_ONLINE: BidChannel.ONLINE,
+    events_pb2.BID_CHANNEL_FLOOR: BidChannel.FLOOR,
+    events_pb2.BID_CHANNEL_ABSENTEE: BidChannel.ABSENTEE,
+    events_pb2.BID_CHANNEL_PHONE: BidChannel.PHONE,
+}
+_CHANNEL_TO_WIRE = {value: key for key, value in _CHANNEL_FROM_WIRE.items()}
+_RESOLUTION_TO_WIRE = {
+    audience.Resolution.SAMPLES: audience_pb2.VIEWER_RESOLUTION_SAMPLES,
+    audience.Resolution.MINUTES: audience_pb2.VIEWER_RESOLUTION_MINUTES,
+    audience.Resolution.NONE: audience_pb2.VIEWER_RESOLUTION_NONE,
+}
+
+
+def event_from_wire(message: events_pb2.AuctionEvent) -> AuctionEvent | EventRejection:
+    """The domain event, or a rejection when the message cannot stand for one."""
+    if not message.HasField("occurred_at"):
+        return EventRejection(message.event_id, "occurred_at is missing")
+    occurred_at = message.occurred_at.seconds + message.occurred_at.nanos / 1e9
+    kind = message.WhichOneof("kind")
+    common = (message.event_id, message.auction_id, occurred_at)
+    if kind == "auction_started":
+        return AuctionEvent(*common, EventKind.AUCTION_STARTED)
+    if kind == "auction_ended":
+        return AuctionEvent(*common, EventKind.AUCTION_ENDED)
+    if kind == "lot_opened":
+        return AuctionEvent(
+            *common, EventKind.LOT_OPENED, lot_id=message.lot_opened.lot_id, title=message.lot_opened.title
+        )
+    if kind == "lot_closed":
+        closed = message.lot_closed
+        return AuctionEvent(
+            *common,
+            EventKind.LOT_CLOSED,
+            lot_id=closed.lot_id,
+            outcome=_LOT_OUTCOME_FROM_WIRE.get(closed.outcome),
+            amount=closed.hammer_price,
+            currency=closed.currency,
+            bidder_id=closed.winner_bidder_id,
+        )
+    if kind == "bid_placed":
+        bid = message.bid_placed
+        return AuctionEvent(
+            *common,
+            EventKind.BID_PLACED,
+            lot_id=bid.lot_id,
+            amount=bid.amount,
+            currency=bid.currency,
+            bidder_id=bid.bidder_id,
+            channel=_CHANNEL_FROM_WIRE.get(bid.channel),
+        )
+    return EventRejection(message.event_id, "the event has no kind (auction_started ... bid_placed)")
+
+
+def unique_viewers_to_wire(count: UniqueViewerCount) -> audience_pb2.UniqueViewerCount:
+    return audience_pb2.UniqueViewerCount(
+        estimate=count.estimate,
+        lower_bound=count.lower_bound,
+        upper_bound=count.upper_bound,
+        identified_estimate=count.identified_estimate,
+        anonymous_estimate=count.anonymous_estimate,
+        exact=count.exact,
+        sketched_snapshots=count.sketched_snapshots,
+        unsketched_snapshots=count.unsketched_snapshots,
+    )
+
+
+class AuctionEventServicer:
+    """Records event batches: one acknowledgement per event, in order; the batch written at once."""
+
+    def __init__(
+        self,
+        recorder: AuctionEventRecorder,
+        log: RateLimitedLog,
+        write_failed: Callable[[StorageUnavailable], None],
+    ) -> None:
+        self._recorder = recorder
+        self._log = log
+        self._write_failed = write_failed
+
+    async def RecordAuctionEvents(
+        self, request: events_pb2.RecordAuctionEventsRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.RecordAuctionEventsResponse:
+        received = request.events
+        if len(received) > MAX_EVENTS_PER_BATCH:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a batch holds at most {MAX_EVENTS_PER_BATCH} events, got {len(received)}",
+            )
+        try:
+            results = await self._recorder.record([event_from_wire(message) for message in received])
+        except StorageUnavailable as error:
+            self._write_failed(error)
+            await abort_storage_unavailable(context, error, self._log)
+        response = events_pb2.RecordAuctionEventsResponse()
+        for message, result in zip(received, results, strict=True):
+            response.acks.add(
+                event_id=message.event_id, outcome=_OUTCOME_TO_WIRE[result.outcome], detail=result.detail
+            )
+        return response
+
+
+class AuctionAudienceServicer:
+    """Per-lot audience, bids against viewers, the funnel and unique viewers over a range."""
+
+    def __init__(
+        self,
+        store: AuctionEventStore,
+        timing: SnapshotTiming,
+        log: RateLimitedLog,
+        auction_id_type: AuctionIdType = AuctionIdType.AUTO,
+    ) -> None:
+        self._store = store
+        self._timing = timing
+        self._log = log
+        self._auction_id_type = auction_id_type
+
+    async def _range(
+        self, request: audience_pb2.QueryLotAudienceRequest, context: grpc.aio.ServicerContext
+    ) -> AnalyticsRange:
+        problem = accepted_auction_id_problem(request.auction_id, self._auction_id_type)
+        if problem:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        start = _seconds(getattr(request, "from")) if request.HasField("from") else None
+        end = _seconds(request.to) if request.HasField("to") else None
+        if start is not None and end is not None and start >= end:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "'from' must be before 'to'")
+        return AnalyticsRange(request.auction_id, start, end)  # type: ignore[arg-type]
+
+    def _timeline_range(self, query: AnalyticsRange) -> AnalyticsRange:
+        """The snapshots that can hold a moment of the range: one interval either side (whole seconds)."""
+        interval = self._timing.snapshot_interval_seconds
+        start = None if query.start is None else math.floor(query.start) - interval
+        end = None if query.end is None else math.ceil(query.end) + interval
+        return AnalyticsRange(query.auction_id, start, end)
+
+    async def _timeline(self, query: AnalyticsRange) -> audience.ViewerTimeline:
+        details = await self._store.snapshot_details(self._timeline_range(query))
+        return audience.ViewerTimeline(
+            details, self._timing.snapshot_interval_seconds, self._timing.sample_interval_seconds
+        )
+
+    async def _events(
+        self, query: AnalyticsRange, kinds: tuple[EventKind, ...], context: grpc.aio.ServicerContext
+    ) -> list[AuctionEvent]:
+        events = await self._store.query_events(query, kinds, MAX_EVENTS_PER_QUERY + 1)
+        if len(events) > MAX_EVENTS_PER_QUERY:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the range holds more than {MAX_EVENTS_PER_QUERY} events; choose a shorter range",
+            )
+        return events
+
+    async def QueryLotAudience(
+        self, request: audience_pb2.QueryLotAudienceRequest, context: grpc.aio.ServicerContext
+    ) -> audience_pb2.QueryLotAudienceResponse:
+        query = await self._range(request, context)
+        try:
+            # Lots that opened in the range, with their closes and bids wherever they fall after it.
+            lot_kinds = (EventKind.LOT_OPENED, EventKind.LOT_CLOSED, EventKind.BID_PLACED)
+            events = await self._events(
+                AnalyticsRange(query.auction_id, query.start, None), lot_kinds, context
+            )
+            rows = [
+                row
+                for row in audience.lot_audiences(
+                    events, await self._timeline(AnalyticsRange(query.auction_id, query.start, None))
+                )
+                if query.end is None or row.opened_at < query.end
+            ]
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        response = audience_pb2.QueryLotAudienceResponse()
+        for row in rows:
+            lot = response.lots.add(
+                lot_id=row.lot_id,
+                title=row.title,
+                hammer_price=row.hammer_price,
+                currency=row.currency,
+                winner_bidder_id=row.winner_bidder_id,
+                viewers_at_open=row.viewers_at_open,
+                viewers_at_close=row.viewers_at_close,
+                peak_viewers=row.peak_viewers,
+                avg_viewers=row.avg_viewers,
+                bids=row.bids,
+                bidders=row.bidders,
+                resolution=_RESOLUTION_TO_WIRE[row.resolution],
+            )
+            lot.opened_at.CopyFrom(timestamp_of(row.opened_at))
+            if row.closed_at is not None:
+                lot.closed_at.CopyFrom(timestamp_of(row.closed_at))
+            if row.outcome is not None:
+                lot.outcome = _LOT_OUTCOME_TO_WIRE[row.outcome]
+        return response
+
+    async def QueryBidsAgainstViewers(
+        self, request: audience_pb2.QueryBidsAgainstViewersRequest, context: grpc.aio.ServicerContext
+    ) -> audience_pb2.QueryBidsAgainstViewersResponse:
+        query = await self._range(request, context)  # type: ignore[arg-type]
+        limit = request.limit or MAX_BIDS
+        if limit > MAX_BIDS:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"limit must be at most {MAX_BIDS}")
+        try:
+            bids = await self._store.query_events(query, (EventKind.BID_PLACED,), limit + 1)
+            rows = audience.bids_against_viewers(bids[:limit], await self._timeline(query))
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        response = audience_pb2.QueryBidsAgainstViewersResponse(truncated=len(bids) > limit)
+        for row in rows:
+            bid = response.bids.add(
+                event_id=row.event_id,
+                lot_id=row.lot_id,
+                bidder_id=row.bidder_id,
+                amount=row.amount,
+                currency=row.currency,
+                channel=_CHANNEL_TO_WIRE[row.channel] if row.channel else events_pb2.BID_CHANNEL_UNSPECIFIED,
+                viewers=row.viewers,
+                resolution=_RESOLUTION_TO_WIRE[row.resolution],
+            )
+            bid.placed_at.CopyFrom(timestamp_of(row.placed_at))
+        return response
+
+    async def QueryAuctionFunnel(
+        self, request: audience_pb2.QueryAuctionFunnelRequest, context: grpc.aio.ServicerContext
+    ) -> audience_pb2.QueryAuctionFunnelResponse:
+        query = await self._range(request, context)  # type: ignore[arg-type]
+        try:
+            events = await self._events(query, (EventKind.BID_PLACED, EventKind.LOT_CLOSED), context)
+            result = audience.funnel(events, await self._store.snapshot_details(query))
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        return audience_pb2.QueryAuctionFunnelResponse(
+            unique_viewers=unique_viewers_to_wire(result.unique_viewers),
+            bidders=result.bidders,
+            bids=result.bids,
+            lots_sold=result.lots_sold,
+            winners=result.winners,
+        )
+
+    async def QueryUniqueViewers(
+        self, request: audience_pb2.QueryUniqueViewersRequest, context: grpc.aio.ServicerContext
+    ) -> audience_pb2.QueryUniqueViewersResponse:
+        query = await self._range(request, context)  # type: ignore[arg-type]
+        try:
+            count = audience.unique_viewers(await self._store.snapshot_details(query))
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        return audience_pb2.QueryUniqueViewersResponse(unique_viewers=unique_viewers_to_wire(count))
+
+
+def _seconds(timestamp: Timestamp) -> float:
+    return timestamp.seconds + timestamp.nanos / 1e9

@@ -1,0 +1,49 @@
+"""The auction-event store port: events unique on ``event_id``, and the snapshot details read with them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from ingest_service.auction_events import AuctionEvent, EventKind, EventOutcome
+from ingest_service.domain import AnalyticsRange
+from ingest_service.storage.snapshot_details import SnapshotDetail
+
+EVENT_COLLECTION = "auctionevents"
+
+
+class AuctionEventStore(Protocol):
+    """Stores auction events and reads them back with the snapshots' details.
+
+    Every method raises :class:`ingest_service.domain.StorageUnavailable` when the database cannot
+    be reached or written. Events older than the snapshots' retention are removed like snapshots.
+    """
+
+    async def insert_events(self, events: Sequence[AuctionEvent]) -> list[EventOutcome]:
+        """Stores each event unless one with its ``event_id`` exists (the first write wins).
+
+        Returns:
+            For each event, in order, ``STORED`` or ``DUPLICATE``.
+        """
+        ...
+
+    async def query_events(
+        self, query: AnalyticsRange, kinds: Collection[EventKind] = (), limit: int | None = None
+    ) -> list[AuctionEvent]:
+        """The auction's events with ``occurred_at`` in the range, oldest first (ties by event_id).
+
+        ``kinds`` empty: every kind. ``limit``: at most that many.
+        """
+        ...
+
+    async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
+        """The auction's snapshots whose ``minute_start`` is in the range, oldest first."""
+        ...
+
+    async def purge_expired(self) -> int:
+        """Removes events older than the retention period now; returns how many (MongoDB: its TTL does)."""
+        ...
+
+    async def close(self) -> None:
+        """Stops the store's own background work (the connection is the snapshot store's)."""
+        ...
