@@ -118,6 +118,8 @@ class IngestClient:
         self._ladder = auto_ladder(snapshot_interval_seconds)
         self._widths = BUCKET_WIDTHS | frozenset(self._ladder)
         self._settings = settings_grpc.AuctionSettingsServiceStub(channel)
+        # The auction-audience queries (graphql_api.audience) call the same ingest service over it.
+        self.channel = channel
         self._analytics = analytics_grpc.ViewerAnalyticsServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
         self._readiness: tuple[float, Readiness] | None = None
@@ -151,6 +153,15 @@ class IngestClient:
         finally:
             self._metrics.ingest_calls.inc((("method", method_name), ("code", code.name)))
             self._metrics.ingest_duration.observe((("method", method_name),), time.perf_counter() - started)
+
+    async def call(self, method_name: str, method: Any, request: Any) -> Any:
+        """One call with the key, the deadline, the metrics and the logging of every call here.
+
+        Raises:
+            IngestRejected: the ingest service refused the request as invalid.
+            IngestUnavailable: it cannot answer now.
+        """
+        return await self._call(method_name, method, request)
 
     async def get_settings(self, auction_id: str) -> AuctionSettings:
         """The auction's settings (analytics off, no ``updated_at``, for an auction never configured)."""

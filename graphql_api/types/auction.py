@@ -13,6 +13,14 @@ from graphql_api.context import Context
 from graphql_api.errors import AnalyticsUnavailable, BadUserInput
 from graphql_api.ingest import IngestRejected, IngestUnavailable
 from graphql_api.types.analytics import ViewerAnalytics
+from graphql_api.types.audience import (
+    AuctionFunnel,
+    BidsAgainstViewers,
+    Lot,
+    resolve_bids,
+    resolve_funnel,
+    resolve_lots,
+)
 from graphql_api.types.enums import Bucket, RangePreset
 from graphql_api.types.settings import ViewerAnalyticsSettings
 
@@ -60,4 +68,15 @@ class Auction:
         resolver=resolve_viewer_analytics,
         description="Viewer counts over a range: a preset (`range`, default ALL) or explicit `from` and "
         "`to` (default now), in buckets of `bucket` (default AUTO).",
+    )
+    lots: list[Lot] = strawberry.field(
+        resolver=resolve_lots,
+        description="The lots that opened in the range (default ALL), in the order they opened, with "
+        "their viewers at the opening and at the hammer.",
+    )
+    bids: BidsAgainstViewers = strawberry.field(
+        resolver=resolve_bids, description="The bids of the range, oldest first, with the viewers watching."
+    )
+    funnel: AuctionFunnel = strawberry.field(
+        resolver=resolve_funnel, description="Viewers, bidders, bids and lots sold over the range."
     )
