@@ -125,10 +125,12 @@ def auto_ladder(snapshot_interval_seconds: int) -> tuple[int, ...]:
     return (snapshot_interval_seconds, *wider)
 
 
-def auto_bucket_seconds(start: int, end: int, ladder: Sequence[int] = AUTO_BUCKET_LADDER) -> int:
-    """The finest ``ladder`` width at which ``[start, end)`` spans at most ``AUTO_TARGET_POINTS`` buckets."""
+def auto_bucket_seconds(
+    start: int, end: int, ladder: Sequence[int] = AUTO_BUCKET_LADDER, target_points: int = AUTO_TARGET_POINTS
+) -> int:
+    """The finest ``ladder`` width at which ``[start, end)`` spans at most ``target_points`` buckets."""
     for width in ladder:
-        if buckets_spanned(start, end, width) <= AUTO_TARGET_POINTS:
+        if buckets_spanned(start, end, width) <= target_points:
             return width
     return ladder[-1]
 

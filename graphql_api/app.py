@@ -16,6 +16,8 @@ from graphql_api.metrics import Metrics
 from graphql_api.middlewares import cors_middleware, metrics_middleware
 from graphql_api.resources import CLIENT_LOG, CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
 from graphql_api.schema import create_schema
+from graphql_api.seed_compat import SEED_ANALYTICS_PATH
+from graphql_api.seed_compat import viewer_analytics as seed_viewer_analytics
 from graphql_api.view import ViewerAnalyticsView
 from service_common.log_limits import RateLimitedLog
 
@@ -56,5 +58,7 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     app.router.add_get("/readyz", http_handlers.readyz)
     app.router.add_get("/metrics", http_handlers.metrics)
     app.router.add_get(EXPORT_PATH, http_handlers.export_csv)
+    # The seed's REST analytics, for a frontend switching over unchanged (docs/migration.md).
+    app.router.add_get(SEED_ANALYTICS_PATH, seed_viewer_analytics)
     add_dashboard_routes(app, config)
     return app

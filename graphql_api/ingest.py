@@ -21,6 +21,7 @@ from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_g
 
 from graphql_api.analytics import (
     AUTO_BUCKET_LADDER,
+    AUTO_TARGET_POINTS,
     BUCKET_WIDTHS,
     HOUR_SECONDS,
     TOO_MANY_POINTS,
@@ -181,8 +182,13 @@ class IngestClient:
         )
         return _settings_from_wire(response.settings)
 
-    async def viewer_analytics(self, auction_id: str, window: TimeWindow, bucket: Bucket) -> ViewerAnalytics:
+    async def viewer_analytics(
+        self, auction_id: str, window: TimeWindow, bucket: Bucket, *, target_points: int = AUTO_TARGET_POINTS
+    ) -> ViewerAnalytics:
         """The auction's points and summary over ``window`` at ``bucket``.
+
+        ``target_points`` is how many points AUTO may choose (the seed's REST route asks for the
+        finest series within the request budget; GraphQL's AUTO keeps a chart's 500).
 
         Raises:
             InvalidQuery: the window holds more points than the ingest service returns at this bucket.
@@ -192,11 +198,13 @@ class IngestClient:
             return await self._query(auction_id, window, explicit_bucket_seconds(bucket, window))
         if window.start is not None and window.end is not None:
             return await self._query(
-                auction_id, window, auto_bucket_seconds(window.start, window.end, self._ladder)
+                auction_id, window, auto_bucket_seconds(window.start, window.end, self._ladder, target_points)
             )
-        return await self._auto_over_all_data(auction_id, window)
+        return await self._auto_over_all_data(auction_id, window, target_points)
 
-    async def _auto_over_all_data(self, auction_id: str, window: TimeWindow) -> ViewerAnalytics:
+    async def _auto_over_all_data(
+        self, auction_id: str, window: TimeWindow, target_points: int = AUTO_TARGET_POINTS
+    ) -> ViewerAnalytics:
         """AUTO over all stored data, whose span is known only once asked for: two calls.
 
         The first asks for one bucket holding everything, which costs one point and brings the
@@ -205,7 +213,8 @@ class IngestClient:
         for hourly points and merging them here took 54 ms, mostly encoding and decoding 2,160 points.
         """
         overview = await self._query(auction_id, window, _OVERVIEW_BUCKET_SECONDS)
-        return await self._query(auction_id, window, _auto_width(overview.summary, self._ladder))
+        width = _auto_width(overview.summary, self._ladder, target_points)
+        return await self._query(auction_id, window, width)
 
     async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(
@@ -310,12 +319,12 @@ class WirePoints(Sequence[AnalyticsPoint]):
         return _point_from_wire(self._wire[index])
 
 
-def _auto_width(summary: AnalyticsSummary, ladder: Sequence[int]) -> int:
+def _auto_width(summary: AnalyticsSummary, ladder: Sequence[int], target_points: int) -> int:
     """AUTO's width for the span between the summary's first and last minutes (any width when empty)."""
     if summary.first_at is None or summary.last_at is None:
         return ladder[0]
     return auto_bucket_seconds(
-        int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1, ladder
+        int(summary.first_at.timestamp()), int(summary.last_at.timestamp()) + 1, ladder, target_points
     )
 
 
