@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import RunningIngest
 from tests.graphql_support import (
     ANALYTICS_QUERY,
+    FRONTEND_ORIGIN,
     RunningGraphQL,
     admin_token,
     graphql_config,
@@ -182,6 +183,17 @@ async def test_auth_matrix(api: RunningGraphQL, ingest: RunningIngest) -> None:
             assert "data" not in body, case
     response = await api.get(path())
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    # The seed's frontend calls it from its own origin, with the token in a header: a preflight.
+    async with api.session.options(
+        f"{api.base_url}{path()}",
+        headers={
+            "Origin": FRONTEND_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    ) as preflight:
+        assert preflight.status == 204
+        assert preflight.headers["Access-Control-Allow-Origin"] == FRONTEND_ORIGIN
 
 
 async def test_ingest_down_is_unavailable(api: RunningGraphQL, ingest: RunningIngest) -> None:
