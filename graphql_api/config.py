@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 from graphql_api.budget import RequestBudget
 from service_common.config import (
+    ALLOWED_ORIGIN,
+    INGEST_TARGET,
+    RETENTION_DAYS,
     ConfigError,
+    Variables,
     read_allowed_origins,
     read_choice,
     read_float,
@@ -15,17 +19,60 @@ from service_common.config import (
     read_port,
     read_str,
 )
-from service_common.connection_guard import ConnectionLimits
-from service_common.grpc_tls import ClientTls, read_client_tls
-from service_common.internal_auth import read_internal_api_keys
-from service_common.logging_setup import LogSettings
-from service_common.timing import SnapshotTiming
+from service_common.connection_guard import ConnectionLimits, connection_variables
+from service_common.grpc_tls import CLIENT_TLS_VARIABLES, ClientTls, read_client_tls
+from service_common.internal_auth import INTERNAL_KEY_VARIABLES, read_internal_api_keys
+from service_common.logging_setup import LOG_VARIABLES, LogSettings
+from service_common.timing import TIMING_VARIABLES, SnapshotTiming
 
 JWT_SECRET_VARIABLE = "GRAPHQL_JWT_SECRET"
 # RFC 7518 (3.2): an HS256 key must be at least as long as the hash output, 256 bits.
 MIN_JWT_SECRET_LENGTH = 32
 # The socket gateway's own default address, so a gateway and an API started with defaults meet.
 DEFAULT_DASHBOARD_GATEWAY_URL = "http://127.0.0.1:8081"
+
+# Every variable the GraphQL API reads (its --help lists them, with these defaults).
+VARIABLES = Variables(INTERNAL_KEY_VARIABLES, TIMING_VARIABLES, LOG_VARIABLES)
+_JWT_SECRET = VARIABLES.declare(
+    JWT_SECRET_VARIABLE,
+    "",
+    "HS256 key verifying bearer tokens, at least 32 characters (claims sub, role, auctions, exp)",
+    required=True,
+)
+_HOST = VARIABLES.declare("GRAPHQL_HOST", "127.0.0.1", "address the API listens on")
+_PORT = VARIABLES.declare("GRAPHQL_PORT", "8080", "its port (0: any free port)")
+VARIABLES.include(ALLOWED_ORIGIN, INGEST_TARGET, CLIENT_TLS_VARIABLES)
+_INGEST_TIMEOUT = VARIABLES.declare(
+    "GRAPHQL_INGEST_TIMEOUT_SECONDS", "3", "how long a call to the ingest service may take"
+)
+_MAX_RANGE_DAYS = VARIABLES.declare(
+    "GRAPHQL_MAX_RANGE_DAYS", "92", "longest range one query may ask for, days"
+)
+_MAX_DEPTH = VARIABLES.declare("GRAPHQL_MAX_QUERY_DEPTH", "5", "deepest query accepted")
+_MAX_TOKENS = VARIABLES.declare("GRAPHQL_MAX_QUERY_TOKENS", "1000", "most tokens in one query document")
+_MAX_ALIASES = VARIABLES.declare("GRAPHQL_MAX_ALIASES", "15", "most aliases in one query document")
+_MAX_POINTS = VARIABLES.declare(
+    "GRAPHQL_MAX_POINTS_PER_REQUEST", "20000", "points over all of a request's points selections"
+)
+_MAX_RESPONSE_BYTES = VARIABLES.declare(
+    "GRAPHQL_MAX_RESPONSE_BYTES", "4194304", "largest JSON response, bytes"
+)
+_MAX_REQUEST_SECONDS = VARIABLES.declare(
+    "GRAPHQL_MAX_REQUEST_SECONDS", "10", "longest time from reading a request to its response being ready"
+)
+_DEV_MODE = VARIABLES.declare(
+    "GRAPHQL_DEV_MODE", "false", "true serves GraphiQL at /graphql (development only)"
+)
+_DASHBOARD_GATEWAY_URL = VARIABLES.declare(
+    "DASHBOARD_GATEWAY_URL",
+    DEFAULT_DASHBOARD_GATEWAY_URL,
+    "the socket gateway as the dashboard's browsers reach it",
+)
+VARIABLES.include(RETENTION_DAYS)
+_SHUTDOWN_GRACE = VARIABLES.declare(
+    "GRAPHQL_SHUTDOWN_GRACE_SECONDS", "10", "how long SIGTERM waits for requests being answered"
+)
+VARIABLES.include(connection_variables("GRAPHQL"))
 
 
 def read_jwt_secret(env: Mapping[str, str]) -> str:
@@ -34,7 +81,7 @@ def read_jwt_secret(env: Mapping[str, str]) -> str:
     Raises:
         ConfigError: the variable is missing or shorter than 32 characters.
     """
-    secret = env.get(JWT_SECRET_VARIABLE, "").strip()
+    secret = read_str(env, _JWT_SECRET)
     if not secret:
         raise ConfigError(JWT_SECRET_VARIABLE, "is required (the HS256 key for bearer tokens)")
     if len(secret) < MIN_JWT_SECRET_LENGTH:
@@ -43,7 +90,7 @@ def read_jwt_secret(env: Mapping[str, str]) -> str:
 
 
 def _read_gateway_url(env: Mapping[str, str]) -> str:
-    url = read_str(env, "DASHBOARD_GATEWAY_URL", DEFAULT_DASHBOARD_GATEWAY_URL).rstrip("/")
+    url = read_str(env, _DASHBOARD_GATEWAY_URL).rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(
             "DASHBOARD_GATEWAY_URL", f"expected a URL such as https://live.example, got {url!r}"
@@ -108,33 +155,23 @@ class GraphQLConfig:
             # Clients send the first key; the others are there for servers during a rotation.
             internal_api_key=read_internal_api_keys(env)[0],
             jwt_secret=read_jwt_secret(env),
-            host=read_str(env, "GRAPHQL_HOST", "127.0.0.1"),
-            port=read_port(env, "GRAPHQL_PORT", 8080),
-            ingest_target=read_str(env, "INGEST_TARGET", "127.0.0.1:50051"),
+            host=read_str(env, _HOST),
+            port=read_port(env, _PORT),
+            ingest_target=read_str(env, INGEST_TARGET),
             allowed_origins=read_allowed_origins(env),
-            ingest_timeout_seconds=read_float(
-                env, "GRAPHQL_INGEST_TIMEOUT_SECONDS", 3.0, minimum=0.05, maximum=60.0
-            ),
-            max_range_days=read_int(env, "GRAPHQL_MAX_RANGE_DAYS", 92, minimum=1, maximum=3650),
-            max_query_depth=read_int(env, "GRAPHQL_MAX_QUERY_DEPTH", 5, minimum=1, maximum=50),
-            max_query_tokens=read_int(env, "GRAPHQL_MAX_QUERY_TOKENS", 1000, minimum=50, maximum=100_000),
-            max_aliases=read_int(env, "GRAPHQL_MAX_ALIASES", 15, minimum=1, maximum=1000),
-            max_points_per_request=read_int(
-                env, "GRAPHQL_MAX_POINTS_PER_REQUEST", 20_000, minimum=1, maximum=1_000_000
-            ),
-            max_response_bytes=read_int(
-                env, "GRAPHQL_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=1024**3
-            ),
-            max_request_seconds=read_float(
-                env, "GRAPHQL_MAX_REQUEST_SECONDS", 10.0, minimum=0.1, maximum=300.0
-            ),
-            dev_mode=read_choice(env, "GRAPHQL_DEV_MODE", "false", ("true", "false")) == "true",
+            ingest_timeout_seconds=read_float(env, _INGEST_TIMEOUT, minimum=0.05, maximum=60.0),
+            max_range_days=read_int(env, _MAX_RANGE_DAYS, minimum=1, maximum=3650),
+            max_query_depth=read_int(env, _MAX_DEPTH, minimum=1, maximum=50),
+            max_query_tokens=read_int(env, _MAX_TOKENS, minimum=50, maximum=100_000),
+            max_aliases=read_int(env, _MAX_ALIASES, minimum=1, maximum=1000),
+            max_points_per_request=read_int(env, _MAX_POINTS, minimum=1, maximum=1_000_000),
+            max_response_bytes=read_int(env, _MAX_RESPONSE_BYTES, minimum=1024, maximum=1024**3),
+            max_request_seconds=read_float(env, _MAX_REQUEST_SECONDS, minimum=0.1, maximum=300.0),
+            dev_mode=read_choice(env, _DEV_MODE, ("true", "false")) == "true",
             dashboard_gateway_url=_read_gateway_url(env),
             timing=SnapshotTiming.from_env(env),
-            retention_days=read_int(env, "VIEWER_ANALYTICS_RETENTION_DAYS", 90, minimum=1, maximum=3650),
-            shutdown_grace_seconds=read_float(
-                env, "GRAPHQL_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0, maximum=300.0
-            ),
+            retention_days=read_int(env, RETENTION_DAYS, minimum=1, maximum=3650),
+            shutdown_grace_seconds=read_float(env, _SHUTDOWN_GRACE, minimum=0.0, maximum=300.0),
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
             connections=ConnectionLimits.from_env(env, "GRAPHQL"),

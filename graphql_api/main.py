@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from graphql_api.app import create_app
-from graphql_api.config import GraphQLConfig
+from graphql_api.config import VARIABLES, GraphQLConfig
 from graphql_api.resources import CLIENT_LOG
 from service_common.connection_guard import ConnectionGuard, GuardedSite
 from service_common.http_server_log import HttpServerLog
@@ -59,4 +59,11 @@ async def serve(config: GraphQLConfig) -> None:
 
 
 def main() -> None:
-    run_service("graphql_api", GraphQLConfig.from_env, lambda config: config.logging.apply(), serve)
+    run_service(
+        "graphql_api",
+        GraphQLConfig.from_env,
+        lambda config: config.logging.apply(),
+        serve,
+        description="The GraphQL API: viewer analytics for sellers and admins, and the seller dashboard.",
+        variables=VARIABLES,
+    )

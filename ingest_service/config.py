@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from ingest_service.domain import AuctionIdType
 from service_common.config import (
+    RETENTION_DAYS,
     ConfigError,
+    Variables,
     read_choice,
     read_float,
     read_int,
@@ -16,10 +18,10 @@ from service_common.config import (
     read_port,
     read_str,
 )
-from service_common.grpc_tls import ServerTls, read_server_tls
-from service_common.internal_auth import read_internal_api_keys
-from service_common.logging_setup import LogSettings
-from service_common.timing import SnapshotTiming
+from service_common.grpc_tls import SERVER_TLS_VARIABLES, ServerTls, read_server_tls
+from service_common.internal_auth import INTERNAL_KEY_VARIABLES, read_internal_api_keys
+from service_common.logging_setup import LOG_VARIABLES, LogSettings
+from service_common.timing import TIMING_VARIABLES, SnapshotTiming
 
 DEFAULT_SQLITE_PATH = "data/viewer_analytics.sqlite3"
 # The largest request the server reads, from anyone. The largest real one is a gateway's batch at its
@@ -30,6 +32,50 @@ DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 # MongoDB's read preference modes, by the lower-cased names the variable accepts.
 READ_PREFERENCES = ("primary", "primarypreferred", "secondary", "secondarypreferred", "nearest")
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}")
+
+# Every variable the ingest service reads (its --help lists them, with these defaults).
+VARIABLES = Variables(INTERNAL_KEY_VARIABLES, TIMING_VARIABLES, LOG_VARIABLES)
+_HOST = VARIABLES.declare("INGEST_HOST", "127.0.0.1", "address the gRPC server listens on")
+_PORT = VARIABLES.declare("INGEST_PORT", "50051", "its port (0: any free port)")
+VARIABLES.include(SERVER_TLS_VARIABLES)
+_MONGODB_URI = VARIABLES.declare(
+    "MONGODB_URI", "", "snapshots go to this MongoDB when set (unset: the SQLite file)"
+)
+_MONGODB_TIMEOUT = VARIABLES.declare(
+    "MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS", "5", "how long a call waits for an unreachable MongoDB"
+)
+_AUCTION_ID_TYPE = VARIABLES.declare(
+    "MONGODB_AUCTION_ID_TYPE", "auto", "auto, objectid or string: how auction ids are stored in MongoDB"
+)
+_AUCTIONS_COLLECTION = VARIABLES.declare(
+    "MONGODB_AUCTIONS_COLLECTION",
+    "",
+    "the backend's auction collection holding enableViewerAnalytics (unset: auctionsettings)",
+)
+_WRITE_CONCERN = VARIABLES.declare(
+    "MONGODB_WRITE_CONCERN", "majority", "write concern of snapshot writes: majority or a number >= 1"
+)
+_WRITE_TIMEOUT = VARIABLES.declare(
+    "MONGODB_WRITE_TIMEOUT_SECONDS", "10", "how long a write waits for its write concern"
+)
+_READ_PREFERENCE = VARIABLES.declare(
+    "MONGODB_READ_PREFERENCE", "primary", "read preference of analytics queries (flags: always primary)"
+)
+_SQLITE_PATH = VARIABLES.declare(
+    "ANALYTICS_SQLITE_PATH", DEFAULT_SQLITE_PATH, "the embedded SQLite file without MONGODB_URI"
+)
+VARIABLES.include(RETENTION_DAYS)
+_SHUTDOWN_GRACE = VARIABLES.declare(
+    "INGEST_SHUTDOWN_GRACE_SECONDS", "10", "how long SIGTERM waits for in-flight batches"
+)
+_MAX_MESSAGE_BYTES = VARIABLES.declare(
+    "INGEST_MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES), "largest accepted request message, bytes"
+)
+_FLAG_CACHE = VARIABLES.declare(
+    "INGEST_FLAG_CACHE_SECONDS",
+    "0",
+    "how long analytics flags are cached (0: read per batch, so every replica agrees)",
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +101,8 @@ class MongoSettings:
         Raises:
             service_common.config.ConfigError: a variable is invalid (the message names it).
         """
-        id_type = read_choice(
-            env, "MONGODB_AUCTION_ID_TYPE", "auto", tuple(member.value for member in AuctionIdType)
-        )
-        collection = read_optional_str(env, "MONGODB_AUCTIONS_COLLECTION")
+        id_type = read_choice(env, _AUCTION_ID_TYPE, tuple(member.value for member in AuctionIdType))
+        collection = read_optional_str(env, _AUCTIONS_COLLECTION)
         if collection is not None and (
             not _COLLECTION_NAME.fullmatch(collection) or collection.startswith("system.")
         ):
@@ -66,18 +110,16 @@ class MongoSettings:
                 "MONGODB_AUCTIONS_COLLECTION",
                 f"expected a collection name (letters, digits, _ . -, not system.*), got {collection!r}",
             )
-        raw_concern = read_str(env, "MONGODB_WRITE_CONCERN", "majority")
+        raw_concern = read_str(env, _WRITE_CONCERN)
         write_concern: str | int = raw_concern
         if raw_concern != "majority":
-            write_concern = read_int(env, "MONGODB_WRITE_CONCERN", 1, minimum=1, maximum=50)
+            write_concern = read_int(env, _WRITE_CONCERN, minimum=1, maximum=50)
         return cls(
             auction_id_type=AuctionIdType(id_type),
             auctions_collection=collection,
             write_concern=write_concern,
-            write_timeout_seconds=read_float(
-                env, "MONGODB_WRITE_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0
-            ),
-            read_preference=read_choice(env, "MONGODB_READ_PREFERENCE", "primary", READ_PREFERENCES),
+            write_timeout_seconds=read_float(env, _WRITE_TIMEOUT, minimum=0.1, maximum=300.0),
+            read_preference=read_choice(env, _READ_PREFERENCE, READ_PREFERENCES),
         )
 
 
@@ -116,26 +158,18 @@ class IngestConfig:
         """
         return cls(
             internal_api_keys=read_internal_api_keys(env),
-            host=read_str(env, "INGEST_HOST", "127.0.0.1"),
-            port=read_port(env, "INGEST_PORT", 50051),
-            mongodb_uri=read_optional_str(env, "MONGODB_URI"),
+            host=read_str(env, _HOST),
+            port=read_port(env, _PORT),
+            mongodb_uri=read_optional_str(env, _MONGODB_URI),
             mongodb_server_selection_timeout_seconds=read_float(
-                env, "MONGODB_SERVER_SELECTION_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=120.0
+                env, _MONGODB_TIMEOUT, minimum=0.1, maximum=120.0
             ),
-            sqlite_path=read_str(env, "ANALYTICS_SQLITE_PATH", DEFAULT_SQLITE_PATH),
-            retention_days=read_int(env, "VIEWER_ANALYTICS_RETENTION_DAYS", 90, minimum=1, maximum=3650),
+            sqlite_path=read_str(env, _SQLITE_PATH),
+            retention_days=read_int(env, RETENTION_DAYS, minimum=1, maximum=3650),
             timing=SnapshotTiming.from_env(env),
-            shutdown_grace_seconds=read_float(
-                env, "INGEST_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0.0, maximum=300.0
-            ),
-            max_message_bytes=read_int(
-                env,
-                "INGEST_MAX_MESSAGE_BYTES",
-                DEFAULT_MAX_MESSAGE_BYTES,
-                minimum=64 * 1024,
-                maximum=64 * 1024 * 1024,
-            ),
-            flag_cache_seconds=read_float(env, "INGEST_FLAG_CACHE_SECONDS", 0.0, minimum=0.0, maximum=3600.0),
+            shutdown_grace_seconds=read_float(env, _SHUTDOWN_GRACE, minimum=0.0, maximum=300.0),
+            max_message_bytes=read_int(env, _MAX_MESSAGE_BYTES, minimum=64 * 1024, maximum=64 * 1024 * 1024),
+            flag_cache_seconds=read_float(env, _FLAG_CACHE, minimum=0.0, maximum=3600.0),
             mongodb=MongoSettings.from_env(env),
             logging=LogSettings.from_env(env),
             tls=read_server_tls(env),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ingest_service.config import IngestConfig
+from ingest_service.config import VARIABLES, IngestConfig
 from ingest_service.domain import StorageUnavailable
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.factory import open_event_store, open_store
@@ -48,5 +48,7 @@ def main() -> None:
         IngestConfig.from_env,
         lambda config: config.logging.apply(),
         serve,
+        description="The ingest service: stores viewer snapshots and answers analytics queries (gRPC).",
+        variables=VARIABLES,
         start_failures={StorageUnavailable: "Cannot open the store"},
     )

@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from service_common.config import read_float, read_int
+from service_common.config import Variables, read_float, read_int
 from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
@@ -75,17 +75,35 @@ class ConnectionLimits:
         Raises:
             service_common.config.ConfigError: a value is invalid (the message names the variable).
         """
+        variables = connection_variables(prefix)
         return cls(
             idle_timeout_seconds=read_float(
-                env, f"{prefix}_HTTP_IDLE_TIMEOUT_SECONDS", 15.0, minimum=1.0, maximum=3600.0
+                env, variables[f"{prefix}_HTTP_IDLE_TIMEOUT_SECONDS"], minimum=1.0, maximum=3600.0
             ),
             request_timeout_seconds=read_float(
-                env, f"{prefix}_HTTP_REQUEST_TIMEOUT_SECONDS", 10.0, minimum=1.0, maximum=600.0
+                env, variables[f"{prefix}_HTTP_REQUEST_TIMEOUT_SECONDS"], minimum=1.0, maximum=600.0
             ),
             max_connections_per_address=read_int(
-                env, f"{prefix}_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=0, maximum=1_000_000
+                env, variables[f"{prefix}_MAX_CONNECTIONS_PER_ADDRESS"], minimum=0, maximum=1_000_000
             ),
         )
+
+
+def connection_variables(prefix: str) -> Variables:
+    """The variables :meth:`ConnectionLimits.from_env` reads for ``prefix``, with their defaults."""
+    variables = Variables()
+    variables.declare(
+        f"{prefix}_HTTP_IDLE_TIMEOUT_SECONDS",
+        "15",
+        "a connection idle (or mid request head) this long is closed",
+    )
+    variables.declare(
+        f"{prefix}_HTTP_REQUEST_TIMEOUT_SECONDS", "10", "a request whose body takes this long is aborted"
+    )
+    variables.declare(
+        f"{prefix}_MAX_CONNECTIONS_PER_ADDRESS", "256", "open connections per client address (0: no cap)"
+    )
+    return variables
 
 
 def _count_open_fds() -> int | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from service_common.config import ConfigError, read_optional_str
+from service_common.config import ConfigError, Variables, read_optional_str
 from service_common.service_process import ensure_port_free
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,18 @@ CERT_FILE_VARIABLE = "INGEST_TLS_CERT_FILE"
 KEY_FILE_VARIABLE = "INGEST_TLS_KEY_FILE"
 CA_FILE_VARIABLE = "INGEST_TLS_CA_FILE"
 SERVER_NAME_VARIABLE = "INGEST_TLS_SERVER_NAME"
+SERVER_TLS_VARIABLES = Variables()
+_CERT_FILE = SERVER_TLS_VARIABLES.declare(
+    CERT_FILE_VARIABLE, "", "PEM certificate chain: the gRPC port serves TLS only (with INGEST_TLS_KEY_FILE)"
+)
+_KEY_FILE = SERVER_TLS_VARIABLES.declare(KEY_FILE_VARIABLE, "", "PEM private key of INGEST_TLS_CERT_FILE")
+CLIENT_TLS_VARIABLES = Variables()
+_CA_FILE = CLIENT_TLS_VARIABLES.declare(
+    CA_FILE_VARIABLE, "", "PEM of the CA of the ingest service's certificate: TLS to it (unset: plaintext)"
+)
+_SERVER_NAME = CLIENT_TLS_VARIABLES.declare(
+    SERVER_NAME_VARIABLE, "", "the name its certificate is checked against (unset: INGEST_TARGET's host)"
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,8 @@ def read_server_tls(env: Mapping[str, str]) -> ServerTls | None:
     Raises:
         ConfigError: only one of the two is set, or a file cannot be read or holds no PEM.
     """
-    cert_path = read_optional_str(env, CERT_FILE_VARIABLE)
-    key_path = read_optional_str(env, KEY_FILE_VARIABLE)
+    cert_path = read_optional_str(env, _CERT_FILE)
+    key_path = read_optional_str(env, _KEY_FILE)
     if cert_path is None and key_path is None:
         return None
     if key_path is None:
@@ -85,8 +97,8 @@ def read_client_tls(env: Mapping[str, str]) -> ClientTls | None:
     Raises:
         ConfigError: the CA file cannot be read or holds no PEM, or a server name is set without a CA.
     """
-    ca_path = read_optional_str(env, CA_FILE_VARIABLE)
-    server_name = read_optional_str(env, SERVER_NAME_VARIABLE)
+    ca_path = read_optional_str(env, _CA_FILE)
+    server_name = read_optional_str(env, _SERVER_NAME)
     if ca_path is None:
         if server_name is not None:
             raise ConfigError(SERVER_NAME_VARIABLE, f"has no effect without {CA_FILE_VARIABLE}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from service_common.config import ConfigError
+from service_common.config import ConfigError, Variables
 from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
@@ -18,6 +18,13 @@ logger = logging.getLogger(__name__)
 # The metadata entry (the seed's header name) that carries the key on every internal call.
 INTERNAL_KEY_METADATA = "x-internal-request"
 INTERNAL_API_KEY_VARIABLE = "INTERNAL_API_KEY"
+INTERNAL_KEY_VARIABLES = Variables()
+INTERNAL_API_KEY = INTERNAL_KEY_VARIABLES.declare(
+    INTERNAL_API_KEY_VARIABLE,
+    "",
+    "the key of internal calls, at least 16 characters (several comma-separated during a rotation)",
+    required=True,
+)
 MIN_KEY_LENGTH = 16
 # The seed's .env example shipped this value; a deployment still using it is not secret at all.
 EXAMPLE_KEY = "your-secret-key-here-12345"
@@ -35,7 +42,7 @@ def read_internal_api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     Raises:
         ConfigError: the variable is missing, or a key is too short or the seed's example value.
     """
-    raw = env.get(INTERNAL_API_KEY_VARIABLE, "")
+    raw = env.get(INTERNAL_API_KEY.name, "")
     keys = tuple(key.strip() for key in raw.split(",") if key.strip())
     if not keys:
         raise ConfigError(INTERNAL_API_KEY_VARIABLE, "is required (one key, or several comma-separated)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from service_common.config import read_choice
+from service_common.config import Variables, read_choice
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
 _STANDARD_RECORD_ATTRIBUTES = frozenset(
@@ -62,6 +62,9 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 _LEVELS = ("debug", "info", "warning", "error")
+LOG_VARIABLES = Variables()
+LOG_LEVEL = LOG_VARIABLES.declare("LOG_LEVEL", "info", "debug, info, warning or error")
+LOG_FORMAT = LOG_VARIABLES.declare("LOG_FORMAT", "json", "json (one object a line) or text")
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ class LogSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LogSettings:
         return cls(
-            level=read_choice(env, "LOG_LEVEL", "info", _LEVELS),
-            log_format=read_choice(env, "LOG_FORMAT", "json", ("json", "text")),
+            level=read_choice(env, LOG_LEVEL, _LEVELS),
+            log_format=read_choice(env, LOG_FORMAT, ("json", "text")),
         )
 
     def apply(self) -> None:

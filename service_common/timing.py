@@ -6,7 +6,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service_common.config import ConfigError, read_int
+from service_common.config import ConfigError, Variables, read_int
+
+TIMING_VARIABLES = Variables()
+SNAPSHOT_INTERVAL_SECONDS = TIMING_VARIABLES.declare(
+    "SNAPSHOT_INTERVAL_SECONDS",
+    "60",
+    "the snapshot interval (the 'minute'), seconds; the gateway and the ingest service must agree",
+)
+SAMPLE_INTERVAL_SECONDS = TIMING_VARIABLES.declare(
+    "SAMPLE_INTERVAL_SECONDS", "5", "how often rooms are sampled within an interval, seconds"
+)
 
 
 @dataclass(frozen=True)
@@ -32,8 +42,8 @@ class SnapshotTiming:
         Raises:
             ConfigError: a value is invalid or the sample interval exceeds the snapshot interval.
         """
-        snapshot = read_int(env, "SNAPSHOT_INTERVAL_SECONDS", 60, minimum=1, maximum=86_400)
-        sample = read_int(env, "SAMPLE_INTERVAL_SECONDS", 5, minimum=1, maximum=86_400)
+        snapshot = read_int(env, SNAPSHOT_INTERVAL_SECONDS, minimum=1, maximum=86_400)
+        sample = read_int(env, SAMPLE_INTERVAL_SECONDS, minimum=1, maximum=86_400)
         if sample > snapshot:
             raise ConfigError(
                 "SAMPLE_INTERVAL_SECONDS",

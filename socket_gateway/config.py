@@ -8,8 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service_common.config import (
+    ALLOWED_ORIGIN,
     DEFAULT_ALLOWED_ORIGIN,
+    INGEST_TARGET,
     ConfigError,
+    Variables,
     read_allowed_origins,
     read_bool,
     read_float,
@@ -18,19 +21,74 @@ from service_common.config import (
     read_port,
     read_str,
 )
-from service_common.connection_guard import ConnectionLimits
-from service_common.grpc_tls import ClientTls, read_client_tls
-from service_common.internal_auth import read_internal_api_keys
-from service_common.logging_setup import LogSettings
-from service_common.timing import SnapshotTiming
+from service_common.connection_guard import ConnectionLimits, connection_variables
+from service_common.grpc_tls import CLIENT_TLS_VARIABLES, ClientTls, read_client_tls
+from service_common.internal_auth import INTERNAL_KEY_VARIABLES, read_internal_api_keys
+from service_common.logging_setup import LOG_VARIABLES, LogSettings
+from service_common.timing import TIMING_VARIABLES, SnapshotTiming
 
 DEFAULT_OUTBOX_PATH = "data/gateway_outbox.sqlite3"
 # HMAC secrets shorter than this are guessable offline from one captured token.
 MIN_TOKEN_SECRET_LENGTH = 32
 
+# Every variable the gateway reads (its --help lists them, with these defaults).
+VARIABLES = Variables(INTERNAL_KEY_VARIABLES, TIMING_VARIABLES, LOG_VARIABLES)
+_HOST = VARIABLES.declare("GATEWAY_HOST", "127.0.0.1", "address the gateway listens on")
+_PORT = VARIABLES.declare("GATEWAY_PORT", "8081", "its port (0: any free port)")
+VARIABLES.include(ALLOWED_ORIGIN, INGEST_TARGET, CLIENT_TLS_VARIABLES)
+_COUNT_UPDATE_INTERVAL = VARIABLES.declare(
+    "COUNT_UPDATE_INTERVAL_MS", "500", "at most one viewerCountUpdate per room per this many ms"
+)
+_OUTBOX_PATH = VARIABLES.declare(
+    "OUTBOX_PATH", DEFAULT_OUTBOX_PATH, "the durable outbox (one file per gateway process)"
+)
+_OUTBOX_MAX = VARIABLES.declare("OUTBOX_MAX_SNAPSHOTS", "100000", "the outbox's cap, snapshots")
+_SEND_BATCH = VARIABLES.declare(
+    "GATEWAY_SEND_BATCH_SIZE", "500", "snapshots per batch sent to the ingest service"
+)
+_SHUTDOWN_FLUSH = VARIABLES.declare(
+    "GATEWAY_SHUTDOWN_FLUSH_SECONDS", "5", "how long SIGTERM waits for the outbox to drain"
+)
+_MAX_PAYLOAD = VARIABLES.declare("GATEWAY_MAX_PAYLOAD_BYTES", "16384", "largest message a client may send")
+_CONNECTIONS_PER_IP = VARIABLES.declare(
+    "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", "120", "new connections per client address per minute"
+)
+_MAX_QUEUED_BYTES = VARIABLES.declare(
+    "GATEWAY_MAX_QUEUED_BYTES_PER_SESSION", "1048576", "bytes a session may leave unread before it is closed"
+)
+_MAX_QUEUED_PACKETS = VARIABLES.declare(
+    "GATEWAY_MAX_QUEUED_PACKETS_PER_SESSION", "1000", "packets a session may leave unread before it is closed"
+)
+_CONNECT_TIMEOUT = VARIABLES.declare(
+    "GATEWAY_CONNECT_TIMEOUT_SECONDS", "10", "how soon after its Engine.IO handshake a session must join"
+)
+VARIABLES.include(connection_variables("GATEWAY"))
+_VIEWER_TOKEN_SECRET = VARIABLES.declare(
+    "VIEWER_TOKEN_SECRET", "", "when set (32+ characters), connections must carry an HS256 viewer token"
+)
+_COMPRESSION = VARIABLES.declare(
+    "GATEWAY_WEBSOCKET_COMPRESSION", "false", "permessage-deflate (about 45% more CPU per message)"
+)
+_PING_INTERVAL = VARIABLES.declare("GATEWAY_PING_INTERVAL_SECONDS", "25", "Engine.IO heartbeat interval")
+_PING_TIMEOUT = VARIABLES.declare("GATEWAY_PING_TIMEOUT_SECONDS", "20", "Engine.IO heartbeat timeout")
+_LISTEN_BACKLOG = VARIABLES.declare(
+    "GATEWAY_LISTEN_BACKLOG", "4096", "connections the kernel queues for accept()"
+)
+_GATEWAY_ID = VARIABLES.declare(
+    "GATEWAY_ID", "", "this node's id in snapshots and in Redis (unset: <hostname>-<pid>)"
+)
+_REDIS_URL = VARIABLES.declare(
+    "REDIS_URL", "", "scale-out: several gateways as one (unset: one gateway alone)"
+)
+_NODE_LEASE = VARIABLES.declare(
+    "GATEWAY_NODE_LEASE_SECONDS",
+    "10",
+    "a node's lease in Redis (a killed node's counts go within ~lease x 4/3)",
+)
+
 
 def _read_redis_url(env: Mapping[str, str]) -> str | None:
-    url = read_optional_str(env, "REDIS_URL")
+    url = read_optional_str(env, _REDIS_URL)
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", f"expected redis://host:port[/db], rediss:// or unix://, got {url!r}")
     return url
@@ -90,65 +148,46 @@ class GatewayConfig:
         Raises:
             service_common.config.ConfigError: a variable is missing or invalid (the message names it).
         """
-        secret = read_optional_str(env, "VIEWER_TOKEN_SECRET")
+        secret = read_optional_str(env, _VIEWER_TOKEN_SECRET)
         if secret is not None and len(secret) < MIN_TOKEN_SECRET_LENGTH:
             raise ConfigError(
                 "VIEWER_TOKEN_SECRET", f"must be at least {MIN_TOKEN_SECRET_LENGTH} characters when set"
             )
-        ingest_target = read_str(env, "INGEST_TARGET", "127.0.0.1:50051")
+        ingest_target = read_str(env, INGEST_TARGET)
         if ":" not in ingest_target:
             raise ConfigError("INGEST_TARGET", f"expected host:port, got {ingest_target!r}")
         return cls(
             internal_api_keys=read_internal_api_keys(env),
             ingest_target=ingest_target,
-            host=read_str(env, "GATEWAY_HOST", "127.0.0.1"),
-            port=read_port(env, "GATEWAY_PORT", 8081),
+            host=read_str(env, _HOST),
+            port=read_port(env, _PORT),
             allowed_origins=read_allowed_origins(env),
             timing=SnapshotTiming.from_env(env),
-            count_update_interval_ms=read_int(
-                env, "COUNT_UPDATE_INTERVAL_MS", 500, minimum=10, maximum=60_000
-            ),
-            outbox_path=read_str(env, "OUTBOX_PATH", DEFAULT_OUTBOX_PATH),
-            outbox_max_snapshots=read_int(
-                env, "OUTBOX_MAX_SNAPSHOTS", 100_000, minimum=1, maximum=100_000_000
-            ),
-            send_batch_size=read_int(env, "GATEWAY_SEND_BATCH_SIZE", 500, minimum=1, maximum=5_000),
-            shutdown_flush_seconds=read_float(
-                env, "GATEWAY_SHUTDOWN_FLUSH_SECONDS", 5.0, minimum=0.0, maximum=300.0
-            ),
-            max_payload_bytes=read_int(
-                env, "GATEWAY_MAX_PAYLOAD_BYTES", 16 * 1024, minimum=1024, maximum=1024 * 1024
-            ),
+            count_update_interval_ms=read_int(env, _COUNT_UPDATE_INTERVAL, minimum=10, maximum=60_000),
+            outbox_path=read_str(env, _OUTBOX_PATH),
+            outbox_max_snapshots=read_int(env, _OUTBOX_MAX, minimum=1, maximum=100_000_000),
+            send_batch_size=read_int(env, _SEND_BATCH, minimum=1, maximum=5_000),
+            shutdown_flush_seconds=read_float(env, _SHUTDOWN_FLUSH, minimum=0.0, maximum=300.0),
+            max_payload_bytes=read_int(env, _MAX_PAYLOAD, minimum=1024, maximum=1024 * 1024),
             max_queued_bytes_per_session=read_int(
                 env,
-                "GATEWAY_MAX_QUEUED_BYTES_PER_SESSION",
-                1024 * 1024,
+                _MAX_QUEUED_BYTES,
                 minimum=64 * 1024,
                 maximum=64 * 1024 * 1024,
             ),
-            max_queued_packets_per_session=read_int(
-                env, "GATEWAY_MAX_QUEUED_PACKETS_PER_SESSION", 1000, minimum=16, maximum=1_000_000
-            ),
-            connect_timeout_seconds=read_float(
-                env, "GATEWAY_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=300.0
-            ),
+            max_queued_packets_per_session=read_int(env, _MAX_QUEUED_PACKETS, minimum=16, maximum=1_000_000),
+            connect_timeout_seconds=read_float(env, _CONNECT_TIMEOUT, minimum=0.5, maximum=300.0),
             connections=ConnectionLimits.from_env(env, "GATEWAY"),
-            connections_per_ip_per_minute=read_int(
-                env, "GATEWAY_CONNECTIONS_PER_IP_PER_MINUTE", 120, minimum=1, maximum=1_000_000
-            ),
+            connections_per_ip_per_minute=read_int(env, _CONNECTIONS_PER_IP, minimum=1, maximum=1_000_000),
             viewer_token_secret=secret,
-            websocket_compression=read_bool(env, "GATEWAY_WEBSOCKET_COMPRESSION", False),
-            ping_interval_seconds=read_float(
-                env, "GATEWAY_PING_INTERVAL_SECONDS", 25.0, minimum=1, maximum=300
-            ),
-            ping_timeout_seconds=read_float(
-                env, "GATEWAY_PING_TIMEOUT_SECONDS", 20.0, minimum=1, maximum=300
-            ),
-            listen_backlog=read_int(env, "GATEWAY_LISTEN_BACKLOG", 4096, minimum=16, maximum=65_535),
-            gateway_id=read_str(env, "GATEWAY_ID", _default_gateway_id()),
+            websocket_compression=read_bool(env, _COMPRESSION),
+            ping_interval_seconds=read_float(env, _PING_INTERVAL, minimum=1, maximum=300),
+            ping_timeout_seconds=read_float(env, _PING_TIMEOUT, minimum=1, maximum=300),
+            listen_backlog=read_int(env, _LISTEN_BACKLOG, minimum=16, maximum=65_535),
+            gateway_id=read_str(env, _GATEWAY_ID) or _default_gateway_id(),
             redis_url=_read_redis_url(env),
             # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.
-            node_lease_seconds=read_float(env, "GATEWAY_NODE_LEASE_SECONDS", 10.0, minimum=0.5, maximum=20.0),
+            node_lease_seconds=read_float(env, _NODE_LEASE, minimum=0.5, maximum=20.0),
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
         )

@@ -12,7 +12,7 @@ from aiohttp import web
 from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
 from socket_gateway.app import GATEWAY, GatewaySite, create_app
-from socket_gateway.config import GatewayConfig
+from socket_gateway.config import VARIABLES, GatewayConfig
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ def main(make_site: SiteFactory = gateway_site) -> None:
         GatewayConfig.from_env,
         lambda config: config.logging.apply(),
         lambda config: serve(config, make_site),
+        description="The socket gateway: live viewer counts over Socket.IO, snapshots to the ingest service.",
+        variables=VARIABLES,
         # The outbox file cannot be opened, or another resource of the process cannot be had.
         start_failures={
             sqlite3.Error: "Cannot start the socket gateway",
