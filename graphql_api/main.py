@@ -48,6 +48,12 @@ async def serve(config: GraphQLConfig) -> None:
                 "port": port,
                 "ingest_target": config.ingest_target,
                 "graphiql": config.dev_mode,
+                # The API stores nothing: every answer comes from the ingest service.
+                "store": f"ingest:{config.ingest_target}",
+                "retention_days": config.retention_days,
+                "sample_interval_seconds": config.timing.sample_interval_seconds,
+                "snapshot_interval_seconds": config.timing.snapshot_interval_seconds,
+                "redis": "off",
             },
         )
         await wait_for_stop_signal()

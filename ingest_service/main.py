@@ -8,6 +8,7 @@ from ingest_service.config import VARIABLES, IngestConfig
 from ingest_service.domain import StorageUnavailable
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.factory import open_event_store, open_store
+from ingest_service.storage.port import SETTINGS_COLLECTION
 from service_common.service_process import run_service
 from service_common.shutdown import wait_for_stop_signal
 
@@ -32,6 +33,13 @@ async def serve(config: IngestConfig) -> None:
                 "port": server.port,
                 "tls": config.tls is not None,
                 "store": "mongodb" if config.mongodb_uri else f"sqlite:{config.sqlite_path}",
+                # Where each auction's enableViewerAnalytics flag is read and written.
+                "analytics_flags": analytics_flags_location(config),
+                "retention_days": config.retention_days,
+                "sample_interval_seconds": config.timing.sample_interval_seconds,
+                "snapshot_interval_seconds": config.timing.snapshot_interval_seconds,
+                # The ingest service uses no Redis (only gateways do, to run as a cluster).
+                "redis": "off",
             },
         )
         await wait_for_stop_signal()
@@ -40,6 +48,14 @@ async def serve(config: IngestConfig) -> None:
     finally:
         await events.close()
         await store.close()
+
+
+def analytics_flags_location(config: IngestConfig) -> str:
+    """The collection (or SQLite table) holding the auctions' analytics flags, for the start-up line."""
+    if config.mongodb_uri is None:
+        return "sqlite:auction_settings"
+    collection = config.mongodb.auctions_collection
+    return f"mongodb:{collection}.enableViewerAnalytics" if collection else f"mongodb:{SETTINGS_COLLECTION}"
 
 
 def main() -> None:

@@ -73,6 +73,22 @@ class ServiceProcess:
         assert len(found) >= count, f"process exited before logging {message!r}: {self.logs[-5:]}"
         return found[-1]
 
+    async def line_with(self, text: str) -> dict[str, Any]:
+        """Waits until a logged line contains ``text`` (in a JSON line's message, or anywhere in a text
+        line); returns the first such entry."""
+
+        def found() -> dict[str, Any] | None:
+            return next((entry for entry in self.logs if text in str(entry.get("message", ""))), None)
+
+        async with self._logged:
+            await asyncio.wait_for(
+                self._logged.wait_for(lambda: found() is not None or self.process.returncode is not None),
+                FAULT_WAIT,
+            )
+        entry = found()
+        assert entry is not None, f"process exited before logging {text!r}: {self.logs[-5:]}"
+        return entry
+
     def rss_kib(self) -> int:
         """Resident set size of the process, from /proc (Linux)."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
