@@ -11,6 +11,7 @@ from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.domain import Snapshot, SnapshotOutcome
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import SnapshotRules
+from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ class SnapshotIngestor:
         self._flags = flags
         self._rules = rules
         self._clock = clock
+        # One line per reason per window: a misconfigured sender has every snapshot rejected.
+        self._rejections = RateLimitedLog(logger)
+
+    @property
+    def snapshot_interval_seconds(self) -> int:
+        """The interval every accepted ``minute_start`` is a multiple of (told to senders)."""
+        return self._rules.snapshot_interval_seconds
 
     async def ingest(self, batch: Sequence[Snapshot | Rejection]) -> list[IngestResult]:
         """The result of each snapshot of ``batch``, in order.
@@ -84,8 +92,28 @@ class SnapshotIngestor:
                     results[position] = _RESULT_OF_STORE_OUTCOME[outcome]
 
         final = [result for result in results if result is not None]
+        self._log_rejections(batch, final)
         self._log_batch(final)
         return final
+
+    def _log_rejections(self, batch: Sequence[Snapshot | Rejection], results: Sequence[IngestResult]) -> None:
+        rejected: dict[str, list[str]] = {}
+        for item, result in zip(batch, results, strict=True):
+            if result.outcome is SnapshotOutcome.REJECTED:
+                auction_id = item.auction_id if isinstance(item, Snapshot) else ""
+                rejected.setdefault(result.detail, []).append(auction_id)
+        for reason, auctions in rejected.items():
+            self._rejections.warning(
+                reason,
+                "Viewer snapshots rejected: %s",
+                reason,
+                extra={
+                    "reason": reason,
+                    "rejected": len(auctions),
+                    "first_auction_id": auctions[0],
+                    "snapshot_interval_seconds": self._rules.snapshot_interval_seconds,
+                },
+            )
 
     @staticmethod
     def _log_batch(results: Sequence[IngestResult]) -> None:
@@ -99,8 +127,4 @@ class SnapshotIngestor:
             "skipped_analytics_disabled": counts[SnapshotOutcome.SKIPPED_ANALYTICS_DISABLED],
             "rejected": counts[SnapshotOutcome.REJECTED],
         }
-        if counts[SnapshotOutcome.REJECTED]:
-            fields["first_rejection"] = next(
-                result.detail for result in results if result.outcome is SnapshotOutcome.REJECTED
-            )
         logger.info("Viewer snapshot saved", extra=fields)

@@ -315,6 +315,8 @@ async def _readyz(request: web.Request) -> web.Response:
         problems.append(
             f"outbox cannot be written ({outbox.write_error}); {outbox.pending} snapshots kept in memory"
         )
+    if gateway.sender is not None and gateway.sender.interval_mismatch is not None:
+        problems.append(gateway.sender.interval_mismatch)
     problems.extend(
         f"background task {task.name} failing ({task.last_error})" for task in gateway.supervisor.unhealthy()
     )
@@ -377,6 +379,18 @@ async def _metrics(request: web.Request) -> web.Response:
                 "1 while the snapshot stream has delivered since it last failed.",
                 lambda: int(sender.connected),
             ),
+            "gateway_snapshot_interval_seconds": (
+                "This gateway's SNAPSHOT_INTERVAL_SECONDS.",
+                lambda: sender.snapshot_interval_seconds,
+            ),
+            "gateway_ingest_snapshot_interval_seconds": (
+                "The ingest service's SNAPSHOT_INTERVAL_SECONDS, from its last answer (0: not said yet).",
+                lambda: sender.ingest_snapshot_interval_seconds,
+            ),
+            "gateway_snapshot_interval_mismatch": (
+                "1 while the two differ (the ingest service rejects this gateway's snapshots).",
+                lambda: int(sender.interval_mismatch is not None),
+            ),
         },
     )
     return web.Response(
@@ -421,6 +435,7 @@ async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
         gateway.metrics,
         batch_size=config.send_batch_size,
         backoff=gateway.backoff,
+        snapshot_interval_seconds=config.timing.snapshot_interval_seconds,
     )
     gateway.supervisor.start("snapshot-sender", gateway.sender.run)
     yield

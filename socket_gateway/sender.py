@@ -103,6 +103,7 @@ class SnapshotSender:
         *,
         batch_size: int = 500,
         backoff: Backoff | None = None,
+        snapshot_interval_seconds: int = 60,
     ) -> None:
         self._stub = ingest_grpc.SnapshotIngestServiceStub(channel)
         self._outbox = outbox
@@ -112,6 +113,20 @@ class SnapshotSender:
         self._backoff = backoff or Backoff()
         self._retry_now = asyncio.Event()
         self.connected = False
+        self.snapshot_interval_seconds = snapshot_interval_seconds
+        # What the ingest service said its interval is in its last answer (0: not said yet).
+        self.ingest_snapshot_interval_seconds = 0
+
+    @property
+    def interval_mismatch(self) -> str | None:
+        """Why snapshots are rejected when this gateway and the ingest service disagree on the interval."""
+        theirs = self.ingest_snapshot_interval_seconds
+        if theirs in (0, self.snapshot_interval_seconds):
+            return None
+        return (
+            f"SNAPSHOT_INTERVAL_SECONDS differs: {self.snapshot_interval_seconds} on this gateway, "
+            f"{theirs} on the ingest service (its snapshots are rejected)"
+        )
 
     async def run(self) -> None:
         """Delivers forever; returns only when cancelled."""
@@ -172,6 +187,7 @@ class SnapshotSender:
                 if answer is grpc.aio.EOF:
                     raise StreamBroken("stream ended before acknowledging a batch")
                 response = asyncio.ensure_future(call.read())
+                self._note_ingest_interval(answer.snapshot_interval_seconds)
                 await self._acknowledge(entries, answer.acks)
                 self.connected = True
                 self._backoff.reset()
@@ -182,6 +198,13 @@ class SnapshotSender:
                 response.exception()
             response.cancel()
             call.cancel()
+
+    def _note_ingest_interval(self, seconds: int) -> None:
+        known = self.interval_mismatch
+        self.ingest_snapshot_interval_seconds = seconds or self.ingest_snapshot_interval_seconds
+        mismatch = self.interval_mismatch
+        if mismatch is not None and mismatch != known:
+            logger.warning("Snapshot interval mismatch: %s", mismatch)
 
     async def _acknowledge(
         self, entries: Sequence[OutboxEntry], acks: Sequence[ingest_pb2.SnapshotAck]

@@ -86,7 +86,9 @@ class SnapshotIngestServicer:
             )
             await abort(context, grpc.StatusCode.UNAVAILABLE, "storage unavailable; re-send the batch later")
         # Filled in place, and `detail` set only for rejections: this runs once per snapshot.
-        response = ingest_pb2.StreamSnapshotsResponse()
+        response = ingest_pb2.StreamSnapshotsResponse(
+            snapshot_interval_seconds=self._ingestor.snapshot_interval_seconds
+        )
         add_ack = response.acks.add
         for message, result in zip(received, results, strict=True):
             outcome = OUTCOME_TO_WIRE[result.outcome]

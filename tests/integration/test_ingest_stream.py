@@ -50,7 +50,10 @@ async def test_each_batch_is_logged_with_counts_per_outcome(
     fields = {k: getattr(line, k) for k in ("received", "stored", "duplicate", "skipped_analytics_disabled")}
     assert fields == {"received": 3, "stored": 0, "duplicate": 1, "skipped_analytics_disabled": 1}
     assert line.rejected == 1  # type: ignore[attr-defined]
-    assert line.first_rejection == "auction id is empty"  # type: ignore[attr-defined]
+    # The reason is not on the INFO line: rejections have a WARNING line of their own.
+    [rejected] = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert rejected.getMessage() == "Viewer snapshots rejected: auction id is empty"
+    assert (rejected.rejected, rejected.reason) == (1, "auction id is empty")  # type: ignore[attr-defined]
 
 
 async def test_disabled_and_unknown_auctions_are_acknowledged_not_stored(ingest: RunningIngest) -> None:

@@ -26,21 +26,21 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from viewer_analytics.v1 import viewer_snapshot_pb2 as viewer__analytics_dot_v1_dot_viewer__snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1viewer_analytics/v1/snapshot_ingest_service.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)viewer_analytics/v1/viewer_snapshot.proto\"P\n\x16StreamSnapshotsRequest\x12\x36\n\tsnapshots\x18\x01 \x03(\x0b\x32#.viewer_analytics.v1.ViewerSnapshot\"I\n\x17StreamSnapshotsResponse\x12.\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32 .viewer_analytics.v1.SnapshotAck\"\x9a\x01\n\x0bSnapshotAck\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x30\n\x0cminute_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07outcome\x18\x03 \x01(\x0e\x32$.viewer_analytics.v1.SnapshotOutcome\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t*\xc0\x01\n\x0fSnapshotOutcome\x12 \n\x1cSNAPSHOT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17SNAPSHOT_OUTCOME_STORED\x10\x01\x12\x1e\n\x1aSNAPSHOT_OUTCOME_DUPLICATE\x10\x02\x12/\n+SNAPSHOT_OUTCOME_SKIPPED_ANALYTICS_DISABLED\x10\x03\x12\x1d\n\x19SNAPSHOT_OUTCOME_REJECTED\x10\x04\x32\x89\x01\n\x15SnapshotIngestService\x12p\n\x0fStreamSnapshots\x12+.viewer_analytics.v1.StreamSnapshotsRequest\x1a,.viewer_analytics.v1.StreamSnapshotsResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1viewer_analytics/v1/snapshot_ingest_service.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)viewer_analytics/v1/viewer_snapshot.proto\"P\n\x16StreamSnapshotsRequest\x12\x36\n\tsnapshots\x18\x01 \x03(\x0b\x32#.viewer_analytics.v1.ViewerSnapshot\"l\n\x17StreamSnapshotsResponse\x12.\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32 .viewer_analytics.v1.SnapshotAck\x12!\n\x19snapshot_interval_seconds\x18\x02 \x01(\x05\"\x9a\x01\n\x0bSnapshotAck\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12\x30\n\x0cminute_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07outcome\x18\x03 \x01(\x0e\x32$.viewer_analytics.v1.SnapshotOutcome\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t*\xc0\x01\n\x0fSnapshotOutcome\x12 \n\x1cSNAPSHOT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17SNAPSHOT_OUTCOME_STORED\x10\x01\x12\x1e\n\x1aSNAPSHOT_OUTCOME_DUPLICATE\x10\x02\x12/\n+SNAPSHOT_OUTCOME_SKIPPED_ANALYTICS_DISABLED\x10\x03\x12\x1d\n\x19SNAPSHOT_OUTCOME_REJECTED\x10\x04\x32\x89\x01\n\x15SnapshotIngestService\x12p\n\x0fStreamSnapshots\x12+.viewer_analytics.v1.StreamSnapshotsRequest\x1a,.viewer_analytics.v1.StreamSnapshotsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viewer_analytics.v1.snapshot_ingest_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SNAPSHOTOUTCOME']._serialized_start=465
-  _globals['_SNAPSHOTOUTCOME']._serialized_end=657
+  _globals['_SNAPSHOTOUTCOME']._serialized_start=500
+  _globals['_SNAPSHOTOUTCOME']._serialized_end=692
   _globals['_STREAMSNAPSHOTSREQUEST']._serialized_start=150
   _globals['_STREAMSNAPSHOTSREQUEST']._serialized_end=230
   _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_start=232
-  _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_end=305
-  _globals['_SNAPSHOTACK']._serialized_start=308
-  _globals['_SNAPSHOTACK']._serialized_end=462
-  _globals['_SNAPSHOTINGESTSERVICE']._serialized_start=660
-  _globals['_SNAPSHOTINGESTSERVICE']._serialized_end=797
+  _globals['_STREAMSNAPSHOTSRESPONSE']._serialized_end=340
+  _globals['_SNAPSHOTACK']._serialized_start=343
+  _globals['_SNAPSHOTACK']._serialized_end=497
+  _globals['_SNAPSHOTINGESTSERVICE']._serialized_start=695
+  _globals['_SNAPSHOTINGESTSERVICE']._serialized_end=832
 # @@protoc_insertion_point(module_scope)

@@ -31,10 +31,12 @@ class StreamSnapshotsRequest(_message.Message):
     def __init__(self, snapshots: _Optional[_Iterable[_Union[_viewer_snapshot_pb2.ViewerSnapshot, _Mapping]]] = ...) -> None: ...
 
 class StreamSnapshotsResponse(_message.Message):
-    __slots__ = ("acks",)
+    __slots__ = ("acks", "snapshot_interval_seconds")
     ACKS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     acks: _containers.RepeatedCompositeFieldContainer[SnapshotAck]
-    def __init__(self, acks: _Optional[_Iterable[_Union[SnapshotAck, _Mapping]]] = ...) -> None: ...
+    snapshot_interval_seconds: int
+    def __init__(self, acks: _Optional[_Iterable[_Union[SnapshotAck, _Mapping]]] = ..., snapshot_interval_seconds: _Optional[int] = ...) -> None: ...
 
 class SnapshotAck(_message.Message):
     __slots__ = ("auction_id", "minute_start", "outcome", "detail")
