@@ -50,6 +50,8 @@ class SettingsMutations:
     set_viewer_analytics: SetViewerAnalyticsResult = strawberry.mutation(
         resolver=resolve_set_viewer_analytics,
         description="Turns viewer analytics on or off for an auction the token covers (admins: any). "
-        "Takes effect for the next snapshot the ingest service receives.",
+        "Every snapshot the ingest service receives once the change is acknowledged is stored or skipped "
+        "by the new value, the minute in progress included; with INGEST_FLAG_CACHE_SECONDS above 0 "
+        "(default 0) another replica may decide by its cached value for that long.",
         extensions=[PermissionExtension(permissions=[IsAuthenticated()])],
     )

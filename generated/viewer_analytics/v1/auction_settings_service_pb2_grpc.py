@@ -61,7 +61,9 @@ class AuctionSettingsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetViewerAnalytics(self, request, context):
-        """Turns the auction's viewer analytics on or off; takes effect for the next snapshot received.
+        """Turns the auction's viewer analytics on or off. Every snapshot received once this is answered is
+        decided by the new value (the minute in progress included), unless the ingest service caches flags
+        (INGEST_FLAG_CACHE_SECONDS above 0: another replica may use its cached value that long).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
