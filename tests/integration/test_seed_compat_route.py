@@ -219,3 +219,16 @@ async def test_a_range_over_the_points_budget_comes_coarser_within_it(ingest: Ru
         assert data["summary"]["overallPeak"] == summary["overallPeak"]
         assert data["summary"]["overallAvg"] == summary["overallAvg"]
         assert data["summary"]["totalSnapshots"] == summary["snapshotCount"] == 13
+
+
+async def test_a_response_over_the_bytes_budget_is_refused(ingest: RunningIngest) -> None:
+    """The response is held to the request budget's bytes, as a GraphQL response is."""
+    await seed_minutes(ingest)
+    config = graphql_config(ingest.target, max_response_bytes=4096)
+    async with running_graphql(config, ingest.clock) as api:
+        status, body = await seed_get(api, path(time_range="1h"), admin_token())
+        assert status == 200, body
+        status, body = await seed_get(api, path(time_range="all"), admin_token())
+        assert status == 413
+        assert body["success"] is False
+        assert "4096 bytes" in body["message"]
