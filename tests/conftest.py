@@ -24,6 +24,12 @@ from service_common.timing import SnapshotTiming
 from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Service processes the tests start read no ``.env``: a developer's file (a MONGODB_URI, say)
+    would otherwise fill in what a test leaves unset. ``test_service_help`` tests the file itself."""
+    os.environ.setdefault("ENV_FILE", os.devnull)
+
+
 @pytest.fixture(scope="session")
 def secantus_uri() -> Iterator[str]:
     """A SecantusDB server (MongoDB wire protocol, WiredTiger inside) on a free loopback port.
