@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import datasketches
 
 from ingest_service.domain import Snapshot
+from service_common.viewer_sketches import CPC_LG_K
 
-CPC_LG_K = 11
 # A CPC sketch at lg_k 11 stays below this whatever it holds; a larger one is not ours.
 MAX_SKETCH_BYTES = 4096
 # Far above any real auction room (as validation.MAX_VIEWER_COUNT).

@@ -18,11 +18,15 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from viewer_analytics.v1 import auction_audience_service_pb2 as audience_pb2
+from viewer_analytics.v1 import auction_audience_service_pb2_grpc as audience_grpc
+from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 
 from ingest_service.config import MongoSettings
 from ingest_service.domain import AuctionIdType, Snapshot
 from ingest_service.server import create_ingest_server
+from ingest_service.storage.mongo_events import MongoAuctionEventStore
 from ingest_service.storage.mongo_store import MongoSnapshotStore
 from ingest_service.storage.port import SETTINGS_COLLECTION, SNAPSHOT_COLLECTION
 from service_common.grpc_tls import open_channel
@@ -30,6 +34,7 @@ from tests.conftest import ingest_config
 from tests.contract.conftest import _mongo_uris
 from tests.contract.test_snapshot_store_contract import expected_points
 from tests.graphql_support import SET_ANALYTICS, SETTINGS_QUERY, admin_token, graphql_config, running_graphql
+from tests.integration.test_ingest_auction_events import bid, closed, opened, record
 from tests.integration.test_ingest_queries import query
 from tests.support import FakeClock, IngestClient, make_snapshot, outcome_names
 
@@ -69,7 +74,8 @@ async def ingest_on(
     settings = settings or MongoSettings()
     config = ingest_config(mongodb_uri=database.uri, mongodb=settings)
     store = await MongoSnapshotStore.open(database.uri, retention_days=90, settings=settings)
-    server = create_ingest_server(config, store, clock)
+    events = await MongoAuctionEventStore.open(store, retention_days=90, clock=clock)
+    server = create_ingest_server(config, store, clock, event_store=events)
     await server.start()
     target = f"127.0.0.1:{server.port}"
     channel = open_channel(target, None)
@@ -276,3 +282,49 @@ async def test_the_graphql_mutation_and_the_backends_settings_page_are_one_switc
         assert unknown.data["setViewerAnalytics"]["__typename"] == "InvalidInput"
         assert "no auction" in unknown.data["setViewerAnalytics"]["message"]
     assert await auctions.count_documents({}) == 1
+
+
+async def test_seed_documents_without_samples_or_sketches_answer_the_audience_queries(
+    database: Database, clock: FakeClock
+) -> None:
+    """The seed's minutes (no samples, no sketch; ObjectIds and strings) with events sent over gRPC."""
+    auction = ObjectId()
+    m = int(clock.now) // 60 * 60 - 10 * 60
+    minutes = [
+        make_snapshot(str(auction), m, viewer_count=8, avg_viewers=10.0, peak_viewers=14, min_viewers=6),
+        make_snapshot(
+            str(auction), m + 60, viewer_count=20, avg_viewers=22.5, peak_viewers=30, min_viewers=8
+        ),
+    ]
+    await database.db[SNAPSHOT_COLLECTION].insert_many(
+        [seed_document(auction, minutes[0]), seed_document(str(auction), minutes[1])]
+    )
+    async with ingest_on(database, clock) as client:
+        await client.set_analytics(str(auction), True)
+        # The events name the auction by its ObjectId's text, as the seed's backend does.
+        acks = await record(
+            client,
+            opened("o-1", m + 40, "lot-1", auction=str(auction)),
+            bid("b-1", m + 50, "lot-1", "alice", auction=str(auction)),
+            closed("c-1", m + 80, "lot-1", events_pb2.LOT_OUTCOME_PASSED, auction=str(auction)),
+        )
+        assert [ack.outcome for ack in acks] == [events_pb2.AUCTION_EVENT_OUTCOME_STORED] * 3
+        stub = audience_grpc.AuctionAudienceServiceStub(client.channel)
+        lots = await stub.QueryLotAudience(
+            audience_pb2.QueryLotAudienceRequest(auction_id=str(auction)), metadata=client.metadata
+        )
+        [lot] = lots.lots
+        # From minutes: open m+40 in the first minute (mean 10), close m+80 in the second (mean 22.5 -> 22);
+        # the lot overlaps both minutes: peak 30, mean (10 + 22.5) / 2.
+        assert (lot.viewers_at_open, lot.viewers_at_close, lot.peak_viewers) == (10, 22, 30)
+        assert lot.avg_viewers == pytest.approx(16.25)
+        assert (lot.bids, lot.bidders, lot.resolution) == (1, 1, audience_pb2.VIEWER_RESOLUTION_MINUTES)
+        funnel = await stub.QueryAuctionFunnel(
+            audience_pb2.QueryAuctionFunnelRequest(auction_id=str(auction)), metadata=client.metadata
+        )
+        assert (funnel.bids, funnel.bidders) == (1, 1)
+        assert funnel.unique_viewers.estimate == 0
+        assert (funnel.unique_viewers.sketched_snapshots, funnel.unique_viewers.unsketched_snapshots) == (
+            0,
+            2,
+        )

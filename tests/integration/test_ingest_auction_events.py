@@ -11,6 +11,7 @@ from viewer_analytics.v1 import auction_audience_service_pb2_grpc as audience_gr
 from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
 from viewer_analytics.v1 import auction_event_service_pb2_grpc as events_grpc
 
+from service_common.viewer_sketches import IntervalSketches, merge_serialized
 from tests.conftest import RunningIngest
 from tests.support import IngestClient, make_snapshot
 
@@ -38,10 +39,12 @@ def opened(event_id: str, at: float, lot: str, title: str = "", auction: str = "
     )
 
 
-def closed(event_id: str, at: float, lot: str, outcome: int, **sold: object) -> E.AuctionEvent:
+def closed(
+    event_id: str, at: float, lot: str, outcome: int, auction: str = "a-1", **sold: object
+) -> E.AuctionEvent:
     return E.AuctionEvent(
         event_id=event_id,
-        auction_id="a-1",
+        auction_id=auction,
         occurred_at=ts(at),
         lot_closed=E.LotClosed(lot_id=lot, outcome=outcome, **sold),  # type: ignore[arg-type]
     )
@@ -356,3 +359,37 @@ async def test_snapshot_samples_and_sketches_are_checked_and_snapshots_without_t
     assert acks[1].detail == "samples must agree with peak_viewers and min_viewers"
     assert acks[2].detail.startswith("identified_viewer_sketch is not a CPC sketch")
     assert acks[3].detail == "anonymous_viewer_sketch must have lg_k 11"
+
+
+async def test_sketches_of_one_minute_from_two_gateway_nodes_merged_count_each_viewer_once(
+    ingest: RunningIngest,
+) -> None:
+    """Two nodes see overlapping viewers in the same minute; the sampler merges their sketches (with the
+    helper the gateway is to use, service_common.viewer_sketches) into the one snapshot it sends."""
+    client = ingest.client()
+    await client.set_analytics("a-1", True)
+    m = int(ingest.clock.now) // 60 * 60 - 300
+    node_a, node_b = IntervalSketches(), IntervalSketches()
+    for viewer in range(0, 3_000):  # node A: viewers 0..2,999
+        node_a.add_identified(f"sub-{viewer}") if viewer % 2 else node_a.add_anonymous(f"anon-{viewer}")
+    for viewer in range(2_000, 5_000):  # node B: 2,000..4,999, a thousand of them also on A (two tabs)
+        node_b.add_identified(f"sub-{viewer}") if viewer % 2 else node_b.add_anonymous(f"anon-{viewer}")
+    (a_identified, a_anonymous), (b_identified, b_anonymous) = node_a.serialized(), node_b.serialized()
+    snapshot = make_snapshot(
+        "a-1",
+        m,
+        identified_sketch=merge_serialized([a_identified, b_identified]),
+        anonymous_sketch=merge_serialized([a_anonymous, b_anonymous]),
+    )
+    assert [ack.outcome for ack in await client.send([snapshot])] == [1]
+    count = (
+        await audience(client).QueryUniqueViewers(
+            audience_pb2.QueryUniqueViewersRequest(auction_id="a-1"), metadata=client.metadata
+        )
+    ).unique_viewers
+    assert abs(count.estimate - 5_000) / 5_000 <= 0.02
+    assert abs(count.identified_estimate - 2_500) / 2_500 <= 0.03
+    assert count.lower_bound <= 5_000 <= count.upper_bound
+    assert merge_serialized([b"", b""]) == b""
+    with pytest.raises(ValueError, match="not a CPC sketch"):
+        merge_serialized([b"garbage"])
