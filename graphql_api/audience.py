@@ -64,6 +64,52 @@ class Bid:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    kind: str
+    occurred_at: datetime
+    lot_id: str | None
+    title: str | None
+    outcome: str | None
+    amount: int | None
+    currency: str | None
+    bidder_id: str | None
+    channel: str | None
+
+
+EVENT_KINDS = {
+    "AUCTION_STARTED": audience_pb2.AUCTION_EVENT_KIND_AUCTION_STARTED,
+    "AUCTION_ENDED": audience_pb2.AUCTION_EVENT_KIND_AUCTION_ENDED,
+    "LOT_OPENED": audience_pb2.AUCTION_EVENT_KIND_LOT_OPENED,
+    "LOT_CLOSED": audience_pb2.AUCTION_EVENT_KIND_LOT_CLOSED,
+    "BID_PLACED": audience_pb2.AUCTION_EVENT_KIND_BID_PLACED,
+}
+
+
+def _event(message: events_pb2.AuctionEvent) -> Event:
+    kind = message.WhichOneof("kind") or ""
+    closed, placed = message.lot_closed, message.bid_placed
+    sold = kind == "lot_closed" and closed.outcome == events_pb2.LOT_OUTCOME_SOLD
+    lot_id = {
+        "lot_opened": message.lot_opened.lot_id,
+        "lot_closed": closed.lot_id,
+        "bid_placed": placed.lot_id,
+    }
+    return Event(
+        event_id=message.event_id,
+        kind=kind.upper(),
+        occurred_at=_time(message.occurred_at),
+        lot_id=lot_id.get(kind),
+        title=message.lot_opened.title if kind == "lot_opened" else None,
+        outcome=LOT_OUTCOMES.get(closed.outcome) if kind == "lot_closed" else None,
+        amount=placed.amount if kind == "bid_placed" else closed.hammer_price if sold else None,
+        currency=placed.currency if kind == "bid_placed" else closed.currency if sold else None,
+        bidder_id=placed.bidder_id if kind == "bid_placed" else closed.winner_bidder_id if sold else None,
+        channel=BID_CHANNELS.get(placed.channel) if kind == "bid_placed" else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class UniqueViewers:
     estimate: float
     lower_bound: float
@@ -165,6 +211,22 @@ class AudienceQueries:
             for bid in response.bids
         ]
         return bids, response.truncated
+
+    async def events(
+        self, auction_id: str, window: TimeWindow, kinds: list[str], first: int, after: str
+    ) -> tuple[list[Event], str]:
+        """A page of the auction's events and the cursor of the next one (empty on the last page)."""
+        request = _with_window(
+            audience_pb2.QueryAuctionEventsRequest(
+                auction_id=auction_id,
+                kinds=[EVENT_KINDS[kind] for kind in kinds],
+                page_size=first,
+                page_token=after,
+            ),
+            window,
+        )
+        response = await self._ingest.call("QueryAuctionEvents", self._stub.QueryAuctionEvents, request)
+        return [_event(message) for message in response.events], response.next_page_token
 
     async def funnel(self, auction_id: str, window: TimeWindow) -> Funnel:
         request = _with_window(audience_pb2.QueryAuctionFunnelRequest(auction_id=auction_id), window)

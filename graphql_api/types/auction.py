@@ -14,10 +14,12 @@ from graphql_api.errors import AnalyticsUnavailable, BadUserInput
 from graphql_api.ingest import IngestRejected, IngestUnavailable
 from graphql_api.types.analytics import ViewerAnalytics
 from graphql_api.types.audience import (
+    AuctionEventPage,
     AuctionFunnel,
     BidsAgainstViewers,
     Lot,
     resolve_bids,
+    resolve_events,
     resolve_funnel,
     resolve_lots,
 )
@@ -76,6 +78,10 @@ class Auction:
     )
     bids: BidsAgainstViewers = strawberry.field(
         resolver=resolve_bids, description="The bids of the range, oldest first, with the viewers watching."
+    )
+    events: AuctionEventPage = strawberry.field(
+        resolver=resolve_events,
+        description="The auction's events over the range (default ALL), oldest first, a page at a time.",
     )
     funnel: AuctionFunnel = strawberry.field(
         resolver=resolve_funnel, description="Viewers, bidders, bids and lots sold over the range."

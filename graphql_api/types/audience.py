@@ -16,6 +16,7 @@ from graphql_api.ingest import IngestRejected, IngestUnavailable
 from graphql_api.types.enums import RangePreset
 
 MAX_BIDS = 1000
+MAX_EVENTS_PAGE = 500
 
 
 @strawberry.enum(description="How a lot closed.")
@@ -31,6 +32,15 @@ class BidChannel(enum.Enum):
     FLOOR = "FLOOR"
     ABSENTEE = "ABSENTEE"
     PHONE = "PHONE"
+
+
+@strawberry.enum(description="What happened in an auction.")
+class AuctionEventKind(enum.Enum):
+    AUCTION_STARTED = "AUCTION_STARTED"
+    AUCTION_ENDED = "AUCTION_ENDED"
+    LOT_OPENED = "LOT_OPENED"
+    LOT_CLOSED = "LOT_CLOSED"
+    BID_PLACED = "BID_PLACED"
 
 
 @strawberry.enum(description="Where a viewer figure comes from.")
@@ -150,6 +160,30 @@ class AuctionFunnel:
         )
 
 
+@strawberry.type(description="One event the auction platform sent; fields its kind does not carry are null.")
+class AuctionEvent:
+    event_id: str
+    kind: AuctionEventKind
+    occurred_at: datetime
+    lot_id: str | None
+    title: str | None
+    outcome: LotOutcome | None
+    amount: int | None = strawberry.field(
+        description="The bid's amount, or a SOLD lot's hammer price, in the currency's minor units."
+    )
+    currency: str | None
+    bidder_id: str | None = strawberry.field(description="The bidder, or a SOLD lot's winner.")
+    channel: BidChannel | None
+
+
+@strawberry.type(description="A page of events, oldest first.")
+class AuctionEventPage:
+    events: list[AuctionEvent]
+    next_cursor: str | None = strawberry.field(
+        description="Pass as `after` (with the same other arguments) for the next page; null on the last."
+    )
+
+
 class HasAuctionId(Protocol):
     id: strawberry.ID
 
@@ -242,3 +276,49 @@ async def resolve_funnel(
     except IngestUnavailable:
         raise AnalyticsUnavailable() from None
     return AuctionFunnel.from_domain(funnel)
+
+
+async def resolve_events(
+    root: HasAuctionId,
+    info: Info[Context, None],
+    range_: RangeArgument = None,
+    from_: FromArgument = None,
+    to: ToArgument = None,
+    kinds: Annotated[
+        list[AuctionEventKind] | None,
+        strawberry.argument(description="Only these kinds; default every kind."),
+    ] = None,
+    first: Annotated[
+        int, strawberry.argument(description=f"Page size, up to {MAX_EVENTS_PAGE}.")
+    ] = MAX_EVENTS_PAGE,
+    after: Annotated[str | None, strawberry.argument(description="The previous page's nextCursor.")] = None,
+) -> AuctionEventPage:
+    if not 1 <= first <= MAX_EVENTS_PAGE:
+        raise BadUserInput(f"'first' must be between 1 and {MAX_EVENTS_PAGE}")
+    window = _window(info, range_, from_, to)
+    try:
+        events, cursor = await audience.AudienceQueries(info.context.ingest).events(
+            str(root.id), window, [kind.value for kind in kinds or ()], first, after or ""
+        )
+    except IngestRejected as rejected:
+        raise BadUserInput(rejected.detail) from None
+    except IngestUnavailable:
+        raise AnalyticsUnavailable() from None
+    return AuctionEventPage(
+        events=[
+            AuctionEvent(
+                event_id=event.event_id,
+                kind=AuctionEventKind(event.kind),
+                occurred_at=event.occurred_at,
+                lot_id=event.lot_id,
+                title=event.title,
+                outcome=LotOutcome(event.outcome) if event.outcome else None,
+                amount=event.amount,
+                currency=event.currency,
+                bidder_id=event.bidder_id,
+                channel=BidChannel(event.channel) if event.channel else None,
+            )
+            for event in events
+        ],
+        next_cursor=cursor or None,
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,6 +35,7 @@ from service_common.timing import SnapshotTiming
 # A batch's events are validated and written at once; far above what a backend sends per call.
 MAX_EVENTS_PER_BATCH = 10_000
 MAX_BIDS = 1000
+MAX_EVENTS_PAGE = 500
 # The events behind one lot or funnel query: an 8-hour auction of 500 lots and 50,000 bids fits.
 MAX_EVENTS_PER_QUERY = 200_000
 
@@ -54,6 +58,13 @@ _CHANNEL_FROM_WIRE = {
     events_pb2.BID_CHANNEL_PHONE: BidChannel.PHONE,
 }
 _CHANNEL_TO_WIRE = {value: key for key, value in _CHANNEL_FROM_WIRE.items()}
+_KIND_FROM_WIRE = {
+    audience_pb2.AUCTION_EVENT_KIND_AUCTION_STARTED: EventKind.AUCTION_STARTED,
+    audience_pb2.AUCTION_EVENT_KIND_AUCTION_ENDED: EventKind.AUCTION_ENDED,
+    audience_pb2.AUCTION_EVENT_KIND_LOT_OPENED: EventKind.LOT_OPENED,
+    audience_pb2.AUCTION_EVENT_KIND_LOT_CLOSED: EventKind.LOT_CLOSED,
+    audience_pb2.AUCTION_EVENT_KIND_BID_PLACED: EventKind.BID_PLACED,
+}
 _RESOLUTION_TO_WIRE = {
     audience.Resolution.SAMPLES: audience_pb2.VIEWER_RESOLUTION_SAMPLES,
     audience.Resolution.MINUTES: audience_pb2.VIEWER_RESOLUTION_MINUTES,
@@ -99,6 +110,58 @@ def event_from_wire(message: events_pb2.AuctionEvent) -> AuctionEvent | EventRej
             channel=_CHANNEL_FROM_WIRE.get(bid.channel),
         )
     return EventRejection(message.event_id, "the event has no kind (auction_started ... bid_placed)")
+
+
+def event_to_wire(event: AuctionEvent) -> events_pb2.AuctionEvent:
+    message = events_pb2.AuctionEvent(
+        event_id=event.event_id, auction_id=event.auction_id, occurred_at=timestamp_of(event.occurred_at)
+    )
+    if event.kind is EventKind.AUCTION_STARTED:
+        message.auction_started.SetInParent()
+    elif event.kind is EventKind.AUCTION_ENDED:
+        message.auction_ended.SetInParent()
+    elif event.kind is EventKind.LOT_OPENED:
+        message.lot_opened.CopyFrom(events_pb2.LotOpened(lot_id=event.lot_id, title=event.title))
+    elif event.kind is EventKind.LOT_CLOSED:
+        message.lot_closed.CopyFrom(
+            events_pb2.LotClosed(
+                lot_id=event.lot_id,
+                outcome=_LOT_OUTCOME_TO_WIRE[event.outcome]
+                if event.outcome
+                else events_pb2.LOT_OUTCOME_UNSPECIFIED,
+                hammer_price=event.amount,
+                currency=event.currency,
+                winner_bidder_id=event.bidder_id,
+            )
+        )
+    else:
+        message.bid_placed.CopyFrom(
+            events_pb2.BidPlaced(
+                lot_id=event.lot_id,
+                bidder_id=event.bidder_id,
+                amount=event.amount,
+                currency=event.currency,
+                channel=_CHANNEL_TO_WIRE[event.channel]
+                if event.channel
+                else events_pb2.BID_CHANNEL_UNSPECIFIED,
+            )
+        )
+    return message
+
+
+def page_token_of(event: AuctionEvent) -> str:
+    """An opaque token naming the page's last event: its time and id."""
+    return base64.urlsafe_b64encode(f"{event.occurred_at!r}|{event.event_id}".encode()).decode()
+
+
+def position_of(token: str) -> tuple[float, str] | None:
+    """The ``(occurred_at, event_id)`` a token names, or None when it is not one of ours."""
+    try:
+        occurred_at, _, event_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        moment = float(occurred_at)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return (moment, event_id) if math.isfinite(moment) and event_id else None
 
 
 def unique_viewers_to_wire(count: UniqueViewerCount) -> audience_pb2.UniqueViewerCount:
@@ -165,9 +228,8 @@ class AuctionAudienceServicer:
         self._log = log
         self._auction_id_type = auction_id_type
 
-    async def _range(
-        self, request: audience_pb2.QueryLotAudienceRequest, context: grpc.aio.ServicerContext
-    ) -> AnalyticsRange:
+    async def _range(self, request: Any, context: grpc.aio.ServicerContext) -> AnalyticsRange:
+        """The request's auction and range (every query here has ``auction_id``, ``from`` and ``to``)."""
         problem = accepted_auction_id_problem(request.auction_id, self._auction_id_type)
         if problem:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -247,7 +309,7 @@ class AuctionAudienceServicer:
     async def QueryBidsAgainstViewers(
         self, request: audience_pb2.QueryBidsAgainstViewersRequest, context: grpc.aio.ServicerContext
     ) -> audience_pb2.QueryBidsAgainstViewersResponse:
-        query = await self._range(request, context)  # type: ignore[arg-type]
+        query = await self._range(request, context)
         limit = request.limit or MAX_BIDS
         if limit > MAX_BIDS:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"limit must be at most {MAX_BIDS}")
@@ -274,7 +336,7 @@ class AuctionAudienceServicer:
     async def QueryAuctionFunnel(
         self, request: audience_pb2.QueryAuctionFunnelRequest, context: grpc.aio.ServicerContext
     ) -> audience_pb2.QueryAuctionFunnelResponse:
-        query = await self._range(request, context)  # type: ignore[arg-type]
+        query = await self._range(request, context)
         try:
             events = await self._events(query, (EventKind.BID_PLACED, EventKind.LOT_CLOSED), context)
             result = audience.funnel(events, await self._store.snapshot_details(query))
@@ -288,10 +350,41 @@ class AuctionAudienceServicer:
             winners=result.winners,
         )
 
+    async def QueryAuctionEvents(
+        self, request: audience_pb2.QueryAuctionEventsRequest, context: grpc.aio.ServicerContext
+    ) -> audience_pb2.QueryAuctionEventsResponse:
+        query = await self._range(request, context)
+        page_size = request.page_size or MAX_EVENTS_PAGE
+        if page_size > MAX_EVENTS_PAGE:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be at most {MAX_EVENTS_PAGE}"
+            )
+        kinds = []
+        for kind in request.kinds:
+            if kind not in _KIND_FROM_WIRE:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown event kind {kind}")
+            kinds.append(_KIND_FROM_WIRE[kind])
+        after = None
+        if request.page_token:
+            after = position_of(request.page_token)
+            if after is None:
+                await abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one this service gave"
+                )
+        try:
+            events = await self._store.query_events(query, kinds, page_size + 1, after)
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        page = events[:page_size]
+        return audience_pb2.QueryAuctionEventsResponse(
+            events=[event_to_wire(event) for event in page],
+            next_page_token=page_token_of(page[-1]) if len(events) > page_size else "",
+        )
+
     async def QueryUniqueViewers(
         self, request: audience_pb2.QueryUniqueViewersRequest, context: grpc.aio.ServicerContext
     ) -> audience_pb2.QueryUniqueViewersResponse:
-        query = await self._range(request, context)  # type: ignore[arg-type]
+        query = await self._range(request, context)
         try:
             count = audience.unique_viewers(await self._store.snapshot_details(query))
         except StorageUnavailable as error:

@@ -28,11 +28,16 @@ class AuctionEventStore(Protocol):
         ...
 
     async def query_events(
-        self, query: AnalyticsRange, kinds: Collection[EventKind] = (), limit: int | None = None
+        self,
+        query: AnalyticsRange,
+        kinds: Collection[EventKind] = (),
+        limit: int | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[AuctionEvent]:
         """The auction's events with ``occurred_at`` in the range, oldest first (ties by event_id).
 
-        ``kinds`` empty: every kind. ``limit``: at most that many.
+        ``kinds`` empty: every kind. ``limit``: at most that many. ``after``: only events after this
+        ``(occurred_at, event_id)`` in that order (the last of the previous page).
         """
         ...
 

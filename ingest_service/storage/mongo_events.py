@@ -114,7 +114,11 @@ class MongoAuctionEventStore:
         return outcomes
 
     async def query_events(
-        self, query: AnalyticsRange, kinds: Collection[EventKind] = (), limit: int | None = None
+        self,
+        query: AnalyticsRange,
+        kinds: Collection[EventKind] = (),
+        limit: int | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[AuctionEvent]:
         match: Document = {"auction": _range_match(query)["auction"]}
         bounds: Document = {}
@@ -126,6 +130,9 @@ class MongoAuctionEventStore:
             match["occurredAt"] = bounds
         if kinds:
             match["kind"] = {"$in": [kind.value for kind in kinds]}
+        if after is not None:
+            at = _as_datetime(after[0])
+            match["$or"] = [{"occurredAt": {"$gt": at}}, {"occurredAt": at, "_id": {"$gt": after[1]}}]
         try:
             cursor = self._events.find(match).sort([("occurredAt", ASCENDING), ("_id", ASCENDING)])
             if limit is not None:

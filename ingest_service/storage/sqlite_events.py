@@ -103,9 +103,13 @@ class SqliteAuctionEventStore:
         return await self._snapshots.run(functools.partial(_insert, events, self._clock()))
 
     async def query_events(
-        self, query: AnalyticsRange, kinds: Collection[EventKind] = (), limit: int | None = None
+        self,
+        query: AnalyticsRange,
+        kinds: Collection[EventKind] = (),
+        limit: int | None = None,
+        after: tuple[float, str] | None = None,
     ) -> list[AuctionEvent]:
-        return await self._snapshots.run(functools.partial(_select_events, query, list(kinds), limit))
+        return await self._snapshots.run(functools.partial(_select_events, query, list(kinds), limit, after))
 
     async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
         return await self._snapshots.run(functools.partial(_select_details, query))
@@ -185,7 +189,11 @@ def _event_of(row: tuple[Any, ...]) -> AuctionEvent:
 
 
 def _select_events(
-    query: AnalyticsRange, kinds: list[EventKind], limit: int | None, connection: sqlite3.Connection
+    query: AnalyticsRange,
+    kinds: list[EventKind],
+    limit: int | None,
+    after: tuple[float, str] | None,
+    connection: sqlite3.Connection,
 ) -> list[AuctionEvent]:
     start = -_UNBOUNDED if query.start is None else query.start
     end = _UNBOUNDED if query.end is None else query.end
@@ -196,6 +204,9 @@ def _select_events(
     if kinds:
         sql += f" AND kind IN ({','.join('?' * len(kinds))})"
         parameters += [kind.value for kind in kinds]
+    if after is not None:
+        sql += " AND (occurred_at, event_id) > (?, ?)"
+        parameters += list(after)
     sql += " ORDER BY occurred_at, event_id"
     if limit is not None:
         sql += " LIMIT ?"

@@ -172,3 +172,18 @@ async def test_snapshot_samples_and_sketches_are_stored_and_old_snapshots_read_w
     totals = await backend.store.query_totals(AnalyticsRange("a-1", None, None))
     assert (totals.snapshot_count, totals.peak_viewers) == (2, 9)
     assert await events.snapshot_details(AnalyticsRange("a-1", minute + 60, None)) == details[1:]
+
+
+async def test_events_page_after_a_position_in_time_then_id_order(
+    backend: Backend, events: AuctionEventStore
+) -> None:
+    at = int(backend.clock.now) - 100.5
+    # Three events share a moment: the id orders them, so a page may end between them.
+    await events.insert_events([bid("e-3", at), bid("e-1", at), bid("e-2", at), bid("e-0", at + 1)])
+    everything = AnalyticsRange("a-1", None, None)
+    first = await events.query_events(everything, (), 2)
+    assert [e.event_id for e in first] == ["e-1", "e-2"]
+    last = first[-1]
+    rest = await events.query_events(everything, (), 2, (last.occurred_at, last.event_id))
+    assert [e.event_id for e in rest] == ["e-3", "e-0"]
+    assert await events.query_events(everything, (), 2, (rest[-1].occurred_at, rest[-1].event_id)) == []

@@ -146,3 +146,35 @@ async def test_bad_ranges_and_limits_are_bad_user_input(api: RunningGraphQL) -> 
         )
         assert answer.error_codes() == ["BAD_USER_INPUT"], selection
         assert answer.errors[0]["message"].startswith(message)
+
+
+async def test_events_page_by_page_with_kinds(api: RunningGraphQL, ingest: RunningIngest) -> None:
+    await seed(ingest, "auction-own")
+    seller = seller_token("auction-own")
+    query = """
+    query Events($after: String) {
+      auction(id: "auction-own") {
+        events(kinds: [BID_PLACED, LOT_CLOSED], first: 2, after: $after) {
+          nextCursor
+          events { eventId kind lotId title outcome amount currency bidderId channel }
+        }
+      }
+    }
+    """
+    first = await api.execute(query, {"after": None}, token=seller)
+    assert first.errors == []
+    page = first.data["auction"]["events"]
+    assert [event["eventId"] for event in page["events"]] == ["b-1", "b-2"]
+    assert page["events"][0] == {
+        "eventId": "b-1", "kind": "BID_PLACED", "lotId": "lot-1", "title": None, "outcome": None,
+        "amount": 40_000, "currency": "EUR", "bidderId": "alice", "channel": "ONLINE",
+    }  # fmt: skip
+    second = (await api.execute(query, {"after": page["nextCursor"]}, token=seller)).data["auction"]["events"]
+    assert [event["eventId"] for event in second["events"]] == ["b-3", "c-1"]
+    assert second["events"][1] == {
+        "eventId": "c-1", "kind": "LOT_CLOSED", "lotId": "lot-1", "title": None, "outcome": "SOLD",
+        "amount": 50_000, "currency": "EUR", "bidderId": "alice", "channel": None,
+    }  # fmt: skip
+    assert second["nextCursor"] is None  # the last page
+    refused = await api.execute(query, {"after": "bm90LW91cnM="}, token=seller)
+    assert refused.error_codes() == ["BAD_USER_INPUT"]

@@ -393,3 +393,54 @@ async def test_sketches_of_one_minute_from_two_gateway_nodes_merged_count_each_v
     assert merge_serialized([b"", b""]) == b""
     with pytest.raises(ValueError, match="not a CPC sketch"):
         merge_serialized([b"garbage"])
+
+
+async def test_events_are_read_back_a_page_at_a_time_by_kind(ingest: RunningIngest) -> None:
+    client = ingest.client()
+    await client.set_analytics("a-1", True)
+    now = ingest.clock.now
+    sent = [opened("o-1", now - 60, "lot-1", "Vase")] + [
+        bid(f"b-{n:02}", now - 50 + n, "lot-1", f"bidder-{n % 3}", amount=1000 + n) for n in range(7)
+    ]
+    sent.append(
+        closed(
+            "c-1",
+            now - 10,
+            "lot-1",
+            E.LOT_OUTCOME_SOLD,
+            hammer_price=1006,
+            currency="EUR",
+            winner_bidder_id="bidder-0",
+        )
+    )
+    assert {ack.outcome for ack in await record(client, *sent)} == {STORED}
+    stub = audience(client)
+    seen: list[E.AuctionEvent] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await stub.QueryAuctionEvents(
+            audience_pb2.QueryAuctionEventsRequest(auction_id="a-1", page_size=3, page_token=token),
+            metadata=client.metadata,
+        )
+        seen += page.events
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 3
+    assert list(seen) == sent  # every field, in order
+    bids_only = await stub.QueryAuctionEvents(
+        audience_pb2.QueryAuctionEventsRequest(
+            auction_id="a-1", kinds=[audience_pb2.AUCTION_EVENT_KIND_BID_PLACED]
+        ),
+        metadata=client.metadata,
+    )
+    assert [event.event_id for event in bids_only.events] == [f"b-{n:02}" for n in range(7)]
+    assert bids_only.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.QueryAuctionEvents(
+            audience_pb2.QueryAuctionEventsRequest(auction_id="a-1", page_token="not-ours"),
+            metadata=client.metadata,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

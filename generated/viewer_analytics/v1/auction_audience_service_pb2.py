@@ -26,37 +26,43 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from viewer_analytics.v1 import auction_event_service_pb2 as viewer__analytics_dot_v1_dot_auction__event__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2viewer_analytics/v1/auction_audience_service.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a/viewer_analytics/v1/auction_event_service.proto\"\x7f\n\x17QueryLotAudienceRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb6\x03\n\x0bLotAudience\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12-\n\topened_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07outcome\x18\x05 \x01(\x0e\x32\x1f.viewer_analytics.v1.LotOutcome\x12\x14\n\x0chammer_price\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x18\n\x10winner_bidder_id\x18\x08 \x01(\t\x12\x17\n\x0fviewers_at_open\x18\t \x01(\r\x12\x18\n\x10viewers_at_close\x18\n \x01(\r\x12\x14\n\x0cpeak_viewers\x18\x0b \x01(\r\x12\x13\n\x0b\x61vg_viewers\x18\x0c \x01(\x01\x12\x0c\n\x04\x62ids\x18\r \x01(\r\x12\x0f\n\x07\x62idders\x18\x0e \x01(\r\x12\x39\n\nresolution\x18\x0f \x01(\x0e\x32%.viewer_analytics.v1.ViewerResolution\"J\n\x18QueryLotAudienceResponse\x12.\n\x04lots\x18\x01 \x03(\x0b\x32 .viewer_analytics.v1.LotAudience\"\x95\x01\n\x1eQueryBidsAgainstViewersRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x04 \x01(\r\"\x97\x02\n\x11\x42idAgainstViewers\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x11\n\tbidder_id\x18\x03 \x01(\t\x12-\n\tplaced_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x30\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x1f.viewer_analytics.v1.BidChannel\x12\x0f\n\x07viewers\x18\x08 \x01(\r\x12\x39\n\nresolution\x18\t \x01(\x0e\x32%.viewer_analytics.v1.ViewerResolution\"j\n\x1fQueryBidsAgainstViewersResponse\x12\x34\n\x04\x62ids\x18\x01 \x03(\x0b\x32&.viewer_analytics.v1.BidAgainstViewers\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"\x81\x01\n\x19QueryAuctionFunnelRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x1aQueryAuctionFunnelResponse\x12>\n\x0eunique_viewers\x18\x01 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount\x12\x0f\n\x07\x62idders\x18\x02 \x01(\r\x12\x0c\n\x04\x62ids\x18\x03 \x01(\r\x12\x11\n\tlots_sold\x18\x04 \x01(\r\x12\x0f\n\x07winners\x18\x05 \x01(\r\"\x81\x01\n\x19QueryUniqueViewersRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x11UniqueViewerCount\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\x13\n\x0blower_bound\x18\x02 \x01(\x01\x12\x13\n\x0bupper_bound\x18\x03 \x01(\x01\x12\x1b\n\x13identified_estimate\x18\x04 \x01(\x01\x12\x1a\n\x12\x61nonymous_estimate\x18\x05 \x01(\x01\x12\r\n\x05\x65xact\x18\x06 \x01(\x08\x12\x1a\n\x12sketched_snapshots\x18\x07 \x01(\r\x12\x1c\n\x14unsketched_snapshots\x18\x08 \x01(\r\"\\\n\x1aQueryUniqueViewersResponse\x12>\n\x0eunique_viewers\x18\x01 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount*\x8f\x01\n\x10ViewerResolution\x12!\n\x1dVIEWER_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19VIEWER_RESOLUTION_SAMPLES\x10\x01\x12\x1d\n\x19VIEWER_RESOLUTION_MINUTES\x10\x02\x12\x1a\n\x16VIEWER_RESOLUTION_NONE\x10\x03\x32\xfe\x03\n\x16\x41uctionAudienceService\x12o\n\x10QueryLotAudience\x12,.viewer_analytics.v1.QueryLotAudienceRequest\x1a-.viewer_analytics.v1.QueryLotAudienceResponse\x12\x84\x01\n\x17QueryBidsAgainstViewers\x12\x33.viewer_analytics.v1.QueryBidsAgainstViewersRequest\x1a\x34.viewer_analytics.v1.QueryBidsAgainstViewersResponse\x12u\n\x12QueryAuctionFunnel\x12..viewer_analytics.v1.QueryAuctionFunnelRequest\x1a/.viewer_analytics.v1.QueryAuctionFunnelResponse\x12u\n\x12QueryUniqueViewers\x12..viewer_analytics.v1.QueryUniqueViewersRequest\x1a/.viewer_analytics.v1.QueryUniqueViewersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2viewer_analytics/v1/auction_audience_service.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a/viewer_analytics/v1/auction_event_service.proto\"\xde\x01\n\x19QueryAuctionEventsRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x05kinds\x18\x04 \x03(\x0e\x32%.viewer_analytics.v1.AuctionEventKind\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\"h\n\x1aQueryAuctionEventsResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.viewer_analytics.v1.AuctionEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x7f\n\x17QueryLotAudienceRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb6\x03\n\x0bLotAudience\x12\x0e\n\x06lot_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12-\n\topened_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07outcome\x18\x05 \x01(\x0e\x32\x1f.viewer_analytics.v1.LotOutcome\x12\x14\n\x0chammer_price\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x18\n\x10winner_bidder_id\x18\x08 \x01(\t\x12\x17\n\x0fviewers_at_open\x18\t \x01(\r\x12\x18\n\x10viewers_at_close\x18\n \x01(\r\x12\x14\n\x0cpeak_viewers\x18\x0b \x01(\r\x12\x13\n\x0b\x61vg_viewers\x18\x0c \x01(\x01\x12\x0c\n\x04\x62ids\x18\r \x01(\r\x12\x0f\n\x07\x62idders\x18\x0e \x01(\r\x12\x39\n\nresolution\x18\x0f \x01(\x0e\x32%.viewer_analytics.v1.ViewerResolution\"J\n\x18QueryLotAudienceResponse\x12.\n\x04lots\x18\x01 \x03(\x0b\x32 .viewer_analytics.v1.LotAudience\"\x95\x01\n\x1eQueryBidsAgainstViewersRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x04 \x01(\r\"\x97\x02\n\x11\x42idAgainstViewers\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06lot_id\x18\x02 \x01(\t\x12\x11\n\tbidder_id\x18\x03 \x01(\t\x12-\n\tplaced_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x30\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x1f.viewer_analytics.v1.BidChannel\x12\x0f\n\x07viewers\x18\x08 \x01(\r\x12\x39\n\nresolution\x18\t \x01(\x0e\x32%.viewer_analytics.v1.ViewerResolution\"j\n\x1fQueryBidsAgainstViewersResponse\x12\x34\n\x04\x62ids\x18\x01 \x03(\x0b\x32&.viewer_analytics.v1.BidAgainstViewers\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"\x81\x01\n\x19QueryAuctionFunnelRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x1aQueryAuctionFunnelResponse\x12>\n\x0eunique_viewers\x18\x01 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount\x12\x0f\n\x07\x62idders\x18\x02 \x01(\r\x12\x0c\n\x04\x62ids\x18\x03 \x01(\r\x12\x11\n\tlots_sold\x18\x04 \x01(\r\x12\x0f\n\x07winners\x18\x05 \x01(\r\"\x81\x01\n\x19QueryUniqueViewersRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x11UniqueViewerCount\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\x13\n\x0blower_bound\x18\x02 \x01(\x01\x12\x13\n\x0bupper_bound\x18\x03 \x01(\x01\x12\x1b\n\x13identified_estimate\x18\x04 \x01(\x01\x12\x1a\n\x12\x61nonymous_estimate\x18\x05 \x01(\x01\x12\r\n\x05\x65xact\x18\x06 \x01(\x08\x12\x1a\n\x12sketched_snapshots\x18\x07 \x01(\r\x12\x1c\n\x14unsketched_snapshots\x18\x08 \x01(\r\"\\\n\x1aQueryUniqueViewersResponse\x12>\n\x0eunique_viewers\x18\x01 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount*\xed\x01\n\x10\x41uctionEventKind\x12\"\n\x1e\x41UCTION_EVENT_KIND_UNSPECIFIED\x10\x00\x12&\n\"AUCTION_EVENT_KIND_AUCTION_STARTED\x10\x01\x12$\n AUCTION_EVENT_KIND_AUCTION_ENDED\x10\x02\x12!\n\x1d\x41UCTION_EVENT_KIND_LOT_OPENED\x10\x03\x12!\n\x1d\x41UCTION_EVENT_KIND_LOT_CLOSED\x10\x04\x12!\n\x1d\x41UCTION_EVENT_KIND_BID_PLACED\x10\x05*\x8f\x01\n\x10ViewerResolution\x12!\n\x1dVIEWER_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19VIEWER_RESOLUTION_SAMPLES\x10\x01\x12\x1d\n\x19VIEWER_RESOLUTION_MINUTES\x10\x02\x12\x1a\n\x16VIEWER_RESOLUTION_NONE\x10\x03\x32\xf5\x04\n\x16\x41uctionAudienceService\x12o\n\x10QueryLotAudience\x12,.viewer_analytics.v1.QueryLotAudienceRequest\x1a-.viewer_analytics.v1.QueryLotAudienceResponse\x12\x84\x01\n\x17QueryBidsAgainstViewers\x12\x33.viewer_analytics.v1.QueryBidsAgainstViewersRequest\x1a\x34.viewer_analytics.v1.QueryBidsAgainstViewersResponse\x12u\n\x12QueryAuctionFunnel\x12..viewer_analytics.v1.QueryAuctionFunnelRequest\x1a/.viewer_analytics.v1.QueryAuctionFunnelResponse\x12u\n\x12QueryUniqueViewers\x12..viewer_analytics.v1.QueryUniqueViewersRequest\x1a/.viewer_analytics.v1.QueryUniqueViewersResponse\x12u\n\x12QueryAuctionEvents\x12..viewer_analytics.v1.QueryAuctionEventsRequest\x1a/.viewer_analytics.v1.QueryAuctionEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viewer_analytics.v1.auction_audience_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VIEWERRESOLUTION']._serialized_start=2078
-  _globals['_VIEWERRESOLUTION']._serialized_end=2221
-  _globals['_QUERYLOTAUDIENCEREQUEST']._serialized_start=157
-  _globals['_QUERYLOTAUDIENCEREQUEST']._serialized_end=284
-  _globals['_LOTAUDIENCE']._serialized_start=287
-  _globals['_LOTAUDIENCE']._serialized_end=725
-  _globals['_QUERYLOTAUDIENCERESPONSE']._serialized_start=727
-  _globals['_QUERYLOTAUDIENCERESPONSE']._serialized_end=801
-  _globals['_QUERYBIDSAGAINSTVIEWERSREQUEST']._serialized_start=804
-  _globals['_QUERYBIDSAGAINSTVIEWERSREQUEST']._serialized_end=953
-  _globals['_BIDAGAINSTVIEWERS']._serialized_start=956
-  _globals['_BIDAGAINSTVIEWERS']._serialized_end=1235
-  _globals['_QUERYBIDSAGAINSTVIEWERSRESPONSE']._serialized_start=1237
-  _globals['_QUERYBIDSAGAINSTVIEWERSRESPONSE']._serialized_end=1343
-  _globals['_QUERYAUCTIONFUNNELREQUEST']._serialized_start=1346
-  _globals['_QUERYAUCTIONFUNNELREQUEST']._serialized_end=1475
-  _globals['_QUERYAUCTIONFUNNELRESPONSE']._serialized_start=1478
-  _globals['_QUERYAUCTIONFUNNELRESPONSE']._serialized_end=1637
-  _globals['_QUERYUNIQUEVIEWERSREQUEST']._serialized_start=1640
-  _globals['_QUERYUNIQUEVIEWERSREQUEST']._serialized_end=1769
-  _globals['_UNIQUEVIEWERCOUNT']._serialized_start=1772
-  _globals['_UNIQUEVIEWERCOUNT']._serialized_end=1981
-  _globals['_QUERYUNIQUEVIEWERSRESPONSE']._serialized_start=1983
-  _globals['_QUERYUNIQUEVIEWERSRESPONSE']._serialized_end=2075
-  _globals['_AUCTIONAUDIENCESERVICE']._serialized_start=2224
-  _globals['_AUCTIONAUDIENCESERVICE']._serialized_end=2734
+  _globals['_AUCTIONEVENTKIND']._serialized_start=2409
+  _globals['_AUCTIONEVENTKIND']._serialized_end=2646
+  _globals['_VIEWERRESOLUTION']._serialized_start=2649
+  _globals['_VIEWERRESOLUTION']._serialized_end=2792
+  _globals['_QUERYAUCTIONEVENTSREQUEST']._serialized_start=158
+  _globals['_QUERYAUCTIONEVENTSREQUEST']._serialized_end=380
+  _globals['_QUERYAUCTIONEVENTSRESPONSE']._serialized_start=382
+  _globals['_QUERYAUCTIONEVENTSRESPONSE']._serialized_end=486
+  _globals['_QUERYLOTAUDIENCEREQUEST']._serialized_start=488
+  _globals['_QUERYLOTAUDIENCEREQUEST']._serialized_end=615
+  _globals['_LOTAUDIENCE']._serialized_start=618
+  _globals['_LOTAUDIENCE']._serialized_end=1056
+  _globals['_QUERYLOTAUDIENCERESPONSE']._serialized_start=1058
+  _globals['_QUERYLOTAUDIENCERESPONSE']._serialized_end=1132
+  _globals['_QUERYBIDSAGAINSTVIEWERSREQUEST']._serialized_start=1135
+  _globals['_QUERYBIDSAGAINSTVIEWERSREQUEST']._serialized_end=1284
+  _globals['_BIDAGAINSTVIEWERS']._serialized_start=1287
+  _globals['_BIDAGAINSTVIEWERS']._serialized_end=1566
+  _globals['_QUERYBIDSAGAINSTVIEWERSRESPONSE']._serialized_start=1568
+  _globals['_QUERYBIDSAGAINSTVIEWERSRESPONSE']._serialized_end=1674
+  _globals['_QUERYAUCTIONFUNNELREQUEST']._serialized_start=1677
+  _globals['_QUERYAUCTIONFUNNELREQUEST']._serialized_end=1806
+  _globals['_QUERYAUCTIONFUNNELRESPONSE']._serialized_start=1809
+  _globals['_QUERYAUCTIONFUNNELRESPONSE']._serialized_end=1968
+  _globals['_QUERYUNIQUEVIEWERSREQUEST']._serialized_start=1971
+  _globals['_QUERYUNIQUEVIEWERSREQUEST']._serialized_end=2100
+  _globals['_UNIQUEVIEWERCOUNT']._serialized_start=2103
+  _globals['_UNIQUEVIEWERCOUNT']._serialized_end=2312
+  _globals['_QUERYUNIQUEVIEWERSRESPONSE']._serialized_start=2314
+  _globals['_QUERYUNIQUEVIEWERSRESPONSE']._serialized_end=2406
+  _globals['_AUCTIONAUDIENCESERVICE']._serialized_start=2795
+  _globals['_AUCTIONAUDIENCESERVICE']._serialized_end=3424
 # @@protoc_insertion_point(module_scope)

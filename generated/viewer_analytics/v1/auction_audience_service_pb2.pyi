@@ -11,16 +11,54 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AuctionEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUCTION_EVENT_KIND_UNSPECIFIED: _ClassVar[AuctionEventKind]
+    AUCTION_EVENT_KIND_AUCTION_STARTED: _ClassVar[AuctionEventKind]
+    AUCTION_EVENT_KIND_AUCTION_ENDED: _ClassVar[AuctionEventKind]
+    AUCTION_EVENT_KIND_LOT_OPENED: _ClassVar[AuctionEventKind]
+    AUCTION_EVENT_KIND_LOT_CLOSED: _ClassVar[AuctionEventKind]
+    AUCTION_EVENT_KIND_BID_PLACED: _ClassVar[AuctionEventKind]
+
 class ViewerResolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VIEWER_RESOLUTION_UNSPECIFIED: _ClassVar[ViewerResolution]
     VIEWER_RESOLUTION_SAMPLES: _ClassVar[ViewerResolution]
     VIEWER_RESOLUTION_MINUTES: _ClassVar[ViewerResolution]
     VIEWER_RESOLUTION_NONE: _ClassVar[ViewerResolution]
+AUCTION_EVENT_KIND_UNSPECIFIED: AuctionEventKind
+AUCTION_EVENT_KIND_AUCTION_STARTED: AuctionEventKind
+AUCTION_EVENT_KIND_AUCTION_ENDED: AuctionEventKind
+AUCTION_EVENT_KIND_LOT_OPENED: AuctionEventKind
+AUCTION_EVENT_KIND_LOT_CLOSED: AuctionEventKind
+AUCTION_EVENT_KIND_BID_PLACED: AuctionEventKind
 VIEWER_RESOLUTION_UNSPECIFIED: ViewerResolution
 VIEWER_RESOLUTION_SAMPLES: ViewerResolution
 VIEWER_RESOLUTION_MINUTES: ViewerResolution
 VIEWER_RESOLUTION_NONE: ViewerResolution
+
+class QueryAuctionEventsRequest(_message.Message):
+    __slots__ = ("auction_id", "to", "kinds", "page_size", "page_token")
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    auction_id: str
+    to: _timestamp_pb2.Timestamp
+    kinds: _containers.RepeatedScalarFieldContainer[AuctionEventKind]
+    page_size: int
+    page_token: str
+    def __init__(self, auction_id: _Optional[str] = ..., to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kinds: _Optional[_Iterable[_Union[AuctionEventKind, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., **kwargs) -> None: ...
+
+class QueryAuctionEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_auction_event_service_pb2.AuctionEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[_auction_event_service_pb2.AuctionEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class QueryLotAudienceRequest(_message.Message):
     __slots__ = ("auction_id", "to")

@@ -56,6 +56,11 @@ class AuctionAudienceServiceStub:
                 request_serializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryUniqueViewersRequest.SerializeToString,
                 response_deserializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryUniqueViewersResponse.FromString,
                 _registered_method=True)
+        self.QueryAuctionEvents = channel.unary_unary(
+                '/viewer_analytics.v1.AuctionAudienceService/QueryAuctionEvents',
+                request_serializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryAuctionEventsRequest.SerializeToString,
+                response_deserializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryAuctionEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuctionAudienceServiceServicer:
@@ -91,6 +96,13 @@ class AuctionAudienceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryAuctionEvents(self, request, context):
+        """The auction's events of the range, oldest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuctionAudienceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +125,11 @@ def add_AuctionAudienceServiceServicer_to_server(servicer, server):
                     servicer.QueryUniqueViewers,
                     request_deserializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryUniqueViewersRequest.FromString,
                     response_serializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryUniqueViewersResponse.SerializeToString,
+            ),
+            'QueryAuctionEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAuctionEvents,
+                    request_deserializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryAuctionEventsRequest.FromString,
+                    response_serializer=viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryAuctionEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +242,33 @@ class AuctionAudienceService:
             '/viewer_analytics.v1.AuctionAudienceService/QueryUniqueViewers',
             viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryUniqueViewersRequest.SerializeToString,
             viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryUniqueViewersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAuctionEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viewer_analytics.v1.AuctionAudienceService/QueryAuctionEvents',
+            viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryAuctionEventsRequest.SerializeToString,
+            viewer__analytics_dot_v1_dot_auction__audience__service__pb2.QueryAuctionEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
