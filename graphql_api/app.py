@@ -12,6 +12,7 @@ from graphql_api import http_handlers
 from graphql_api.auth import TokenVerifier
 from graphql_api.config import GraphQLConfig
 from graphql_api.dashboard import add_dashboard_routes
+from graphql_api.lot_export import LOTS_EXPORT_PATH, export_lots_csv
 from graphql_api.metrics import Metrics
 from graphql_api.middlewares import cors_middleware, metrics_middleware
 from graphql_api.resources import CLIENT_LOG, CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
@@ -60,5 +61,6 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     app.router.add_get(EXPORT_PATH, http_handlers.export_csv)
     # The seed's REST analytics, for a frontend switching over unchanged (docs/migration.md).
     app.router.add_get(SEED_ANALYTICS_PATH, seed_viewer_analytics)
+    app.router.add_get(LOTS_EXPORT_PATH, export_lots_csv)
     add_dashboard_routes(app, config)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import datasketches
 import pytest
@@ -178,3 +179,24 @@ async def test_events_page_by_page_with_kinds(api: RunningGraphQL, ingest: Runni
     assert second["nextCursor"] is None  # the last page
     refused = await api.execute(query, {"after": "bm90LW91cnM="}, token=seller)
     assert refused.error_codes() == ["BAD_USER_INPUT"]
+
+
+async def test_the_lot_table_as_csv_for_the_auctions_seller_only(
+    api: RunningGraphQL, ingest: RunningIngest
+) -> None:
+    m = await seed(ingest, "auction-own")
+    path = "/export/auctions/auction-own/lots.csv"
+    response = await api.get(path, token=seller_token("auction-own"))
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="lots-auction-own-')
+    opened_at = datetime.fromtimestamp(m + 12, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    closed_at = datetime.fromtimestamp(m + 31, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    assert (await response.text()).splitlines() == [
+        "auction_id,lot_id,title,opened_at_utc,closed_at_utc,outcome,hammer_price_minor_units,currency,"
+        "viewers_at_open,viewers_at_close,peak_viewers,avg_viewers,bids,bidders,resolution",
+        f"auction-own,lot-1,Tea bowl,{opened_at},{closed_at},SOLD,50000,EUR,12,20,20,17.000,3,2,SAMPLES",
+    ]
+    assert (await api.get(path, token=seller_token("auction-other"))).status == 403
+    assert (await api.get(path)).status == 401
+    assert (await api.get(path + "?to=2026-01-01T00:00:00Z", token=admin_token())).status == 400
