@@ -1,7 +1,7 @@
 """The socket gateway with every request served by aiohttp: the baseline for websocket_transport.
 
 ``python -m socket_gateway`` serves new WebSocket sessions on its own protocol
-(socket_gateway/websocket_transport.py). This runs the same gateway with a plain aiohttp TCPSite,
+(socket_gateway/transport/websocket.py). This runs the same gateway with a plain aiohttp TCPSite,
 so every WebSocket is python-engineio's own, as before that transport existed. The load benchmark
 measures both in one run:
 

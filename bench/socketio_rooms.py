@@ -1,5 +1,5 @@
 """Cost of one Socket.IO disconnect against how many sockets are connected: python-socketio's
-manager as shipped against the gateway's indexed one (socket_gateway/room_index.py), same run.
+manager as shipped against the gateway's indexed one (socket_gateway/live/room_index.py), same run.
 
     .venv/bin/python -m bench.socketio_rooms
 
@@ -19,7 +19,7 @@ from typing import Any
 import socketio  # type: ignore[import-untyped]
 from socketio.base_manager import BaseManager  # type: ignore[import-untyped]
 
-from socket_gateway.room_index import IndexedManager
+from socket_gateway.live.room_index import IndexedManager
 
 DISCONNECTS = 500
 

@@ -20,24 +20,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service_common.connection_guard import ConnectionGuard
 from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
-from socket_gateway.aggregation import SampleSchedule, SnapshotAggregator
-from socket_gateway.broadcast import CountBroadcaster
 from socket_gateway.clock import Clock, SystemClock
-from socket_gateway.cluster import ClusterNode, RedisCounts
+from socket_gateway.cluster.node import ClusterNode, RedisCounts
 from socket_gateway.config import GatewayConfig
-from socket_gateway.events import ViewerEvents, room_name
-from socket_gateway.fanout import RoomFanout
-from socket_gateway.malformed_frames import guard_malformed_frames
+from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.delivery import CountDelivery
+from socket_gateway.live.events import ViewerEvents
+from socket_gateway.live.fanout import RoomFanout
+from socket_gateway.live.protocol import ViewerTokenVerifier
+from socket_gateway.live.room_index import IndexedManager, IndexedRedisManager
+from socket_gateway.live.rooms import RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.outbox import Outbox
-from socket_gateway.protocol import COUNT_EVENT, ViewerTokenVerifier, count_payload
-from socket_gateway.ratelimit import ConnectionRateLimiter, HandshakeAdmission
-from socket_gateway.room_index import IndexedManager, IndexedRedisManager
-from socket_gateway.rooms import RoomCounts, RoomRegistry
-from socket_gateway.sampler import Sampler
-from socket_gateway.sender import Backoff, SnapshotSender
-from socket_gateway.session_guard import SessionGuard, SessionLimits
-from socket_gateway.websocket_transport import WebSocketEndpoint, WebSocketSession
+from socket_gateway.snapshots.aggregation import SampleSchedule, SnapshotAggregator
+from socket_gateway.snapshots.outbox import Outbox
+from socket_gateway.snapshots.sampler import Sampler
+from socket_gateway.snapshots.sender import Backoff, SnapshotSender
+from socket_gateway.transport.malformed_frames import guard_malformed_frames
+from socket_gateway.transport.ratelimit import ConnectionRateLimiter, HandshakeAdmission
+from socket_gateway.transport.session_guard import SessionGuard, SessionLimits
+from socket_gateway.transport.websocket import WebSocketEndpoint, WebSocketSession
 
 logger = logging.getLogger(__name__)
 
@@ -185,39 +186,8 @@ def create_app(
     )
     metrics.rate_limited_logs["connections"] = websockets.connections.refusal_log
 
-    def count_packet(auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
-        encoded = sio.packet_class(
-            socketio.packet.EVENT, namespace="/", data=[COUNT_EVENT, count_payload(auction_id, counts)]
-        ).encode()
-        return engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-
-    async def deliver(eio_sids: list[str], pkt: engineio.packet.Packet) -> None:
-        # Every count update ends here: each room emit, on every node (encoded once and written by
-        # RoomFanout instead of one task per recipient, room_index.py), and each joiner's own count.
-        tally = await fanout.send(eio_sids, pkt)
-        metrics.count_messages_total += tally.direct + tally.queued
-        metrics.count_messages_direct_total += tally.direct
-
-    sio.manager.deliver_with(deliver)
-
-    async def emit_counts(auction_id: str, counts: RoomCounts) -> None:
-        # With REDIS_URL through python-socketio's Redis manager: every node, this one included,
-        # delivers it to its own sockets in the room.
-        metrics.count_broadcasts_total += 1
-        await sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
-
-    async def send_counts_to(sid: str, auction_id: str, counts: RoomCounts) -> None:
-        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-        if eio_sid is None:
-            return
-        await deliver([eio_sid], count_packet(auction_id, counts))
-
-    def forget_counts_sent(sid: str) -> None:
-        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-        if eio_sid is not None:
-            fanout.forget(eio_sid)
-
-    broadcaster = CountBroadcaster(registry, emit_counts, config.count_update_interval_ms / 1000)
+    delivery = CountDelivery(sio, fanout, metrics)
+    broadcaster = CountBroadcaster(registry, delivery.emit_to_room, config.count_update_interval_ms / 1000)
     cluster = None
     if config.redis_url:
         # No I/O here: the client connects on first use, in the cluster's cleanup context.
@@ -229,7 +199,7 @@ def create_app(
         cluster = ClusterNode(
             RedisCounts(client, config.gateway_id, config.node_lease_seconds),
             registry,
-            emit_counts,
+            delivery.emit_to_room,
             broadcaster,
             config.count_update_interval_ms / 1000,
             config.node_lease_seconds,
@@ -242,9 +212,9 @@ def create_app(
         cluster or broadcaster,
         metrics,
         verifier,
-        send_counts_to,
+        delivery.send_to,
         counts_of=cluster.counts if cluster else registry.counts,
-        forget_counts_sent=forget_counts_sent,
+        forget_counts_sent=delivery.forget_sent,
     )
     events.register()
     gateway = Gateway(

@@ -16,7 +16,7 @@ from aiohttp import web
 from service_common.timing import SnapshotTiming
 from socket_gateway.app import GATEWAY, Gateway, GatewaySite, create_app
 from socket_gateway.config import GatewayConfig
-from socket_gateway.sender import Backoff
+from socket_gateway.snapshots.sender import Backoff
 from tests.support import TEST_KEY, FakeClock
 
 ALLOWED_ORIGIN = "http://localhost:3000"

@@ -1,4 +1,4 @@
-"""The cluster's Redis state (socket_gateway.cluster.RedisCounts) against a real redis-server.
+"""The cluster's Redis state (socket_gateway.cluster.node.RedisCounts) against a real redis-server.
 
 Several nodes are simulated in one process, each with its own registry and its own Redis client,
 as separate gateway processes would be.
@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from service_common.supervision import Supervisor
-from socket_gateway.broadcast import CountBroadcaster
-from socket_gateway.cluster import ClusterNode, Published, RedisCounts, RoomWrite
-from socket_gateway.rooms import RoomCounts, RoomRegistry
+from socket_gateway.cluster.node import ClusterNode, Published, RedisCounts, RoomWrite
+from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 from tests.redis_support import RedisServer, redis_server
 
 __all__ = ["redis_server"]

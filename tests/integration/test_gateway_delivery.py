@@ -13,7 +13,7 @@ import pytest
 from ingest_service.server import IngestServer, create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from socket_gateway.metrics import GatewayMetrics, parse_samples
-from socket_gateway.outbox import Outbox
+from socket_gateway.snapshots.outbox import Outbox
 from tests.conftest import RunningIngest, ingest_config
 from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots, wait_until
 from tests.support import TEST_KEY, FakeClock, IngestClient

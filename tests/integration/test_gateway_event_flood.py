@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from socket_gateway.events import LOG_BURST, LOG_WINDOW_SECONDS
+from socket_gateway.live.events import LOG_BURST, LOG_WINDOW_SECONDS
 from socket_gateway.metrics import parse_samples
 from tests.gateway_support import WAIT, gateway_config, running_gateway, wait_until
 
@@ -79,7 +79,7 @@ async def test_a_flood_of_refused_events_from_one_socket_logs_a_bounded_number_o
         record
         for record in caplog.records
         if (
-            record.name == "socket_gateway.events"
+            record.name == "socket_gateway.live.events"
             and record.getMessage() in ("Malformed event refused", "Connection refused")
         )
         # python-socketio's own line for an event on a namespace not connected (before the fix).

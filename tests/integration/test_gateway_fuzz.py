@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from socket_gateway.app import GATEWAY, Gateway, GatewaySite, create_app
-from socket_gateway.malformed_frames import MalformedFrameLog, guard_malformed_frames
-from socket_gateway.rooms import RoomCounts
-from socket_gateway.sender import Backoff
+from socket_gateway.live.rooms import RoomCounts
+from socket_gateway.snapshots.sender import Backoff
+from socket_gateway.transport.malformed_frames import MalformedFrameLog, guard_malformed_frames
 from tests.gateway_support import ALLOWED_ORIGIN, gateway_config
 
 T = TypeVar("T")
@@ -52,7 +52,7 @@ class ErrorRecords(logging.Handler):
         self.malformed_frame_lines = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "socket_gateway.malformed_frames":
+        if record.name == "socket_gateway.transport.malformed_frames":
             self.malformed_frame_lines += 1
         elif record.levelno >= logging.ERROR:
             self.records.append(record)
@@ -152,7 +152,7 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedG
     thread.start()
     errors = ErrorRecords()
     logging.getLogger().addHandler(errors)
-    logging.getLogger("socket_gateway.malformed_frames").setLevel(logging.WARNING)
+    logging.getLogger("socket_gateway.transport.malformed_frames").setLevel(logging.WARNING)
     config = gateway_config(tmp_path, max_payload_bytes=MAX_PAYLOAD, connections_per_ip_per_minute=1_000_000)
 
     async def start() -> tuple[web.AppRunner, FuzzedGateway]:

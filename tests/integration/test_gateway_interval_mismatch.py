@@ -59,7 +59,7 @@ async def test_a_gateway_on_another_interval_is_not_ready_and_says_why(
     told = [
         record.getMessage()
         for record in caplog.records
-        if record.name == "socket_gateway.sender" and record.levelno == logging.WARNING
+        if record.name == "socket_gateway.snapshots.sender" and record.levelno == logging.WARNING
     ]
     assert told == [f"Snapshot interval mismatch: {MISMATCH}"]
 

@@ -1,4 +1,4 @@
-"""Sessions opened directly on a WebSocket (socket_gateway/websocket_transport.py), against the real gateway.
+"""Sessions opened directly on a WebSocket (socket_gateway/transport/websocket.py), against the real gateway.
 
 The gateway runs as ``python -m socket_gateway`` serves it (``GatewaySite`` on a free loopback
 port). The client here is a raw TCP socket that writes the upgrade request and every frame byte
@@ -20,7 +20,7 @@ import aiohttp
 import engineio  # type: ignore[import-untyped]
 import pytest
 
-from socket_gateway.rooms import RoomCounts
+from socket_gateway.live.rooms import RoomCounts
 from tests.gateway_support import ALLOWED_ORIGIN, WAIT, gateway_config, running_gateway, wait_until
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()

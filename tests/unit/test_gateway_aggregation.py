@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service_common.timing import SnapshotTiming
-from socket_gateway.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
-from socket_gateway.rooms import EMPTY, RoomCounts
+from socket_gateway.live.rooms import EMPTY, RoomCounts
+from socket_gateway.snapshots.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
 
 T0 = 1_800_000_000  # a multiple of 60: a minute boundary
 

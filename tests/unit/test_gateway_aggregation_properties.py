@@ -17,8 +17,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from service_common.timing import SnapshotTiming
-from socket_gateway.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
-from socket_gateway.rooms import EMPTY, RoomCounts
+from socket_gateway.live.rooms import EMPTY, RoomCounts
+from socket_gateway.snapshots.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
 
 T0 = 1_800_000_000
 ROOMS = ("a1", "a2", "a3")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from socket_gateway.broadcast import CountBroadcaster
-from socket_gateway.rooms import RoomCounts, RoomRegistry
+from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 
 INTERVAL = 0.05
 

@@ -10,7 +10,7 @@ import pytest
 
 from service_common.config import ConfigError
 from socket_gateway.config import GatewayConfig
-from socket_gateway.protocol import (
+from socket_gateway.live.protocol import (
     MAX_ID_LENGTH,
     MAX_TOKEN_LENGTH,
     PayloadError,
@@ -18,8 +18,8 @@ from socket_gateway.protocol import (
     auction_id_of,
     connect_request_of,
 )
-from socket_gateway.ratelimit import ConnectionRateLimiter
-from socket_gateway.sender import Backoff
+from socket_gateway.snapshots.sender import Backoff
+from socket_gateway.transport.ratelimit import ConnectionRateLimiter
 
 KEY = "gateway-test-key-0123456789"
 SECRET = "s" * 40

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from socket_gateway.malformed_frames import MalformedFrameLog, engineio_frame_problem
+from socket_gateway.transport.malformed_frames import MalformedFrameLog, engineio_frame_problem
 
-LOGGER = "socket_gateway.malformed_frames"
+LOGGER = "socket_gateway.transport.malformed_frames"
 
 
 def engineio_accepts(data: str | bytes) -> bool:

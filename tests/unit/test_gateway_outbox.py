@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from service_common.config import ConfigError
-from socket_gateway.aggregation import MinuteSnapshot
 from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.outbox import Outbox, OutboxUnwritable
+from socket_gateway.snapshots.aggregation import MinuteSnapshot
+from socket_gateway.snapshots.outbox import Outbox, OutboxUnwritable
 
 T0 = 1_800_000_000
 

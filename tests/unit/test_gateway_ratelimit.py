@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from socket_gateway.ratelimit import ConnectionRateLimiter
+from socket_gateway.transport.ratelimit import ConnectionRateLimiter
 
 
 def _cost_per_new_address(tracked: int, measured: int = 500) -> float:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio.base_manager import BaseManager  # type: ignore[import-untyped]
 
-from socket_gateway.room_index import IndexedManager
+from socket_gateway.live.room_index import IndexedManager
 
 SOCKETS = 6
 ROOMS = ["auction:a", "auction:b", "auction:c"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from socket_gateway.rooms import RoomCounts, RoomRegistry
+from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 
 
 def test_tabs_of_one_viewer_count_as_connections_but_one_unique_viewer() -> None:

@@ -7,7 +7,7 @@ from engineio import packet as eio_packet  # type: ignore[import-untyped]
 
 from service_common.config import ConfigError
 from socket_gateway.config import GatewayConfig
-from socket_gateway.session_guard import SessionLimits, SessionQueue, polling_payload_problem
+from socket_gateway.transport.session_guard import SessionLimits, SessionQueue, polling_payload_problem
 
 KEY = "gateway-test-key-0123456789"
 

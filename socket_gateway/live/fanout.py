@@ -40,7 +40,7 @@ import engineio  # type: ignore[import-untyped]
 from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 
-from socket_gateway.websocket_transport import WebSocketSession, websocket_text_frame
+from socket_gateway.transport.websocket import WebSocketSession, websocket_text_frame
 
 # Count updates are ~90 bytes: 64 KiB unsent means the peer has not read for a long while.
 DEFAULT_HIGH_WATER_BYTES = 64 * 1024

@@ -32,9 +32,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from service_common.supervision import Supervisor
-from socket_gateway.aggregation import MinuteSnapshot
-from socket_gateway.broadcast import CountBroadcaster
-from socket_gateway.rooms import RoomCounts, RoomRegistry
+from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.rooms import RoomCounts, RoomRegistry
+from socket_gateway.snapshots.aggregation import MinuteSnapshot
 
 logger = logging.getLogger(__name__)
 

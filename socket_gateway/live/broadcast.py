@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from socket_gateway.rooms import EMPTY, RoomCounts, RoomRegistry
+from socket_gateway.live.rooms import EMPTY, RoomCounts, RoomRegistry
 
 logger = logging.getLogger(__name__)
 

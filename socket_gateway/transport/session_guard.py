@@ -36,9 +36,13 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 
 from service_common.log_limits import RateLimitedLog
-from socket_gateway.malformed_frames import MalformedFrameLog, engineio_frame_problem, remote_address
 from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.websocket_transport import WebSocketSession
+from socket_gateway.transport.malformed_frames import (
+    MalformedFrameLog,
+    engineio_frame_problem,
+    remote_address,
+)
+from socket_gateway.transport.websocket import WebSocketSession
 
 logger = logging.getLogger(__name__)
 

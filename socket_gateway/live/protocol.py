@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 
 from service_common.auction_ids import auction_id_problem
-from socket_gateway.rooms import RoomCounts
+from socket_gateway.live.rooms import RoomCounts
 
 JOIN_EVENT = "joinAuction"
 LEAVE_EVENT = "leaveAuction"

@@ -19,9 +19,9 @@ from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
 from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from service_common.internal_auth import internal_key_metadata
-from socket_gateway.aggregation import MinuteSnapshot
 from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.outbox import Outbox, OutboxEntry
+from socket_gateway.snapshots.aggregation import MinuteSnapshot
+from socket_gateway.snapshots.outbox import Outbox, OutboxEntry
 
 logger = logging.getLogger(__name__)
 

@@ -6,14 +6,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from socket_gateway.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
 from socket_gateway.clock import Clock
+from socket_gateway.live.rooms import EMPTY, RoomCounts, RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.outbox import Outbox
-from socket_gateway.rooms import EMPTY, RoomCounts, RoomRegistry
+from socket_gateway.snapshots.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
+from socket_gateway.snapshots.outbox import Outbox
 
 if TYPE_CHECKING:
-    from socket_gateway.cluster import ClusterNode
+    from socket_gateway.cluster.node import ClusterNode
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from service_common.config import ConfigError
-from socket_gateway.aggregation import MinuteSnapshot
 from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.snapshots.aggregation import MinuteSnapshot
 
 logger = logging.getLogger(__name__)
 

@@ -48,8 +48,8 @@ from engineio import packet as eio_packet
 from service_common.connection_guard import ConnectionGuard, ConnectionLimits
 from service_common.http_server_log import HttpServerLog
 from service_common.log_limits import RateLimitedLog
-from socket_gateway.malformed_frames import MalformedFrameLog, engineio_frame_problem
 from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.transport.malformed_frames import MalformedFrameLog, engineio_frame_problem
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from typing import Any, Protocol
 import socketio  # type: ignore[import-untyped]
 
 from service_common.log_limits import RateLimitedLog
-from socket_gateway.broadcast import CountBroadcaster
-from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.protocol import (
+from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.protocol import (
     JOIN_EVENT,
     LEAVE_EVENT,
     PayloadError,
@@ -22,7 +21,8 @@ from socket_gateway.protocol import (
     count_payload,
     error_ack,
 )
-from socket_gateway.rooms import RoomCounts, RoomRegistry
+from socket_gateway.live.rooms import RoomCounts, RoomRegistry
+from socket_gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 

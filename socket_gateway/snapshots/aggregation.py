@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from service_common.timing import SnapshotTiming
-from socket_gateway.rooms import EMPTY, RoomCounts
+from socket_gateway.live.rooms import EMPTY, RoomCounts
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Many gateways as one, on Redis: counts, leases and fencing across nodes."""

@@ -1,0 +1,58 @@
+"""Where every count update leaves the process: a room's update, a relayed one, and a joiner's own."""
+
+from __future__ import annotations
+
+import engineio  # type: ignore[import-untyped]
+import socketio  # type: ignore[import-untyped]
+
+from socket_gateway.live.events import room_name
+from socket_gateway.live.fanout import RoomFanout
+from socket_gateway.live.protocol import COUNT_EVENT, count_payload
+from socket_gateway.live.rooms import RoomCounts
+from socket_gateway.metrics import GatewayMetrics
+
+
+class CountDelivery:
+    """Sends ``viewerCountUpdate`` to a room or to one socket, and counts what was sent.
+
+    A room's update is emitted through python-socketio's manager (with ``REDIS_URL`` its Redis manager
+    relays it to every node, this one included); the managers hand the encoded packet back to
+    :meth:`deliver` (``room_index.py``), which writes it through :class:`RoomFanout` once for all the
+    node's recipients instead of one task per recipient. A joiner's own count takes the same last step.
+    """
+
+    def __init__(self, sio: socketio.AsyncServer, fanout: RoomFanout, metrics: GatewayMetrics) -> None:
+        self._sio = sio
+        self._fanout = fanout
+        self._metrics = metrics
+        sio.manager.deliver_with(self.deliver)
+
+    async def emit_to_room(self, auction_id: str, counts: RoomCounts) -> None:
+        """The room's coalesced update, to every socket in it on every node."""
+        self._metrics.count_broadcasts_total += 1
+        await self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
+
+    async def send_to(self, sid: str, auction_id: str, counts: RoomCounts) -> None:
+        """One socket's own update (a joiner's counts), unless it has gone meanwhile."""
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            return
+        await self.deliver([eio_sid], self._packet(auction_id, counts))
+
+    def forget_sent(self, sid: str) -> None:
+        """Forgets the last update sent to ``sid``, so a socket that joins again is told its counts."""
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            self._fanout.forget(eio_sid)
+
+    async def deliver(self, eio_sids: list[str], pkt: engineio.packet.Packet) -> None:
+        """The last step of every count update: written to this node's recipients, and counted."""
+        tally = await self._fanout.send(eio_sids, pkt)
+        self._metrics.count_messages_total += tally.direct + tally.queued
+        self._metrics.count_messages_direct_total += tally.direct
+
+    def _packet(self, auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
+        encoded = self._sio.packet_class(
+            socketio.packet.EVENT, namespace="/", data=[COUNT_EVENT, count_payload(auction_id, counts)]
+        ).encode()
+        return engineio.packet.Packet(engineio.packet.MESSAGE, encoded)

@@ -1,0 +1,1 @@
+"""Snapshots: sampling, minute aggregation, the durable outbox and the sender to the ingest service."""

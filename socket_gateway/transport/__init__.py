@@ -1,0 +1,1 @@
+"""Engine.IO transports: the own WebSocket transport, session bounds, admission, malformed frames."""
