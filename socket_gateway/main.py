@@ -72,7 +72,12 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
         await wait_for_stop_signal()
     finally:
         await runner.cleanup()
-    logger.info("Socket gateway stopped")
+    # What this process put into its outbox file in all, the interval closed at stop included: what an
+    # operator (or a test) compares with the ingest service's store.
+    logger.info(
+        "Socket gateway stopped",
+        extra={"snapshots_enqueued_total": app[GATEWAY].metrics.snapshots_enqueued_total},
+    )
 
 
 def main(make_site: SiteFactory = gateway_site) -> None:

@@ -5,9 +5,10 @@ to 1 s (sampled once) for both. A process offers no event this test could await:
 /metrics, its log lines or the SQLite files, each bounded by a deadline.
 
 The oracle for "nothing lost, nothing duplicated" is what the gateway itself produced: the keys
-queued in its outbox file, and its ``gateway_snapshots_enqueued_total`` counter plus the snapshots of
-its last partial interval. The ingest store's rows are compared with that as lists, so a duplicate
-row (impossible by the store's unique key, but that is what is being proved) or a lost one fails.
+queued in its outbox file, and the count of snapshots it put into that file in all, its last partial
+interval included (logged with ``Socket gateway stopped``). The ingest store's rows are compared with
+that as lists, so a duplicate row (impossible by the store's unique key, but that is what is being
+proved) or a lost one fails.
 """
 
 from __future__ import annotations
@@ -101,14 +102,15 @@ async def close_all(watching: Iterable[Viewer]) -> None:
 
 
 async def sigterm(gateway: ServiceProcess, watching: Iterable[Viewer]) -> int:
-    """Stops the gateway as an operator would; returns the snapshots of its partial interval."""
+    """Stops the gateway as an operator would; returns how many snapshots it put into its outbox in all,
+    its partial interval included (read at exit: minutes keep closing until the stop)."""
     gateway.process.send_signal(signal.SIGTERM)
-    partial = await gateway.log_entry("Partial interval closed")
+    await gateway.log_entry("Partial interval closed")
     # python-socketio's client does not close its socket when the server says goodbye (a browser does).
     await close_all(watching)
     assert await gateway.exited() == 0
     await gateway.log_entry("Outbox flushed")
-    return int(partial["snapshots"])
+    return int((await gateway.log_entry("Socket gateway stopped"))["snapshots_enqueued_total"])
 
 
 def assert_contiguous(keys: list[tuple[str, int]], auction: str) -> None:
@@ -131,8 +133,8 @@ async def test_ingest_down_for_several_minutes_while_viewers_come_and_go_stores_
 ) -> None:
     """Proves that a gateway rides out an ingest crash lasting several minutes with viewers joining and
     leaving meanwhile: afterwards the store holds exactly the minutes the gateway produced (its
-    enqueued counter plus its final partial interval), each once, every minute of the watched auctions
-    without a gap, including every minute queued during the outage."""
+    count of snapshots put into its outbox, the final partial interval included), each once, every
+    minute of the watched auctions without a gap, including every minute queued during the outage."""
     store, outbox = tmp_path / "analytics.sqlite3", tmp_path / "outbox.sqlite3"
     steady_rooms = ["fault-a", "fault-b"]
     churn_rooms = [*steady_rooms, "fault-c"]
@@ -179,11 +181,10 @@ async def test_ingest_down_for_several_minutes_while_viewers_come_and_go_stores_
                 return values["gateway_outbox_depth"] == 0 and values["gateway_snapshots_enqueued_total"] > 0
 
             await poll(drained, "the outbox to drain after the ingest service came back")
-            enqueued = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
-            partial = await sigterm(gateway, steady)
+            enqueued = await sigterm(gateway, steady)
 
         stored = stored_keys(store)
-        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert len(stored) == len(set(stored)) == enqueued
         assert set(queued_during_outage) <= set(stored)
         for auction in steady_rooms:
             assert_contiguous(stored, auction)
@@ -236,12 +237,11 @@ async def test_storage_locked_is_unavailable_and_the_gateway_delivers_later(tmp_
                 return (await metrics(http, gport))["gateway_outbox_depth"] == 0
 
             await poll(drained, "the outbox to drain once the lock is gone")
-            enqueued = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
-            partial = await sigterm(gateway, steady)
+            enqueued = await sigterm(gateway, steady)
 
         stored = stored_keys(store)
         assert ("locked-a", probe.minute_start) not in stored, "the refused probe was not written"
-        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert len(stored) == len(set(stored)) == enqueued
         assert set(queued_while_locked) <= set(stored)
         assert_contiguous(stored, "locked-a")
     finally:
@@ -356,12 +356,11 @@ async def test_mongodb_unreachable_is_unavailable_and_the_gateway_delivers_later
                 return (await metrics(http, gport))["gateway_outbox_depth"] == 0
 
             await poll(drained, "the outbox to drain once MongoDB is back")
-            enqueued = int((await metrics(http, gport))["gateway_snapshots_enqueued_total"])
-            partial = await sigterm(gateway, steady)
+            enqueued = await sigterm(gateway, steady)
 
         stored = await mongo.stored_keys()
         assert ("mongo-a", probe.minute_start) not in stored, "the refused probe was not written"
-        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert len(stored) == len(set(stored)) == enqueued
         assert set(queued_while_down) <= set(stored)
         assert_contiguous(stored, "mongo-a")
         assert not [e for e in ingest.logs if e.get("level") == "ERROR" and e.get("exception")], (
@@ -690,15 +689,14 @@ async def ride_out_an_outbox_fault(tmp_path: Path, outbox: Path, fault: OutboxFa
 
             await poll(ready_again, "/readyz to say ready once the outbox is written again")
             values = await metrics(http, gport)
-            enqueued = int(values["gateway_snapshots_enqueued_total"])
             assert values["gateway_outbox_write_failures_total"] >= 1
-            partial = await sigterm(gateway, steady)
+            enqueued = await sigterm(gateway, steady)
 
         assert slowest_probe < 1.0, f"/healthz took {slowest_probe:.2f} s while the outbox was unwritable"
         assert unwritable_reported, "/readyz never said the outbox cannot be written"
         assert len(gateway.entries("Outbox write failed; keeping snapshots in memory")) == 1
         stored = stored_keys(store)
-        assert len(stored) == len(set(stored)) == enqueued + partial
+        assert len(stored) == len(set(stored)) == enqueued
         for auction in rooms:
             assert_contiguous(stored, auction)
     finally:

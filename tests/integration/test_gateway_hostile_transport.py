@@ -154,6 +154,7 @@ async def test_a_malformed_polling_post_closes_its_session_with_one_warning_and_
     its seat freed, a later request told the session is unknown; 400 for a payload that is not
     Engine.IO), one rate-limited warning, and no
     ERROR or traceback from any library; 50 more such sessions add at most the warning's burst."""
+    started = time.monotonic()
     caplog.set_level(logging.INFO)
     async with running_gateway(gateway_config(tmp_path)) as running, aiohttp.ClientSession() as http:
         sid = await _polling_session(http, running.url, '40{"auctionId":"bad-post"}')
@@ -169,7 +170,9 @@ async def test_a_malformed_polling_post_closes_its_session_with_one_warning_and_
             async with http.post(f"{running.url}{POLLING}&sid={other}", data=body) as posted:
                 assert posted.status == status
     warnings = [r for r in caplog.records if r.getMessage().startswith("Malformed frame from a client")]
-    assert 1 <= len(warnings) <= 10
+    # Ten lines per 10 s window: a loaded machine can stretch the 51 posts over more than one window.
+    windows = 1 + int((time.monotonic() - started) // 10)
+    assert 1 <= len(warnings) <= 10 * windows
     assert not [r for r in client_caused(caplog) if r.exc_info is not None], "a traceback was logged"
     errors = [
         r
