@@ -182,8 +182,14 @@ class ViewerEvents:
             self._log.exception("handler_failed_leave", "leaveAuction failed", extra={"sid": sid})
             return error_ack("internal error")
 
-    async def on_unknown(self, event: Any, sid: str, *args: Any) -> dict[str, Any]:
-        # Not necessarily a string: python-socketio passes on whatever the packet named.
+    async def on_unknown(self, *args: Any) -> dict[str, Any]:
+        # python-socketio calls its catch-all as (event, sid, *data), the event not necessarily a string;
+        # but an event literally named "*" is the catch-all's own key, and reaches it as (sid, *data),
+        # without the name (``BaseServer._get_event_handler``). Told apart by the sid in second place.
+        if len(args) >= 2 and isinstance(args[1], str) and args[1] in self._viewer_ids:
+            event, sid = args[0], args[1]
+        else:
+            event, sid = "*", (args[0] if args else None)
         return self._malformed("unknown", sid, f"unknown event {str(event)[:64]!r}")
 
     async def _join(self, sid: str, auction_id: str) -> dict[str, Any]:

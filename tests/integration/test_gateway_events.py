@@ -115,6 +115,9 @@ async def test_a_vanished_client_is_removed_when_engineio_notices(tmp_path: Path
         ("joinAuction", {"auctionId": "x" * 500}, "longer than"),
         ("joinAuction", {"auctionId": "$where"}, "may hold only"),
         ("bidOnAuction", {"auctionId": "a1"}, "unknown event"),
+        # The catch-all handler's own key as an event name, with and without arguments.
+        ("*", None, "unknown event"),
+        ("*", {"auctionId": "a1"}, "unknown event"),
     ],
 )
 async def test_malformed_events_get_an_error_ack_and_the_connection_lives_on(
