@@ -186,6 +186,7 @@ class ViewerEvents:
         # python-socketio calls its catch-all as (event, sid, *data), the event not necessarily a string;
         # but an event literally named "*" is the catch-all's own key, and reaches it as (sid, *data),
         # without the name (``BaseServer._get_event_handler``). Told apart by the sid in second place.
+        sid: str | None
         if len(args) >= 2 and isinstance(args[1], str) and args[1] in self._viewer_ids:
             event, sid = args[0], args[1]
         else:
