@@ -170,6 +170,15 @@ class ViewerEvents:
             return error_ack("internal error")
 
     async def on_leave(self, sid: str, *args: Any) -> dict[str, Any]:
+        if args and isinstance(args[0], str):
+            # The seed's ``socket.emit("leaveAuction", auctionId)``: leaves that room only. A socket
+            # that has already switched to another room stays there (join-then-leave-old is safe).
+            try:
+                named = auction_id_of(args[0])
+            except PayloadError as error:
+                return self._malformed(LEAVE_EVENT, sid, str(error))
+            if self._registry.room_of(sid) != named:
+                return {"ok": True, "auctionId": None}
         try:
             left = self._registry.leave(sid)
             if left is not None:

@@ -34,13 +34,18 @@ class ConnectRequest:
 
 
 def auction_id_of(payload: Any) -> str:
-    """The ``auctionId`` of a ``joinAuction`` payload.
+    """The auction id of a ``joinAuction`` payload: ``{auctionId}``, or the bare id string.
+
+    The bare form is the seed's ``socket.emit("joinAuction", auctionId)``; it is held to the same
+    rule (and answered with the same errors) as the object's ``auctionId``.
 
     Raises:
-        PayloadError: the payload is not an object with a valid ``auctionId``.
+        PayloadError: the payload is neither an object with a valid ``auctionId`` nor a valid id.
     """
+    if isinstance(payload, str):
+        return _auction_id(payload)
     if not isinstance(payload, dict):
-        raise PayloadError("expected an object {auctionId}")
+        raise PayloadError("expected an object {auctionId} or an auction id string")
     return _auction_id(payload.get("auctionId"))
 
 

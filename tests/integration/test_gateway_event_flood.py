@@ -19,7 +19,7 @@ FRAMES = 500
 FLOODS = {
     "unknown event": ('42["bid",{}]', 'gateway_malformed_events_total{event="unknown"}'),
     "unknown event with an ack": ('421["bid",{}]', 'gateway_malformed_events_total{event="unknown"}'),
-    "malformed joinAuction": ('42["joinAuction","x"]', 'gateway_malformed_events_total{event="joinAuction"}'),
+    "malformed joinAuction": ('42["joinAuction","$"]', 'gateway_malformed_events_total{event="joinAuction"}'),
     "reserved event name": ('42["connect",{}]', 'gateway_malformed_events_total{event="unknown"}'),
     "namespace not connected": ('42/other,["x"]', 'gateway_malformed_events_total{event="not_connected"}'),
     "refused connect, again and again": (

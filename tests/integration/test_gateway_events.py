@@ -55,6 +55,31 @@ async def test_join_switch_and_leave_by_event(tmp_path: Path) -> None:
         assert gateway.gateway.registry.member_count == 2
 
 
+async def test_a_bare_auction_id_joins_and_leaves_like_the_object_form(tmp_path: Path) -> None:
+    """Proves the seed's ``socket.emit("joinAuction", auctionId)`` / ``("leaveAuction", auctionId)``:
+    a bare id joins and counts like ``{auctionId}``, leaving names the room, and leaving a room the
+    socket has already switched away from keeps it where it is."""
+    async with running_gateway(gateway_config(tmp_path)) as gateway:
+        watcher_a = await gateway.viewer({"auctionId": "a-1"})
+        watcher_b = await gateway.viewer({"auctionId": "b-2"})
+        roamer = await gateway.viewer({"viewerId": "roamer"})
+
+        ack = await roamer.call("joinAuction", "a-1")
+        assert ack == {"ok": True, "auctionId": "a-1", "viewerCount": 2, "uniqueViewers": 2}
+        await watcher_a.wait_for(2)
+        assert (await roamer.wait_for(2))["auctionId"] == "a-1"
+
+        # Join the next room, then leave the old one by name: it stays in the new one.
+        assert (await roamer.call("joinAuction", "b-2"))["viewerCount"] == 2
+        await watcher_a.wait_for(1)
+        assert await roamer.call("leaveAuction", "a-1") == {"ok": True, "auctionId": None}
+        assert gateway.gateway.registry.room_of(roamer.client.get_sid()) == "b-2"
+
+        assert await roamer.call("leaveAuction", "b-2") == {"ok": True, "auctionId": "b-2"}
+        await watcher_b.wait_for(1)
+        assert gateway.gateway.registry.counts("b-2").viewer_count == 1
+
+
 async def test_a_hundred_quick_joins_cost_few_updates_and_end_on_the_truth(tmp_path: Path) -> None:
     async with running_gateway(gateway_config(tmp_path, count_update_interval_ms=200)) as gateway:
         watcher = await gateway.viewer({"auctionId": "hot"})
@@ -110,7 +135,15 @@ async def test_a_vanished_client_is_removed_when_engineio_notices(tmp_path: Path
     ("event", "payload", "error"),
     [
         ("joinAuction", None, "expected an object"),
-        ("joinAuction", "a1", "expected an object"),
+        # A bare id is the seed's idiom (issue 20) and joins; a bare id that breaks the id rules does not.
+        ("joinAuction", "$where", "may hold only"),
+        ("joinAuction", "x" * 500, "longer than"),
+        ("joinAuction", "", "non-empty string"),
+        ("joinAuction", 5, "expected an object"),
+        ("joinAuction", ["a1"], "expected an object"),
+        ("leaveAuction", "$where", "may hold only"),
+        ("leaveAuction", "x" * 500, "longer than"),
+        ("leaveAuction", "", "non-empty string"),
         ("joinAuction", {"auctionId": 5}, "non-empty string"),
         ("joinAuction", {"auctionId": "x" * 500}, "longer than"),
         ("joinAuction", {"auctionId": "$where"}, "may hold only"),

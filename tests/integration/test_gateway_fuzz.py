@@ -234,9 +234,13 @@ emits = st.one_of(
 def expected_room(current: str | None, emit: Emit) -> str | None:
     """The documented effect of one event on the room a socket is in."""
     if emit.event == "leaveAuction":
+        if emit.args and isinstance(emit.args[0], str):
+            # A bare id leaves that room only, and only when it is a valid id.
+            return None if emit.args[0] == current else current
         return None
-    if emit.event == "joinAuction" and emit.args and isinstance(emit.args[0], dict):
-        auction_id = emit.args[0].get("auctionId")
+    if emit.event == "joinAuction" and emit.args:
+        payload = emit.args[0]
+        auction_id = payload.get("auctionId") if isinstance(payload, dict) else payload
         if isinstance(auction_id, str) and VALID_ID.fullmatch(auction_id):
             return auction_id
     return current

@@ -79,7 +79,10 @@ def test_config_refuses_bad_values_naming_the_variable(variable: str, value: str
     "payload",
     [
         None,
-        "a1",
+        # A bare id joins (issue 20); one that breaks the id rules does not.
+        "",
+        "a" * 129,
+        "a b",
         42,
         [],
         {},
@@ -92,6 +95,10 @@ def test_config_refuses_bad_values_naming_the_variable(variable: str, value: str
 def test_malformed_join_payloads_are_refused(payload: Any) -> None:
     with pytest.raises(PayloadError):
         auction_id_of(payload)
+
+
+def test_a_bare_auction_id_is_read_like_the_objects() -> None:
+    assert auction_id_of("a-1") == auction_id_of({"auctionId": "a-1"}) == "a-1"
 
 
 def test_connect_auth_fields_are_optional_but_checked() -> None:
