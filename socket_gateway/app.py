@@ -42,7 +42,6 @@ from socket_gateway.transport.websocket import WebSocketEndpoint, WebSocketSessi
 
 logger = logging.getLogger(__name__)
 
-SOCKETIO_PATH = "/socket.io/"
 INGEST_HEALTH_SERVICE = "viewer_analytics.v1.SnapshotIngestService"
 # A readiness probe must answer quickly even when the ingest service hangs.
 READINESS_TIMEOUT_SECONDS = 1.0
@@ -174,7 +173,7 @@ def create_app(
     )
     websockets = WebSocketEndpoint(
         sio.eio,
-        socketio_path=SOCKETIO_PATH,
+        socketio_paths=config.socketio_paths,
         admit=admit,
         malformed_frames=malformed_frames,
         metrics=metrics,
@@ -234,13 +233,15 @@ def create_app(
 
     app = web.Application(
         middlewares=[
-            admit.middleware(SOCKETIO_PATH),
+            admit.middleware(config.socketio_paths),
         ]
     )
     # The partial-request timeout; the idle timeout is the runner's (runner_options()).
     websockets.connections.install(app)
     app[GATEWAY] = gateway
-    sio.attach(app, socketio_path=SOCKETIO_PATH.strip("/"))
+    for path in config.socketio_paths:
+        # One route per path, all to the same Engine.IO server: one socket table, one set of rooms.
+        sio.attach(app, socketio_path=path.strip("/"))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

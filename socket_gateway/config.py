@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ from service_common.logging_setup import LOG_VARIABLES, LogSettings
 from service_common.timing import TIMING_VARIABLES, SnapshotTiming
 
 DEFAULT_OUTBOX_PATH = "data/gateway_outbox.sqlite3"
+DEFAULT_SOCKETIO_PATH = "/socket.io/"
+# One or more path segments of URL-safe characters, between slashes: "/socket.io/", "/auction/".
+_SOCKETIO_PATH_PATTERN = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
 # HMAC secrets shorter than this are guessable offline from one captured token.
 MIN_TOKEN_SECRET_LENGTH = 32
 
@@ -35,6 +39,11 @@ MIN_TOKEN_SECRET_LENGTH = 32
 VARIABLES = Variables(INTERNAL_KEY_VARIABLES, TIMING_VARIABLES, LOG_VARIABLES)
 _HOST = VARIABLES.declare("GATEWAY_HOST", "127.0.0.1", "address the gateway listens on")
 _PORT = VARIABLES.declare("GATEWAY_PORT", "8081", "its port (0: any free port)")
+_SOCKETIO_PATHS = VARIABLES.declare(
+    "GATEWAY_SOCKETIO_PATHS",
+    DEFAULT_SOCKETIO_PATH,
+    "Socket.IO paths served, comma-separated (e.g. /socket/,/auction/); rooms and counts are shared",
+)
 VARIABLES.include(ALLOWED_ORIGIN, INGEST_TARGET, CLIENT_TLS_VARIABLES)
 _COUNT_UPDATE_INTERVAL = VARIABLES.declare(
     "COUNT_UPDATE_INTERVAL_MS", "500", "at most one viewerCountUpdate per room per this many ms"
@@ -94,6 +103,20 @@ def _read_redis_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _read_socketio_paths(env: Mapping[str, str]) -> tuple[str, ...]:
+    paths = tuple(path.strip() for path in read_str(env, _SOCKETIO_PATHS).split(","))
+    for path in paths:
+        if not _SOCKETIO_PATH_PATTERN.fullmatch(path):
+            raise ConfigError(
+                _SOCKETIO_PATHS.name,
+                f"each path must start and end with '/' and hold only letters, digits and . _ ~ - "
+                f"between slashes, got {path!r}",
+            )
+    if len(set(paths)) != len(paths):
+        raise ConfigError(_SOCKETIO_PATHS.name, f"a path is listed twice: {','.join(paths)!r}")
+    return paths
+
+
 def _default_gateway_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -110,6 +133,8 @@ class GatewayConfig:
     ingest_target: str = "127.0.0.1:50051"
     host: str = "127.0.0.1"
     port: int = 8081
+    # Every path serves the same Socket.IO server (one set of rooms and counts), on every transport.
+    socketio_paths: tuple[str, ...] = (DEFAULT_SOCKETIO_PATH,)
     allowed_origins: tuple[str, ...] = (DEFAULT_ALLOWED_ORIGIN,)
     timing: SnapshotTiming = field(default_factory=SnapshotTiming)
     count_update_interval_ms: int = 500
@@ -161,6 +186,7 @@ class GatewayConfig:
             ingest_target=ingest_target,
             host=read_str(env, _HOST),
             port=read_port(env, _PORT),
+            socketio_paths=_read_socketio_paths(env),
             allowed_origins=read_allowed_origins(env),
             timing=SnapshotTiming.from_env(env),
             count_update_interval_ms=read_int(env, _COUNT_UPDATE_INTERVAL, minimum=10, maximum=60_000),

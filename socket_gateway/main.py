@@ -11,7 +11,7 @@ from aiohttp import web
 
 from service_common.service_process import listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
-from socket_gateway.app import GATEWAY, SOCKETIO_PATH, GatewaySite, create_app
+from socket_gateway.app import GATEWAY, GatewaySite, create_app
 from socket_gateway.config import VARIABLES, GatewayConfig
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
                 "ingest_target": config.ingest_target,
                 "outbox": config.outbox_path,
                 "gateway_id": config.gateway_id,
-                "socketio_path": SOCKETIO_PATH,
+                "socketio_path": ",".join(config.socketio_paths),
                 "sample_interval_seconds": config.timing.sample_interval_seconds,
                 "snapshot_interval_seconds": config.timing.snapshot_interval_seconds,
                 # On or off only: the URL may carry a password.

@@ -166,9 +166,8 @@ class Viewer:
 
     async def connect(self, auth: dict[str, Any] | None = None, **options: Any) -> Viewer:
         try:
-            await self.client.connect(
-                self.url, auth=auth, transports=["websocket"], wait_timeout=WAIT, **options
-            )
+            options.setdefault("transports", ["websocket"])
+            await self.client.connect(self.url, auth=auth, wait_timeout=WAIT, **options)
         except socketio.exceptions.ConnectionError:
             # A refused client keeps its HTTP session open; close it so nothing leaks.
             http = self.client.eio.http

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -124,16 +124,16 @@ class HandshakeAdmission:
         )
         return False
 
-    def middleware(self, socketio_path: str) -> Middleware:
+    def middleware(self, socketio_paths: Collection[str]) -> Middleware:
         """The check for the handshakes aiohttp serves (those websocket_transport hands over)."""
+
+        paths = frozenset(socketio_paths)
 
         @web.middleware
         async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
             # A request that opens a new Engine.IO session (every later request carries its ``sid``).
             is_handshake = (
-                request.path == socketio_path
-                and request.method == hdrs.METH_GET
-                and "sid" not in request.query
+                request.path in paths and request.method == hdrs.METH_GET and "sid" not in request.query
             )
             if is_handshake and not self(request.remote or "unknown"):
                 response = web.json_response({"error": "too many connections; retry later"}, status=429)

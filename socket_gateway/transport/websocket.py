@@ -36,7 +36,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -87,7 +87,7 @@ class UpgradeRequest:
         return "permessage-deflate" in self.headers.get("sec-websocket-extensions", "").lower()
 
 
-def parse_new_session_upgrade(head: bytes, socketio_path: str) -> UpgradeRequest | None:
+def parse_new_session_upgrade(head: bytes, socketio_paths: Collection[str]) -> UpgradeRequest | None:
     """The upgrade request in a request head (without its blank line), or None for anything else.
 
     None means "not for this path": the request may still be valid HTTP, for aiohttp to serve.
@@ -98,7 +98,7 @@ def parse_new_session_upgrade(head: bytes, socketio_path: str) -> UpgradeRequest
         return None
     target = request_line[1]
     path, _, query = target.partition("?")
-    if path != socketio_path:
+    if path not in socketio_paths:
         return None
     params = parse_qs(query, keep_blank_values=True)
     if params.get("EIO") != ["4"] or params.get("transport") != ["websocket"]:
@@ -198,7 +198,7 @@ class WebSocketEndpoint:
 
     Args:
         eio: the Engine.IO server whose socket table the sessions join.
-        socketio_path: the Engine.IO path, with its slashes (``/socket.io/``).
+        socketio_paths: the Engine.IO paths, with their slashes (``/socket.io/``); all serve ``eio``.
         admit: asked once per new session with the peer's address; False refuses it (HTTP 429).
         malformed_frames: where an undecodable Engine.IO packet is reported.
         metrics: counts the sessions dropped for not reading.
@@ -214,7 +214,7 @@ class WebSocketEndpoint:
         self,
         eio: engineio.AsyncServer,
         *,
-        socketio_path: str,
+        socketio_paths: Collection[str],
         admit: Callable[[str], bool],
         malformed_frames: MalformedFrameLog,
         metrics: GatewayMetrics,
@@ -224,7 +224,7 @@ class WebSocketEndpoint:
         connections: ConnectionGuard | None = None,
     ) -> None:
         self.eio = eio
-        self.socketio_path = socketio_path
+        self.socketio_paths = frozenset(socketio_paths)
         self.admit = admit
         self.malformed_frames = malformed_frames
         self.metrics = metrics
@@ -307,7 +307,7 @@ class _Connection(asyncio.Protocol):
                 self._hand_over()  # aiohttp refuses a head this long
             return
         endpoint = self._endpoint
-        request = parse_new_session_upgrade(bytes(buffer[:end]), endpoint.socketio_path)
+        request = parse_new_session_upgrade(bytes(buffer[:end]), endpoint.socketio_paths)
         transport = self._transport
         assert transport is not None
         if request is None:
