@@ -13,6 +13,7 @@ from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, E
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
 from ingest_service.storage.snapshot_details import SnapshotDetail, decode_samples
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from service_common.sqlite_transactions import write_transaction
 from service_common.supervision import Supervisor, TaskHealth
 
 logger = logging.getLogger(__name__)
@@ -140,8 +141,7 @@ def _insert(
     events: Sequence[AuctionEvent], stored_at: float, connection: sqlite3.Connection
 ) -> list[EventOutcome]:
     outcomes: list[EventOutcome] = []
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         for e in events:
             cursor = connection.execute(
                 _INSERT,
@@ -161,11 +161,6 @@ def _insert(
                 ),
             )
             outcomes.append(EventOutcome.STORED if cursor.rowcount == 1 else EventOutcome.DUPLICATE)
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
     return outcomes
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from ingest_service.domain import (
 )
 from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
 from ingest_service.storage.snapshot_details import add_snapshot_detail_columns, encode_samples
+from service_common.sqlite_transactions import write_transaction
 from service_common.supervision import Supervisor, TaskHealth
 
 logger = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     add_snapshot_detail_columns(connection)
     # Under the write lock: another process opening the same file at the same time must not build
     # the rollups a second time.
-    with _transaction(connection):
+    with write_transaction(connection):
         has_snapshots = connection.execute("SELECT EXISTS (SELECT 1 FROM viewer_snapshots)").fetchone()[0]
         has_rollups = connection.execute("SELECT EXISTS (SELECT 1 FROM viewer_hourly)").fetchone()[0]
         if has_snapshots and not has_rollups:
@@ -337,31 +337,12 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return connection
 
 
-@contextlib.contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction around the block: committed when it ends, rolled back when it raises.
-
-    SQLite rolls a transaction back by itself on some errors (a full disk, an I/O error); a ROLLBACK
-    then fails with "no transaction is active", which would replace the error that says what went
-    wrong. So the rollback runs only while a transaction is still open, and never hides the cause.
-    """
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-        raise
-
-
 def _insert_snapshots(
     snapshots: Sequence[Snapshot], stored_at: float, connection: sqlite3.Connection
 ) -> list[SnapshotOutcome]:
     outcomes: list[SnapshotOutcome] = []
     stored, duplicate = SnapshotOutcome.STORED, SnapshotOutcome.DUPLICATE
-    with _transaction(connection):
+    with write_transaction(connection):
         for s in snapshots:
             cursor = connection.execute(
                 _INSERT_SNAPSHOT,
@@ -394,7 +375,7 @@ def _probe_write(now: float, connection: sqlite3.Connection) -> None:
     It rewrites a page the file already has, so a disk with no room left for new pages can still
     pass it; a failed batch reports that case (see ingest_service.store_health).
     """
-    with _transaction(connection):
+    with write_transaction(connection):
         connection.execute(
             "INSERT INTO store_probe (id, checked_at) VALUES (1, ?) "
             "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
@@ -440,7 +421,7 @@ def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:
             break
     if purged:
         cutoff_hour = cutoff // HOUR * HOUR
-        with _transaction(connection):
+        with write_transaction(connection):
             connection.execute("DELETE FROM viewer_hourly WHERE hour_start < ?", (cutoff_hour,))
             if cutoff > cutoff_hour:
                 # The hour the cutoff falls in lost some of its minutes: recount it from what is left.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from service_common.config import ConfigError
+from service_common.sqlite_transactions import write_transaction
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.snapshots.aggregation import MinuteSnapshot
 
@@ -289,7 +290,7 @@ def _connect(path: str, busy_timeout_seconds: float) -> tuple[sqlite3.Connection
 def _insert(db: sqlite3.Connection, snapshots: Sequence[MinuteSnapshot]) -> int:
     # A snapshot for an auction and minute already queued is ignored: the first one wins, as it
     # would at the ingest service.
-    with _transaction(db):
+    with write_transaction(db):
         before = db.total_changes
         db.executemany(
             f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -335,29 +336,7 @@ def _peek(db: sqlite3.Connection, limit: int) -> list[OutboxEntry]:
 
 
 def _remove(db: sqlite3.Connection, entry_ids: Sequence[int]) -> int:
-    with _transaction(db):
+    with write_transaction(db):
         before = db.total_changes
         db.executemany("DELETE FROM outbox WHERE id = ?", [(entry_id,) for entry_id in entry_ids])
         return db.total_changes - before
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on error, re-raising the error that caused it.
-
-    In autocommit mode (isolation_level=None) the connection's own context manager opens no
-    transaction; and when ``BEGIN`` itself fails there is nothing to roll back, so the first error is
-    the one reported, never "cannot rollback - no transaction is active".
-    """
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        if kind is None:
-            self._db.execute("COMMIT")
-        elif self._db.in_transaction:
-            self._db.execute("ROLLBACK")
