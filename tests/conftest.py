@@ -23,6 +23,8 @@ from service_common.supervision import Supervisor
 from service_common.timing import SnapshotTiming
 from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
 
+pytest_plugins = ["tests.hang_report"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Service processes the tests start read no ``.env``: a developer's file (a MONGODB_URI, say)
