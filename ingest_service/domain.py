@@ -6,6 +6,9 @@ import enum
 import re
 from dataclasses import dataclass
 
+# The snapshot record is shared with the socket gateway, which builds it.
+from service_common.viewer_snapshot import Snapshot as Snapshot
+
 # An ObjectId's canonical text: what the seed's backend sends as an auction id (``auction._id``).
 _OBJECT_ID_HEX = re.compile(r"[0-9a-f]{24}")
 
@@ -35,31 +38,6 @@ class SnapshotOutcome(enum.Enum):
     DUPLICATE = "duplicate"
     SKIPPED_ANALYTICS_DISABLED = "skipped_analytics_disabled"
     REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One auction room's viewer counts over one snapshot interval.
-
-    ``minute_start`` is the interval's start in whole seconds since the Unix epoch (UTC);
-    ``unique_viewers`` is the count of distinct viewers at the interval's end.
-    """
-
-    auction_id: str
-    minute_start: int
-    viewer_count: int
-    avg_viewers: float
-    peak_viewers: int
-    min_viewers: int
-    sample_count: int
-    unique_viewers: int
-    partial: bool
-    gateway_id: str
-    # The interval's samples, oldest first, and CPC sketches of its distinct identified and anonymous
-    # viewers (ingest_service.sketches); empty when the gateway sent none.
-    samples: tuple[int, ...] = ()
-    identified_sketch: bytes = b""
-    anonymous_sketch: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

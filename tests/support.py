@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import (
     auction_settings_service_pb2 as settings_pb2,
 )
@@ -25,8 +24,8 @@ from viewer_analytics.v1 import (
 )
 from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
-from ingest_service.domain import Snapshot
 from service_common.internal_auth import internal_key_metadata
+from service_common.viewer_snapshot import Snapshot, to_wire
 
 TEST_KEY = "test-internal-key-0123456789"
 ROTATED_KEY = "rotated-internal-key-abcdefgh"
@@ -61,24 +60,6 @@ def make_snapshot(auction_id: str, minute_start: int, **changes: object) -> Snap
         gateway_id="gateway-test",
     )
     return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def to_wire(snapshot: Snapshot) -> snapshot_pb2.ViewerSnapshot:
-    return snapshot_pb2.ViewerSnapshot(
-        auction_id=snapshot.auction_id,
-        minute_start=Timestamp(seconds=snapshot.minute_start),
-        viewer_count=snapshot.viewer_count,
-        avg_viewers=snapshot.avg_viewers,
-        peak_viewers=snapshot.peak_viewers,
-        min_viewers=snapshot.min_viewers,
-        sample_count=snapshot.sample_count,
-        unique_viewers=snapshot.unique_viewers,
-        partial=snapshot.partial,
-        gateway_id=snapshot.gateway_id,
-        samples=snapshot.samples,
-        identified_viewer_sketch=snapshot.identified_sketch,
-        anonymous_viewer_sketch=snapshot.anonymous_sketch,
-    )
 
 
 @dataclass

@@ -12,6 +12,7 @@ from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from ingest_service.domain import AnalyticsPoint, AnalyticsSummary, AuctionSettings, Snapshot, SnapshotOutcome
 from ingest_service.ingestion import Rejection
+from service_common import viewer_snapshot
 
 OUTCOME_TO_WIRE = {
     SnapshotOutcome.STORED: ingest_pb2.SNAPSHOT_OUTCOME_STORED,
@@ -31,27 +32,10 @@ def timestamp_of(epoch_seconds: float) -> Timestamp:
 
 def snapshot_from_wire(message: snapshot_pb2.ViewerSnapshot) -> Snapshot | Rejection:
     """The domain snapshot, or a rejection when the message cannot stand for one."""
-    if not message.HasField("minute_start"):
-        return Rejection("minute_start is missing")
-    minute_start = message.minute_start
-    if minute_start.nanos:
-        return Rejection("minute_start must be a whole second")
-    # Positional, in the field order of Snapshot: this runs once per received snapshot.
-    return Snapshot(
-        message.auction_id,
-        minute_start.seconds,
-        message.viewer_count,
-        message.avg_viewers,
-        message.peak_viewers,
-        message.min_viewers,
-        message.sample_count,
-        message.unique_viewers,
-        message.partial,
-        message.gateway_id,
-        tuple(message.samples),
-        message.identified_viewer_sketch,
-        message.anonymous_viewer_sketch,
-    )
+    try:
+        return viewer_snapshot.from_wire(message)
+    except viewer_snapshot.NotASnapshot as problem:
+        return Rejection(str(problem))
 
 
 def settings_to_wire(settings: AuctionSettings) -> settings_pb2.AuctionSettings:

@@ -7,26 +7,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from service_common.timing import SnapshotTiming
+from service_common.viewer_snapshot import Snapshot
 from socket_gateway.live.rooms import EMPTY, RoomCounts
 
-
-@dataclass(frozen=True, slots=True)
-class MinuteSnapshot:
-    """One room's counts over one interval; mirrors the wire ``ViewerSnapshot``.
-
-    ``minute_start`` is the interval's start in whole seconds since the epoch (UTC).
-    """
-
-    auction_id: str
-    minute_start: int
-    viewer_count: int
-    avg_viewers: float
-    peak_viewers: int
-    min_viewers: int
-    sample_count: int
-    unique_viewers: int
-    partial: bool
-    gateway_id: str
+# The record shared with the ingest service (service_common.viewer_snapshot), under the name the
+# gateway's parts use for it.
+MinuteSnapshot = Snapshot
 
 
 class SampleSchedule:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import logging
 import os
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
+from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
+
+from service_common import viewer_snapshot
 from service_common.config import ConfigError
 from service_common.sqlite_transactions import write_transaction
 from socket_gateway.metrics import GatewayMetrics
@@ -21,26 +25,17 @@ from socket_gateway.snapshots.aggregation import MinuteSnapshot
 
 logger = logging.getLogger(__name__)
 
+# Each snapshot is kept as its serialized ViewerSnapshot message, sent as it is; the auction and minute
+# beside it make the first snapshot of an auction-minute win, as it would at the ingest service.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     auction_id TEXT NOT NULL,
     minute_start INTEGER NOT NULL,
-    viewer_count INTEGER NOT NULL,
-    avg_viewers REAL NOT NULL,
-    peak_viewers INTEGER NOT NULL,
-    min_viewers INTEGER NOT NULL,
-    sample_count INTEGER NOT NULL,
-    unique_viewers INTEGER NOT NULL,
-    partial INTEGER NOT NULL,
-    gateway_id TEXT NOT NULL,
+    message BLOB NOT NULL,
     UNIQUE (auction_id, minute_start)
 )
 """
-_COLUMNS = (
-    "auction_id, minute_start, viewer_count, avg_viewers, peak_viewers, min_viewers, "
-    "sample_count, unique_viewers, partial, gateway_id"
-)
 # One transaction writes at most this many snapshots, so a long backlog is written in steps that each
 # hold SQLite's lock briefly.
 _WRITE_BATCH = 5_000
@@ -50,10 +45,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """A queued snapshot and the row id that removes it once acknowledged."""
+    """A queued snapshot, as the message that is sent, and the row id that removes it once acknowledged."""
 
     entry_id: int
-    snapshot: MinuteSnapshot
+    message: snapshot_pb2.ViewerSnapshot
+
+    @property
+    def snapshot(self) -> MinuteSnapshot:
+        return viewer_snapshot.from_wire(self.message)
 
 
 class OutboxUnwritable(Exception):
@@ -282,9 +281,48 @@ def _connect(path: str, busy_timeout_seconds: float) -> tuple[sqlite3.Connection
     # one fsync per interval and per acknowledged batch.
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
-    connection.execute(_SCHEMA)
+    with write_transaction(connection):
+        legacy = _legacy_columns(connection)
+        if legacy:
+            connection.execute(f"ALTER TABLE outbox RENAME TO {_LEGACY_TABLE}")
+        connection.execute(_SCHEMA)
+        if legacy:
+            _convert_legacy_rows(connection, legacy)
     depth = int(connection.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
     return connection, depth
+
+
+# Versions before the serialized message kept one column per field of the record, named as its fields.
+_LEGACY_TABLE = "outbox_columns"
+
+
+def _legacy_columns(connection: sqlite3.Connection) -> list[str]:
+    """The record's fields that an outbox table written by an earlier version holds as columns ([]: none)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(outbox)")}
+    if not columns or "message" in columns:
+        return []
+    return [field.name for field in dataclasses.fields(MinuteSnapshot) if field.name in columns]
+
+
+def _convert_legacy_rows(connection: sqlite3.Connection, legacy: list[str]) -> None:
+    """Moves the earlier version's queued snapshots into the outbox, keeping their ids and so their order."""
+    rows = connection.execute(f"SELECT id, {', '.join(legacy)} FROM {_LEGACY_TABLE} ORDER BY id")
+    converted = []
+    for entry_id, *values in rows:
+        fields = dict(zip(legacy, values, strict=True))
+        fields["partial"] = bool(fields["partial"])
+        snapshot = MinuteSnapshot(**fields)
+        converted.append((entry_id, snapshot.auction_id, snapshot.minute_start, _serialized(snapshot)))
+    connection.executemany(
+        "INSERT INTO outbox (id, auction_id, minute_start, message) VALUES (?, ?, ?, ?)", converted
+    )
+    connection.execute(f"DROP TABLE {_LEGACY_TABLE}")
+    if converted:
+        logger.info("Outbox converted from the per-field layout", extra={"snapshots": len(converted)})
+
+
+def _serialized(snapshot: MinuteSnapshot) -> bytes:
+    return viewer_snapshot.to_wire(snapshot).SerializeToString()
 
 
 def _insert(db: sqlite3.Connection, snapshots: Sequence[MinuteSnapshot]) -> int:
@@ -293,45 +331,16 @@ def _insert(db: sqlite3.Connection, snapshots: Sequence[MinuteSnapshot]) -> int:
     with write_transaction(db):
         before = db.total_changes
         db.executemany(
-            f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    s.auction_id,
-                    s.minute_start,
-                    s.viewer_count,
-                    s.avg_viewers,
-                    s.peak_viewers,
-                    s.min_viewers,
-                    s.sample_count,
-                    s.unique_viewers,
-                    int(s.partial),
-                    s.gateway_id,
-                )
-                for s in snapshots
-            ],
+            "INSERT OR IGNORE INTO outbox (auction_id, minute_start, message) VALUES (?, ?, ?)",
+            [(s.auction_id, s.minute_start, _serialized(s)) for s in snapshots],
         )
         return db.total_changes - before
 
 
 def _peek(db: sqlite3.Connection, limit: int) -> list[OutboxEntry]:
-    rows = db.execute(f"SELECT id, {_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,))
+    rows = db.execute("SELECT id, message FROM outbox ORDER BY id LIMIT ?", (limit,))
     return [
-        OutboxEntry(
-            row[0],
-            MinuteSnapshot(
-                auction_id=row[1],
-                minute_start=row[2],
-                viewer_count=row[3],
-                avg_viewers=row[4],
-                peak_viewers=row[5],
-                min_viewers=row[6],
-                sample_count=row[7],
-                unique_viewers=row[8],
-                partial=bool(row[9]),
-                gateway_id=row[10],
-            ),
-        )
-        for row in rows
+        OutboxEntry(entry_id, snapshot_pb2.ViewerSnapshot.FromString(message)) for entry_id, message in rows
     ]
 
 

@@ -13,32 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
-from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from service_common.internal_auth import internal_key_metadata
 from socket_gateway.metrics import GatewayMetrics
-from socket_gateway.snapshots.aggregation import MinuteSnapshot
 from socket_gateway.snapshots.outbox import Outbox, OutboxEntry
 
 logger = logging.getLogger(__name__)
-
-
-def to_wire(snapshot: MinuteSnapshot) -> snapshot_pb2.ViewerSnapshot:
-    return snapshot_pb2.ViewerSnapshot(
-        auction_id=snapshot.auction_id,
-        minute_start=Timestamp(seconds=snapshot.minute_start),
-        viewer_count=snapshot.viewer_count,
-        avg_viewers=snapshot.avg_viewers,
-        peak_viewers=snapshot.peak_viewers,
-        min_viewers=snapshot.min_viewers,
-        sample_count=snapshot.sample_count,
-        unique_viewers=snapshot.unique_viewers,
-        partial=snapshot.partial,
-        gateway_id=snapshot.gateway_id,
-    )
 
 
 @dataclass
@@ -179,9 +161,7 @@ class SnapshotSender:
                         raise StreamBroken(f"stream ended while idle: {response.result()!r}")
                     continue
                 await call.write(
-                    ingest_pb2.StreamSnapshotsRequest(
-                        snapshots=[to_wire(entry.snapshot) for entry in entries]
-                    )
+                    ingest_pb2.StreamSnapshotsRequest(snapshots=[entry.message for entry in entries])
                 )
                 answer = await response
                 if answer is grpc.aio.EOF:
@@ -210,8 +190,8 @@ class SnapshotSender:
         self, entries: Sequence[OutboxEntry], acks: Sequence[ingest_pb2.SnapshotAck]
     ) -> None:
         if len(acks) != len(entries) or any(
-            ack.auction_id != entry.snapshot.auction_id
-            or ack.minute_start.seconds != entry.snapshot.minute_start
+            ack.auction_id != entry.message.auction_id
+            or ack.minute_start.seconds != entry.message.minute_start.seconds
             for entry, ack in zip(entries, acks, strict=False)
         ):
             raise StreamBroken(f"{len(acks)} acknowledgements do not match the {len(entries)} snapshots sent")

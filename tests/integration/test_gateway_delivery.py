@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,9 +15,13 @@ from ingest_service.server import IngestServer, create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from socket_gateway.metrics import GatewayMetrics, parse_samples
 from socket_gateway.snapshots.outbox import Outbox
-from tests.conftest import RunningIngest, ingest_config
+from tests.conftest import RunningIngest, ingest_config, serving_ingest
 from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots, wait_until
 from tests.support import TEST_KEY, FakeClock, IngestClient
+
+# An outbox as the gateway's per-field versions wrote it (see tests/unit/test_gateway_outbox.py).
+PER_FIELD_OUTBOX = Path(__file__).parent.parent / "fixtures" / "outbox_per_field.sqlite3"
+PER_FIELD_T0 = 1_800_000_000
 
 
 @asynccontextmanager
@@ -141,3 +146,32 @@ async def test_websocket_compression_is_off_unless_configured(tmp_path: Path, co
         assert (await ws.receive_str()).startswith("0")
         assert bool(ws.compress) is compression
         await ws.close()
+
+
+async def test_an_outbox_file_of_the_per_field_version_is_delivered_by_this_one(tmp_path: Path) -> None:
+    """A gateway upgraded over a queue it could not deliver yet sends that queue, in order, intact."""
+    clock = FakeClock(PER_FIELD_T0 + 600)
+    config = ingest_config(sqlite_path=str(tmp_path / "analytics.sqlite3"))
+    async with serving_ingest(config, clock) as ingest:
+        for auction_id in ("a1", "a2", "a3"):
+            await ingest.client().set_analytics(auction_id, True)
+        outbox_path = tmp_path / "outbox.sqlite3"
+        shutil.copyfile(PER_FIELD_OUTBOX, outbox_path)
+        gateway_settings = gateway_config(tmp_path, ingest_target=ingest.target, outbox_path=str(outbox_path))
+        async with running_gateway(gateway_settings, ManualClock(clock)) as gateway:
+            await gateway.delivered()
+            assert gateway.gateway.metrics.snapshots_acked["stored"] == 3
+    fields = ("minute_start", "viewer_count", "avg_viewers", "peak_viewers", "min_viewers", "sample_count")
+    more = ("unique_viewers", "partial", "gateway_id")
+    stored = {
+        auction_id: [
+            tuple(row[name] for name in (*fields, *more))
+            for row in stored_snapshots(config.sqlite_path, auction_id)
+        ]
+        for auction_id in ("a1", "a2", "a3")
+    }
+    assert stored == {
+        "a1": [(PER_FIELD_T0 + 60, 7, 7.0, 7, 7, 3, 6, 1, "gw-old")],
+        "a2": [(PER_FIELD_T0, 2, 1.25, 3, 0, 12, 2, 0, "gw-old")],
+        "a3": [(PER_FIELD_T0 + 60, 1, 1.0, 1, 1, 12, 1, 0, "gw-old")],
+    }

@@ -21,8 +21,9 @@ from ingest_service.domain import AnalyticsRange, Snapshot, SnapshotOutcome
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.internal_auth import internal_key_metadata
+from service_common.viewer_snapshot import to_wire
 from tests.conftest import RunningIngest, ingest_config
-from tests.support import TEST_KEY, FakeClock, IngestClient, make_snapshot, outcome_names, to_wire
+from tests.support import TEST_KEY, FakeClock, IngestClient, make_snapshot, outcome_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

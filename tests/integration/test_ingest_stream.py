@@ -14,8 +14,9 @@ from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 
 from ingest_service.domain import Snapshot
 from service_common.internal_auth import internal_key_metadata
+from service_common.viewer_snapshot import to_wire
 from tests.conftest import RunningIngest
-from tests.support import TEST_KEY, make_snapshot, outcome_names, to_wire
+from tests.support import TEST_KEY, make_snapshot, outcome_names
 
 STREAM_METHOD = "/viewer_analytics.v1.SnapshotIngestService/StreamSnapshots"
 

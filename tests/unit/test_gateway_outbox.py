@@ -3,6 +3,7 @@ file it cannot write, and belongs to one process."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
@@ -149,3 +150,30 @@ async def test_a_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> N
             await Outbox.open(str(path), 10, GatewayMetrics())
     async with opened(path):
         pass
+
+
+# Written by the gateway's own Outbox as it stood before it kept serialized messages (6eea2ea), one
+# column per field: a1, a2, a1+1, a3+1 offered at T0 and T0 + 60, the first one acknowledged (removed).
+PER_FIELD_FILE = Path(__file__).parent.parent / "fixtures" / "outbox_per_field.sqlite3"
+PER_FIELD_QUEUE = [
+    MinuteSnapshot("a2", T0, 2, 1.25, 3, 0, 12, 2, False, "gw-old"),
+    MinuteSnapshot("a1", T0 + 60, 7, 7.0, 7, 7, 3, 6, True, "gw-old"),
+    MinuteSnapshot("a3", T0 + 60, 1, 1.0, 1, 1, 12, 1, False, "gw-old"),
+]
+
+
+async def test_an_outbox_file_of_the_per_field_version_keeps_its_queue_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    shutil.copyfile(PER_FIELD_FILE, path)
+    async with opened(path) as outbox:
+        assert outbox.depth == 3
+        assert [entry.snapshot for entry in await outbox.peek(10)] == PER_FIELD_QUEUE
+        # Still one snapshot per auction-minute, and what comes now queues behind what was there.
+        assert await put(outbox, [snapshot("a2", 0, viewer_count=9), snapshot("a4", 2)]) == 2
+        assert outbox.depth == 4
+        await outbox.remove([(await outbox.peek(1))[0].entry_id])
+    async with opened(path) as reopened:
+        assert [entry.snapshot for entry in await reopened.peek(10)] == [
+            *PER_FIELD_QUEUE[1:],
+            snapshot("a4", 2),
+        ]
