@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ingest_service.alerts.config import ALERT_VARIABLES, AlertSettings
 from ingest_service.domain import AuctionIdType
 from service_common.config import (
     RETENTION_DAYS,
@@ -76,6 +77,7 @@ _FLAG_CACHE = VARIABLES.declare(
     "0",
     "how long analytics flags are cached (0: read per batch, so every replica agrees)",
 )
+VARIABLES.include(ALERT_VARIABLES)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class IngestConfig:
     mongodb: MongoSettings = field(default_factory=MongoSettings)
     logging: LogSettings = field(default_factory=LogSettings)
     tls: ServerTls | None = None
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestConfig:
@@ -173,4 +176,5 @@ class IngestConfig:
             mongodb=MongoSettings.from_env(env),
             logging=LogSettings.from_env(env),
             tls=read_server_tls(env),
+            alerts=AlertSettings.from_env(env),
         )

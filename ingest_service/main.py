@@ -7,7 +7,7 @@ import logging
 from ingest_service.config import VARIABLES, IngestConfig
 from ingest_service.domain import StorageUnavailable
 from ingest_service.server import create_ingest_server
-from ingest_service.storage.factory import open_event_store, open_store
+from ingest_service.storage.factory import open_alert_store, open_event_store, open_store
 from ingest_service.storage.port import SETTINGS_COLLECTION
 from service_common.service_process import run_service
 from service_common.shutdown import wait_for_stop_signal
@@ -24,7 +24,13 @@ async def serve(config: IngestConfig) -> None:
         await store.close()
         raise
     try:
-        server = create_ingest_server(config, store, event_store=events)
+        alerts = await open_alert_store(config, store)
+    except BaseException:
+        await events.close()
+        await store.close()
+        raise
+    try:
+        server = create_ingest_server(config, store, event_store=events, alert_store=alerts)
         await server.start()
         logger.info(
             "Ingest service listening",
@@ -46,6 +52,7 @@ async def serve(config: IngestConfig) -> None:
         # The grace bounds how long a batch that is being written may take to finish and be acknowledged.
         await server.stop(config.shutdown_grace_seconds)
     finally:
+        await alerts.close()
         await events.close()
         await store.close()
 

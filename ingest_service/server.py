@@ -22,6 +22,9 @@ from viewer_analytics.v1 import (
     viewer_analytics_service_pb2_grpc,
 )
 
+from ingest_service.alerts.sender import WebhookSender, client_ssl_context
+from ingest_service.alerts.store import AlertStore
+from ingest_service.alerts.targets import HostResolver, SystemResolver
 from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.auction_events import AuctionEventRecorder, EventRules
 from ingest_service.config import IngestConfig
@@ -72,6 +75,7 @@ class IngestServer:
         port: int,
         supervisor: Supervisor,
         write_check: StoreWriteCheck,
+        sender: WebhookSender | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -79,6 +83,7 @@ class IngestServer:
         self.port = port
         self._supervisor = supervisor
         self._write_check = write_check
+        self.sender = sender
         self._health_reporter = HealthReporter(
             health_servicer, ("", *SERVICE_NAMES), supervisor, needed=(WRITE_CHECK_TASK,)
         )
@@ -93,6 +98,8 @@ class IngestServer:
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._supervisor.start(WRITE_CHECK_TASK, self._write_check.run)
         self._supervisor.start("health-reporter", self._health_reporter.run)
+        if self.sender is not None:
+            self._supervisor.start("alert-webhook-sender", self.sender.run)
 
     def background_health(self) -> list[TaskHealth]:
         """The supervised tasks of the server: failures counted, the last error, whether one backs off."""
@@ -118,6 +125,8 @@ def create_ingest_server(
     event_store: AuctionEventStore | None = None,
     supervisor: Supervisor | None = None,
     write_check_interval_seconds: float = WRITE_CHECK_INTERVAL_SECONDS,
+    alert_store: AlertStore | None = None,
+    resolver: HostResolver | None = None,
 ) -> IngestServer:
     """Builds the server on ``store`` and binds it to the configured address (port 0: any free port).
 
@@ -125,7 +134,9 @@ def create_ingest_server(
     server's long-lived tasks (tests pass one with short backoffs); ``write_check_interval_seconds``
     is how often the store is probed for writes while nothing fails. ``event_store`` (beside
     ``store``, from ``storage.factory.open_event_store``) serves the auction events' two services;
-    without one they answer ``UNIMPLEMENTED``.
+    without one they answer ``UNIMPLEMENTED``. ``alert_store`` (from ``storage.factory.open_alert_store``)
+    holds the alert rules and the queue of their webhook deliveries, which this server's sender sends
+    (``resolver`` resolves the endpoints' host names: the system's when None).
 
     Raises:
         service_common.service_process.ListenError: the port is in use or cannot be bound.
@@ -201,6 +212,18 @@ def create_ingest_server(
         (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
 
+    sender = None
+    if alert_store is not None:
+        sender = WebhookSender(
+            alert_store,
+            config.alerts.policy,
+            config.alerts.delivery,
+            clock=clock,
+            resolver=resolver or SystemResolver(),
+            ssl_context=client_ssl_context(config.alerts.ca_file),
+            log=client_log,
+        )
+
     with listen_errors(config.host, config.port, "INGEST_PORT"):
         port = bind_server_port(server, config.host, config.port, config.tls)
     return IngestServer(
@@ -210,4 +233,5 @@ def create_ingest_server(
         port,
         supervisor or Supervisor(expected_errors=(StorageUnavailable,)),
         write_check,
+        sender,
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ingest_service.alerts.mongo_store import MongoAlertStore
+from ingest_service.alerts.sqlite_store import SqliteAlertStore
+from ingest_service.alerts.store import AlertStore
 from ingest_service.config import IngestConfig
 from ingest_service.storage.event_port import AuctionEventStore
 from ingest_service.storage.mongo_events import MongoAuctionEventStore
@@ -47,3 +50,18 @@ async def open_event_store(
             snapshots, retention_days=config.retention_days, clock=clock
         )
     raise TypeError(f"no auction event store for {type(snapshots).__name__}")
+
+
+async def open_alert_store(
+    config: IngestConfig, snapshots: SnapshotStore, clock: Callable[[], float] = time.time
+) -> AlertStore:
+    """The alert rules' and deliveries' store beside ``snapshots`` (the store :func:`open_store` opened).
+
+    Raises:
+        StorageUnavailable: its tables or indexes cannot be set up.
+    """
+    if isinstance(snapshots, MongoSnapshotStore):
+        return await MongoAlertStore.open(snapshots, retention_days=config.retention_days, clock=clock)
+    if isinstance(snapshots, SqliteSnapshotStore):
+        return await SqliteAlertStore.open(snapshots, retention_days=config.retention_days, clock=clock)
+    raise TypeError(f"no alert store for {type(snapshots).__name__}")

@@ -1,0 +1,1 @@
+"""Seller alerts: rules per auction, and their signed webhook deliveries (Standard Webhooks)."""

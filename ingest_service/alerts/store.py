@@ -1,0 +1,87 @@
+"""The alert store port: rules per auction and the durable queue of their webhook deliveries."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ingest_service.alerts.domain import AlertDelivery, AlertRule, AlertRuleSpec
+
+RULE_COLLECTION = "alertrules"
+DELIVERY_COLLECTION = "alertdeliveries"
+
+
+class AlertStore(Protocol):
+    """Stores rules and deliveries; the deliveries are the sender's durable queue.
+
+    Every method raises :class:`ingest_service.domain.StorageUnavailable` when the database cannot be
+    reached or written. Finished deliveries older than the snapshots' retention are removed.
+    """
+
+    async def create_rule(self, rule: AlertRule) -> None:
+        """Stores a new rule.
+
+        Raises:
+            TooManyAlertRules: its auction already holds the most rules allowed.
+        """
+        ...
+
+    async def get_rule(self, auction_id: str, rule_id: str) -> AlertRule | None:
+        """The auction's rule of that id, or None (also when the rule belongs to another auction)."""
+        ...
+
+    async def list_rules(self, auction_id: str) -> list[AlertRule]:
+        """The auction's rules, oldest first."""
+        ...
+
+    async def update_rule(self, auction_id: str, rule_id: str, spec: AlertRuleSpec, now: float) -> AlertRule:
+        """Replaces the rule's spec (its id, secret and creation time stay).
+
+        Raises:
+            AlertRuleNotFound: the auction has no rule of that id.
+        """
+        ...
+
+    async def delete_rule(self, auction_id: str, rule_id: str) -> bool:
+        """Removes the rule (its deliveries stay, and pending ones are still sent); False if none."""
+        ...
+
+    async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
+        """Rules not paused, of every auction, by rule id after ``after_rule_id`` (for the evaluator)."""
+        ...
+
+    async def enqueue_delivery(self, delivery: AlertDelivery) -> AlertDelivery:
+        """Queues a delivery; one with the same id already queued wins and is returned (idempotent)."""
+        ...
+
+    async def claim_due_deliveries(self, now: float, lease_seconds: float, limit: int) -> list[AlertDelivery]:
+        """Takes up to ``limit`` pending deliveries due by ``now`` for one attempt each.
+
+        Each claimed delivery counts the attempt (``attempts`` + 1) and is not due again for
+        ``lease_seconds``: a sender that dies mid-attempt leaves it to be claimed again after that,
+        by itself after a restart or by another replica. Returned with the attempt counted.
+        """
+        ...
+
+    async def finish_attempt(self, delivery: AlertDelivery) -> bool:
+        """Records how the claimed attempt ended (status, error, next attempt, times).
+
+        Only if the delivery is still at that attempt (``attempts`` is the claim's fencing token): a
+        sender whose lease ran out and whose delivery was claimed again records nothing. Returns
+        whether it recorded.
+        """
+        ...
+
+    async def list_deliveries(
+        self, auction_id: str, rule_id: str | None, limit: int, before: tuple[float, str] | None = None
+    ) -> list[AlertDelivery]:
+        """The auction's deliveries (of one rule when ``rule_id``), newest first, after the cursor
+        ``before`` (the ``(created_at, delivery_id)`` of the previous page's last)."""
+        ...
+
+    async def purge_expired(self) -> int:
+        """Removes finished deliveries older than the retention period; returns how many."""
+        ...
+
+    async def close(self) -> None:
+        """Stops the store's own background work (the connection is the snapshot store's)."""
+        ...
