@@ -112,6 +112,7 @@ async def gateway_server(
         "INTERNAL_API_KEY": secrets.token_urlsafe(24),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
+        "GATEWAY_GRPC_PORT": "0",
         # No ingest service: the sender's retries (backoff up to 30 s) cost nothing measurable.
         "INGEST_TARGET": "127.0.0.1:1",
         "GATEWAY_SHUTDOWN_FLUSH_SECONDS": "0",

@@ -70,6 +70,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "INTERNAL_API_KEY": KEY,
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
+        "GATEWAY_GRPC_PORT": "0",
         "INGEST_TARGET": "127.0.0.1:1",
         "OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
         "ALLOWED_ORIGIN": "*",

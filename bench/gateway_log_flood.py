@@ -65,6 +65,7 @@ async def flood(kind: str, frames: int, seconds: float) -> dict[str, Any]:
             "INGEST_TARGET": "127.0.0.1:1",
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": "0",
+            "GATEWAY_GRPC_PORT": "0",
             "OUTBOX_PATH": str(Path(scratch) / "outbox.sqlite3"),
             "GATEWAY_SHUTDOWN_FLUSH_SECONDS": "0",
             "ALLOWED_ORIGIN": "*",

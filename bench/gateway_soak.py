@@ -150,6 +150,7 @@ async def start_gateway(
         "INTERNAL_API_KEY": KEY,
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
+        "GATEWAY_GRPC_PORT": "0",
         "INGEST_TARGET": ingest_target,
         "OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
         "ALLOWED_ORIGIN": "*",

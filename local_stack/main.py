@@ -113,6 +113,9 @@ def stack_environment(base: Mapping[str, str], data_dir: str) -> dict[str, str]:
     env.setdefault("GATEWAY_PORT", "8081")
     env.setdefault("GRAPHQL_PORT", "8080")
     env.setdefault("INGEST_TARGET", f"127.0.0.1:{env['INGEST_PORT']}")
+    # The GraphQL API's subscriptions read the live counts from the gateway's internal gRPC port.
+    env.setdefault("GATEWAY_GRPC_PORT", "50052")
+    env.setdefault("GATEWAY_GRPC_TARGET", f"127.0.0.1:{env['GATEWAY_GRPC_PORT']}")
     env.setdefault(
         "ALLOWED_ORIGIN", f"http://127.0.0.1:{env['GRAPHQL_PORT']},http://localhost:{env['GRAPHQL_PORT']}"
     )

@@ -24,9 +24,12 @@ from socket_gateway.clock import Clock, SystemClock
 from socket_gateway.cluster.node import ClusterNode, RedisCounts
 from socket_gateway.config import GatewayConfig
 from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.count_server import LiveCountServer
+from socket_gateway.live.count_stream import StreamLimits
 from socket_gateway.live.delivery import CountDelivery
 from socket_gateway.live.events import ViewerEvents
 from socket_gateway.live.fanout import RoomFanout
+from socket_gateway.live.feed import ClusterCountPoller, CountFeed, FeedingRoomChanges
 from socket_gateway.live.protocol import ViewerTokenVerifier
 from socket_gateway.live.room_index import IndexedManager, IndexedRedisManager
 from socket_gateway.live.rooms import RoomRegistry
@@ -73,6 +76,9 @@ class Gateway:
     sampler: Sampler | None = None
     # Only with REDIS_URL: this node's part in the cluster of gateways.
     cluster: ClusterNode | None = None
+    # Live counts for the other services: every change (live/feed.py), served on the internal gRPC port.
+    feed: CountFeed | None = None
+    live_counts: LiveCountServer | None = None
 
     def require_outbox(self) -> Outbox:
         assert self.outbox is not None, "the outbox is opened when the app starts"
@@ -208,7 +214,8 @@ def create_app(
     events = ViewerEvents(
         sio,
         registry,
-        cluster or broadcaster,
+        # Alone, the feed hears every change with the registry's exact counts; with Redis it polls.
+        cluster or FeedingRoomChanges(broadcaster, delivery.feed, registry.counts),
         metrics,
         verifier,
         delivery.send_to,
@@ -229,6 +236,7 @@ def create_app(
         backoff=backoff or Backoff(),
         supervisor=Supervisor(),
         cluster=cluster,
+        feed=delivery.feed,
     )
 
     app = web.Application(
@@ -250,6 +258,7 @@ def create_app(
     if cluster is not None:
         app.cleanup_ctx.append(_cluster_ctx)
     app.cleanup_ctx.append(_sampler_ctx)
+    app.cleanup_ctx.append(_live_counts_ctx)
     app.on_shutdown.append(_close_interval_and_flush)
 
     async def stop_session_guard(app: web.Application) -> None:
@@ -454,6 +463,33 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway.supervisor.start("sampler", gateway.sampler.run)
     yield
     await gateway.supervisor.stop_task("sampler")
+
+
+async def _live_counts_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    config = gateway.config
+    feed = gateway.feed
+    assert feed is not None
+    if gateway.cluster is not None:
+        poller = ClusterCountPoller(gateway.cluster, feed, config.live_update_interval_ms / 1000)
+        gateway.supervisor.start("live-count-poller", poller.run)
+    gateway.live_counts = LiveCountServer(
+        feed,
+        StreamLimits(
+            config.live_max_streams,
+            config.live_max_auctions_per_stream,
+            config.live_update_interval_ms / 1000,
+        ),
+        config.internal_api_keys,
+        gateway.clock,
+        config.grpc_host,
+        config.grpc_port,
+    )
+    await gateway.live_counts.start()
+    yield
+    await gateway.live_counts.stop()
+    if gateway.cluster is not None:
+        await gateway.supervisor.stop_task("live-count-poller")
 
 
 async def _close_interval_and_flush(app: web.Application) -> None:

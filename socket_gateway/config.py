@@ -94,6 +94,21 @@ _NODE_LEASE = VARIABLES.declare(
     "10",
     "a node's lease in Redis (a killed node's counts go within ~lease x 4/3)",
 )
+_GRPC_HOST = VARIABLES.declare(
+    "GATEWAY_GRPC_HOST", "127.0.0.1", "address of the internal gRPC port (LiveCountService, internal key)"
+)
+_GRPC_PORT = VARIABLES.declare("GATEWAY_GRPC_PORT", "50052", "its port (0: any free port)")
+_LIVE_MAX_STREAMS = VARIABLES.declare(
+    "GATEWAY_LIVE_MAX_STREAMS", "1000", "live count streams open at once (WatchViewerCounts)"
+)
+_LIVE_MAX_AUCTIONS = VARIABLES.declare(
+    "GATEWAY_LIVE_MAX_AUCTIONS_PER_STREAM", "10000", "auctions one live count stream may watch"
+)
+_LIVE_INTERVAL = VARIABLES.declare(
+    "GATEWAY_LIVE_UPDATE_INTERVAL_MS",
+    "500",
+    "at most one update per auction per stream per this many ms (>= 500)",
+)
 
 
 def _read_redis_url(env: Mapping[str, str]) -> str | None:
@@ -162,6 +177,13 @@ class GatewayConfig:
     # Scale-out (docs/socket_gateway.md, "Many gateways on Redis"): off without a URL.
     redis_url: str | None = None
     node_lease_seconds: float = 10.0
+    # The internal gRPC port: live counts for the other services (docs/socket_gateway.md, "Live counts
+    # over gRPC").
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50052
+    live_max_streams: int = 1000
+    live_max_auctions_per_stream: int = 10_000
+    live_update_interval_ms: int = 500
     logging: LogSettings = field(default_factory=LogSettings)
     # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
     ingest_tls: ClientTls | None = None
@@ -214,6 +236,12 @@ class GatewayConfig:
             redis_url=_read_redis_url(env),
             # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.
             node_lease_seconds=read_float(env, _NODE_LEASE, minimum=0.5, maximum=20.0),
+            grpc_host=read_str(env, _GRPC_HOST),
+            grpc_port=read_port(env, _GRPC_PORT),
+            live_max_streams=read_int(env, _LIVE_MAX_STREAMS, minimum=1, maximum=100_000),
+            live_max_auctions_per_stream=read_int(env, _LIVE_MAX_AUCTIONS, minimum=1, maximum=100_000),
+            # At least 500 ms: the contract promises at most two updates a second per auction.
+            live_update_interval_ms=read_int(env, _LIVE_INTERVAL, minimum=500, maximum=60_000),
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
         )

@@ -52,6 +52,7 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
         with listen_errors(config.host, config.port, "GATEWAY_PORT"):
             await site.start()
         ports = [address[1] for address in runner.addresses]
+        live_counts = app[GATEWAY].live_counts
         gc.freeze()
         gc.set_threshold(*_GC_THRESHOLDS)
         logger.info(
@@ -62,6 +63,8 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
                 "ingest_target": config.ingest_target,
                 "outbox": config.outbox_path,
                 "gateway_id": config.gateway_id,
+                # The internal gRPC port (LiveCountService), bound when the app started.
+                "grpc_address": f"{config.grpc_host}:{live_counts.port if live_counts else 0}",
                 "socketio_path": ",".join(config.socketio_paths),
                 "sample_interval_seconds": config.timing.sample_interval_seconds,
                 "snapshot_interval_seconds": config.timing.snapshot_interval_seconds,

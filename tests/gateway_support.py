@@ -63,6 +63,7 @@ def gateway_config(tmp_path: Path, **overrides: Any) -> GatewayConfig:
         "ingest_target": "127.0.0.1:1",
         "host": "127.0.0.1",
         "port": 0,
+        "grpc_port": 0,
         "allowed_origins": (ALLOWED_ORIGIN,),
         "timing": SnapshotTiming(60, 5),
         "count_update_interval_ms": 100,

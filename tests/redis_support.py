@@ -203,6 +203,7 @@ def node_env(
         "INGEST_TARGET": f"127.0.0.1:{ingest_port}",
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
+        "GATEWAY_GRPC_PORT": "0",
         "GATEWAY_ID": f"node-{index}",
         "OUTBOX_PATH": str(tmp_path / f"outbox-{index}.sqlite3"),
         "SNAPSHOT_INTERVAL_SECONDS": str(timing.snapshot_interval_seconds),

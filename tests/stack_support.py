@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Three services starting on a 2-core machine shared with other tests.
 START_TIMEOUT = 30.0
-PORT_VARIABLES = ("INGEST_PORT", "GATEWAY_PORT", "GRAPHQL_PORT")
+PORT_VARIABLES = ("INGEST_PORT", "GATEWAY_PORT", "GRAPHQL_PORT", "GATEWAY_GRPC_PORT")
 # What local_stack fills in itself must not leak in from the environment running the tests.
 STACK_VARIABLES = {
     "INTERNAL_API_KEY",
@@ -26,6 +26,7 @@ STACK_VARIABLES = {
     "INGEST_TARGET",
     "ALLOWED_ORIGIN",
     "DASHBOARD_GATEWAY_URL",
+    "GATEWAY_GRPC_TARGET",
     "ANALYTICS_SQLITE_PATH",
     "OUTBOX_PATH",
     "MONGODB_URI",

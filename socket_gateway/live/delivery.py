@@ -7,6 +7,7 @@ import socketio  # type: ignore[import-untyped]
 
 from socket_gateway.live.events import room_name
 from socket_gateway.live.fanout import RoomFanout
+from socket_gateway.live.feed import CountFeed
 from socket_gateway.live.protocol import COUNT_EVENT, count_payload
 from socket_gateway.live.rooms import RoomCounts
 from socket_gateway.metrics import GatewayMetrics
@@ -19,12 +20,24 @@ class CountDelivery:
     relays it to every node, this one included); the managers hand the encoded packet back to
     :meth:`deliver` (``room_index.py``), which writes it through :class:`RoomFanout` once for all the
     node's recipients instead of one task per recipient. A joiner's own count takes the same last step.
+
+    Counts also leave the process for listeners other than the room's sockets (the internal gRPC
+    stream, alert evaluation): they register a :class:`~socket_gateway.live.feed.CountListener` with
+    ``feed``, which is told every change of an auction's counts, zero included (live/feed.py says
+    where the feed's counts come from, alone and with Redis).
     """
 
-    def __init__(self, sio: socketio.AsyncServer, fanout: RoomFanout, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        fanout: RoomFanout,
+        metrics: GatewayMetrics,
+        feed: CountFeed | None = None,
+    ) -> None:
         self._sio = sio
         self._fanout = fanout
         self._metrics = metrics
+        self.feed = feed or CountFeed()
         sio.manager.deliver_with(self.deliver)
 
     async def emit_to_room(self, auction_id: str, counts: RoomCounts) -> None:

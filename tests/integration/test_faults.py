@@ -67,6 +67,7 @@ def gateway_env(outbox: Path, ingest_port: int, **extra: str) -> dict[str, str]:
     return base_env(
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT="0",
+        GATEWAY_GRPC_PORT="0",
         INGEST_TARGET=f"127.0.0.1:{ingest_port}",
         OUTBOX_PATH=str(outbox),
         ALLOWED_ORIGIN="*",

@@ -31,6 +31,7 @@ async def test_a_flood_of_malformed_frames_costs_a_bounded_number_of_log_lines(t
     env = base_env(
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT="0",
+        GATEWAY_GRPC_PORT="0",
         INGEST_TARGET="127.0.0.1:1",
         OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
         ALLOWED_ORIGIN="*",

@@ -206,6 +206,7 @@ async def test_a_client_refuses_an_unreadable_ca_file(module: str, tmp_path: Pat
             GRAPHQL_JWT_SECRET="graphql-test-secret-0123456789abcdef-0123456789",
             OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
             GATEWAY_PORT="0",
+            GATEWAY_GRPC_PORT="0",
             GRAPHQL_PORT="0",
             INGEST_TLS_CA_FILE=str(tmp_path / "missing-ca.pem"),
         ),

@@ -32,6 +32,7 @@ def service_env(module: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         GRAPHQL_JWT_SECRET=JWT_SECRET,
         # The services never reach this: they stop before serving.
         INGEST_TARGET="127.0.0.1:9",
+        GATEWAY_GRPC_PORT="0",
         **extra,
     )
 

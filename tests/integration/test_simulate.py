@@ -146,6 +146,7 @@ async def test_a_stalled_gateway_is_survived_and_ctrl_c_exits_cleanly_with_only_
     env = base_env(
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT="0",
+        GATEWAY_GRPC_PORT="0",
         INGEST_TARGET="127.0.0.1:1",
         OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
         ALLOWED_ORIGIN="*",

@@ -57,6 +57,7 @@ def services(tmp_path: Path, dead: int) -> dict[str, tuple[str, dict[str, str], 
             {
                 "GATEWAY_HOST": "127.0.0.1",
                 "GATEWAY_PORT": "0",
+                "GATEWAY_GRPC_PORT": "0",
                 "OUTBOX_PATH": outbox_path,
                 "INGEST_TARGET": target,
                 "REDIS_URL": f"redis://127.0.0.1:{dead}/0",
