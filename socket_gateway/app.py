@@ -17,6 +17,7 @@ from aiohttp import hdrs, web
 from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service_common import prometheus
 from service_common.connection_guard import ConnectionGuard
 from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
@@ -373,9 +374,7 @@ async def _metrics(request: web.Request) -> web.Response:
             ),
         },
     )
-    return web.Response(
-        body=text.encode(), headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"}
-    )
+    return web.Response(body=text.encode(), headers={hdrs.CONTENT_TYPE: prometheus.CONTENT_TYPE})
 
 
 async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,8 +1,4 @@
-"""The gateway's counters and gauges, rendered in the Prometheus text exposition format.
-
-Written by hand rather than with prometheus-client: a dozen plain numbers owned by one app
-object need no registry, no module-level state and no extra dependency.
-"""
+"""The gateway's counters and gauges, written out by service_common.prometheus (every service's writer)."""
 
 from __future__ import annotations
 
@@ -10,7 +6,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from service_common import prometheus
 from service_common.log_limits import RateLimitedLog
+from service_common.prometheus import Labels
+from service_common.prometheus import parse_samples as parse_samples
 from service_common.supervision import TaskHealth
 
 
@@ -41,136 +40,114 @@ class GatewayMetrics:
         """The exposition text: these counters, the supervised ``tasks``, ``gauges`` (name → help, reader)."""
         lines: list[str] = []
 
-        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                lines.append(f"{name}{labels} {_number(value)}")
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[Labels, float]]) -> None:
+            lines.extend(prometheus.family(name, kind, help_text, samples))
 
         for name, (help_text, read) in gauges.items():
-            metric(name, "gauge", help_text, [("", read())])
+            metric(name, "gauge", help_text, [((), read())])
         metric(
             "gateway_connections_total",
             "counter",
             "Socket.IO connections accepted.",
-            [("", self.connections_total)],
+            [((), self.connections_total)],
         )
         metric(
             "gateway_connections_refused_total",
             "counter",
             "Connections refused, by reason.",
-            _labelled("reason", self.connections_refused),
+            prometheus.labelled("reason", self.connections_refused.items()),
         )
         metric(
             "gateway_malformed_events_total",
             "counter",
             "Events answered with an error or dropped, by event name.",
-            _labelled("event", self.malformed_events),
+            prometheus.labelled("event", self.malformed_events.items()),
         )
         metric(
             "gateway_count_broadcasts_total",
             "counter",
             "viewerCountUpdate broadcasts to a room.",
-            [("", self.count_broadcasts_total)],
+            [((), self.count_broadcasts_total)],
         )
         metric(
             "gateway_count_messages_total",
             "counter",
             "viewerCountUpdate messages delivered to sockets (broadcast recipients plus direct updates).",
-            [("", self.count_messages_total)],
+            [((), self.count_messages_total)],
         )
         metric(
             "gateway_count_messages_direct_total",
             "counter",
             "Of those, messages written straight into an idle WebSocket (the rest: Engine.IO's queue).",
-            [("", self.count_messages_direct_total)],
+            [((), self.count_messages_direct_total)],
         )
         metric(
             "gateway_websockets_dropped_unread_total",
             "counter",
             "WebSocket sessions dropped because their peer left too many bytes unread.",
-            [("", self.websockets_dropped_unread_total)],
+            [((), self.websockets_dropped_unread_total)],
         )
         metric(
             "gateway_sessions_dropped_unread_total",
             "counter",
             "Sessions closed because their client left more than the per-session cap unread, by transport.",
-            _labelled("transport", self.sessions_dropped_unread),
+            prometheus.labelled("transport", self.sessions_dropped_unread.items()),
         )
-        metric("gateway_samples_total", "counter", "Sampler ticks taken.", [("", self.samples_total)])
+        metric("gateway_samples_total", "counter", "Sampler ticks taken.", [((), self.samples_total)])
         metric(
             "gateway_snapshots_enqueued_total",
             "counter",
             "Snapshots written to the outbox.",
-            [("", self.snapshots_enqueued_total)],
+            [((), self.snapshots_enqueued_total)],
         )
         metric(
             "gateway_outbox_dropped_total",
             "counter",
             "Snapshots dropped because the outbox was at its cap.",
-            [("", self.outbox_dropped_total)],
+            [((), self.outbox_dropped_total)],
         )
         metric(
             "gateway_outbox_write_failures_total",
             "counter",
             "Writes to the outbox file that failed (their snapshots stay in memory and are written later).",
-            [("", self.outbox_write_failures_total)],
+            [((), self.outbox_write_failures_total)],
         )
         metric(
             "gateway_task_failures_total",
             "counter",
             "Failures of a supervised background task (each restarted with backoff), by task.",
-            [(f'{{task="{task.name}"}}', task.failures_total) for task in tasks],
+            [((("task", task.name),), task.failures_total) for task in tasks],
         )
         metric(
             "gateway_snapshots_acked_total",
             "counter",
             "Snapshots acknowledged by the ingest service, by outcome.",
-            _labelled("outcome", self.snapshots_acked),
+            prometheus.labelled("outcome", self.snapshots_acked.items()),
         )
         metric(
             "gateway_send_failures_total",
             "counter",
             "Snapshot streams that failed (the unacknowledged snapshots are re-sent).",
-            [("", self.send_failures_total)],
+            [((), self.send_failures_total)],
         )
         metric(
             "gateway_last_ack_timestamp_seconds",
             "gauge",
             "When the ingest service last acknowledged a batch (0: never).",
-            [("", self.last_ack_timestamp_seconds)],
+            [((), self.last_ack_timestamp_seconds)],
         )
         metric(
             "gateway_packets_for_gone_sessions_total",
             "counter",
             "Packets (acknowledgements, mostly) for a session that had gone by then; dropped.",
-            [("", self.packets_for_gone_sessions_total)],
+            [((), self.packets_for_gone_sessions_total)],
         )
         metric(
             "gateway_log_lines_suppressed_total",
             "counter",
             "Log lines left out by a rate-limited log of what clients can cause, by part of the gateway.",
-            [
-                (f'{{source="{source}"}}', log.suppressed_total)
-                for source, log in sorted(self.rate_limited_logs.items())
-            ],
+            prometheus.labelled(
+                "source", [(source, log.suppressed_total) for source, log in self.rate_limited_logs.items()]
+            ),
         )
-        return "\n".join(lines) + "\n"
-
-
-def parse_samples(text: str) -> dict[str, float]:
-    """The samples of an exposition ``render`` wrote, as ``{name{labels}: value}`` (for probes and tests)."""
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
-
-
-def _labelled(label: str, counts: Counter[str]) -> list[tuple[str, float]]:
-    return [(f'{{{label}="{key}"}}', value) for key, value in sorted(counts.items())]
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+        return prometheus.exposition(lines)

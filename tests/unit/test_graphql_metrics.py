@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from graphql_api.metrics import Counter, Histogram, Metrics
+from graphql_api.metrics import Metrics
+from service_common.prometheus import Counter, Histogram
 
 
 def test_counter_renders_labels_escaped() -> None:
