@@ -1,17 +1,17 @@
 // The official socket.io-client under Node, for tests that need a browser's Socket.IO client.
 //
-// node socketio_js_clients.cjs <url> <auctionId> <websocket-clients> <polling-clients> <upgrading-clients>
+// node socketio_js_clients.cjs <url> <auctionId> <websocket-clients> <polling-clients> <upgrading-clients> [path]
 //
 // Opens the clients (WebSocket only, long-polling only, and socket.io-client's default: polling,
 // then upgraded to WebSocket), reconnecting after 100-500 ms as a browser would (sooner than the
 // default 1-5 s, so tests stay short), and prints one JSON line per event on
-// stdout: {"client", "transport", "event": "connect" | "upgrade" | "disconnect" | "update" | "connect_error",
+// stdout (path: the Socket.IO path, default /socket.io/): {"client", "transport", "event": "connect" | "upgrade" | "disconnect" | "update" | "connect_error",
 // "reason"?, "viewerCount"?}. Closing stdin disconnects every client and exits.
 "use strict";
 
 const { io } = require("socket.io-client");
 
-const [url, auctionId, websocketClients, pollingClients, upgradingClients] = process.argv.slice(2);
+const [url, auctionId, websocketClients, pollingClients, upgradingClients, path] = process.argv.slice(2);
 const TRANSPORTS = {
   websocket: { transports: ["websocket"], upgrade: false },
   polling: { transports: ["polling"], upgrade: false },
@@ -29,6 +29,7 @@ function open(transport, count) {
     const socket = io(url, {
       ...TRANSPORTS[transport],
       forceNew: true,
+      path: path || "/socket.io/",
       auth: { auctionId },
       reconnectionDelay: 100,
       reconnectionDelayMax: 500,

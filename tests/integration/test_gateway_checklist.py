@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -9,28 +10,39 @@ import pytest
 from tests.conftest import RunningIngest
 from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots
 
+# The default path, and the seed's two ("Main IO", "Auction IO"), on which the seed's frontend
+# connects: its tabs may sit on either.
+PATHS = {"default": ("/socket.io/",), "seed": ("/socket/", "/auction/")}
 
+
+@pytest.mark.parametrize("paths", PATHS.values(), ids=PATHS.keys())
 async def test_live_view_counts_and_minute_snapshot(
-    ingest: RunningIngest, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ingest: RunningIngest, tmp_path: Path, caplog: pytest.LogCaptureFixture, paths: tuple[str, ...]
 ) -> None:
     caplog.set_level("INFO")
+    # socketio_path of each tab in turn: tabs alternate between the configured paths.
+    tab_paths = itertools.cycle(path.strip("/") for path in paths)
     client = ingest.client()
     await client.set_analytics("auction-on", True)
     await client.set_analytics("auction-off", False)
-    config = gateway_config(tmp_path, ingest_target=ingest.target)
+    config = gateway_config(tmp_path, ingest_target=ingest.target, socketio_paths=paths)
     async with running_gateway(config, ManualClock(ingest.clock)) as gateway:
         # Open the live view: 1 watching.
-        first_tab = await gateway.viewer({"auctionId": "auction-on", "viewerId": "v1"})
+        first_tab = await gateway.viewer(
+            {"auctionId": "auction-on", "viewerId": "v1"}, socketio_path=next(tab_paths)
+        )
         assert (await first_tab.wait_for(1))["auctionId"] == "auction-on"
         # A second tab: 2 watching, in both tabs.
-        second_tab = await gateway.viewer({"auctionId": "auction-on", "viewerId": "v1"})
+        second_tab = await gateway.viewer(
+            {"auctionId": "auction-on", "viewerId": "v1"}, socketio_path=next(tab_paths)
+        )
         await second_tab.wait_for(2)
         await first_tab.wait_for(2)
         # Close one: 1 watching.
         await second_tab.disconnect()
         await first_tab.wait_for(1)
 
-        other = await gateway.viewer({"auctionId": "auction-off"})
+        other = await gateway.viewer({"auctionId": "auction-off"}, socketio_path=next(tab_paths))
         await other.wait_for(1)
 
         # After a minute, a snapshot is stored for the auction with analytics on, not for the other.

@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import os
-import shutil
 import signal
-from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import pytest
 import socketio  # type: ignore[import-untyped]
 
 from service_common.timing import SnapshotTiming
 from tests.fault_support import metrics
 from tests.gateway_support import WAIT, Viewer
+from tests.js_clients import JsClients, node_binary
 from tests.redis_support import RedisServer, cluster_rig, latest, poll, ready, redis_server, start_nodes
 
 __all__ = ["redis_server"]
@@ -42,7 +37,6 @@ TRANSPORTS = {"websocket": ["websocket"], "polling": ["polling"], "upgrading": [
 PYTHON_CLIENTS = {"websocket": 2, "polling": 2, "upgrading": 2}
 JS_CLIENTS = {"websocket": 2, "polling": 2, "upgrading": 2}
 VIEWERS = sum(PYTHON_CLIENTS.values()) + sum(JS_CLIENTS.values())
-JS_CLIENT_SCRIPT = Path(__file__).with_name("socketio_js_clients.cjs")
 # What socket.io-client may report when the node it was on stops; "io server disconnect" would
 # mean it does not reconnect. python-socketio's client reconnects after "transport error" only
 # (engineio.AsyncClient.reason), never after "server disconnect".
@@ -132,56 +126,6 @@ class PythonClient:
         await self.client.shutdown()
 
 
-class JsClients:
-    """``socketio_js_clients.cjs``: socket.io-client under Node, its events read from its stdout."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, url: str, node: str) -> JsClients:
-        process = await asyncio.create_subprocess_exec(
-            node,
-            str(JS_CLIENT_SCRIPT),
-            url,
-            AUCTION,
-            str(JS_CLIENTS["websocket"]),
-            str(JS_CLIENTS["polling"]),
-            str(JS_CLIENTS["upgrading"]),
-            cwd=JS_CLIENT_SCRIPT.parents[2],
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            self.events.append(json.loads(line))
-
-    def connects(self) -> Counter[str]:
-        return Counter(event["client"] for event in self.events if event["event"] == "connect")
-
-    def upgraded(self) -> set[str]:
-        return {event["client"] for event in self.events if event["event"] == "upgrade"}
-
-    def disconnect_reasons(self) -> list[str]:
-        return [event["reason"] for event in self.events if event["event"] == "disconnect"]
-
-    async def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), WAIT)
-        finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
-            await self._reader
-
-
 async def test_sigterm_moves_every_client_to_another_node_and_the_counts_follow_exactly(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -189,12 +133,7 @@ async def test_sigterm_moves_every_client_to_another_node_and_the_counts_follow_
     viewers, on WebSocket and on polling, all reconnect (none told "server disconnect"), all end on
     the other node, the stopped node closed its partial interval and exited 0, and a watcher on the
     other node never saw more viewers than there are, and ends on the exact count."""
-    node = shutil.which("node")
-    if node is None:
-        reason = "node is not installed (scripts/setup needs it for socket.io-client)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the socket.io-client test: {reason}", pytrace=False)
-        pytest.skip(f"SKIPPED: {reason}")
+    node_binary()
     async with AsyncExitStack() as stack:
         rig = await cluster_rig(stack, tmp_path, redis_server.url, TIMING, LEASE_SECONDS, AUCTION)
         http = rig.http
@@ -219,7 +158,7 @@ async def test_sigterm_moves_every_client_to_another_node_and_the_counts_follow_
         for client in clients:
             stack.push_async_callback(client.close)
         await asyncio.gather(*(client.connect(url) for client in clients))
-        js = await JsClients.start(url, node)
+        js = await JsClients.start(url, AUCTION, JS_CLIENTS)
         stack.push_async_callback(js.close)
 
         async def all_on(port: int, sockets: int) -> bool:

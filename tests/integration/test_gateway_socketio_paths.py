@@ -10,6 +10,7 @@ import socketio  # type: ignore[import-untyped]
 
 from socket_gateway.transport.websocket import WebSocketSession
 from tests.gateway_support import gateway_config, running_gateway, wait_until
+from tests.js_clients import JsClients
 
 # The seed's two paths: "Main IO" and "Auction IO".
 SEED_PATHS = ("/socket/", "/auction/")
@@ -63,3 +64,34 @@ async def test_two_paths_share_one_rooms_counts_on_every_transport_and_each_is_a
         # python-engineio does not end a pending long-poll when its client closes: without abort,
         # python-socketio's polling client waits ~30 s for it.
         await polling.client.eio.disconnect(abort=True)
+
+
+async def test_the_official_socketio_client_counts_on_each_seed_path_on_every_transport(
+    tmp_path: Path,
+) -> None:
+    """Proves that the seed frontend's own library, socket.io-client under Node, configured with
+    the seed's two paths, connects on each with WebSocket only, long-polling only and its default
+    (polling, then the upgrade), that all six count in one room and each hears the exact total,
+    and that the room empties when they leave."""
+    per_path = {"websocket": 1, "polling": 1, "upgrading": 1}
+    viewers = len(SEED_PATHS) * sum(per_path.values())
+    config = gateway_config(tmp_path, socketio_paths=SEED_PATHS)
+    async with running_gateway(config) as gateway:
+        clients = [await JsClients.start(gateway.url, "a1", per_path, path) for path in SEED_PATHS]
+        try:
+
+            def everyone_hears_the_total() -> bool:
+                return all(
+                    len(js.upgraded()) == 1
+                    and js.latest_counts() == {client: viewers for client in js.connects()}
+                    and len(js.connects()) == sum(per_path.values())
+                    for js in clients
+                )
+
+            await wait_until(everyone_hears_the_total, f"each socket.io-client hearing {viewers}")
+            assert gateway.gateway.registry.counts("a1").viewer_count == viewers
+        finally:
+            for js in clients:
+                await js.close()
+        assert [js.connect_errors() for js in clients] == [[], []]
+        await wait_until(lambda: gateway.gateway.registry.counts("a1").viewer_count == 0, "the room empty")
