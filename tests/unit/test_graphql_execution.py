@@ -88,3 +88,38 @@ async def test_bulk_completion_returns_to_the_event_loop_between_slices() -> Non
     assert result.errors is None
     # One turn of the loop for the other task at least at each of the 19 slice boundaries.
     assert ticks >= 19, (ticks, elapsed)
+
+
+@pytest.mark.parametrize(
+    ("peak_viewers", "avg_viewers"),
+    [
+        (2**31 - 1, 0.5),
+        (-(2**31), -0.0),
+        (2**31, 1.0),
+        (True, 2.0),
+        (3, float("nan")),
+        (3, float("inf")),
+        (3, 7),
+    ],
+    ids=["int-max", "int-min", "int-over", "bool", "nan", "inf", "int-as-float"],
+)
+async def test_bulk_completion_serializes_edge_values_as_graphql_core_does(
+    peak_viewers: int, avg_viewers: float
+) -> None:
+    """Proves that the bulk path's shortcut for plain ints and floats returns what graphql-core's
+    own serialization returns, and fails where it fails, at its 32-bit and finite edges."""
+    point = analytics.AnalyticsPoint(START, avg_viewers, peak_viewers, 0, 0, 12)
+    edge = analytics.ViewerAnalytics((point,), analytics.AnalyticsSummary(0, 0.0, 0.0, None, None, 0), 60)
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def series(self) -> ViewerAnalytics:
+            return ViewerAnalytics.from_domain(edge)
+
+    bulk = strawberry.Schema(query=Query, execution_context_class=AnalyticsExecutionContext)
+    general = strawberry.Schema(query=Query)
+    document = "{ series { points { peakViewers avgViewers } } }"
+    fast, slow = await bulk.execute(document), await general.execute(document)
+    assert fast.data == slow.data
+    assert [error.message for error in fast.errors or []] == [error.message for error in slow.errors or []]
