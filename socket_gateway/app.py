@@ -22,7 +22,9 @@ from service_common.connection_guard import ConnectionGuard
 from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
 from socket_gateway.clock import Clock, SystemClock
-from socket_gateway.cluster.node import ClusterNode, RedisCounts
+from socket_gateway.cluster.node import ClusterNode
+from socket_gateway.cluster.sampling import ClusterSampling
+from socket_gateway.cluster.store import RedisCounts
 from socket_gateway.config import GatewayConfig
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.count_server import LiveCountServer
@@ -37,7 +39,7 @@ from socket_gateway.live.rooms import RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.snapshots.aggregation import SampleSchedule, SnapshotAggregator
 from socket_gateway.snapshots.outbox import Outbox
-from socket_gateway.snapshots.sampler import Sampler
+from socket_gateway.snapshots.sampler import LocalSampling, Sampler
 from socket_gateway.snapshots.sender import Backoff, SnapshotSender
 from socket_gateway.transport.malformed_frames import guard_malformed_frames
 from socket_gateway.transport.ratelimit import ConnectionRateLimiter, HandshakeAdmission
@@ -332,7 +334,7 @@ async def _metrics(request: web.Request) -> web.Response:
             ),
             "gateway_sampler_leader": (
                 "1 while this node holds the sampler lease.",
-                lambda: int(bool(cluster.sampler_token)),
+                lambda: int(bool(cluster.sampler.token)),
             ),
         }
     text = gateway.metrics.render(
@@ -450,14 +452,15 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     schedule = SampleSchedule(gateway.config.timing)
+    cluster = gateway.cluster
     gateway.sampler = Sampler(
-        gateway.registry,
+        # With REDIS_URL only the sampler lease holder samples, the global counts, fenced.
+        ClusterSampling(cluster.sampler) if cluster is not None else LocalSampling(gateway.registry),
         SnapshotAggregator(schedule, gateway.config.gateway_id),
         schedule,
         gateway.require_outbox(),
         gateway.clock,
         gateway.metrics,
-        gateway.cluster,
     )
     gateway.supervisor.start("sampler", gateway.sampler.run)
     yield

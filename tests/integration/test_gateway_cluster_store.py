@@ -1,4 +1,4 @@
-"""The cluster's Redis state (socket_gateway.cluster.node.RedisCounts) against a real redis-server.
+"""The cluster's Redis state (socket_gateway.cluster.store.RedisCounts) against a real redis-server.
 
 Several nodes are simulated in one process, each with its own registry and its own Redis client,
 as separate gateway processes would be.
@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from service_common.supervision import Supervisor
-from socket_gateway.cluster.node import ClusterNode, Published, RedisCounts, RoomWrite
+from socket_gateway.cluster.node import ClusterNode
+from socket_gateway.cluster.store import Published, RedisCounts, RoomWrite
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 from tests.redis_support import RedisServer, redis_server
@@ -304,7 +305,7 @@ async def test_a_resync_waits_for_the_sync_batch_in_flight(clients: list[aioredi
         registry.leave("s2")
         # The heartbeat's re-sync (its lease lapsed) must not overtake the batch: if it did, the
         # batch would land last and leave two sockets in Redis for good.
-        resync = asyncio.create_task(node._resync())
+        resync = asyncio.create_task(node.rooms.resync())
         done, _ = await asyncio.wait({resync}, timeout=0.2)
         assert not done, "the re-sync wrote while a batch read before it was still in flight"
         store.go.set()
