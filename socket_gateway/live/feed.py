@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from service_common.log_limits import RateLimitedLog
-from socket_gateway.cluster.node import REDIS_FAILURES, ClusterNode
+from socket_gateway.cluster.node import ClusterNode
+from socket_gateway.cluster.store import REDIS_FAILURES
 from socket_gateway.live.rooms import EMPTY, RoomCounts
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class ClusterCountPoller:
             await asyncio.sleep(self._interval)
 
     async def poll_once(self) -> None:
-        if not self._cluster.healthy:
+        if not self._cluster.ready:
             self._log.warning(
                 "live_counts_redis_down", "Live counts not updated: Redis unreachable (last counts kept)"
             )
