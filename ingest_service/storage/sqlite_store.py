@@ -232,10 +232,14 @@ class SqliteSnapshotStore:
                 (a backup, an operator's sqlite3 shell) before the store reports itself unavailable.
 
         Raises:
-            StorageUnavailable: the file cannot be opened or its schema created.
+            StorageUnavailable: the file (or its folder) cannot be made or opened, or its schema created.
         """
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                problem = f"cannot create {Path(path).parent}: {error.strerror or error}"
+                raise StorageUnavailable(f"cannot open SQLite database {path}: {problem}") from error
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
         try:

@@ -88,3 +88,23 @@ async def test_an_invalid_variable_stops_the_service_in_one_line(module: str, tm
     assert code == 2
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{module}: configuration error: {variable}")
+
+
+# The file each service keeps, by the variable that places it (the GraphQL API keeps none).
+FILES = {"ingest_service": "ANALYTICS_SQLITE_PATH", "socket_gateway": "OUTBOX_PATH"}
+
+
+@pytest.mark.parametrize("module", list(FILES))
+async def test_a_file_whose_folder_cannot_be_made_stops_the_service_in_one_line(
+    module: str, tmp_path: Path
+) -> None:
+    """The folder's place is taken by a plain file: the service cannot start, says so once, exit 1."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    variable = FILES[module]
+    env = {**service_env(module, tmp_path), variable: str(tmp_path / "taken" / "data.sqlite3")}
+    code, lines = await run_to_exit(module, env)
+    assert code == 1, lines[-5:]
+    assert not any("Traceback" in line for line in lines), lines
+    critical = [line for line in lines if "CRITICAL" in line]
+    assert len(critical) == 1, lines
+    assert str(tmp_path / "taken") in critical[0]
