@@ -86,6 +86,14 @@ class IngestRejected(Exception):
         self.detail = detail
 
 
+class IngestNotFound(Exception):
+    """The ingest service has no such thing (an alert rule under that auction); ``detail`` says what."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 def channel_options() -> list[tuple[str, Any]]:
     """Options of the long-lived channel: keepalive finds a vanished ingest service between requests."""
     return [
@@ -137,6 +145,8 @@ class IngestClient:
             code = error.code()
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise IngestRejected(error.details() or "invalid request") from None
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise IngestNotFound(error.details() or "not found") from None
             if code == grpc.StatusCode.UNAUTHENTICATED:
                 # Our own key is wrong: an operator's mistake, never the caller's.
                 self._log.error(
@@ -160,6 +170,7 @@ class IngestClient:
 
         Raises:
             IngestRejected: the ingest service refused the request as invalid.
+            IngestNotFound: it has no such thing (NOT_FOUND).
             IngestUnavailable: it cannot answer now.
         """
         return await self._call(method_name, method, request)

@@ -30,15 +30,17 @@ from graphql_api.errors import (
     should_mask_error,
 )
 from graphql_api.execution import AnalyticsExecutionContext
+from graphql_api.mutations.alerts import AlertMutations
 from graphql_api.mutations.settings import SettingsMutations
+from graphql_api.queries.alerts import AlertQueries
 from graphql_api.queries.auction import AuctionQueries
 from graphql_api.queries.caller import CallerQueries
 from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
-Query = merge_types("Query", (AuctionQueries, CallerQueries))
-Mutation = merge_types("Mutation", (SettingsMutations,))
+Query = merge_types("Query", (AuctionQueries, CallerQueries, AlertQueries))
+Mutation = merge_types("Mutation", (SettingsMutations, AlertMutations))
 
 MASKED_MESSAGE = "internal error"
 

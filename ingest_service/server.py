@@ -10,6 +10,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from viewer_analytics.v1 import (
+    alert_rule_service_pb2,
+    alert_rule_service_pb2_grpc,
     auction_audience_service_pb2,
     auction_audience_service_pb2_grpc,
     auction_event_service_pb2,
@@ -29,6 +31,7 @@ from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.auction_events import AuctionEventRecorder, EventRules
 from ingest_service.config import IngestConfig
 from ingest_service.domain import StorageUnavailable
+from ingest_service.grpc_api.alert_rules import AlertRuleServicer
 from ingest_service.grpc_api.auction_events import AuctionAudienceServicer, AuctionEventServicer
 from ingest_service.grpc_api.auction_settings import AuctionSettingsServicer
 from ingest_service.grpc_api.guards import (
@@ -57,6 +60,7 @@ SERVICE_NAMES = (
     viewer_analytics_service_pb2.DESCRIPTOR.services_by_name["ViewerAnalyticsService"].full_name,
     auction_event_service_pb2.DESCRIPTOR.services_by_name["AuctionEventService"].full_name,
     auction_audience_service_pb2.DESCRIPTOR.services_by_name["AuctionAudienceService"].full_name,
+    alert_rule_service_pb2.DESCRIPTOR.services_by_name["AlertRuleService"].full_name,
 )
 
 MAX_CONCURRENT_STREAMS_PER_CONNECTION = 256
@@ -222,6 +226,17 @@ def create_ingest_server(
             resolver=resolver or SystemResolver(),
             ssl_context=client_ssl_context(config.alerts.ca_file),
             log=client_log,
+        )
+        alert_rule_service_pb2_grpc.add_AlertRuleServiceServicer_to_server(
+            AlertRuleServicer(
+                alert_store,
+                config.alerts.policy,
+                clock,
+                client_log,
+                sender.wake,
+                config.mongodb.auction_id_type,
+            ),
+            server,
         )
 
     with listen_errors(config.host, config.port, "INGEST_PORT"):

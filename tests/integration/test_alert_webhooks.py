@@ -29,23 +29,14 @@ from ingest_service.alerts.domain import (
     new_delivery,
     new_secret,
 )
-from ingest_service.alerts.sender import DeliverySettings, WebhookSender
+from ingest_service.alerts.sender import WebhookSender
 from ingest_service.alerts.sqlite_store import SqliteAlertStore
 from ingest_service.alerts.targets import HostResolver, SystemResolver, TargetPolicy
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.log_limits import RateLimitedLog
-from tests.alert_support import FakeResolver, TlsMaterial, WebhookReceiver
+from tests.alert_support import FAST, LOOPBACK, FakeResolver, TlsMaterial, WebhookReceiver
 
-LOOPBACK = TargetPolicy.parse(["127.0.0.0/8"])
 PUBLIC_ONLY = TargetPolicy()
-# Retries in tens of milliseconds, so "down for minutes" (dozens of attempts) takes a second or two.
-FAST = DeliverySettings(
-    request_timeout_seconds=2.0,
-    initial_backoff_seconds=0.02,
-    max_backoff_seconds=0.1,
-    lease_seconds=5.0,
-    poll_interval_seconds=0.02,
-)
 
 
 @pytest.fixture(scope="module")
