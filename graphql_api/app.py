@@ -15,11 +15,20 @@ from graphql_api.dashboard import add_dashboard_routes
 from graphql_api.lot_export import LOTS_EXPORT_PATH, export_lots_csv
 from graphql_api.metrics import Metrics
 from graphql_api.middlewares import cors_middleware, metrics_middleware
-from graphql_api.resources import CLIENT_LOG, CLOCK, CONFIG, METRICS, VERIFIER, ingest_channel
+from graphql_api.resources import (
+    CLIENT_LOG,
+    CLOCK,
+    CONFIG,
+    METRICS,
+    VERIFIER,
+    gateway_channel,
+    ingest_channel,
+)
 from graphql_api.schema import create_schema
 from graphql_api.seed_compat import SEED_ANALYTICS_PATH
 from graphql_api.seed_compat import viewer_analytics as seed_viewer_analytics
 from graphql_api.view import ViewerAnalyticsView
+from graphql_api.ws import OpenConnections
 from service_common.log_limits import RateLimitedLog
 
 GRAPHQL_PATH = "/graphql"
@@ -42,6 +51,7 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     # One rate-limited log for every line a client can cause, on the package's logger.
     app[CLIENT_LOG] = RateLimitedLog(logging.getLogger("graphql_api"))
     app.cleanup_ctx.append(ingest_channel)
+    app.cleanup_ctx.append(gateway_channel)
 
     schema = create_schema(
         max_depth=config.max_query_depth,
@@ -51,9 +61,21 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
         log=app[CLIENT_LOG],
     )
     # GraphiQL only in development: in production the page would invite probing of the schema.
+    connections = OpenConnections()
     view = ViewerAnalyticsView(
-        schema=schema, graphql_ide="graphiql" if config.dev_mode else None, budget=config.request_budget
+        schema=schema,
+        graphql_ide="graphiql" if config.dev_mode else None,
+        budget=config.request_budget,
+        max_subscriptions_per_connection=config.max_subscriptions_per_connection,
+        idle_timeout_seconds=config.subscription_idle_timeout_seconds,
+        connections=connections,
     )
+
+    async def close_websockets(app: web.Application) -> None:
+        # Before the runner waits for open handlers: a subscription would hold the stop for the grace.
+        await connections.close_all()
+
+    app.on_shutdown.append(close_websockets)
     app.router.add_route("*", GRAPHQL_PATH, view)
     app.router.add_get("/healthz", http_handlers.healthz)
     app.router.add_get("/readyz", http_handlers.readyz)

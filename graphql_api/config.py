@@ -73,6 +73,24 @@ _SHUTDOWN_GRACE = VARIABLES.declare(
     "GRAPHQL_SHUTDOWN_GRACE_SECONDS", "10", "how long SIGTERM waits for requests being answered"
 )
 VARIABLES.include(connection_variables("GRAPHQL"))
+_GATEWAY_GRPC_TARGET = VARIABLES.declare(
+    "GATEWAY_GRPC_TARGET",
+    "127.0.0.1:50052",
+    "host:port of the socket gateway's internal gRPC port (live counts for subscriptions)",
+)
+_MAX_SUBSCRIPTIONS_PER_CONNECTION = VARIABLES.declare(
+    "GRAPHQL_MAX_SUBSCRIPTIONS_PER_CONNECTION", "10", "operations one WebSocket connection may run at once"
+)
+_MAX_SUBSCRIPTIONS_PER_TOKEN = VARIABLES.declare(
+    "GRAPHQL_MAX_SUBSCRIPTIONS_PER_TOKEN",
+    "50",
+    "subscriptions one token's subject may hold over all connections",
+)
+_SUBSCRIPTION_IDLE_TIMEOUT = VARIABLES.declare(
+    "GRAPHQL_SUBSCRIPTION_IDLE_TIMEOUT_SECONDS",
+    "60",
+    "a WebSocket with no subscription this long (or no connection_init) is closed",
+)
 
 
 def read_jwt_secret(env: Mapping[str, str]) -> str:
@@ -96,6 +114,13 @@ def _read_gateway_url(env: Mapping[str, str]) -> str:
             "DASHBOARD_GATEWAY_URL", f"expected a URL such as https://live.example, got {url!r}"
         )
     return url
+
+
+def _read_target(env: Mapping[str, str]) -> str:
+    target = read_str(env, _GATEWAY_GRPC_TARGET)
+    if ":" not in target:
+        raise ConfigError("GATEWAY_GRPC_TARGET", f"expected host:port, got {target!r}")
+    return target
 
 
 @dataclass(frozen=True)
@@ -133,6 +158,11 @@ class GraphQLConfig:
     ingest_tls: ClientTls | None = None
     # Idle and partial-request timeouts, open connections per address (service_common.connection_guard).
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    # Subscriptions over graphql-transport-ws on /graphql (docs/graphql_api.md, "Subscriptions").
+    gateway_grpc_target: str = "127.0.0.1:50052"
+    max_subscriptions_per_connection: int = 10
+    max_subscriptions_per_token: int = 50
+    subscription_idle_timeout_seconds: float = 60.0
 
     @property
     def request_budget(self) -> RequestBudget:
@@ -175,4 +205,14 @@ class GraphQLConfig:
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
             connections=ConnectionLimits.from_env(env, "GRAPHQL"),
+            gateway_grpc_target=_read_target(env),
+            max_subscriptions_per_connection=read_int(
+                env, _MAX_SUBSCRIPTIONS_PER_CONNECTION, minimum=1, maximum=1000
+            ),
+            max_subscriptions_per_token=read_int(
+                env, _MAX_SUBSCRIPTIONS_PER_TOKEN, minimum=1, maximum=100_000
+            ),
+            subscription_idle_timeout_seconds=read_float(
+                env, _SUBSCRIPTION_IDLE_TIMEOUT, minimum=1.0, maximum=86_400.0
+            ),
         )

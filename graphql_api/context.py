@@ -9,6 +9,7 @@ from aiohttp import web
 
 from graphql_api.auth import Principal
 from graphql_api.ingest import IngestClient
+from graphql_api.live_counts import LiveCounts
 
 
 @dataclass
@@ -26,3 +27,7 @@ class Context:
     auth_problem: str
     clock: Callable[[], float]
     max_range_seconds: int
+    # Subscriptions: the gateway's live counts, and what the client sent in connection_init
+    # (Strawberry fills it in; the view reads the token from it).
+    live_counts: LiveCounts | None = None
+    connection_params: dict[str, object] | None = None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import grpc
 from aiohttp import web
 
 from graphql_api.auth import TokenVerifier
 from graphql_api.config import GraphQLConfig
 from graphql_api.ingest import IngestClient, channel_options
+from graphql_api.live_counts import LiveCounts
 from graphql_api.metrics import Metrics
 from service_common.grpc_tls import open_channel
 from service_common.log_limits import RateLimitedLog
@@ -23,6 +25,7 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 INGEST = web.AppKey("ingest_client", IngestClient)
 # Every log line a client can cause goes through this, rate-limited per cause.
 CLIENT_LOG = web.AppKey("client_log", RateLimitedLog)
+LIVE_COUNTS = web.AppKey("live_counts", LiveCounts)
 
 
 async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
@@ -51,3 +54,35 @@ async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
         await client.close()
         await channel.close()
         logger.info("Ingest channel closed")
+
+
+async def gateway_channel(app: web.Application) -> AsyncIterator[None]:
+    """Opens the channel to the socket gateway's internal gRPC port, for the live count subscriptions.
+
+    Like the ingest channel, it connects on first use (the first subscription) and reconnects by itself.
+    """
+    config = app[CONFIG]
+    channel = grpc.aio.insecure_channel(
+        config.gateway_grpc_target,
+        options=[
+            # Streams idle between count changes; pings find a vanished gateway within a minute.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+        ],
+    )
+    live = LiveCounts(
+        channel,
+        config.internal_api_key,
+        max_per_token=config.max_subscriptions_per_token,
+        log=app[CLIENT_LOG],
+    )
+    app[LIVE_COUNTS] = live
+    logger.info("Gateway channel opened", extra={"target": config.gateway_grpc_target})
+    try:
+        yield
+    finally:
+        await live.close()
+        await channel.close()

@@ -35,12 +35,14 @@ from graphql_api.mutations.settings import SettingsMutations
 from graphql_api.queries.alerts import AlertQueries
 from graphql_api.queries.auction import AuctionQueries
 from graphql_api.queries.caller import CallerQueries
+from graphql_api.subscriptions.viewer_count import ViewerCountSubscriptions
 from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
 Query = merge_types("Query", (AuctionQueries, CallerQueries, AlertQueries))
 Mutation = merge_types("Mutation", (SettingsMutations, AlertMutations))
+Subscription = merge_types("Subscription", (ViewerCountSubscriptions,))
 
 MASKED_MESSAGE = "internal error"
 
@@ -140,6 +142,7 @@ def create_schema(
     return ViewerAnalyticsSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         # Factories, not instances: Strawberry builds fresh extensions for every request.
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=max_tokens),

@@ -4,13 +4,18 @@ response-bytes and time budgets."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any, cast
 
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
 
+from graphql_api.auth import InvalidToken
 from graphql_api.budget import (
     BUDGET_EXCEEDED,
     RequestBudget,
@@ -22,7 +27,8 @@ from graphql_api.context import Context
 from graphql_api.errors import error_code
 from graphql_api.graphiql import graphiql_html
 from graphql_api.request_auth import authenticate
-from graphql_api.resources import CLOCK, CONFIG, INGEST, METRICS, VERIFIER
+from graphql_api.resources import CLOCK, CONFIG, INGEST, LIVE_COUNTS, METRICS, VERIFIER
+from graphql_api.ws import LimitedTransportWSHandler, OpenConnections, connection_principal
 
 
 class EncodedResponse(dict[str, Any]):
@@ -34,11 +40,40 @@ class EncodedResponse(dict[str, Any]):
 
 
 class ViewerAnalyticsView(GraphQLView[Context, None]):
-    def __init__(self, *, budget: RequestBudget, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    """Queries and mutations over HTTP; subscriptions over graphql-transport-ws (only that protocol).
+
+    Args:
+        budget: what one HTTP request may cost (a subscription's WebSocket is not held to its seconds).
+        max_subscriptions_per_connection: operations one WebSocket may run at once.
+        idle_timeout_seconds: a WebSocket without connection_init, or without any operation, this long
+            is closed.
+        connections: the open WebSockets, closed by the app's stop.
+    """
+
+    graphql_transport_ws_handler_class = LimitedTransportWSHandler
+
+    def __init__(
+        self,
+        *,
+        budget: RequestBudget,
+        max_subscriptions_per_connection: int = 10,
+        idle_timeout_seconds: float = 60.0,
+        connections: OpenConnections | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            max_subscriptions_per_connection=max_subscriptions_per_connection,
+            connection_init_wait_timeout=timedelta(seconds=idle_timeout_seconds),
+            **kwargs,
+        )
         self._budget = budget
+        self.connections = connections or OpenConnections()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self.is_websocket_request(request):
+            # A subscription lives as long as its client wants; the idle timeout bounds the rest.
+            return await super().__call__(request)
         deadline = asyncio.timeout(self._budget.max_seconds)
         try:
             async with deadline:
@@ -68,7 +103,18 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
             auth_problem=problem,
             clock=app[CLOCK],
             max_range_seconds=app[CONFIG].max_range_days * 86_400,
+            live_counts=app.get(LIVE_COUNTS),
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Accepts a WebSocket whose ``connection_init`` carries a valid token; else closes it (4403)."""
+        try:
+            context.principal = connection_principal(context.connection_params, context.request.app[VERIFIER])
+        except InvalidToken as invalid:
+            context.principal = None
+            raise ConnectionRejectionError({"message": f"authentication failed: {invalid}"}) from None
+        context.auth_problem = ""
+        return await super().on_ws_connect(context)
 
     async def process_result(self, request: web.Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         """The response, encoded here a slice at a time (20,000 points are 2.3 MB of JSON, ~60 ms to

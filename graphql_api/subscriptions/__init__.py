@@ -1,0 +1,1 @@
+"""The schema's root subscription fields (graphql-transport-ws on /graphql)."""

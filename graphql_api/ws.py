@@ -1,0 +1,130 @@
+"""graphql-transport-ws on /graphql: the token from ``connection_init``, the idle timeout, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+
+from graphql_api.auth import InvalidToken, Principal, TokenVerifier, bearer_token
+from graphql_api.context import Context
+
+logger = logging.getLogger(__name__)
+
+# graphql-transport-ws leaves 4400-4499 to the protocol; an idle connection is closed like one that
+# never initialised, and a stopping server says "going away".
+IDLE_CLOSE_CODE = 4408
+GOING_AWAY_CODE = 1001
+NO_TOKEN = 'send the token in connection_init: {"Authorization": "Bearer <token>"}'
+
+
+def connection_principal(params: dict[str, object] | None, verifier: TokenVerifier) -> Principal:
+    """The caller named by ``connection_init``'s payload: ``Authorization: Bearer <token>`` (any case of
+    the key), or ``token: <token>``.
+
+    Raises:
+        InvalidToken: no token, or one that cannot be trusted (the message is safe to show).
+    """
+    params = params or {}
+    raw = next((value for key, value in params.items() if key.lower() == "authorization"), None)
+    token: str | None
+    if isinstance(raw, str):
+        token = bearer_token(raw)
+    elif isinstance(params.get("token"), str):
+        token = str(params["token"]).strip() or None
+    else:
+        token = None
+    if token is None:
+        raise InvalidToken(NO_TOKEN)
+    return verifier.verify(token)
+
+
+class OpenConnections:
+    """The WebSocket connections being served, so that a stop can close them at once."""
+
+    def __init__(self) -> None:
+        self._handlers: set[LimitedTransportWSHandler] = set()
+
+    def add(self, handler: LimitedTransportWSHandler) -> None:
+        self._handlers.add(handler)
+
+    def discard(self, handler: LimitedTransportWSHandler) -> None:
+        self._handlers.discard(handler)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    async def close_all(self) -> None:
+        """Closes every connection with 1001 (going away): their clients reconnect elsewhere."""
+        handlers = list(self._handlers)
+        await asyncio.gather(
+            *(handler.websocket.close(GOING_AWAY_CODE, "server stopping") for handler in handlers),
+            return_exceptions=True,
+        )
+
+
+class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Strawberry's graphql-transport-ws handler, closing a connection that holds no operation for the
+    idle timeout (``connection_init_wait_timeout``: one value for both, a connection that never
+    initialises and one that subscribes to nothing are both idle)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        connections = getattr(self.view, "connections", None)
+        assert isinstance(connections, OpenConnections), "the view keeps the open connections"
+        self._connections = connections
+        self._operations_changed = asyncio.Event()
+        self._idle_task: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        self._connections.add(self)
+        try:
+            await super().handle()
+        finally:
+            self._connections.discard(self)
+            if self._idle_task is not None:
+                self._idle_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._idle_task
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._idle_task is None:
+            self._idle_task = asyncio.create_task(self._close_when_idle())
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        await super().handle_subscribe(message)
+        self._operations_changed.set()
+
+    def forget_id(self, id: str) -> None:
+        super().forget_id(id)
+        self._operations_changed.set()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        await super().cleanup_operation(operation_id)
+        self._operations_changed.set()
+
+    @property
+    def _idle_seconds(self) -> float:
+        timeout: timedelta = self.connection_init_wait_timeout
+        return timeout.total_seconds()
+
+    async def _close_when_idle(self) -> None:
+        while True:
+            self._operations_changed.clear()
+            if self.operations:
+                await self._operations_changed.wait()
+                continue
+            try:
+                await asyncio.wait_for(self._operations_changed.wait(), self._idle_seconds)
+            except TimeoutError:
+                if not self.operations:
+                    await self.websocket.close(
+                        IDLE_CLOSE_CODE, f"idle: no subscription for {self._idle_seconds:g} s"
+                    )
+                    return
