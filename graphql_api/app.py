@@ -28,6 +28,7 @@ from graphql_api.schema import create_schema
 from graphql_api.seed_compat import SEED_ANALYTICS_PATH
 from graphql_api.seed_compat import viewer_analytics as seed_viewer_analytics
 from graphql_api.view import ViewerAnalyticsView
+from graphql_api.widget import add_widget_routes
 from graphql_api.ws import OpenConnections
 from service_common.log_limits import RateLimitedLog
 
@@ -85,4 +86,5 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     app.router.add_get(SEED_ANALYTICS_PATH, seed_viewer_analytics)
     app.router.add_get(LOTS_EXPORT_PATH, export_lots_csv)
     add_dashboard_routes(app, config)
+    add_widget_routes(app, config)
     return app
