@@ -26,6 +26,7 @@ from socket_gateway.cluster.node import ClusterNode
 from socket_gateway.cluster.sampling import ClusterSampling
 from socket_gateway.cluster.store import RedisCounts
 from socket_gateway.config import GatewayConfig
+from socket_gateway.live.alerts import AlertService
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.count_server import LiveCountServer
 from socket_gateway.live.count_stream import StreamLimits
@@ -82,6 +83,8 @@ class Gateway:
     # Live counts for the other services: every change (live/feed.py), served on the internal gRPC port.
     feed: CountFeed | None = None
     live_counts: LiveCountServer | None = None
+    # Seller alerts evaluated on the feed (live/alerts.py), on one node of a cluster.
+    alerts: AlertService | None = None
 
     def require_outbox(self) -> Outbox:
         assert self.outbox is not None, "the outbox is opened when the app starts"
@@ -262,6 +265,7 @@ def create_app(
         app.cleanup_ctx.append(_cluster_ctx)
     app.cleanup_ctx.append(_sampler_ctx)
     app.cleanup_ctx.append(_live_counts_ctx)
+    app.cleanup_ctx.append(_alerts_ctx)
     app.on_shutdown.append(_close_interval_and_flush)
 
     async def stop_session_guard(app: web.Application) -> None:
@@ -492,6 +496,26 @@ async def _live_counts_ctx(app: web.Application) -> AsyncIterator[None]:
     await gateway.live_counts.stop()
     if gateway.cluster is not None:
         await gateway.supervisor.stop_task("live-count-poller")
+
+
+async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    assert gateway.channel is not None
+    assert gateway.feed is not None
+    cluster = gateway.cluster
+    gateway.alerts = AlertService(
+        gateway.channel,
+        gateway.config.internal_api_key,
+        gateway.feed,
+        # One evaluator per auction: alone, this node; with Redis, the sampler lease holder.
+        (lambda: bool(cluster.sampler.token)) if cluster is not None else (lambda: True),
+        gateway.config.alert_rules_refresh_seconds,
+    )
+    gateway.supervisor.start("alert-rules", gateway.alerts.run_rules)
+    gateway.supervisor.start("alert-reports", gateway.alerts.run_reports)
+    yield
+    await gateway.supervisor.stop_task("alert-reports")
+    await gateway.supervisor.stop_task("alert-rules")
 
 
 async def _close_interval_and_flush(app: web.Application) -> None:

@@ -109,6 +109,11 @@ _LIVE_INTERVAL = VARIABLES.declare(
     "500",
     "at most one update per auction per stream per this many ms (>= 500)",
 )
+_ALERT_RULES_REFRESH = VARIABLES.declare(
+    "GATEWAY_ALERT_RULES_REFRESH_SECONDS",
+    "5",
+    "how often the evaluating node reloads the alert rules from the ingest service",
+)
 
 
 def _read_redis_url(env: Mapping[str, str]) -> str | None:
@@ -184,6 +189,8 @@ class GatewayConfig:
     live_max_streams: int = 1000
     live_max_auctions_per_stream: int = 10_000
     live_update_interval_ms: int = 500
+    # Seller alerts (live/alerts.py): how soon a rule's change reaches the evaluator.
+    alert_rules_refresh_seconds: float = 5.0
     logging: LogSettings = field(default_factory=LogSettings)
     # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
     ingest_tls: ClientTls | None = None
@@ -242,6 +249,7 @@ class GatewayConfig:
             live_max_auctions_per_stream=read_int(env, _LIVE_MAX_AUCTIONS, minimum=1, maximum=100_000),
             # At least 500 ms: the contract promises at most two updates a second per auction.
             live_update_interval_ms=read_int(env, _LIVE_INTERVAL, minimum=500, maximum=60_000),
+            alert_rules_refresh_seconds=read_float(env, _ALERT_RULES_REFRESH, minimum=0.05, maximum=3600.0),
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
         )

@@ -1,0 +1,387 @@
+"""Seller alerts evaluated on the live counts: the rules from the ingest service, each count change
+checked against them at once, and a firing reported back to the ingest service, which sends the webhook.
+
+One evaluator per auction: a gateway alone evaluates every auction; with ``REDIS_URL`` only the node
+holding the sampler lease does (``leads``), on the cluster's global counts the feed polls. A rule fires
+on a crossing it sees: it is *armed* while the count is on the quiet side of its threshold by at least
+the hysteresis, and fires (then disarms) when the count crosses; a crossing within the cooldown of the
+rule's last firing disarms it without a firing. A rule loaded (or a node taking the lease) with the
+count already past its threshold is not armed until the count comes back, so a restart or a hand-over
+does not fire again for a crossing already reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from viewer_analytics.v1 import alert_rule_service_pb2 as alerts_pb2
+from viewer_analytics.v1 import alert_rule_service_pb2_grpc as alerts_grpc
+
+from service_common.internal_auth import internal_key_metadata
+from service_common.log_limits import RateLimitedLog
+from socket_gateway.live.feed import CountFeed
+from socket_gateway.live.rooms import RoomCounts
+
+logger = logging.getLogger(__name__)
+
+ABOVE, BELOW, DROP_PERCENT, ZERO_WHILE_LIVE = "ABOVE", "BELOW", "DROP_PERCENT", "ZERO_WHILE_LIVE"
+_KINDS = {
+    alerts_pb2.ALERT_KIND_ABOVE: ABOVE,
+    alerts_pb2.ALERT_KIND_BELOW: BELOW,
+    alerts_pb2.ALERT_KIND_DROP_PERCENT: DROP_PERCENT,
+    alerts_pb2.ALERT_KIND_ZERO_WHILE_LIVE: ZERO_WHILE_LIVE,
+}
+# Firings waiting to reach the ingest service; past this a burst is dropped (and logged), not kept.
+MAX_QUEUED_FIRINGS = 10_000
+_RULE_PAGE = 1000
+_CALL_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedRule:
+    """A rule as the evaluator reads it (``kind`` one of the four names; ``unique`` reads uniqueViewers)."""
+
+    rule_id: str
+    auction_id: str
+    kind: str
+    unique: bool
+    threshold: int
+    window_seconds: int
+    hysteresis: int
+    cooldown_seconds: int
+
+    @classmethod
+    def from_wire(cls, rule: alerts_pb2.AlertRule) -> WatchedRule | None:
+        kind = _KINDS.get(rule.spec.kind)
+        if kind is None:
+            return None
+        return cls(
+            rule.rule_id,
+            rule.auction_id,
+            kind,
+            rule.spec.metric == alerts_pb2.ALERT_METRIC_UNIQUE_VIEWERS,
+            rule.spec.threshold,
+            rule.spec.window_seconds,
+            rule.spec.hysteresis,
+            rule.spec.cooldown_seconds,
+        )
+
+    def value(self, counts: RoomCounts) -> int:
+        return counts.unique_viewers if self.unique else counts.viewer_count
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A rule fired at ``at`` (epoch seconds): ``value`` crossed; ``reference`` is what it was compared
+    with (the threshold; DROP_PERCENT: the window's highest count; ZERO_WHILE_LIVE: the duration)."""
+
+    rule_id: str
+    auction_id: str
+    value: int
+    reference: int
+    at: float
+    firing_id: str = field(default_factory=lambda: secrets.token_hex(16))
+
+
+@dataclass(slots=True)
+class _State:
+    armed: bool = False
+    last_fired: float = -math.inf
+    # DROP_PERCENT: the window's candidates for its highest count, (time, value), values decreasing.
+    peaks: deque[tuple[float, int]] = field(default_factory=deque)
+    # The count last seen: it held until the next change, so the window sees it up to then.
+    previous: int = 0
+    # ZERO_WHILE_LIVE: the timer running while the count is zero.
+    zero_timer: asyncio.TimerHandle | None = None
+
+
+class AlertEvaluator:
+    """Checks every count change of an auction against its rules (a ``CountListener``).
+
+    ``fire`` is called with each firing, synchronously; ``clock`` gives epoch seconds. The work per
+    change is a dictionary lookup and a comparison per rule of that auction.
+    """
+
+    def __init__(
+        self,
+        fire: Callable[[Firing], None],
+        clock: Callable[[], float] = time.time,
+        leads: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._fire = fire
+        self._clock = clock
+        self._leads = leads
+        self._rules: dict[str, tuple[WatchedRule, _State]] = {}
+        self._by_auction: dict[str, list[tuple[WatchedRule, _State]]] = {}
+        self.fired_total = 0
+        self.suppressed_total = 0
+
+    @property
+    def rule_count(self) -> int:
+        return len(self._rules)
+
+    @property
+    def auctions(self) -> frozenset[str]:
+        return frozenset(self._by_auction)
+
+    def set_rules(self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]) -> None:
+        """Replaces the rules; an unchanged rule keeps its state, a new or changed one is armed by the
+        auction's ``current`` counts (armed only if they are on its quiet side)."""
+        kept: dict[str, tuple[WatchedRule, _State]] = {}
+        now = self._clock()
+        for rule in rules:
+            known = self._rules.get(rule.rule_id)
+            if known is not None and known[0] == rule:
+                kept[rule.rule_id] = known
+                continue
+            state = _State()
+            kept[rule.rule_id] = (rule, state)
+            self._arm_initially(rule, state, rule.value(current(rule.auction_id)), now)
+        for rule_id, (_rule, state) in self._rules.items():
+            if kept.get(rule_id, (None, None))[1] is not state:
+                _cancel_timer(state)
+        self._rules = kept
+        by_auction: dict[str, list[tuple[WatchedRule, _State]]] = {}
+        for entry in kept.values():
+            by_auction.setdefault(entry[0].auction_id, []).append(entry)
+        self._by_auction = by_auction
+
+    def clear(self) -> None:
+        """Forgets every rule (this node stopped evaluating)."""
+        self.set_rules((), lambda _auction: RoomCounts(0, 0))
+
+    def counts_changed(self, auction_id: str, counts: RoomCounts) -> None:
+        entries = self._by_auction.get(auction_id)
+        # Checked on every change, not only when the rules reload: a node that has just lost the
+        # sampler lease stops at once, so two nodes evaluate together only as long as the lease's
+        # own hand-over lets two believe they hold it.
+        if not entries or not self._leads():
+            return
+        now = self._clock()
+        for rule, state in entries:
+            self._evaluate(rule, state, rule.value(counts), now)
+
+    def _arm_initially(self, rule: WatchedRule, state: _State, value: int, now: float) -> None:
+        if rule.kind == ABOVE:
+            state.armed = value <= rule.threshold - rule.hysteresis
+        elif rule.kind == BELOW:
+            state.armed = value >= rule.threshold + rule.hysteresis
+        elif rule.kind == DROP_PERCENT:
+            state.peaks.append((now, value))
+            state.previous = value
+            state.armed = True
+        else:
+            state.armed = value > rule.hysteresis
+
+    def _evaluate(self, rule: WatchedRule, state: _State, value: int, now: float) -> None:
+        if rule.kind == ABOVE:
+            if state.armed and value > rule.threshold:
+                self._crossed(rule, state, value, rule.threshold, now)
+            elif not state.armed and value <= rule.threshold - rule.hysteresis:
+                state.armed = True
+        elif rule.kind == BELOW:
+            if state.armed and value < rule.threshold:
+                self._crossed(rule, state, value, rule.threshold, now)
+            elif not state.armed and value >= rule.threshold + rule.hysteresis:
+                state.armed = True
+        elif rule.kind == DROP_PERCENT:
+            peaks = state.peaks
+            for held in (state.previous, value):
+                while peaks and peaks[-1][1] <= held:
+                    peaks.pop()
+                peaks.append((now, held))
+            state.previous = value
+            while peaks[0][0] < now - rule.window_seconds:
+                peaks.popleft()
+            peak = peaks[0][1]
+            drop = 0.0 if peak <= 0 else (peak - value) * 100 / peak
+            if state.armed and drop >= rule.threshold:
+                self._crossed(rule, state, value, peak, now)
+            elif not state.armed and drop <= rule.threshold - rule.hysteresis:
+                state.armed = True
+        else:
+            self._zero_while_live(rule, state, value)
+
+    def _zero_while_live(self, rule: WatchedRule, state: _State, value: int) -> None:
+        if value > 0:
+            _cancel_timer(state)
+            if value > rule.hysteresis:
+                state.armed = True
+            return
+        if state.armed and state.zero_timer is None:
+            # A timer, not a poll: it fires the moment the duration is up, and costs nothing meanwhile.
+            state.zero_timer = asyncio.get_running_loop().call_later(
+                rule.window_seconds, self._zero_elapsed, rule, state
+            )
+
+    def _zero_elapsed(self, rule: WatchedRule, state: _State) -> None:
+        state.zero_timer = None
+        if self._rules.get(rule.rule_id, (None, None))[1] is state and state.armed and self._leads():
+            self._crossed(rule, state, 0, rule.window_seconds, self._clock())
+
+    def _crossed(self, rule: WatchedRule, state: _State, value: int, reference: int, now: float) -> None:
+        state.armed = False
+        if now - state.last_fired < rule.cooldown_seconds:
+            self.suppressed_total += 1
+            return
+        state.last_fired = now
+        self.fired_total += 1
+        self._fire(Firing(rule.rule_id, rule.auction_id, value, reference, now))
+
+
+def _cancel_timer(state: _State) -> None:
+    if state.zero_timer is not None:
+        state.zero_timer.cancel()
+        state.zero_timer = None
+
+
+class AlertService:
+    """The evaluator's two loops against the ingest service: the rules, refreshed every
+    ``refresh_seconds`` while this node ``leads``, and the firings, reported one by one
+    (``RecordAlertFiring``, retried while the ingest service is unavailable: its ``firing_id`` makes a
+    retry queue nothing more).
+
+    Firings wait in memory only: a gateway killed between a firing and its report loses that one
+    (a delivery is durable from the moment the ingest service has it).
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        internal_key: str,
+        feed: CountFeed,
+        leads: Callable[[], bool],
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.time,
+        log: RateLimitedLog | None = None,
+    ) -> None:
+        self._stub = alerts_grpc.AlertRuleServiceStub(channel)
+        self._metadata = internal_key_metadata(internal_key)
+        self._feed = feed
+        self._leads = leads
+        self._refresh_seconds = refresh_seconds
+        self._log = log or RateLimitedLog(logger)
+        self._firings: asyncio.Queue[Firing] = asyncio.Queue(MAX_QUEUED_FIRINGS)
+        self.evaluator = AlertEvaluator(self._queue, clock, leads)
+        self.reported_total = 0
+        self.dropped_total = 0
+        self.loaded = asyncio.Event()
+
+    def _queue(self, firing: Firing) -> None:
+        try:
+            self._firings.put_nowait(firing)
+        except asyncio.QueueFull:
+            self.dropped_total += 1
+            self._log.warning(
+                "alert_firings_full", "Alert firing dropped: too many waiting for the ingest service"
+            )
+
+    async def run_rules(self) -> None:
+        """Loads the rules while this node leads, and stops evaluating while it does not (supervised)."""
+        try:
+            while True:
+                if self._leads():
+                    await self._load()
+                else:
+                    self._stop_evaluating()
+                await asyncio.sleep(self._refresh_seconds)
+        finally:
+            self._stop_evaluating()
+
+    def _stop_evaluating(self) -> None:
+        if self.evaluator.rule_count:
+            logger.info("Alert evaluation stopped here (not the sampler lease holder)")
+        self._feed.unwatch(self.evaluator)
+        self.evaluator.clear()
+        self.loaded.clear()
+
+    async def _load(self) -> None:
+        rules: list[WatchedRule] = []
+        token = ""
+        try:
+            while True:
+                page = await self._stub.ListActiveAlertRules(
+                    alerts_pb2.ListActiveAlertRulesRequest(page_size=_RULE_PAGE, page_token=token),
+                    metadata=self._metadata,
+                    timeout=_CALL_TIMEOUT_SECONDS,
+                )
+                rules.extend(rule for rule in map(WatchedRule.from_wire, page.rules) if rule is not None)
+                token = page.next_page_token
+                if not token:
+                    break
+        except grpc.aio.AioRpcError as error:
+            # The rules already loaded stay in force until the ingest service answers again. An ingest
+            # service without alerts (UNIMPLEMENTED: an older version) is no fault of this node's.
+            code = error.code()
+            self._log.log(
+                logging.INFO if code == grpc.StatusCode.UNIMPLEMENTED else logging.WARNING,
+                f"alert_rules_unavailable:{code.name}",
+                "Alert rules not refreshed",
+                extra={"code": code.name, "details": error.details()},
+            )
+            return
+        first = not self.loaded.is_set()
+        self.evaluator.set_rules(rules, self._feed.current)
+        self._feed.watch(self.evaluator, self.evaluator.auctions)
+        self.loaded.set()
+        if first:
+            logger.info("Alert rules loaded", extra={"rules": len(rules)})
+
+    async def run_reports(self) -> None:
+        """Reports each firing to the ingest service (supervised)."""
+        while True:
+            firing = await self._firings.get()
+            await self._report(firing)
+
+    async def _report(self, firing: Firing) -> None:
+        delay = 0.2
+        request = alerts_pb2.RecordAlertFiringRequest(
+            auction_id=firing.auction_id,
+            rule_id=firing.rule_id,
+            firing_id=firing.firing_id,
+            value=firing.value,
+            reference_value=firing.reference,
+        )
+        request.fired_at.FromNanoseconds(round(firing.at * 1e9))
+        while True:
+            try:
+                response = await self._stub.RecordAlertFiring(
+                    request, metadata=self._metadata, timeout=_CALL_TIMEOUT_SECONDS
+                )
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    self._log.warning(
+                        "alert_report_retry",
+                        "Alert firing not reported yet; retrying",
+                        extra={"code": code.name},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                # NOT_FOUND: the rule was deleted or paused since it was loaded; nothing to send.
+                self._log.info(
+                    f"alert_report_refused:{code.name}",
+                    "Alert firing refused by the ingest service",
+                    extra={"code": code.name, "rule_id": firing.rule_id, "details": error.details()},
+                )
+                return
+            self.reported_total += 1
+            logger.info(
+                "Alert fired",
+                extra={
+                    "rule_id": firing.rule_id,
+                    "auction_id": firing.auction_id,
+                    "value": firing.value,
+                    "delivery_id": response.delivery.delivery_id,
+                },
+            )
+            return
