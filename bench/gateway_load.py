@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from bench.lean_socketio import LeanSocket
+from testkit.stats import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
@@ -56,11 +57,6 @@ def viewer_count(frame: bytes) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

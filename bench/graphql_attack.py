@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import secrets
 import socket
@@ -38,20 +37,15 @@ from pathlib import Path
 
 import aiohttp
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
-from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
-from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
-from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
-from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from bench.graphql_latency import ChildServer
 from bench.ingest_process import IngestProcess, free_loopback_port
 from graphql_api.auth import Role, issue_token
 from service_common.internal_auth import internal_key_metadata
+from testkit.seeding import minute_snapshots, seed
+from testkit.stats import percentile
 
 AUCTION = "bench-attack"
-BATCH = 500
 PROBE_INTERVAL_SECONDS = 0.005
 POINT_FIELDS = "at avgViewers peakViewers minViewers viewerCount samples"
 
@@ -64,34 +58,14 @@ def alias_query(aliases: int) -> str:
     return f'{{\n  auction(id: "{AUCTION}") {{\n{fields}\n  }}\n}}'
 
 
-async def seed(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], minutes: int) -> None:
+async def seed_minutes(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], minutes: int
+) -> None:
     """Enables the auction and streams ``minutes`` minutes ending at the current minute."""
-    await settings_grpc.AuctionSettingsServiceStub(channel).SetViewerAnalytics(
-        settings_pb2.SetViewerAnalyticsRequest(auction_id=AUCTION, enabled=True), metadata=metadata
-    )
     first = int(time.time()) // 60 * 60 - minutes * 60
-    call = ingest_grpc.SnapshotIngestServiceStub(channel).StreamSnapshots(metadata=metadata)
-    for at in range(0, minutes, BATCH):
-        batch = [
-            snapshot_pb2.ViewerSnapshot(
-                auction_id=AUCTION,
-                minute_start=Timestamp(seconds=first + 60 * i),
-                viewer_count=i % 50 + 2,
-                avg_viewers=i % 50 + 1.5,
-                peak_viewers=i % 50 + 3,
-                min_viewers=i % 50,
-                sample_count=12,
-                unique_viewers=i % 50,
-                gateway_id="bench",
-            )
-            for i in range(at, min(at + BATCH, minutes))
-        ]
-        await call.write(ingest_pb2.StreamSnapshotsRequest(snapshots=batch))
-        response = await call.read()
-        stored = sum(ack.outcome == ingest_pb2.SNAPSHOT_OUTCOME_STORED for ack in response.acks)
-        if stored != len(batch):
-            raise RuntimeError(f"only {stored} of {len(batch)} stored")
-    await call.done_writing()
+    seeded = await seed(channel, metadata, minute_snapshots(AUCTION, first, minutes, "bench"))
+    if seeded.outcomes != ["STORED"] * minutes:
+        raise RuntimeError(f"not every minute was stored: {sorted(set(seeded.outcomes))}")
 
 
 @dataclass
@@ -144,9 +118,17 @@ async def probe_while(base: str, work: Callable[[], Awaitable[tuple[int, bytes]]
         answer = json.loads(body)
         if isinstance(answer, dict):
             codes = [str((e.get("extensions") or {}).get("code")) for e in answer.get("errors") or []]
-    ordered = sorted(latencies) or [0.0]
-    p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
-    return Outcome(name, status, codes, len(body), seconds, ordered[-1] * 1000, p99 * 1000, len(latencies))
+    ordered = latencies or [0.0]
+    return Outcome(
+        name,
+        status,
+        codes,
+        len(body),
+        seconds,
+        max(ordered) * 1000,
+        percentile(ordered, 0.99) * 1000,
+        len(latencies),
+    )
 
 
 def count_lines(log_path: Path, since: int) -> tuple[int, int]:
@@ -188,7 +170,7 @@ async def main_async(options: argparse.Namespace) -> None:
             grpc.aio.insecure_channel(ingest.target) as channel,
             aiohttp.ClientSession() as session,
         ):
-            await seed(channel, metadata, options.minutes)
+            await seed_minutes(channel, metadata, options.minutes)
             print(f"seeded {options.minutes} minutes of {AUCTION}", flush=True)
             port = free_loopback_port()
             log_path = workdir / "api.log"

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import platform
 import secrets
@@ -39,22 +38,18 @@ from typing import Any
 
 import aiohttp
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
-from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
-from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 from viewer_analytics.v1 import viewer_analytics_service_pb2_grpc as analytics_grpc
-from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from bench.graphql_baseline import ONE_BUCKET_SECONDS
 from bench.ingest_process import IngestProcess, free_loopback_port
 from graphql_api.auth import Role, issue_token
 from service_common.internal_auth import internal_key_metadata
+from testkit.seeding import NINETY_DAYS, seed_ninety_days
+from testkit.stats import percentile
 
-MINUTES = 90 * 1440
-BATCH = 500
 AUCTION = "bench-auction-90d"
 GOAL_P95_SECONDS = 0.100  # issue 4: 90-day query p95 at most 100 ms
 _STARTUP_TIMEOUT_SECONDS = 30.0
@@ -101,40 +96,6 @@ class ChildServer:
         return await asyncio.wait_for(self._process.wait(), 30)
 
 
-async def seed(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> float:
-    """Enables the auction and streams 90 days of minutes ending at the current minute; returns seconds."""
-    await settings_grpc.AuctionSettingsServiceStub(channel).SetViewerAnalytics(
-        settings_pb2.SetViewerAnalyticsRequest(auction_id=AUCTION, enabled=True), metadata=metadata
-    )
-    first = int(time.time()) // 60 * 60 - MINUTES * 60
-    started = time.perf_counter()
-    call = ingest_grpc.SnapshotIngestServiceStub(channel).StreamSnapshots(metadata=metadata)
-    for at in range(0, MINUTES, BATCH):
-        batch = []
-        for i in range(at, min(at + BATCH, MINUTES)):
-            k, m = i // 1440, i % 60
-            batch.append(
-                snapshot_pb2.ViewerSnapshot(
-                    auction_id=AUCTION,
-                    minute_start=Timestamp(seconds=first + 60 * i),
-                    viewer_count=k + m + 2,
-                    avg_viewers=k + m + 1.5,
-                    peak_viewers=k + m + 3,
-                    min_viewers=k + m,
-                    sample_count=12 if m % 2 == 0 else 6,
-                    unique_viewers=k + m,
-                    gateway_id="bench",
-                )
-            )
-        await call.write(ingest_pb2.StreamSnapshotsRequest(snapshots=batch))
-        response = await call.read()
-        stored = sum(ack.outcome == ingest_pb2.SNAPSHOT_OUTCOME_STORED for ack in response.acks)
-        if stored != len(batch):
-            raise RuntimeError(f"only {stored} of {len(batch)} stored: {response.acks[0].detail}")
-    await call.done_writing()
-    return time.perf_counter() - started
-
-
 @dataclass(frozen=True)
 class Figures:
     workload: str
@@ -143,12 +104,6 @@ class Figures:
     p50_ms: float
     p95_ms: float
     mean_ms: float
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 Probe = Callable[[], Awaitable[Any]]
@@ -176,8 +131,11 @@ async def main_async(options: argparse.Namespace) -> None:
             grpc.aio.insecure_channel(ingest.target) as channel,
             aiohttp.ClientSession() as session,
         ):
-            seed_seconds = await seed(channel, metadata)
-            print(f"seeded {MINUTES} minutes in {seed_seconds:.2f} s", flush=True)
+            seeded = await seed_ninety_days(channel, metadata, AUCTION, int(time.time()) // 60 * 60, "bench")
+            if seeded.outcomes != ["STORED"] * NINETY_DAYS:
+                raise RuntimeError(f"not every minute was stored: {sorted(set(seeded.outcomes))}")
+            seed_seconds = seeded.seconds
+            print(f"seeded {NINETY_DAYS} minutes in {seed_seconds:.2f} s", flush=True)
             api_port, baseline_port = free_loopback_port(), free_loopback_port()
             common = {"INTERNAL_API_KEY": key, "INGEST_TARGET": ingest.target, "LOG_LEVEL": "warning"}
             api = ChildServer(
@@ -290,7 +248,7 @@ async def measure(
         )
         # 90 days not aligned to the buckets touch one bucket more than they fill.
         assert len(api_result["points"]) in ((360, 361) if "AUTO" in name else (2160, 2161))
-        assert api_result["summary"]["snapshotCount"] == MINUTES
+        assert api_result["summary"]["snapshotCount"] == NINETY_DAYS
         assert api_result["points"] == bare_result["points"]
     for _ in range(options.warm_up):
         for probes in workloads.values():

@@ -35,16 +35,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import google.protobuf
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from pymongo import AsyncMongoClient
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
 from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
-from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
+from testkit.seeding import minute_snapshots
 
 INTERVAL_SECONDS = 60
 RETENTION_DAYS = 90
@@ -136,23 +135,7 @@ def build_requests(
     Built before the clock starts, so the measured span holds no message construction.
     """
     first_minute = last_minute - (count - 1) * INTERVAL_SECONDS
-    snapshots = []
-    for index in range(count):
-        low = index % 50
-        snapshots.append(
-            snapshot_pb2.ViewerSnapshot(
-                auction_id=auction_id,
-                minute_start=Timestamp(seconds=first_minute + index * INTERVAL_SECONDS),
-                viewer_count=low + 7,
-                avg_viewers=low + 10.5,
-                peak_viewers=low + 20,
-                min_viewers=low,
-                sample_count=12,
-                unique_viewers=low + 3,
-                partial=False,
-                gateway_id="bench-gateway",
-            )
-        )
+    snapshots = minute_snapshots(auction_id, first_minute, count, "bench-gateway")
     return [
         ingest_pb2.StreamSnapshotsRequest(snapshots=snapshots[start : start + batch_size])
         for start in range(0, count, batch_size)

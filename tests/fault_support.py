@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from socket_gateway.metrics import parse_samples
+from testkit import waiting
 from tests.support import TEST_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,10 +135,7 @@ def base_env(**extra: str) -> dict[str, str]:
 
 async def poll(condition: Callable[[], Awaitable[bool]], what: str) -> None:
     """Waits for a condition of another process, which has no event this process could await."""
-    deadline = time.monotonic() + FAULT_WAIT
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+    await waiting.poll(condition, what, within=FAULT_WAIT)
 
 
 async def metrics(http: aiohttp.ClientSession, port: int) -> dict[str, float]:

@@ -17,6 +17,7 @@ from service_common.timing import SnapshotTiming
 from socket_gateway.app import GATEWAY, Gateway, GatewaySite, create_app
 from socket_gateway.config import GatewayConfig
 from socket_gateway.snapshots.sender import Backoff
+from testkit.waiting import poll
 from tests.support import TEST_KEY, FakeClock
 
 ALLOWED_ORIGIN = "http://localhost:3000"
@@ -50,11 +51,7 @@ class ManualClock:
 
 async def wait_until(predicate: Callable[[], bool], what: str) -> None:
     """Waits until ``predicate`` holds (state of the gateway in this process, with no event to await)."""
-    for _ in range(int(WAIT / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    await poll(predicate, what, within=WAIT, every=0.01)
 
 
 def gateway_config(tmp_path: Path, **overrides: Any) -> GatewayConfig:

@@ -27,6 +27,7 @@ import pytest
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
+from testkit import waiting
 from tests.conftest import ingest_config
 from tests.fault_support import ServiceProcess, metrics, service
 from tests.gateway_support import Viewer
@@ -136,11 +137,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 async def poll(condition: Callable[[], Awaitable[bool]], what: str, bound: float = NODE_WAIT) -> float:
     """Waits until ``condition`` (of another process: no event to await) holds; the seconds it took."""
-    started = time.monotonic()
-    while not await condition():
-        assert time.monotonic() - started < bound, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
+    return await waiting.poll(condition, what, within=bound)
 
 
 async def readyz(http: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, Any]]:

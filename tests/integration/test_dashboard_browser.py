@@ -13,10 +13,8 @@ outage that keeps the last good data marked stale. Screenshots go to tmp/artifac
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from ingest_service.domain import AnalyticsRange
 from ingest_service.server import IngestServer, create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
+from testkit.waiting import poll
 from tests.conftest import ingest_config
 from tests.gateway_support import gateway_config, running_gateway, stored_snapshots
 from tests.graphql_support import admin_token, graphql_config, seller_token
@@ -193,10 +192,11 @@ async def wait_for_stored(store: SqliteSnapshotStore, auction_id: str) -> None:
     The snapshot crosses the gateway's outbox and a gRPC stream into the store: no event reaches
     this test, so it polls the store, bounded by a deadline.
     """
-    deadline = time.monotonic() + PAGE_WAIT_MS / 1000
-    while (await store.query_totals(AnalyticsRange(auction_id, None, None))).snapshot_count == 0:
-        assert time.monotonic() < deadline, "no snapshot was stored"
-        await asyncio.sleep(0.1)
+
+    async def stored() -> bool:
+        return (await store.query_totals(AnalyticsRange(auction_id, None, None))).snapshot_count > 0
+
+    await poll(stored, "a stored snapshot", within=PAGE_WAIT_MS / 1000, every=0.1)
 
 
 async def enable_analytics(stack: Stack, auction_id: str) -> None:

@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from socket_gateway.app import GATEWAY, Gateway, GatewaySite, create_app
 from socket_gateway.live.rooms import RoomCounts
 from socket_gateway.snapshots.sender import Backoff
 from socket_gateway.transport.malformed_frames import MalformedFrameLog, guard_malformed_frames
+from testkit.waiting import poll
 from tests.gateway_support import ALLOWED_ORIGIN, gateway_config
 
 T = TypeVar("T")
@@ -56,13 +57,6 @@ class ErrorRecords(logging.Handler):
             self.malformed_frame_lines += 1
         elif record.levelno >= logging.ERROR:
             self.records.append(record)
-
-
-async def poll_until(condition: Callable[[], Awaitable[bool]]) -> None:
-    deadline = time.monotonic() + REPLY_WAIT
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -435,7 +429,7 @@ def test_malformed_frames_close_only_their_connection_and_the_counts_stay_exact(
         async def only_the_observer_left() -> bool:
             return registry.member_count == 1
 
-        await poll_until(only_the_observer_left)
+        await poll(only_the_observer_left, "only the observer left", within=REPLY_WAIT, every=0.005)
         assert registry.counts("fz-watch") == RoomCounts(1, 1)
         assert registry.counts("fz-a") == RoomCounts(0, 0)
         # The observer is still served: an acknowledged round trip on its connection.
@@ -461,14 +455,14 @@ def test_a_socket_dropped_for_a_malformed_frame_leaves_its_room_at_once(
     async def case() -> list[Any]:
         observer, _ = await fuzzed_gateway.sockets()
         hostile = await fuzzed_gateway.open_socket({"auctionId": "fz-watch"})
-        await poll_until(lambda: observer_heard(observer, 2))
+        await poll(lambda: observer_heard(observer, 2), "2 viewers heard", within=REPLY_WAIT, every=0.005)
         sent_at = time.monotonic()
         await (hostile.ws.send_bytes(frame) if isinstance(frame, bytes) else hostile.ws.send_str(frame))
         # Its own count updates may come first; then the gateway's close.
         async with asyncio.timeout(REPLY_WAIT):
             while (await hostile.ws.receive()).type == aiohttp.WSMsgType.TEXT:
                 pass
-        await poll_until(lambda: observer_heard(observer, 1))
+        await poll(lambda: observer_heard(observer, 1), "1 viewer heard", within=REPLY_WAIT, every=0.005)
         assert time.monotonic() - sent_at < 1.0
         await hostile.ws.close()
         return observer.updates

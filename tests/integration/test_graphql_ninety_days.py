@@ -21,12 +21,11 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
-from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from testkit.seeding import NINETY_DAYS, seed_ninety_days
 from tests.conftest import ingest_config
 from tests.graphql_support import (
     ANALYTICS_QUERY,
@@ -36,11 +35,10 @@ from tests.graphql_support import (
     running_graphql,
     seller_token,
 )
-from tests.support import FakeClock, IngestClient, outcome_names
+from tests.support import FakeClock, IngestClient
 
 AUCTION = "auction-90d"
-MINUTES = 90 * 1440
-BATCH = 500
+MINUTES = NINETY_DAYS
 HOUR_SAMPLES = 540
 HOUR_MEAN_M = 15840 / 540
 DAY = 86_400
@@ -56,21 +54,6 @@ class NinetyDays:
     @property
     def first_minute(self) -> int:
         return self.midnight - MINUTES * 60
-
-
-def minute_snapshot(start: int, i: int) -> snapshot_pb2.ViewerSnapshot:
-    k, m = i // 1440, i % 60
-    return snapshot_pb2.ViewerSnapshot(
-        auction_id=AUCTION,
-        minute_start=Timestamp(seconds=start + 60 * i),
-        viewer_count=k + m + 2,
-        avg_viewers=k + m + 1.5,
-        peak_viewers=k + m + 3,
-        min_viewers=k + m,
-        sample_count=12 if m % 2 == 0 else 6,
-        unique_viewers=k + m,
-        gateway_id="gateway-seed",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +74,14 @@ async def ninety_days(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         client = IngestClient(channel)
-        await client.set_analytics(AUCTION, True)
-        first = midnight - MINUTES * 60
-        started = time.perf_counter()
-        snapshots = [minute_snapshot(first, i) for i in range(MINUTES)]
-        acks = await client.send_batches(snapshots[at : at + BATCH] for at in range(0, MINUTES, BATCH))
-        seed_seconds = time.perf_counter() - started
-        outcomes = [name for batch in acks for name in outcome_names(batch)]
-        assert outcomes == ["STORED"] * MINUTES
+        seeded = await seed_ninety_days(channel, client.metadata, AUCTION, midnight, "gateway-seed")
+        assert seeded.outcomes == ["STORED"] * MINUTES
         print(
-            f"\nseeded {MINUTES} minutes in {len(acks)} batches via the ingest stream: {seed_seconds:.2f} s"
+            f"\nseeded {MINUTES} minutes in {seeded.batches} batches via the ingest stream:",
+            f"{seeded.seconds:.2f} s",
         )
         async with running_graphql(graphql_config(f"127.0.0.1:{server.port}"), clock) as api:
-            yield NinetyDays(api, client, midnight, seed_seconds)
+            yield NinetyDays(api, client, midnight, seeded.seconds)
     finally:
         await channel.close()
         await server.stop(0)
