@@ -22,10 +22,11 @@ REPORT_LEAD_SECONDS = 10.0
 
 
 def _running_loops() -> list[asyncio.AbstractEventLoop]:
+    # type(), not isinstance(): isinstance() on a dead weakref.proxy raises ReferenceError.
     return [
         candidate
         for candidate in gc.get_objects()
-        if isinstance(candidate, asyncio.AbstractEventLoop) and candidate.is_running()
+        if issubclass(type(candidate), asyncio.AbstractEventLoop) and candidate.is_running()
     ]
 
 
