@@ -274,6 +274,8 @@ class AlertService:
         self.reported_total = 0
         self.dropped_total = 0
         self.loaded = asyncio.Event()
+        # Rounds of the rules loop so far (each decides whether this node leads).
+        self.rounds = 0
 
     def _queue(self, firing: Firing) -> None:
         try:
@@ -292,6 +294,7 @@ class AlertService:
                     await self._load()
                 else:
                     self._stop_evaluating()
+                self.rounds += 1
                 await asyncio.sleep(self._refresh_seconds)
         finally:
             self._stop_evaluating()

@@ -210,10 +210,18 @@ async def test_with_redis_only_the_sampler_lease_holder_evaluates_and_one_webhoo
         await create_rule(ingest, receiver, "global", threshold=2, cooldown_seconds=0)
         async with running_gateway(configs[0]) as node_a, running_gateway(configs[1]) as node_b:
             nodes = [alerts_of(node_a), alerts_of(node_b)]
+            clusters = [node_a.gateway.cluster, node_b.gateway.cluster]
             await wait_until(
-                lambda: sorted(node.evaluator.rule_count for node in nodes) == [0, 1],
-                "one node (the sampler lease holder) to load the rule, the other none",
+                lambda: any(cluster is not None and cluster.sampler.token for cluster in clusters),
+                "a node to take the sampler lease",
             )
+            # Three rounds of each node's rules loop after that: each has decided whether it leads.
+            rounds = [node.rounds for node in nodes]
+            await wait_until(
+                lambda: all(node.rounds >= seen + 3 for node, seen in zip(nodes, rounds, strict=True)),
+                "three rounds of the rules loop on both nodes",
+            )
+            assert sorted(node.evaluator.rule_count for node in nodes) == [0, 1]
             crossed_at = time.monotonic()
             await node_a.viewer({"auctionId": "global", "viewerId": "a0"})
             await node_a.viewer({"auctionId": "global", "viewerId": "a1"})
