@@ -221,8 +221,25 @@ class AnalyticsPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class UniqueViewers:
+    """Distinct viewers from merged CPC sketches: the estimate, its 95% bounds, and what it rests on."""
+
+    estimate: float
+    lower_bound: float
+    upper_bound: float
+    identified_estimate: float
+    anonymous_estimate: float
+    exact: bool
+    sketched_snapshots: int
+    unsketched_snapshots: int
+
+
+@dataclass(frozen=True, slots=True)
 class AnalyticsSummary:
-    """Over the raw minutes of the range, whatever the bucket; all zero when there is no data."""
+    """Over the raw minutes of the range, whatever the bucket; all zero when there is no data.
+
+    ``unique_viewers`` only when asked for, and None when no snapshot of the range carries a sketch.
+    """
 
     overall_peak: int
     overall_avg: float
@@ -230,6 +247,7 @@ class AnalyticsSummary:
     first_at: datetime | None
     last_at: datetime | None
     snapshot_count: int
+    unique_viewers: UniqueViewers | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from viewer_analytics.v1 import auction_audience_service_pb2 as audience_pb2
 from viewer_analytics.v1 import auction_audience_service_pb2_grpc as audience_grpc
 from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
 
-from graphql_api.analytics import TimeWindow
+from graphql_api.analytics import TimeWindow, UniqueViewers
 from graphql_api.ingest import IngestClient
+from graphql_api.ingest import unique_viewers_from_wire as _unique
 
 LOT_OUTCOMES = {
     events_pb2.LOT_OUTCOME_SOLD: "SOLD",
@@ -110,18 +111,6 @@ def _event(message: events_pb2.AuctionEvent) -> Event:
 
 
 @dataclass(frozen=True, slots=True)
-class UniqueViewers:
-    estimate: float
-    lower_bound: float
-    upper_bound: float
-    identified_estimate: float
-    anonymous_estimate: float
-    exact: bool
-    sketched_snapshots: int
-    unsketched_snapshots: int
-
-
-@dataclass(frozen=True, slots=True)
 class Funnel:
     unique_viewers: UniqueViewers
     bidders: int
@@ -141,19 +130,6 @@ def _with_window(request: Any, window: TimeWindow) -> Any:
     if window.end is not None:
         request.to.CopyFrom(Timestamp(seconds=window.end))
     return request
-
-
-def _unique(message: audience_pb2.UniqueViewerCount) -> UniqueViewers:
-    return UniqueViewers(
-        estimate=message.estimate,
-        lower_bound=message.lower_bound,
-        upper_bound=message.upper_bound,
-        identified_estimate=message.identified_estimate,
-        anonymous_estimate=message.anonymous_estimate,
-        exact=message.exact,
-        sketched_snapshots=message.sketched_snapshots,
-        unsketched_snapshots=message.unsketched_snapshots,
-    )
 
 
 class AudienceQueries:

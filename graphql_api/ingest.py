@@ -14,6 +14,7 @@ from typing import Any, overload
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from viewer_analytics.v1 import auction_audience_service_pb2 as audience_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
@@ -31,6 +32,7 @@ from graphql_api.analytics import (
     Bucket,
     InvalidQuery,
     TimeWindow,
+    UniqueViewers,
     ViewerAnalytics,
     auto_bucket_seconds,
     auto_ladder,
@@ -194,27 +196,40 @@ class IngestClient:
         return _settings_from_wire(response.settings)
 
     async def viewer_analytics(
-        self, auction_id: str, window: TimeWindow, bucket: Bucket, *, target_points: int = AUTO_TARGET_POINTS
+        self,
+        auction_id: str,
+        window: TimeWindow,
+        bucket: Bucket,
+        *,
+        target_points: int = AUTO_TARGET_POINTS,
+        unique_viewers: bool = False,
     ) -> ViewerAnalytics:
         """The auction's points and summary over ``window`` at ``bucket``.
 
         ``target_points`` is how many points AUTO may choose (the seed's REST route asks for the
         finest series within the request budget; GraphQL's AUTO keeps a chart's 500).
+        ``unique_viewers`` asks for the summary's distinct viewers too (merged sketches: only when
+        a query selects them).
 
         Raises:
             InvalidQuery: the window holds more points than the ingest service returns at this bucket.
             IngestUnavailable: the ingest service cannot answer now.
         """
         if bucket is not Bucket.AUTO:
-            return await self._query(auction_id, window, explicit_bucket_seconds(bucket, window))
-        if window.start is not None and window.end is not None:
             return await self._query(
-                auction_id, window, auto_bucket_seconds(window.start, window.end, self._ladder, target_points)
+                auction_id, window, explicit_bucket_seconds(bucket, window), unique_viewers
             )
-        return await self._auto_over_all_data(auction_id, window, target_points)
+        if window.start is not None and window.end is not None:
+            width = auto_bucket_seconds(window.start, window.end, self._ladder, target_points)
+            return await self._query(auction_id, window, width, unique_viewers)
+        return await self._auto_over_all_data(auction_id, window, target_points, unique_viewers)
 
     async def _auto_over_all_data(
-        self, auction_id: str, window: TimeWindow, target_points: int = AUTO_TARGET_POINTS
+        self,
+        auction_id: str,
+        window: TimeWindow,
+        target_points: int = AUTO_TARGET_POINTS,
+        unique_viewers: bool = False,
     ) -> ViewerAnalytics:
         """AUTO over all stored data, whose span is known only once asked for: two calls.
 
@@ -225,11 +240,15 @@ class IngestClient:
         """
         overview = await self._query(auction_id, window, _OVERVIEW_BUCKET_SECONDS)
         width = _auto_width(overview.summary, self._ladder, target_points)
-        return await self._query(auction_id, window, width)
+        return await self._query(auction_id, window, width, unique_viewers)
 
-    async def _query(self, auction_id: str, window: TimeWindow, bucket_seconds: int) -> ViewerAnalytics:
+    async def _query(
+        self, auction_id: str, window: TimeWindow, bucket_seconds: int, unique_viewers: bool = False
+    ) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(
-            auction_id=auction_id, bucket_seconds=checked_bucket_seconds(bucket_seconds, self._widths)
+            auction_id=auction_id,
+            bucket_seconds=checked_bucket_seconds(bucket_seconds, self._widths),
+            include_unique_viewers=unique_viewers,
         )
         if window.start is not None:
             # The field is named `from`, a Python keyword, so it is reached by name.
@@ -366,4 +385,20 @@ def _summary_from_wire(message: analytics_pb2.ViewerAnalyticsSummary) -> Analyti
         first_at=utc(message.first_at.seconds) if message.HasField("first_at") else None,
         last_at=utc(message.last_at.seconds) if message.HasField("last_at") else None,
         snapshot_count=message.snapshot_count,
+        unique_viewers=unique_viewers_from_wire(message.unique_viewers)
+        if message.HasField("unique_viewers")
+        else None,
+    )
+
+
+def unique_viewers_from_wire(message: audience_pb2.UniqueViewerCount) -> UniqueViewers:
+    return UniqueViewers(
+        estimate=message.estimate,
+        lower_bound=message.lower_bound,
+        upper_bound=message.upper_bound,
+        identified_estimate=message.identified_estimate,
+        anonymous_estimate=message.anonymous_estimate,
+        exact=message.exact,
+        sketched_snapshots=message.sketched_snapshots,
+        unsketched_snapshots=message.unsketched_snapshots,
     )

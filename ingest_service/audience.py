@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, LotOutcome
-from ingest_service.sketches import SketchMerger, UniqueViewerCount
+from ingest_service.sketches import UniqueViewerCount
 from ingest_service.storage.snapshot_details import SnapshotDetail
 
 
@@ -231,19 +231,14 @@ class Funnel:
     winners: int
 
 
-def unique_viewers(details: Sequence[SnapshotDetail]) -> UniqueViewerCount:
-    """Distinct viewers over ``details``: their sketches merged (snapshots without one counted apart)."""
-    return SketchMerger().add_all((d.identified_sketch, d.anonymous_sketch) for d in details).result()
-
-
-def funnel(events: Sequence[AuctionEvent], details: Sequence[SnapshotDetail]) -> Funnel:
-    """Unique viewers, then bidders and bids, then lots sold and their distinct winners."""
+def funnel(events: Sequence[AuctionEvent], unique_viewers: UniqueViewerCount) -> Funnel:
+    """Unique viewers (the store's merged sketches), then bidders and bids, then lots sold and winners."""
     placed = [event for event in events if event.kind is EventKind.BID_PLACED]
     sold = [
         event for event in events if event.kind is EventKind.LOT_CLOSED and event.outcome is LotOutcome.SOLD
     ]
     return Funnel(
-        unique_viewers=unique_viewers(details),
+        unique_viewers=unique_viewers,
         bidders=len({bid.bidder_id for bid in placed}),
         bids=len(placed),
         lots_sold=len({close.lot_id for close in sold}),

@@ -208,7 +208,9 @@ def create_ingest_server(
             AuctionEventServicer(recorder, client_log, write_check.write_failed), server
         )
         auction_audience_service_pb2_grpc.add_AuctionAudienceServiceServicer_to_server(
-            AuctionAudienceServicer(event_store, config.timing, client_log, config.mongodb.auction_id_type),
+            AuctionAudienceServicer(
+                event_store, store, config.timing, client_log, config.mongodb.auction_id_type
+            ),
             server,
         )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import datasketches
 
 from ingest_service.domain import Snapshot
-from service_common.viewer_sketches import CPC_LG_K
+from service_common.viewer_sketches import CPC_LG_K, merge_serialized
 
 # A CPC sketch at lg_k 11 stays below this whatever it holds; a larger one is not ours.
 MAX_SKETCH_BYTES = 4096
@@ -68,13 +68,26 @@ class UniqueViewerCount:
     unsketched_snapshots: int
 
 
+def merge_into(existing: bytes, additions: Iterable[bytes]) -> bytes:
+    """``existing`` (a serialized CPC sketch, or empty) with ``additions`` merged in; empty if all are.
+
+    CPC unions are idempotent and commutative: merging a sketch twice, or in another order, gives
+    the same sketch, which is what lets re-sent snapshots and concurrent writers of one hour agree.
+    """
+    return merge_serialized([existing, *additions])
+
+
 class SketchMerger:
-    """Merges snapshots' sketches: identified and anonymous apart, and their union for the total."""
+    """Merges snapshots' sketches: identified and anonymous apart, and their union for the total.
+
+    The total is the union of the two unions' results, formed once at the end: the same sketch as
+    merging every input into a third union (a union does not depend on how its inputs are grouped),
+    at half the merges.
+    """
 
     def __init__(self) -> None:
         self._identified = datasketches.cpc_union(CPC_LG_K)
         self._anonymous = datasketches.cpc_union(CPC_LG_K)
-        self._total = datasketches.cpc_union(CPC_LG_K)
         self._sketched = 0
         self._unsketched = 0
 
@@ -83,12 +96,22 @@ class SketchMerger:
         if not identified and not anonymous:
             self._unsketched += 1
             return
-        self._sketched += 1
+        self.add_merged(identified, anonymous, 1)
+
+    def add_merged(self, identified: bytes, anonymous: bytes, sketched_snapshots: int) -> None:
+        """Adds sketches already merged over ``sketched_snapshots`` snapshots (an hour's rollup)."""
+        self._sketched += sketched_snapshots
         for raw, union in ((identified, self._identified), (anonymous, self._anonymous)):
             if raw:
-                sketch = datasketches.cpc_sketch.deserialize(raw)
-                union.update(sketch)
-                self._total.update(sketch)
+                union.update(datasketches.cpc_sketch.deserialize(raw))
+
+    def count_unsketched(self, snapshots: int) -> None:
+        """Counts ``snapshots`` more snapshots without sketches (known from the range's totals)."""
+        self._unsketched += snapshots
+
+    @property
+    def sketched_snapshots(self) -> int:
+        return self._sketched
 
     def add_all(self, pairs: Iterable[tuple[bytes, bytes]]) -> SketchMerger:
         for identified, anonymous in pairs:
@@ -96,7 +119,11 @@ class SketchMerger:
         return self
 
     def result(self) -> UniqueViewerCount:
-        total = self._total.get_result()
+        identified, anonymous = self._identified.get_result(), self._anonymous.get_result()
+        union = datasketches.cpc_union(CPC_LG_K)
+        union.update(identified)
+        union.update(anonymous)
+        total = union.get_result()
         lower = total.get_lower_bound(BOUND_STANDARD_DEVIATIONS)
         upper = total.get_upper_bound(BOUND_STANDARD_DEVIATIONS)
         estimate = total.get_estimate()
@@ -104,8 +131,8 @@ class SketchMerger:
             estimate=estimate,
             lower_bound=lower,
             upper_bound=upper,
-            identified_estimate=self._identified.get_result().get_estimate(),
-            anonymous_estimate=self._anonymous.get_result().get_estimate(),
+            identified_estimate=identified.get_estimate(),
+            anonymous_estimate=anonymous.get_estimate(),
             exact=lower == upper,
             sketched_snapshots=self._sketched,
             unsketched_snapshots=self._unsketched,

@@ -9,6 +9,7 @@ import strawberry
 
 from graphql_api import analytics
 from graphql_api.execution import PointSeries
+from graphql_api.types.audience import UniqueViewerEstimate
 
 
 @strawberry.type(description="The snapshots whose minute falls in one bucket, combined.")
@@ -42,10 +43,24 @@ class ViewerAnalyticsSummary:
     first_at: datetime | None
     last_at: datetime | None
     snapshot_count: int
+    unique_viewers: int | None = strawberry.field(
+        description="Distinct viewers over the range, the estimate rounded: the snapshots' unique-viewer "
+        "sketches merged across minutes and gateway nodes. Null when no minute of the range carries a "
+        "sketch (the seed's documents, older gateways). When only some do, it counts the viewers of "
+        "those (a lower bound for the range): `uniqueViewerEstimate.unsketchedSnapshots` says how many "
+        "did not."
+    )
+    unique_viewer_estimate: UniqueViewerEstimate | None = strawberry.field(
+        description="The same estimate with its 95% bounds and the minutes it rests on; null as "
+        "`uniqueViewers`."
+    )
 
     @classmethod
     def from_domain(cls, summary: analytics.AnalyticsSummary) -> ViewerAnalyticsSummary:
+        unique = summary.unique_viewers
         return cls(
+            unique_viewers=None if unique is None else round(unique.estimate),
+            unique_viewer_estimate=None if unique is None else UniqueViewerEstimate.from_domain(unique),
             overall_peak=summary.overall_peak,
             overall_avg=summary.overall_avg,
             duration_minutes=summary.duration_minutes,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from graphql_api import analytics
 from graphql_api.context import Context
@@ -52,12 +54,32 @@ async def resolve_viewer_analytics(
         window = analytics.resolve_window(
             range_, from_, to, now=context.clock(), max_range_seconds=context.max_range_seconds
         )
-        result = await context.ingest.viewer_analytics(str(root.id), window, bucket)
+        result = await context.ingest.viewer_analytics(
+            str(root.id), window, bucket, unique_viewers=_selects_unique_viewers(info.selected_fields)
+        )
     except analytics.InvalidQuery as invalid:
         raise BadUserInput(str(invalid)) from None
     except IngestUnavailable:
         raise AnalyticsUnavailable() from None
     return ViewerAnalytics.from_domain(result)
+
+
+_UNIQUE_VIEWER_FIELDS = frozenset({"uniqueViewers", "uniqueViewerEstimate"})
+
+
+def _selects_unique_viewers(selections: Sequence[Selection], depth: int = 0) -> bool:
+    """Whether ``viewerAnalytics { summary { uniqueViewers } }`` (or its estimate) is asked for,
+    through fragments too: merging sketches costs more than the rest, so only then."""
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if depth == 2 and selection.name in _UNIQUE_VIEWER_FIELDS:
+                return True
+            descends = depth == 0 or (depth == 1 and selection.name == "summary")
+            if descends and _selects_unique_viewers(selection.selections, depth + 1):
+                return True
+        elif _selects_unique_viewers(selection.selections, depth):
+            return True
+    return False
 
 
 @strawberry.type(description="A live auction. Unknown auctions have analytics off and no data.")

@@ -126,6 +126,17 @@ class UniqueViewerEstimate:
         description="Snapshots without a sketch (older gateways, the seed's documents): not counted."
     )
 
+    @classmethod
+    def from_domain(cls, unique: analytics.UniqueViewers) -> UniqueViewerEstimate:
+        return cls(
+            estimate=unique.estimate,
+            lower_bound=unique.lower_bound,
+            upper_bound=unique.upper_bound,
+            exact=unique.exact,
+            sketched_snapshots=unique.sketched_snapshots,
+            unsketched_snapshots=unique.unsketched_snapshots,
+        )
+
 
 @strawberry.type(description="From watching to buying, over a range.")
 class AuctionFunnel:
@@ -149,14 +160,7 @@ class AuctionFunnel:
             bids=funnel.bids,
             lots_sold=funnel.lots_sold,
             winners=funnel.winners,
-            unique_viewer_estimate=UniqueViewerEstimate(
-                estimate=unique.estimate,
-                lower_bound=unique.lower_bound,
-                upper_bound=unique.upper_bound,
-                exact=unique.exact,
-                sketched_snapshots=unique.sketched_snapshots,
-                unsketched_snapshots=unique.unsketched_snapshots,
-            ),
+            unique_viewer_estimate=UniqueViewerEstimate.from_domain(unique),
         )
 
 

@@ -28,6 +28,7 @@ from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import timestamp_of
 from ingest_service.sketches import UniqueViewerCount
 from ingest_service.storage.event_port import AuctionEventStore
+from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import accepted_auction_id_problem
 from service_common.log_limits import RateLimitedLog
 from service_common.timing import SnapshotTiming
@@ -219,11 +220,14 @@ class AuctionAudienceServicer:
     def __init__(
         self,
         store: AuctionEventStore,
+        snapshots: SnapshotStore,
         timing: SnapshotTiming,
         log: RateLimitedLog,
         auction_id_type: AuctionIdType = AuctionIdType.AUTO,
     ) -> None:
         self._store = store
+        # Unique viewers come from the snapshot store's hourly merged sketches (bounded per range).
+        self._snapshots = snapshots
         self._timing = timing
         self._log = log
         self._auction_id_type = auction_id_type
@@ -339,7 +343,7 @@ class AuctionAudienceServicer:
         query = await self._range(request, context)
         try:
             events = await self._events(query, (EventKind.BID_PLACED, EventKind.LOT_CLOSED), context)
-            result = audience.funnel(events, await self._store.snapshot_details(query))
+            result = audience.funnel(events, await self._snapshots.query_unique_viewers(query))
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
         return audience_pb2.QueryAuctionFunnelResponse(
@@ -386,7 +390,7 @@ class AuctionAudienceServicer:
     ) -> audience_pb2.QueryUniqueViewersResponse:
         query = await self._range(request, context)
         try:
-            count = audience.unique_viewers(await self._store.snapshot_details(query))
+            count = await self._snapshots.query_unique_viewers(query)
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
         return audience_pb2.QueryUniqueViewersResponse(unique_viewers=unique_viewers_to_wire(count))

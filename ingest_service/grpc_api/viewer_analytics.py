@@ -13,6 +13,7 @@ from ingest_service.domain import (
     StorageUnavailable,
 )
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
+from ingest_service.grpc_api.auction_events import unique_viewers_to_wire
 from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import accepted_auction_id_problem
@@ -90,9 +91,13 @@ class ViewerAnalyticsServicer:
                     "choose a larger bucket_seconds or a shorter range",
                 )
             points = await self._store.query_points(query, request.bucket_seconds) if bound else []
+            unique = await self._store.query_unique_viewers(query) if request.include_unique_viewers else None
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
-        summary = AnalyticsSummary.from_totals(totals, self._snapshot_interval_seconds)
+        summary = summary_to_wire(AnalyticsSummary.from_totals(totals, self._snapshot_interval_seconds))
+        # Unset when no snapshot of the range carries a sketch: nothing to estimate from, not zero viewers.
+        if unique is not None and unique.sketched_snapshots:
+            summary.unique_viewers.CopyFrom(unique_viewers_to_wire(unique))
         return analytics_pb2.QueryViewerAnalyticsResponse(
-            points=[point_to_wire(point) for point in points], summary=summary_to_wire(summary)
+            points=[point_to_wire(point) for point in points], summary=summary
         )

@@ -38,6 +38,8 @@ from ingest_service.domain import (
     StorageUnavailable,
     is_object_id_hex,
 )
+from ingest_service.sketches import SketchMerger, UniqueViewerCount
+from ingest_service.storage import mongo_sketch_rollups as sketch_rollups
 from ingest_service.storage.mongo_rollups import (
     HOUR,
     HOURLY_COLLECTION,
@@ -49,8 +51,17 @@ from ingest_service.storage.mongo_rollups import (
     hour_of,
     minute_entry,
 )
+from ingest_service.storage.mongo_sketch_rollups import (
+    HAS_SKETCH,
+    SKETCH_COLLECTION,
+    SKETCH_FIELDS,
+    SKETCH_TTL_INDEX,
+    SKETCHES_BUILT_MARKER,
+    HourKey,
+)
 from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
 from ingest_service.storage.port import SETTINGS_COLLECTION, SNAPSHOT_COLLECTION
+from ingest_service.storage.sketch_rollups import HourSketches
 from service_common.supervision import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -198,8 +209,13 @@ class MongoSnapshotStore:
         self._meta: AsyncCollection[Document] = database.get_collection(
             META_COLLECTION, write_concern=WriteConcern(w="majority"), read_preference=ReadPreference.PRIMARY
         )
+        self._hourly_sketches: AsyncCollection[Document] = database.get_collection(
+            SKETCH_COLLECTION, write_concern=self._write_concern, read_preference=read_preference
+        )
         # Set once every stored minute is in a rollup; until then queries read only the minutes.
         self.rollups_complete = asyncio.Event()
+        # The same for the hourly sketch rollups (unique viewers).
+        self.sketch_rollups_complete = asyncio.Event()
         self._supervisor = Supervisor()
         self._flags_on_auctions = settings.auctions_collection is not None
         self._settings: AsyncCollection[Document] = database.get_collection(
@@ -258,11 +274,15 @@ class MongoSnapshotStore:
             await store._ensure_indexes(retention_days * 86_400)
             if await store._meta.find_one({"_id": ROLLUPS_BUILT_MARKER}) is not None:
                 store.rollups_complete.set()
+            if await store._meta.find_one({"_id": SKETCHES_BUILT_MARKER}) is not None:
+                store.sketch_rollups_complete.set()
         except PyMongoError as error:
             await client.close()
             raise StorageUnavailable(f"MongoDB: {error}") from error
         if not store.rollups_complete.is_set():
             store._supervisor.start("mongodb-rollup-build", store._build_rollups)
+        if not store.sketch_rollups_complete.is_set():
+            store._supervisor.start("mongodb-sketch-rollup-build", store._build_sketch_rollups)
         logger.info(
             "MongoDB store opened",
             extra={
@@ -293,6 +313,9 @@ class MongoSnapshotStore:
         )
         await self._ensure_ttl(snapshots, TTL_INDEX, "timestamp", retention_seconds)
         await self._ensure_ttl(hourly, HOURLY_TTL_INDEX, "lastMinuteAt", retention_seconds)
+        sketches = self._database.get_collection(SKETCH_COLLECTION)
+        await sketch_rollups.ensure_indexes(sketches)
+        await self._ensure_ttl(sketches, SKETCH_TTL_INDEX, "lastMinuteAt", retention_seconds)
 
     async def _ensure_ttl(
         self, collection: AsyncCollection[Document], name: str, field: str, retention_seconds: int
@@ -349,6 +372,8 @@ class MongoSnapshotStore:
             # (mongod retries that itself; not every server does). Now the document exists: merge again.
             if rollup_conflicts and await self._write_rollups([updates[i] for i in rollup_conflicts]):
                 raise StorageUnavailable("MongoDB: rollup upserts kept conflicting")
+            # After the minutes, as the duplicates above: a batch re-sent after this failed completes it.
+            await sketch_rollups.fold(self._hourly_sketches, self._sketched_hours(snapshots))
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
         outcomes = [SnapshotOutcome.STORED] * len(snapshots)
@@ -455,6 +480,96 @@ class MongoSnapshotStore:
                 "Minutes without a numeric count left out of the rollups", extra={"skipped": skipped}
             )
         logger.info("Hourly rollups built", extra={"minutes": rolled_up})
+
+    def _sketched_hours(self, snapshots: Sequence[Snapshot]) -> dict[HourKey, HourSketches]:
+        """The batch's sketched minutes per (stored auction, hour); a repeated minute keeps its first."""
+        hours: dict[HourKey, HourSketches] = {}
+        for s in snapshots:
+            if s.identified_sketch or s.anonymous_sketch:
+                key = (self._stored_auction(s.auction_id), hour_of(s.minute_start))
+                hours.setdefault(key, HourSketches()).add(
+                    s.minute_start, s.identified_sketch, s.anonymous_sketch
+                )
+        return hours
+
+    async def _build_sketch_rollups(self) -> None:
+        """Rolls up the sketches of the minutes stored before the sketch rollups existed, then marks it.
+
+        Runs beside live writes: both merge only minutes absent from an hour, so they agree.
+        """
+        minutes = self._database.get_collection(SNAPSHOT_COLLECTION, read_preference=ReadPreference.PRIMARY)
+        projection = dict.fromkeys(("auction", "timestamp", *SKETCH_FIELDS), 1)
+        cursor = minutes.find(HAS_SKETCH, projection, sort=[("auction", 1), ("timestamp", 1)])
+        hours: dict[HourKey, HourSketches] = {}
+        rolled_up = 0
+        try:
+            async for document in cursor:
+                at = document.get("timestamp")
+                if not isinstance(at, datetime):
+                    continue
+                minute_start = _to_epoch_seconds(at)
+                key = (document["auction"], hour_of(minute_start))
+                hours.setdefault(key, HourSketches()).add(
+                    minute_start,
+                    bytes(document.get(SKETCH_FIELDS[0]) or b""),
+                    bytes(document.get(SKETCH_FIELDS[1]) or b""),
+                )
+                rolled_up += 1
+                if len(hours) >= _BUILD_BATCH:
+                    await sketch_rollups.fold(self._hourly_sketches, hours)
+                    hours = {}
+            await sketch_rollups.fold(self._hourly_sketches, hours)
+            await self._meta.update_one(
+                {"_id": SKETCHES_BUILT_MARKER}, {"$set": {"at": datetime.now(UTC)}}, upsert=True
+            )
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        self.sketch_rollups_complete.set()
+        if rolled_up:
+            logger.info("Hourly sketch rollups built", extra={"minutes": rolled_up})
+
+    async def query_unique_viewers(self, query: AnalyticsRange) -> UniqueViewerCount:
+        """Whole hours from the sketch rollups (once built, and not older than the retention's cutoff,
+        where the TTL monitor may have cut into an hour), the rest from the minutes, one at a time."""
+        merger = SketchMerger()
+        start, end = query.start, query.end
+        try:
+            whole_hours = self._whole_sketched_hours(start, end)
+            if whole_hours is None:
+                await self._merge_minutes(query.auction_id, start, end, merger)
+            else:
+                first_hour, end_hour = whole_hours
+                await self._merge_minutes(query.auction_id, start, first_hour, merger)
+                await sketch_rollups.merge_hours(
+                    self._hourly_sketches, _auction_match(query.auction_id), first_hour, end_hour, merger
+                )
+                if end_hour is not None:
+                    await self._merge_minutes(query.auction_id, end_hour, end, merger)
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        totals = await self.query_totals(query)
+        merger.count_unsketched(totals.snapshot_count - merger.sketched_snapshots)
+        return merger.result()
+
+    def _whole_sketched_hours(self, start: int | None, end: int | None) -> tuple[int, int | None] | None:
+        """The hours of ``[start, end)`` to read from the sketch rollups, or None for none."""
+        if not self.sketch_rollups_complete.is_set():
+            return None
+        cutoff_hour = -(-int(self._clock() - self._retention_seconds) // HOUR) * HOUR
+        first_hour = cutoff_hour if start is None else max(cutoff_hour, -(-start // HOUR) * HOUR)
+        end_hour = None if end is None else hour_of(end)
+        if end_hour is not None and first_hour >= end_hour:
+            return None
+        return first_hour, end_hour
+
+    async def _merge_minutes(
+        self, auction_id: str, start: int | None, end: int | None, merger: SketchMerger
+    ) -> None:
+        if start is not None and end is not None and start >= end:
+            return
+        match = {**_range_match(AnalyticsRange(auction_id, start, end)), **HAS_SKETCH}
+        cursor = self._snapshots.find(match, dict.fromkeys(SKETCH_FIELDS, 1)).batch_size(500)
+        await sketch_rollups.merge_minutes(aiter(cursor), merger)
 
     async def _write_all_rollups(self, batch: RollupBatch) -> None:
         updates = list(batch.updates())

@@ -13,6 +13,7 @@ from ingest_service.domain import (
     Snapshot,
     SnapshotOutcome,
 )
+from ingest_service.sketches import UniqueViewerCount
 
 SNAPSHOT_COLLECTION = "vieweranalytics"
 SETTINGS_COLLECTION = "auctionsettings"
@@ -50,6 +51,15 @@ class SnapshotStore(Protocol):
 
     async def query_totals(self, query: AnalyticsRange) -> RangeTotals:
         """Totals over the raw snapshots of the range."""
+        ...
+
+    async def query_unique_viewers(self, query: AnalyticsRange) -> UniqueViewerCount:
+        """Distinct viewers of the range's snapshots, from their sketches merged.
+
+        Bounded in memory and in sketches read: whole hours are read as one merged sketch each, only
+        the partial hours at the range's ends minute by minute. Snapshots without a sketch are
+        counted in ``unsketched_snapshots``.
+        """
         ...
 
     async def ping(self) -> None:

@@ -21,7 +21,14 @@ from ingest_service.domain import (
     SnapshotOutcome,
     StorageUnavailable,
 )
+from ingest_service.sketches import SketchMerger, UniqueViewerCount
 from ingest_service.storage.partial_aggregates import PartialAggregate, merge_by_bucket, totals_of
+from ingest_service.storage.sketch_rollups import (
+    ensure_sqlite_table,
+    fold_into_sqlite,
+    merge_sqlite_range,
+    purge_sqlite_before,
+)
 from ingest_service.storage.snapshot_details import add_snapshot_detail_columns, encode_samples
 from service_common.sqlite_transactions import write_transaction
 from service_common.supervision import Supervisor, TaskHealth
@@ -292,6 +299,9 @@ class SqliteSnapshotStore:
     async def query_totals(self, query: AnalyticsRange) -> RangeTotals:
         return totals_of(await self._run(functools.partial(_aggregates, query, _WHOLE_RANGE_BUCKET)))
 
+    async def query_unique_viewers(self, query: AnalyticsRange) -> UniqueViewerCount:
+        return await self._run(functools.partial(_unique_viewers, query))
+
     async def ping(self) -> None:
         await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
 
@@ -338,6 +348,7 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
         if has_snapshots and not has_rollups:
             logger.info("Building hourly rollups for a database written before they existed")
             connection.execute(_REBUILD_ROLLUPS, {"start": _UNBOUNDED_START, "end": _UNBOUNDED_END})
+        ensure_sqlite_table(connection)
     return connection
 
 
@@ -370,6 +381,7 @@ def _insert_snapshots(
             outcomes.append(stored if cursor.rowcount == 1 else duplicate)
         newly_stored = [s for s, outcome in zip(snapshots, outcomes, strict=True) if outcome is stored]
         connection.executemany(_ADD_TO_ROLLUP, _hourly_rollup_rows(newly_stored))
+        fold_into_sqlite(connection, newly_stored)
     return outcomes
 
 
@@ -431,6 +443,7 @@ def _purge_before(cutoff: int, connection: sqlite3.Connection) -> int:
                 # The hour the cutoff falls in lost some of its minutes: recount it from what is left.
                 connection.execute("DELETE FROM viewer_hourly WHERE hour_start = ?", (cutoff_hour,))
                 connection.execute(_REBUILD_ROLLUPS, {"start": cutoff_hour, "end": cutoff_hour + HOUR})
+            purge_sqlite_before(connection, cutoff)
     return purged
 
 
@@ -499,3 +512,12 @@ def _aggregates(
     if not bucket_seconds:
         return buckets(_RAW_ROWS, start, end)
     return sorted(buckets(_RAW_BUCKETS, start, end), key=lambda part: part.bucket_start)
+
+
+def _unique_viewers(query: AnalyticsRange, connection: sqlite3.Connection) -> UniqueViewerCount:
+    """The range's distinct viewers from its hours' merged sketches (one read, on the store's thread)."""
+    merger = SketchMerger()
+    merge_sqlite_range(connection, query.auction_id, query.start, query.end, merger)
+    totals = totals_of(_aggregates(query, _WHOLE_RANGE_BUCKET, connection))
+    merger.count_unsketched(totals.snapshot_count - merger.sketched_snapshots)
+    return merger.result()

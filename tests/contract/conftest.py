@@ -82,6 +82,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClo
             # whole-hours query below read the rollups, which is what the contract must hold them to.
             async with asyncio.timeout(15):
                 await mongo_store.rollups_complete.wait()
+                await mongo_store.sketch_rollups_complete.wait()
             return mongo_store
 
         store = await open_mongo(RETENTION_DAYS)

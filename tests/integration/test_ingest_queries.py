@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import grpc
 import pytest
@@ -22,7 +23,8 @@ async def query(
     start: int | None = None,
     end: int | None = None,
 ) -> analytics_pb2.QueryViewerAnalyticsResponse:
-    bounds = {}
+    # Any: the request's other keywords (bucket_seconds, include_unique_viewers) have other types.
+    bounds: dict[str, Any] = {}
     if start is not None:
         bounds["from"] = Timestamp(seconds=start)
     if end is not None:
