@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,43 @@ async def ingest(tmp_path: Path, clock: FakeClock) -> AsyncIterator[RunningInges
 
 
 @asynccontextmanager
+async def sqlite_ingest(
+    config: IngestConfig,
+    clock: Callable[[], float] = time.time,
+    supervisor: Supervisor | None = None,
+    write_check_interval_seconds: float = WRITE_CHECK_INTERVAL_SECONDS,
+) -> AsyncIterator[tuple[IngestServer, SqliteSnapshotStore]]:
+    """``config``'s ingest service serving on its SQLite file (with its event store), as ``main`` builds it.
+
+    ``clock`` is its time (the wall clock for gateways that run as processes in real time);
+    ``supervisor`` and ``write_check_interval_seconds`` go to the server (shorter backoffs in tests).
+    """
+    store = await SqliteSnapshotStore.open(
+        config.sqlite_path, retention_days=config.retention_days, clock=clock, busy_timeout_ms=100
+    )
+    try:
+        events = await SqliteAuctionEventStore.open(store, retention_days=config.retention_days, clock=clock)
+        try:
+            server = create_ingest_server(
+                config,
+                store,
+                clock,
+                event_store=events,
+                supervisor=supervisor,
+                write_check_interval_seconds=write_check_interval_seconds,
+            )
+            await server.start()
+            try:
+                yield server, store
+            finally:
+                await server.stop(0)
+        finally:
+            await events.close()
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
 async def serving_ingest(
     config: IngestConfig,
     clock: FakeClock,
@@ -106,28 +144,10 @@ async def serving_ingest(
     supervisor: Supervisor | None = None,
     write_check_interval_seconds: float = WRITE_CHECK_INTERVAL_SECONDS,
 ) -> AsyncIterator[RunningIngest]:
-    """``config``'s ingest service on its SQLite file, with a channel to it (TLS trusting ``client_tls``).
-
-    ``supervisor`` and ``write_check_interval_seconds`` go to the server (shorter backoffs in tests).
-    """
-    store = await SqliteSnapshotStore.open(
-        config.sqlite_path, retention_days=config.retention_days, clock=clock, busy_timeout_ms=100
-    )
-    events = await SqliteAuctionEventStore.open(store, retention_days=config.retention_days, clock=clock)
-    server = create_ingest_server(
-        config,
-        store,
-        clock,
-        event_store=events,
-        supervisor=supervisor,
-        write_check_interval_seconds=write_check_interval_seconds,
-    )
-    await server.start()
-    channel = open_channel(f"127.0.0.1:{server.port}", client_tls)
-    try:
-        yield RunningIngest(server, store, config, clock, channel)
-    finally:
-        await channel.close()
-        await server.stop(0)
-        await events.close()
-        await store.close()
+    """:func:`sqlite_ingest` on a test's clock, with a channel to it (TLS trusting ``client_tls``)."""
+    async with sqlite_ingest(config, clock, supervisor, write_check_interval_seconds) as (server, store):
+        channel = open_channel(f"127.0.0.1:{server.port}", client_tls)
+        try:
+            yield RunningIngest(server, store, config, clock, channel)
+        finally:
+            await channel.close()

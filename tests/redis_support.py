@@ -24,11 +24,9 @@ import aiohttp
 import grpc
 import pytest
 
-from ingest_service.server import create_ingest_server
-from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
 from testkit import waiting
-from tests.conftest import ingest_config
+from tests.conftest import ingest_config, sqlite_ingest
 from tests.fault_support import ServiceProcess, metrics, service
 from tests.gateway_support import Viewer
 from tests.support import TEST_KEY, IngestClient
@@ -172,16 +170,10 @@ async def cluster_ingest(
 ) -> AsyncIterator[tuple[int, str]]:
     """The real ingest service on SQLite with analytics on for ``auction_id``: its port and SQLite path."""
     store_path = str(tmp_path / "analytics.sqlite3")
-    store = await SqliteSnapshotStore.open(store_path, retention_days=90, clock=time.time)
-    ingest = create_ingest_server(ingest_config(sqlite_path=store_path, timing=timing), store, time.time)
-    await ingest.start()
-    try:
+    async with sqlite_ingest(ingest_config(sqlite_path=store_path, timing=timing)) as (ingest, _):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
             await IngestClient(channel, TEST_KEY).set_analytics(auction_id, True)
         yield ingest.port, store_path
-    finally:
-        await ingest.stop(0)
-        await store.close()
 
 
 def node_env(

@@ -30,11 +30,11 @@ from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, as
 
 from graphql_api.app import create_app
 from ingest_service.domain import AnalyticsRange
-from ingest_service.server import IngestServer, create_ingest_server
+from ingest_service.server import IngestServer
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
 from testkit.waiting import poll
-from tests.conftest import ingest_config
+from tests.conftest import ingest_config, sqlite_ingest
 from tests.gateway_support import gateway_config, running_gateway, stored_snapshots
 from tests.graphql_support import admin_token, graphql_config, seller_token
 
@@ -101,38 +101,34 @@ class Stack:
 async def running_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """Ingest service, socket gateway and GraphQL API (which serves the page) on free loopback ports."""
     config = ingest_config(sqlite_path=str(tmp_path / "analytics.sqlite3"), timing=TIMING)
-    store = await SqliteSnapshotStore.open(config.sqlite_path, retention_days=config.retention_days)
-    ingest = create_ingest_server(config, store)
-    await ingest.start()
-    ingest_target = f"127.0.0.1:{ingest.port}"
-    # The page's origin must be known before the gateway starts (its CORS list) and the gateway's URL
-    # before the API starts (the page's config): the API's socket is bound first, on port 0.
-    api_socket = socket.socket()
-    api_socket.bind(("127.0.0.1", 0))
-    page_origin = f"http://127.0.0.1:{api_socket.getsockname()[1]}"
-    gateway_settings = gateway_config(
-        tmp_path, ingest_target=ingest_target, timing=TIMING, allowed_origins=(page_origin,)
-    )
-    try:
-        async with running_gateway(gateway_settings) as gateway:
-            api = graphql_config(
-                ingest_target,
-                allowed_origins=(page_origin,),
-                dashboard_gateway_url=gateway.url,
-                ingest_timeout_seconds=1.0,
-                timing=TIMING,
-            )
-            runner = web.AppRunner(create_app(api), shutdown_timeout=1.0)
-            await runner.setup()
-            try:
-                await web.SockSite(runner, api_socket).start()
-                yield Stack(ingest, store, config.sqlite_path, f"{page_origin}/dashboard/", page_origin)
-            finally:
-                await runner.cleanup()
-    finally:
-        api_socket.close()
-        await ingest.stop(0)
-        await store.close()
+    async with sqlite_ingest(config) as (ingest, store):
+        ingest_target = f"127.0.0.1:{ingest.port}"
+        # The page's origin must be known before the gateway starts (its CORS list) and the gateway's URL
+        # before the API starts (the page's config): the API's socket is bound first, on port 0.
+        api_socket = socket.socket()
+        api_socket.bind(("127.0.0.1", 0))
+        page_origin = f"http://127.0.0.1:{api_socket.getsockname()[1]}"
+        gateway_settings = gateway_config(
+            tmp_path, ingest_target=ingest_target, timing=TIMING, allowed_origins=(page_origin,)
+        )
+        try:
+            async with running_gateway(gateway_settings) as gateway:
+                api = graphql_config(
+                    ingest_target,
+                    allowed_origins=(page_origin,),
+                    dashboard_gateway_url=gateway.url,
+                    ingest_timeout_seconds=1.0,
+                    timing=TIMING,
+                )
+                runner = web.AppRunner(create_app(api), shutdown_timeout=1.0)
+                await runner.setup()
+                try:
+                    await web.SockSite(runner, api_socket).start()
+                    yield Stack(ingest, store, config.sqlite_path, f"{page_origin}/dashboard/", page_origin)
+                finally:
+                    await runner.cleanup()
+        finally:
+            api_socket.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,13 @@ import signal
 import socket
 import sqlite3
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
 import grpc
 
-from ingest_service.server import create_ingest_server
-from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
-from tests.conftest import ingest_config
+from tests.conftest import ingest_config, sqlite_ingest
 from tests.fault_support import poll, service
 from tests.gateway_support import WAIT, Viewer, stored_snapshots
 from tests.support import TEST_KEY, IngestClient
@@ -75,10 +72,7 @@ async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp
     assert {auction for auction, _ in queued} == {"killed"}
 
     store_path = str(tmp_path / "analytics.sqlite3")
-    store = await SqliteSnapshotStore.open(store_path, retention_days=90, clock=time.time)
-    ingest = create_ingest_server(ingest_config(sqlite_path=store_path, timing=TIMING), store, time.time)
-    await ingest.start()
-    try:
+    async with sqlite_ingest(ingest_config(sqlite_path=store_path, timing=TIMING)) as (ingest, _):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}") as channel:
             await IngestClient(channel, TEST_KEY).set_analytics("killed", True)
             await IngestClient(channel, TEST_KEY).set_analytics("watched", True)
@@ -111,9 +105,6 @@ async def test_sigkill_with_a_queued_outbox_then_restart_delivers_everything(tmp
         assert watched, "the partial interval was delivered before exit"
         assert watched[-1]["partial"] == 1
         assert queued_keys(outbox_path) == []
-    finally:
-        await ingest.stop(0)
-        await store.close()
 
 
 async def test_an_invalid_configuration_stops_the_process_naming_the_variable(tmp_path: Path) -> None:

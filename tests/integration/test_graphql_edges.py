@@ -11,15 +11,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
 import pytest
 from graphql import get_introspection_query
 
 from graphql_api.auth import Role
 from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE
-from ingest_service.server import create_ingest_server
-from ingest_service.storage.sqlite_store import SqliteSnapshotStore
-from tests.conftest import RunningIngest, ingest_config
+from tests.conftest import RunningIngest, ingest_config, serving_ingest
 from tests.graphql_support import (
     ANALYTICS_QUERY,
     FRONTEND_ORIGIN,
@@ -380,16 +377,8 @@ async def long_retention_ingest(tmp_path: Path) -> AsyncIterator[tuple[str, Inge
     """An ingest service keeping 900 days, so that more than 20,000 hours can be stored."""
     clock = FakeClock()
     config = ingest_config(sqlite_path=str(tmp_path / "long.sqlite3"), retention_days=900)
-    store = await SqliteSnapshotStore.open(config.sqlite_path, retention_days=900, clock=clock)
-    server = create_ingest_server(config, store, clock)
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    try:
-        yield f"127.0.0.1:{server.port}", IngestClient(channel)
-    finally:
-        await channel.close()
-        await server.stop(0)
-        await store.close()
+    async with serving_ingest(config, clock) as ingest:
+        yield ingest.target, ingest.client()
 
 
 async def test_all_with_auto_over_more_than_20000_hours(

@@ -19,14 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 
-from ingest_service.server import create_ingest_server
-from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from testkit.seeding import NINETY_DAYS, seed_ninety_days
-from tests.conftest import ingest_config
+from tests.conftest import ingest_config, serving_ingest
 from tests.graphql_support import (
     ANALYTICS_QUERY,
     RunningGraphQL,
@@ -66,26 +63,16 @@ async def ninety_days(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     config = ingest_config(
         sqlite_path=str(Path(tmp_path_factory.mktemp("ninety")) / "analytics.sqlite3"), retention_days=91
     )
-    store = await SqliteSnapshotStore.open(
-        config.sqlite_path, retention_days=config.retention_days, clock=clock
-    )
-    server = create_ingest_server(config, store, clock)
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    try:
-        client = IngestClient(channel)
-        seeded = await seed_ninety_days(channel, client.metadata, AUCTION, midnight, "gateway-seed")
+    async with serving_ingest(config, clock) as ingest:
+        client = ingest.client()
+        seeded = await seed_ninety_days(ingest.channel, client.metadata, AUCTION, midnight, "gateway-seed")
         assert seeded.outcomes == ["STORED"] * MINUTES
         print(
             f"\nseeded {MINUTES} minutes in {seeded.batches} batches via the ingest stream:",
             f"{seeded.seconds:.2f} s",
         )
-        async with running_graphql(graphql_config(f"127.0.0.1:{server.port}"), clock) as api:
+        async with running_graphql(graphql_config(ingest.target), clock) as api:
             yield NinetyDays(api, client, midnight, seeded.seconds)
-    finally:
-        await channel.close()
-        await server.stop(0)
-        await store.close()
 
 
 def at(epoch_seconds: int) -> str:
