@@ -9,6 +9,7 @@
   const VIEWER_KEY = "viewerAnalytics.viewerId"; // localStorage: one browser counts as one viewer
   const DEFAULT_AUCTION = "auction-1";
   const AUTO_REFRESH_MS = 30000;
+  const DELIVERIES_REFRESH_MS = 10000;
   const RANGE_SECONDS = { LAST_HOUR: 3600, LAST_24_HOURS: 86400, LAST_7_DAYS: 7 * 86400 };
   const STRIP_MS = 30 * 60 * 1000; // the live strip: the last 30 minutes
   const STRIP_REDRAW_MS = 5000;
@@ -29,6 +30,12 @@
   const RECENT_QUERY = `
     query Recent($id: ID!, $from: DateTime!) {
       auction(id: $id) { viewerAnalytics(from: $from) { bucketSeconds points { at viewerCount } } }
+    }`;
+  const DELIVERIES_QUERY = `
+    query Deliveries($id: ID!) {
+      alertDeliveries(auctionId: $id, first: 20) {
+        deliveries { id eventType status attempts lastError createdAt nextAttemptAt }
+      }
     }`;
   const ME_QUERY = "query Me { me { subject role auctions coversAllAuctions } }";
   const SET_ANALYTICS = `
@@ -705,6 +712,49 @@
     return `${Math.floor(hours / 24)} d ${hours % 24} h`;
   }
 
+  // ---- alert deliveries ------------------------------------------------------------------------
+
+  /** The auction's last alert deliveries, as a table. Every cell is text: a last error carries what
+   *  a webhook endpoint answered, which must never be read as markup. */
+  async function loadDeliveries() {
+    if (!state.auctionId) return;
+    const auctionId = state.auctionId;
+    const body = $("alert-deliveries").tBodies[0];
+    try {
+      const data = await graphql(DELIVERIES_QUERY, { id: auctionId });
+      if (auctionId !== state.auctionId) return;
+      const deliveries = data.alertDeliveries.deliveries;
+      body.replaceChildren(...deliveries.map(deliveryRow));
+      say($("alerts-message"), deliveries.length ? "" : "No alert has been sent for this auction yet.");
+    } catch (error) {
+      if (auctionId !== state.auctionId) return;
+      body.replaceChildren();
+      say($("alerts-message"), sentenceFor(error), true);
+    }
+  }
+
+  function deliveryRow(delivery) {
+    const row = document.createElement("tr");
+    row.dataset.id = delivery.id;
+    const status = delivery.status.toLowerCase();
+    const next = delivery.nextAttemptAt ? `, next try ${formatTime(new Date(delivery.nextAttemptAt))}` : "";
+    const cells = [
+      formatTime(new Date(delivery.createdAt)),
+      delivery.eventType === "alert.test" ? "test" : "alert",
+      status + (status === "pending" ? next : ""),
+      String(delivery.attempts),
+      delivery.lastError,
+    ];
+    cells.forEach((text, index) => {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      if (index === 2) cell.className = status;
+      if (index === 4) cell.className = "error-text";
+      row.append(cell);
+    });
+    return row;
+  }
+
   // ---- start -----------------------------------------------------------------------------------
 
   function readHash() {
@@ -736,6 +786,7 @@
     else showAuctionChoice();
     loadAnalytics();
     loadRecent();
+    loadDeliveries();
   }
 
   async function start() {
@@ -767,6 +818,9 @@
       if (!document.hidden) loadAnalytics();
     }, AUTO_REFRESH_MS);
     setInterval(() => {
+      if (!document.hidden) loadDeliveries();
+    }, DELIVERIES_REFRESH_MS);
+    setInterval(() => {
       if (!document.hidden) drawStrip();
     }, STRIP_REDRAW_MS);
     // The chart is drawn at its container's width: redrawn when that changes (a phone turned, a
@@ -794,6 +848,7 @@
     loadCaller();
     loadAnalytics();
     loadRecent();
+    loadDeliveries();
     if (config) connectLive(config.gatewayUrl);
   }
 
