@@ -20,7 +20,6 @@ import bisect
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,9 +30,9 @@ from typing import Any
 import aiohttp
 
 from bench.lean_socketio import LeanSocket
+from testkit.processes import ServiceProcess
 from testkit.stats import percentile
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
 
 
@@ -76,29 +75,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "warning",
     }
-    command = [sys.executable, "-m", args.gateway_module]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
+    pin = shutil.which("taskset") is not None
+    if pin:
         os.sched_setaffinity(0, {1})
     env["LOG_LEVEL"] = "info"
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert process.stderr is not None
-    port = None
-    seen: list[bytes] = []
-    while port is None:
-        line = await process.stderr.readline()
-        if not line:
-            raise RuntimeError(f"gateway exited: {seen[-3:]}")
-        seen.append(line)
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("message") == "Socket gateway listening":
-            port = entry["port"]
-    drain = asyncio.create_task(process.stderr.read())
+    gateway = await ServiceProcess.start(args.gateway_module, env, cpus="0" if pin else None)
+    port = await gateway.listening_port("Socket gateway listening")
+    process = gateway.process
     url = f"http://127.0.0.1:{port}"
     rooms = [f"load-{n}" for n in range(args.rooms)]
     latencies: list[float] = []
@@ -179,9 +162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if line.startswith("gateway_room_members ")
         )
         await asyncio.gather(*(sock.close() for sock in [*steady, *observer_sockets]))
-    process.terminate()
-    await process.wait()
-    drain.cancel()
+    await gateway.stop()
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "rate": args.rate,

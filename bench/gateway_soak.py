@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,8 +39,8 @@ from bench.gateway_load import cpu_seconds, rss_kib
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
 from socket_gateway.metrics import parse_samples
+from testkit.processes import ServiceProcess
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
 WAIT = 10.0
 COUNT_PREFIX = '42["viewerCountUpdate",'
@@ -142,9 +141,7 @@ async def gateway_metrics(http: aiohttp.ClientSession, url: str) -> dict[str, fl
     return parse_samples(await (await http.get(f"{url}/metrics")).text())
 
 
-async def start_gateway(
-    workdir: Path, ingest_target: str, pin: bool
-) -> tuple[asyncio.subprocess.Process, int]:
+async def start_gateway(workdir: Path, ingest_target: str, pin: bool) -> tuple[ServiceProcess, int]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "OUTBOX_", "INGEST_"))},
         "INTERNAL_API_KEY": KEY,
@@ -160,26 +157,13 @@ async def start_gateway(
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
     }
-    command = [sys.executable, "-m", "socket_gateway"]
-    if pin:
-        command = ["taskset", "-c", "0", *command]
-    log_path = workdir / "gateway.log"
-    with log_path.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command, cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if entry.get("message") == "Socket gateway listening":
-                    return process, int(entry["port"])
-        if process.returncode is not None:
-            break
-        await asyncio.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"the gateway did not start: {log_path.read_text()[-2000:]}")
+    gateway = await ServiceProcess.start("socket_gateway", env, cpus="0" if pin else None)
+    try:
+        port = await gateway.listening_port("Socket gateway listening")
+    except BaseException:
+        await gateway.kill()
+        raise
+    return gateway, port
 
 
 async def enable_analytics(target: str, rooms: list[str]) -> None:
@@ -224,10 +208,11 @@ async def soak(
         url = f"http://127.0.0.1:{port}"
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-                return await drive(http, url, gateway.pid, duration, rate, rooms, steady_count, sample_every)
+                return await drive(
+                    http, url, gateway.process.pid, duration, rate, rooms, steady_count, sample_every
+                )
         finally:
-            gateway.terminate()
-            await gateway.wait()
+            await gateway.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,0 +1,140 @@
+"""Starting the services as real child processes: their JSON log lines collected as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+# Bounds how long a process that never logs what is awaited, or never exits, is waited for.
+PROCESS_WAIT = 30.0
+
+
+class ServiceProcess:
+    """``python -m <module>`` as a child process; its JSON log lines are collected as they arrive."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.logs: list[dict[str, Any]] = []
+        self._logged = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read_logs())
+
+    @classmethod
+    async def start(cls, module: str, env: Mapping[str, str], *, cpus: str | None = None) -> ServiceProcess:
+        """Starts ``python -m <module>`` from the repository root with exactly ``env``.
+
+        Args:
+            module: the service (``socket_gateway``, ``ingest_service``, ``graphql_api``) or any module.
+            env: its whole environment.
+            cpus: the CPUs to pin it to with ``taskset`` (benchmarks: ``"0"``), or None for any.
+        """
+        command = [sys.executable, "-m", module]
+        if cpus is not None:
+            command = ["taskset", "-c", cpus, *command]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=REPO,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def _read_logs(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                entry = {"message": raw.decode(errors="replace").rstrip()}
+            async with self._logged:
+                self.logs.append(entry)
+                self._logged.notify_all()
+
+    def entries(self, message: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.logs if entry.get("message") == message]
+
+    async def log_entry(self, message: str, count: int = 1) -> dict[str, Any]:
+        """Waits until ``message`` has been logged ``count`` times; returns the latest such entry."""
+        async with self._logged:
+            await asyncio.wait_for(
+                self._logged.wait_for(
+                    lambda: len(self.entries(message)) >= count or self.process.returncode is not None
+                ),
+                PROCESS_WAIT,
+            )
+        found = self.entries(message)
+        assert len(found) >= count, f"process exited before logging {message!r}: {self.logs[-5:]}"
+        return found[-1]
+
+    async def line_with(self, text: str) -> dict[str, Any]:
+        """Waits until a logged line contains ``text`` (in a JSON line's message, or anywhere in a text
+        line); returns the first such entry."""
+
+        def found() -> dict[str, Any] | None:
+            return next((entry for entry in self.logs if text in str(entry.get("message", ""))), None)
+
+        async with self._logged:
+            await asyncio.wait_for(
+                self._logged.wait_for(lambda: found() is not None or self.process.returncode is not None),
+                PROCESS_WAIT,
+            )
+        entry = found()
+        assert entry is not None, f"process exited before logging {text!r}: {self.logs[-5:]}"
+        return entry
+
+    def rss_kib(self) -> int:
+        """Resident set size of the process, from /proc (Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        (line,) = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+        return int(line.split()[1])
+
+    async def listening_port(self, message: str) -> int:
+        """Waits for the service's start-up line (``Socket gateway listening``...); the port it names."""
+        return int((await self.log_entry(message))["port"])
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used so far, from /proc (Linux)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def stop(self) -> int:
+        """SIGTERM, as an operator stops it; its exit status (it is killed if it outlasts the bound)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return await self.exited()
+        except TimeoutError:
+            await self.kill()
+            raise
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.exited()
+
+    async def exited(self) -> int:
+        code = await asyncio.wait_for(self.process.wait(), PROCESS_WAIT)
+        await self._reader
+        return code
+
+
+@asynccontextmanager
+async def service(
+    module: str, env: Mapping[str, str], *, cpus: str | None = None
+) -> AsyncIterator[ServiceProcess]:
+    """:meth:`ServiceProcess.start`, killed on the way out whatever happened (tests stop it first when
+    the way it stops is what they check)."""
+    running = await ServiceProcess.start(module, env, cpus=cpus)
+    try:
+        yield running
+    finally:
+        await running.kill()
