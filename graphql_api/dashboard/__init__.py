@@ -2,14 +2,13 @@
 
 Served here rather than from a CDN or a separate web server: the page then shares its origin with
 ``/graphql`` and the CSV export (no CORS for the page's own calls), and a machine without internet
-access still has everything it needs. The only thing the page cannot know by itself is where the
-socket gateway is; ``config.json`` tells it.
+access still has everything it needs. ``config.json`` tells the page the deployment's timing (and,
+for the embeddable widget's sake, where the socket gateway is: the page itself never connects to it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -19,23 +18,16 @@ STATIC_DIR = Path(__file__).parent / "static"
 DASHBOARD_PATH = "/dashboard/"
 
 
-def _websocket_origin(http_url: str) -> str:
-    """``http(s)://host:port/...`` as the ``ws(s)://host:port`` a Content-Security-Policy needs."""
-    parts = urlsplit(http_url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    return f"{scheme}://{parts.netloc}"
-
-
 def add_dashboard_routes(app: web.Application, config: GraphQLConfig) -> None:
     """Serves the dashboard at ``/dashboard/`` (``/`` redirects there) and its ``config.json``."""
     gateway_url = config.dashboard_gateway_url
-    gateway_origin = "{0.scheme}://{0.netloc}".format(urlsplit(gateway_url))
-    # The page runs only its own files and talks only to this origin and the gateway: a token pasted
-    # into it cannot be sent anywhere else by injected markup.
+    # The page runs only its own files and talks only to this origin (queries, and the live count's
+    # subscription on its WebSocket): a token pasted into it cannot be sent anywhere else by injected
+    # markup.
     security_policy = "; ".join(
         [
             "default-src 'self'",
-            f"connect-src 'self' {gateway_origin} {_websocket_origin(gateway_url)}",
+            "connect-src 'self'",
             "img-src 'self' data: blob:",
             "object-src 'none'",
             "base-uri 'none'",

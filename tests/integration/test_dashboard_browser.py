@@ -3,9 +3,11 @@
 The three services run in this process on free loopback ports, on the real clock with the "minute"
 shortened to 2 s (sampled every second) for the gateway and the ingest service alike; one stack and
 one browser serve the whole module. The browser's clock is in Europe/Berlin, so local time and UTC
-differ. The seed's checklist, in the page: open the live view -> 1 watching; a second tab -> 2
-watching; close one -> 1 watching; turn analytics on; after a "minute" the chart shows a point and
-the summary matches the stored snapshots. Then the states of issue 19, at 1280 and 390 px: axes with
+differ. The page is an observer: it is never counted (issue 19), so the viewers are real
+python-socketio clients of the gateway, as the auction's own page would be. The seed's checklist,
+seen in the page: a viewer opens the live view -> 1 watching; a second tab -> 2 watching; close one
+-> 1 watching; turn analytics on; after a "minute" the chart shows a point and the summary matches
+the stored snapshots. Then the states of issue 19, at 1280 and 390 px: axes with
 units and the zone, round local ticks, tiles that agree, a dash where there is no number, the seller's
 auction list, a chart at the phone's width with touch tooltips, unknown shown as unknown, and an
 outage that keeps the last good data marked stale. Screenshots go to tmp/artifacts/dashboard/.
@@ -35,7 +37,7 @@ from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.timing import SnapshotTiming
 from testkit.waiting import poll
 from tests.conftest import ingest_config, sqlite_ingest
-from tests.gateway_support import gateway_config, running_gateway, stored_snapshots
+from tests.gateway_support import RunningGateway, gateway_config, running_gateway, stored_snapshots
 from tests.graphql_support import admin_token, graphql_config, seller_token
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,6 +97,11 @@ class Stack:
     sqlite_path: str
     dashboard_url: str
     api_url: str
+    gateway: RunningGateway
+
+    def members(self, auction_id: str) -> int:
+        """Sockets the gateway counts in the auction's room."""
+        return self.gateway.gateway.registry.counts(auction_id).viewer_count
 
 
 @asynccontextmanager
@@ -117,6 +124,8 @@ async def running_stack(tmp_path: Path) -> AsyncIterator[Stack]:
                     ingest_target,
                     allowed_origins=(page_origin,),
                     dashboard_gateway_url=gateway.url,
+                    # The page's live count: the API's subscription, fed by the gateway's stream.
+                    gateway_grpc_target=f"127.0.0.1:{gateway.gateway.live_counts.port}",
                     ingest_timeout_seconds=1.0,
                     timing=TIMING,
                 )
@@ -124,7 +133,9 @@ async def running_stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 await runner.setup()
                 try:
                     await web.SockSite(runner, api_socket).start()
-                    yield Stack(ingest, store, config.sqlite_path, f"{page_origin}/dashboard/", page_origin)
+                    yield Stack(
+                        ingest, store, config.sqlite_path, f"{page_origin}/dashboard/", page_origin, gateway
+                    )
                 finally:
                     await runner.cleanup()
         finally:
@@ -263,16 +274,26 @@ async def test_checklist_axes_tiles_and_csv_at_1280(stack: Stack, browser: Brows
     # The token left the address bar once the page had it.
     await expect(first).to_have_url(stack.dashboard_url)
     await expect(first.locator("#signed-in")).to_have_text("Signed in as admin-1 (admin: every auction).")
+    # The seller's own page watches without being counted (it counted itself, and stored it).
+    await expect(first.locator("#live-count")).to_have_text("0 watching")
+    await expect(first.locator("#live-status")).to_contain_text("this page is not counted")
+    assert stack.members(AUCTION) == 0
+
+    # A viewer opens the auction's live view.
+    viewer = await stack.gateway.viewer({"auctionId": AUCTION, "viewerId": "buyer-1"})
     await expect(first.locator("#live-count")).to_have_text("1 watching")
     await expect(first.locator("#live-unique")).to_have_text("1 unique viewer")
 
-    # A second tab of the same browser: two connections, one viewer.
+    # A second tab of the same viewer: two connections, one viewer; a second dashboard tab adds none.
+    second_tab = await stack.gateway.viewer({"auctionId": AUCTION, "viewerId": "buyer-1"})
     second = await context.new_page()
     await second.goto(url)
     await expect(second.locator("#live-count")).to_have_text("2 watching")
     await expect(first.locator("#live-count")).to_have_text("2 watching")
     await expect(first.locator("#live-unique")).to_have_text("1 unique viewer")
+    assert stack.members(AUCTION) == 2
     await second.close()
+    await second_tab.disconnect()
     await expect(first.locator("#live-count")).to_have_text("1 watching")
     # The strip under the live number has what this page saw live.
     assert int(await first.locator("#live-strip").get_attribute("data-samples") or "0") >= 3
@@ -313,7 +334,7 @@ async def test_checklist_axes_tiles_and_csv_at_1280(stack: Stack, browser: Brows
         for value in await peak_points.evaluate_all("points => points.map(p => p.getAttribute('data-value'))")
     ]
     assert max(point_peaks) == peak
-    assert peak >= 1, "the page itself was watching while analytics were on"
+    assert peak >= 1, "the viewer was watching while analytics were on"
 
     # Tiles that agree: what was recorded is snapshots x the 2 s interval (it said "N minutes
     # recorded" of 2 s snapshots), never more than the duration, written the same way.
@@ -381,6 +402,7 @@ async def test_checklist_axes_tiles_and_csv_at_1280(stack: Stack, browser: Brows
 
     assert page_errors == []
     await context.close()
+    await viewer.disconnect()
 
 
 async def test_phone_seller_list_and_unknown_states_at_390(stack: Stack, browser: Browser) -> None:
@@ -396,6 +418,8 @@ async def test_phone_seller_list_and_unknown_states_at_390(stack: Stack, browser
     await expect(select).to_be_visible()
     await expect(page.locator("#auction-id")).to_be_hidden()
     assert await select.locator("option").all_inner_texts() == [PHONE_AUCTION, "auction-zzz"]
+    await expect(page.locator("#live-count")).to_have_text("0 watching")
+    viewer = await stack.gateway.viewer({"auctionId": PHONE_AUCTION})
     await expect(page.locator("#live-count")).to_have_text("1 watching")
 
     await wait_for_stored(stack.store, PHONE_AUCTION)
@@ -428,9 +452,10 @@ async def test_phone_seller_list_and_unknown_states_at_390(stack: Stack, browser
     await expect(tooltip).to_contain_text("viewers")
     await page.screenshot(path=str(ARTIFACTS / "phone-390.png"), full_page=True)
 
-    # The other auction of the list: the live view moves to its room, nothing of this one stays.
+    # The other auction of the list: the live count follows it, nothing of this one stays.
     await select.select_option("auction-zzz")
     await expect(page.locator("#live-status")).to_contain_text("auction-zzz")
+    await expect(page.locator("#live-count")).to_have_text("0 watching")
     await expect(page.locator("#analytics-toggle")).to_have_attribute("data-state", "off")
     await expect(page.locator("#summary-peak")).to_have_text(NO_VALUE)
     await expect(page.locator("#settings-message")).to_have_text("Not recording.")
@@ -452,12 +477,14 @@ async def test_phone_seller_list_and_unknown_states_at_390(stack: Stack, browser
     await expect(refused.locator("#analytics-message")).to_contain_text("Your token was not accepted")
     await expect(refused.locator("#signed-in")).to_have_text("Not signed in: the token was not accepted.")
     await expect_unknown_toggle(refused)
-    # The live count needs no token.
-    await expect(refused.locator("#live-count")).to_have_text("1 watching")
+    # Nor does the live count: it comes through the API, with the same token.
+    await expect(refused.locator("#live-status")).to_contain_text("your token was not accepted")
+    await expect(refused.locator("#live-count")).to_have_text(f"{NO_VALUE} watching")
     await refused.screenshot(path=str(ARTIFACTS / "phone-390-refused-token.png"), full_page=True)
 
     assert page_errors == []
     await context.close()
+    await viewer.disconnect()
 
 
 async def test_an_outage_keeps_the_last_good_data_marked_stale(stack: Stack, browser: Browser) -> None:

@@ -1,12 +1,11 @@
-// The Viewer Analytics dashboard: live counts over Socket.IO from the socket gateway, settings and
-// analytics over GraphQL from this page's own origin. Plain browser JavaScript, no build step: the
-// only dependency is the vendored Socket.IO client (window.io).
+// The Viewer Analytics dashboard: settings, analytics and the live count over GraphQL from this
+// page's own origin (the live count as a subscription, so the page is never counted as a viewer).
+// Plain browser JavaScript, no build step, no dependency.
 "use strict";
 
 (() => {
   const TOKEN_KEY = "viewerAnalytics.token"; // sessionStorage: gone when the tab closes
   const AUCTION_KEY = "viewerAnalytics.auction";
-  const VIEWER_KEY = "viewerAnalytics.viewerId"; // localStorage: one browser counts as one viewer
   const DEFAULT_AUCTION = "auction-1";
   const AUTO_REFRESH_MS = 30000;
   const DELIVERIES_REFRESH_MS = 10000;
@@ -54,7 +53,6 @@
     token: "",
     caller: null, // Query.me, once known
     config: { snapshotIntervalSeconds: 60, sampleIntervalSeconds: 5, retentionDays: 90 },
-    socket: null,
     loading: 0,
     // What was last shown successfully, for this auction and range: kept (marked stale) when the
     // analytics service cannot answer, instead of wiping a chart that was true a minute ago.
@@ -174,30 +172,6 @@
 
   // ---- live counts -----------------------------------------------------------------------------
 
-  // The signed-in user is the viewer: their tabs and devices collapse into one unique viewer,
-  // whichever tab happened to write localStorage first.
-  function tokenSubject(token) {
-    try {
-      const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      const subject = JSON.parse(atob(payload)).sub;
-      return typeof subject === "string" && subject ? subject : null;
-    } catch (error) {
-      return null;
-    }
-  }
-
-  function viewerId() {
-    const subject = state.token ? tokenSubject(state.token) : null;
-    if (subject) return "user-" + subject;
-    let id = localStorage.getItem(VIEWER_KEY);
-    if (!id) {
-      // getRandomValues works on plain http too (randomUUID needs a secure context).
-      const bytes = crypto.getRandomValues(new Uint8Array(12));
-      id = "dash-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-      localStorage.setItem(VIEWER_KEY, id);
-    }
-    return id;
-  }
 
   function showCounts(viewerCount, uniqueViewers) {
     $("watching").textContent = String(viewerCount);
@@ -220,52 +194,110 @@
     $("retention").textContent = config.retentionDays === 1 ? "1 day" : `${config.retentionDays} days`;
   }
 
-  function connectLive(gatewayUrl) {
-    if (typeof window.io !== "function") {
-      say($("live-status"), "The Socket.IO client did not load, so live counts are unavailable.", true);
-      return;
-    }
-    const socket = window.io(gatewayUrl, {
-      transports: ["websocket"],
-      // The auth payload is sent again on every reconnection, so the page rejoins its room.
-      auth: { auctionId: state.auctionId, viewerId: viewerId() },
-    });
-    state.socket = socket;
-    socket.on("connect", () => say($("live-status"), `Live: counting viewers of “${state.auctionId}”.`));
-    socket.on("disconnect", () => say($("live-status"), "Connection to the live gateway lost; reconnecting…", true));
-    socket.on("connect_error", (error) => {
-      say(
-        $("live-status"),
-        `Cannot connect to the live gateway at ${gatewayUrl} (${error.message}). ` +
-          "It may be down, or not allow this page's address; retrying.",
-        true,
-      );
-    });
-    socket.on("viewerCountUpdate", ({ auctionId, viewerCount, uniqueViewers }) => {
-      if (auctionId === state.auctionId) showCounts(viewerCount, uniqueViewers);
+  // ---- live counts -----------------------------------------------------------------------------
+
+  // The page watches as an observer: its live count comes from the API's viewerCount subscription
+  // (graphql-transport-ws on the API's own /graphql), so the seller's tab is never a viewer in the
+  // gateway's rooms and never counted in the analytics it is reading.
+  const LIVE_SUBSCRIPTION =
+    "subscription Live($id: ID!) { viewerCount(auctionId: $id) { auctionId viewerCount uniqueViewers at } }";
+  const LIVE_RETRY_MS = [1000, 2000, 5000, 10000];
+  const live = { socket: null, subscription: null, serial: 0, retries: 0, retryTimer: null };
+
+  function liveUrl() {
+    const url = new URL("../graphql", location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  function send(message) {
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify(message));
+  }
+
+  function subscribeLive() {
+    if (live.subscription) send({ id: live.subscription, type: "complete" });
+    live.serial += 1;
+    live.subscription = `live-${live.serial}`;
+    send({
+      id: live.subscription,
+      type: "subscribe",
+      payload: { query: LIVE_SUBSCRIPTION, variables: { id: state.auctionId } },
     });
   }
 
-  async function switchLive(auctionId) {
+  function liveMessage(raw) {
+    let message;
+    try {
+      message = JSON.parse(raw);
+    } catch (_error) {
+      return;
+    }
+    if (message.type === "connection_ack") {
+      live.retries = 0;
+      subscribeLive();
+    } else if (message.type === "ping") {
+      send({ type: "pong" });
+    } else if (message.id !== live.subscription) {
+      // An answer for an auction the page has left.
+    } else if (message.type === "next") {
+      const { data, errors } = message.payload || {};
+      if (errors && errors.length) {
+        say($("live-status"), `No live count for “${state.auctionId}”: ${errors[0].message}`, true);
+        return;
+      }
+      const counts = data && data.viewerCount;
+      if (counts && counts.auctionId === state.auctionId) {
+        showCounts(counts.viewerCount, counts.uniqueViewers);
+        say($("live-status"), `Live: viewers of “${state.auctionId}” (this page is not counted).`);
+      }
+    } else if (message.type === "error") {
+      const first = Array.isArray(message.payload) && message.payload[0];
+      say($("live-status"), `No live count for “${state.auctionId}”: ${first ? first.message : "refused"}.`, true);
+    }
+  }
+
+  /** Opens the subscription's WebSocket with the page's token; reopened after a loss, with backoff. */
+  function connectLive() {
+    clearTimeout(live.retryTimer);
+    if (live.socket) {
+      live.socket.onclose = null;
+      live.socket.close(1000);
+      live.socket = null;
+    }
+    live.subscription = null;
+    if (!state.token) {
+      say($("live-status"), "Live counts need a token: paste one above.", true);
+      return;
+    }
+    const token = state.token;
+    const socket = new WebSocket(liveUrl(), "graphql-transport-ws");
+    live.socket = socket;
+    socket.onopen = () => send({ type: "connection_init", payload: { Authorization: `Bearer ${token}` } });
+    socket.onmessage = (event) => liveMessage(event.data);
+    socket.onclose = (event) => {
+      if (live.socket !== socket) return;
+      live.socket = null;
+      if (event.code === 4403) {
+        // The API refused the token: retrying with the same one cannot help.
+        say($("live-status"), "Live counts are unavailable: your token was not accepted.", true);
+        return;
+      }
+      const delay = LIVE_RETRY_MS[Math.min(live.retries, LIVE_RETRY_MS.length - 1)];
+      live.retries += 1;
+      say($("live-status"), "Connection to the live counts lost; reconnecting…", true);
+      live.retryTimer = setTimeout(() => {
+        if (state.token === token) connectLive();
+      }, delay);
+    };
+  }
+
+  function switchLive() {
     $("watching").textContent = "–";
     $("unique").textContent = "–";
     state.live = [];
     drawStrip();
-    const socket = state.socket;
-    if (!socket) return;
-    socket.auth.auctionId = auctionId;
-    if (!socket.connected) return; // the next (re)connection joins the new room through auth
-    try {
-      const ack = await socket.timeout(5000).emitWithAck("joinAuction", { auctionId });
-      if (auctionId !== state.auctionId) return;
-      if (!ack.ok) say($("live-status"), `The live gateway refused auction “${auctionId}”: ${ack.error}.`, true);
-      else {
-        showCounts(ack.viewerCount, ack.uniqueViewers);
-        say($("live-status"), `Live: counting viewers of “${auctionId}”.`);
-      }
-    } catch (_timeout) {
-      say($("live-status"), "The live gateway did not answer; retrying on the next connection.", true);
-    }
+    // Subscribed again once the connection is acknowledged, if it is not yet.
+    if (live.socket && live.socket.readyState === WebSocket.OPEN && live.subscription) subscribeLive();
   }
 
   /** The stored counts of the last 30 minutes, so the strip has a past before the live updates. */
@@ -781,7 +813,8 @@
       forgetAuction("Loading…");
       say($("analytics-message"), "");
     }
-    if (changedAuction) switchLive(auctionId);
+    if (changedToken) connectLive();
+    else if (changedAuction) switchLive();
     if (changedToken) await loadCaller();
     else showAuctionChoice();
     loadAnalytics();
@@ -849,7 +882,7 @@
     loadAnalytics();
     loadRecent();
     loadDeliveries();
-    if (config) connectLive(config.gatewayUrl);
+    connectLive();
   }
 
   start();
