@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import engineio  # type: ignore[import-untyped]
 import grpc
 import redis.asyncio as aioredis
-import socketio  # type: ignore[import-untyped]
 from aiohttp import hdrs, web
-from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service_common import prometheus
@@ -42,7 +38,9 @@ from socket_gateway.snapshots.aggregation import SampleSchedule, SnapshotAggrega
 from socket_gateway.snapshots.outbox import Outbox
 from socket_gateway.snapshots.sampler import LocalSampling, Sampler
 from socket_gateway.snapshots.sender import Backoff, SnapshotSender
-from socket_gateway.transport.malformed_frames import guard_malformed_frames
+from socket_gateway.transport import library_internals as internals
+from socket_gateway.transport.engineio_websockets import EngineIOWebSockets
+from socket_gateway.transport.malformed_frames import MalformedFrameLog, guard_malformed_frames
 from socket_gateway.transport.ratelimit import ConnectionRateLimiter, HandshakeAdmission
 from socket_gateway.transport.session_guard import SessionGuard, SessionLimits
 from socket_gateway.transport.websocket import WebSocketEndpoint, WebSocketSession
@@ -62,7 +60,7 @@ class Gateway:
     """Every part of one gateway; the resources are filled in by the app's cleanup contexts."""
 
     config: GatewayConfig
-    sio: socketio.AsyncServer
+    sio: internals.SocketIOServer
     registry: RoomRegistry
     broadcaster: CountBroadcaster
     events: ViewerEvents
@@ -137,10 +135,16 @@ def create_app(
     clock: Clock | None = None,
     backoff: Backoff | None = None,
 ) -> web.Application:
-    """The gateway as an aiohttp application; resources open when it starts and close when it stops."""
+    """The gateway as an aiohttp application; resources open when it starts and close when it stops.
+
+    Raises:
+        LibraryVersionError: python-engineio or python-socketio is not the version the gateway's
+            transport was written for (a configuration error: the process exits 2 with one line).
+    """
+    internals.check_library_versions()
     metrics = GatewayMetrics()
     registry = RoomRegistry()
-    sio = socketio.AsyncServer(
+    sio = internals.SocketIOServer(
         async_mode="aiohttp",
         # "*" must reach Engine.IO as the string, not inside a list, to mean any origin.
         cors_allowed_origins="*" if "*" in config.allowed_origins else list(config.allowed_origins),
@@ -164,15 +168,17 @@ def create_app(
         ),
     )
 
-    fanout = RoomFanout(sio.eio, compress=config.websocket_compression)
-    # After RoomFanout: it wraps the WebSocket driver RoomFanout installs.
-    malformed_frames = guard_malformed_frames(sio)
+    malformed_frames = MalformedFrameLog()
+    engineio_websockets = EngineIOWebSockets(
+        sio.eio, compress=config.websocket_compression, malformed_frames=malformed_frames
+    )
+    guard_malformed_frames(sio, malformed_frames, close_websocket=engineio_websockets.close)
+    fanout = RoomFanout(sio.eio, engineio_websockets)
     admit = HandshakeAdmission(
         ConnectionRateLimiter(config.connections_per_ip_per_minute),
         metrics,
-        lambda request: sio.eio._cors_headers(engineio_aiohttp.translate_request(request)),
+        lambda request: internals.cors_headers(sio.eio, request),
     )
-    # After guard_malformed_frames: it wraps the WebSocket driver left by both.
     sessions = SessionGuard(
         sio,
         SessionLimits(
@@ -182,6 +188,7 @@ def create_app(
         ),
         malformed_frames,
         metrics,
+        engineio_websockets,
     )
     websockets = WebSocketEndpoint(
         sio.eio,
@@ -432,25 +439,15 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     cluster = gateway.cluster
     assert cluster is not None
-    sio = gateway.sio
-    if not sio.manager_initialized:
-        # python-socketio starts its Redis listener at the first connection; started here, a node
-        # hears the other nodes from the start, and /readyz can tell whether it does.
-        sio.manager_initialized = True
-        sio.manager.initialize()
+    # python-socketio starts its Redis listener at the first connection; started here, a node
+    # hears the other nodes from the start, and /readyz can tell whether it does.
+    internals.start_manager(gateway.sio)
     await cluster.start(gateway.supervisor)
     yield
     # Normally already left in on_shutdown; this covers a start-up that failed after this point.
     await cluster.close()
     await cluster.store.client.aclose()
-    manager = gateway.sio.manager
-    listener = getattr(manager, "thread", None)
-    if listener is not None:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-    if getattr(manager, "redis", None) is not None:
-        await manager.redis.aclose()
+    await internals.stop_redis_manager(gateway.sio.manager)
 
 
 async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -547,12 +544,11 @@ async def _close_interval_and_flush(app: web.Application) -> None:
     # socket's CLOSE packet is taken, and a polling client between two polls (or gone without a
     # word) never takes it, so a stop would hang until that client's ping timeout.
     eio = gateway.sio.eio
-    sockets = list(eio.sockets.values())
-    eio.sockets = {}
+    sockets = internals.take_all_sockets(eio)
     await asyncio.gather(*(_close_for_reconnect(eio, socket) for socket in sockets), return_exceptions=True)
 
 
-async def _close_for_reconnect(eio: engineio.AsyncServer, socket: Any) -> None:
+async def _close_for_reconnect(eio: internals.EngineIOServer, socket: Any) -> None:
     """Ends a session at a stop so that its client reconnects (in a rolling deploy, to another node).
 
     Without Engine.IO's CLOSE packet or Socket.IO's DISCONNECT: python-socketio's client reads
@@ -562,9 +558,8 @@ async def _close_for_reconnect(eio: engineio.AsyncServer, socket: Any) -> None:
     A WebSocket is closed with a close frame; a pending long-poll is answered with a NOOP, and the
     next one finds the session gone.
     """
-    await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+    await internals.close_session(socket, abort=True, reason=eio.reason.SERVER_DISCONNECT)
     if not isinstance(socket, WebSocketSession):
         # python-engineio's own session: end its pending long-poll (or its WebSocket writer, which
         # then closes the WebSocket), which abort leaves waiting until the ping timeout.
-        socket.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
-        socket.queue.put_nowait(None)
+        internals.end_pending_poll(socket)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import engineio  # type: ignore[import-untyped]
-import socketio  # type: ignore[import-untyped]
-
 from socket_gateway.live.events import room_name
 from socket_gateway.live.fanout import RoomFanout
 from socket_gateway.live.feed import CountFeed
 from socket_gateway.live.protocol import COUNT_EVENT, count_payload
 from socket_gateway.live.rooms import RoomCounts
 from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.transport import library_internals as internals
 
 
 class CountDelivery:
@@ -29,7 +27,7 @@ class CountDelivery:
 
     def __init__(
         self,
-        sio: socketio.AsyncServer,
+        sio: internals.SocketIOServer,
         fanout: RoomFanout,
         metrics: GatewayMetrics,
         feed: CountFeed | None = None,
@@ -47,25 +45,22 @@ class CountDelivery:
 
     async def send_to(self, sid: str, auction_id: str, counts: RoomCounts) -> None:
         """One socket's own update (a joiner's counts), unless it has gone meanwhile."""
-        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        eio_sid = internals.engineio_sid(self._sio, sid)
         if eio_sid is None:
             return
         await self.deliver([eio_sid], self._packet(auction_id, counts))
 
     def forget_sent(self, sid: str) -> None:
         """Forgets the last update sent to ``sid``, so a socket that joins again is told its counts."""
-        eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+        eio_sid = internals.engineio_sid(self._sio, sid)
         if eio_sid is not None:
             self._fanout.forget(eio_sid)
 
-    async def deliver(self, eio_sids: list[str], pkt: engineio.packet.Packet) -> None:
+    async def deliver(self, eio_sids: list[str], pkt: internals.EngineIOPacket) -> None:
         """The last step of every count update: written to this node's recipients, and counted."""
         tally = await self._fanout.send(eio_sids, pkt)
         self._metrics.count_messages_total += tally.direct + tally.queued
         self._metrics.count_messages_direct_total += tally.direct
 
-    def _packet(self, auction_id: str, counts: RoomCounts) -> engineio.packet.Packet:
-        encoded = self._sio.packet_class(
-            socketio.packet.EVENT, namespace="/", data=[COUNT_EVENT, count_payload(auction_id, counts)]
-        ).encode()
-        return engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+    def _packet(self, auction_id: str, counts: RoomCounts) -> internals.EngineIOPacket:
+        return internals.event_packet(self._sio, "/", [COUNT_EVENT, count_payload(auction_id, counts)])

@@ -19,6 +19,8 @@ and written to each socket's transport in a plain loop, where that is safe:
   gets its updates through its own Engine.IO queue instead, where they wait for it alone, and
   Engine.IO's ping timeout removes it as before.
 
+(That check is ``EngineIOWebSockets.write_if_idle``, beside the driver that knows those sessions.)
+
 Any other socket takes the Engine.IO queue, as every packet did before. A write never awaits, so
 no peer holds up a room; a transport that fails closes, and Engine.IO sees the socket go.
 
@@ -31,39 +33,16 @@ sent is forgotten when it leaves its room (``forget``), so a socket that comes b
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import engineio  # type: ignore[import-untyped]
-from aiohttp import web
-from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
-
+from socket_gateway.transport import library_internals as internals
+from socket_gateway.transport.engineio_websockets import EngineIOWebSockets
 from socket_gateway.transport.websocket import WebSocketSession, websocket_text_frame
 
 # Count updates are ~90 bytes: 64 KiB unsent means the peer has not read for a long while.
 DEFAULT_HIGH_WATER_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class _Session:
-    socket: Any  # engineio.async_socket.AsyncSocket
-    websocket: web.WebSocketResponse
-    transport: asyncio.Transport
-
-    def takes_direct_write(self, high_water_bytes: int) -> bool:
-        socket = self.socket
-        if socket.closing or socket.closed or socket.upgrading or not socket.upgraded:
-            return False
-        queue: asyncio.Queue[Any] = socket.queue
-        # A waiting getter means the writer is parked in ``queue.get()``: it has written every
-        # packet it took. Empty but no getter means it holds packets it has not written yet.
-        if not queue.empty() or not queue._getters:  # type: ignore[attr-defined]
-            return False
-        if self.websocket.closed or self.transport.is_closing():
-            return False
-        return self.transport.get_write_buffer_size() < high_water_bytes
 
 
 @dataclass
@@ -75,29 +54,32 @@ class FanoutTally:
 
 
 class RoomFanout:
-    """Sends one Engine.IO packet to many sockets: written directly where safe, queued elsewhere."""
+    """Sends one Engine.IO packet to many sockets: written directly where safe, queued elsewhere.
+
+    Args:
+        eio: the gateway's Engine.IO server.
+        websockets: the WebSockets python-engineio serves (where a direct write may be safe).
+        high_water_bytes: a python-engineio WebSocket with this much unsent takes its queue.
+    """
 
     def __init__(
         self,
-        eio: engineio.AsyncServer,
+        eio: internals.EngineIOServer,
+        websockets: EngineIOWebSockets,
         *,
-        compress: bool = False,
         high_water_bytes: int = DEFAULT_HIGH_WATER_BYTES,
     ) -> None:
         self._eio = eio
-        self._compress = compress
+        self._websockets = websockets
         self._high_water_bytes = high_water_bytes
-        self._sessions: dict[str, _Session] = {}
         # Engine.IO sid → the last packet's data sent to it (one string shared by a room's sockets).
         self._last_sent: dict[str, Any] = {}
-        # The driver table is shared by every Engine.IO server in the process: replace, not mutate.
-        eio._async = {**eio._async, "websocket": self._tracking_websocket}
 
     @property
     def websocket_sessions(self) -> int:
         """WebSocket sessions open for direct writes (served by websocket_transport or by aiohttp)."""
-        return len(self._sessions) + sum(
-            1 for socket in self._eio.sockets.values() if isinstance(socket, WebSocketSession)
+        return self._websockets.writable_sessions + sum(
+            1 for socket in internals.sockets_of(self._eio).values() if isinstance(socket, WebSocketSession)
         )
 
     def forget(self, eio_sid: str) -> None:
@@ -109,12 +91,13 @@ class RoomFanout:
         """Sockets whose last update is remembered (bounded by the sockets in rooms)."""
         return len(self._last_sent)
 
-    async def send(self, eio_sids: Iterable[str], pkt: engineio.packet.Packet) -> FanoutTally:
+    async def send(self, eio_sids: Iterable[str], pkt: internals.EngineIOPacket) -> FanoutTally:
         tally = FanoutTally()
         frame: bytes | None = None
         # Only text frames are built here; a binary packet always takes the queue.
         framed_here = not pkt.binary
-        sockets = self._eio.sockets
+        sockets = internals.sockets_of(self._eio)
+        websockets = self._websockets
         data = pkt.data
         last_sent = self._last_sent
         for eio_sid in eio_sids:
@@ -123,65 +106,19 @@ class RoomFanout:
                 tally.repeats += 1
                 continue
             last_sent[eio_sid] = data
-            socket = sockets.get(eio_sid) if framed_here else None
-            if isinstance(socket, WebSocketSession):
-                # Served by websocket_transport: everything it sends is written at once, in order.
+            if framed_here:
+                socket = sockets.get(eio_sid)
                 if frame is None:
                     frame = websocket_text_frame(pkt.encode())
-                socket.write_frame(frame)
-                tally.direct += 1
-                continue
-            session = self._sessions.get(eio_sid) if framed_here else None
-            if session is not None and session.takes_direct_write(self._high_water_bytes):
-                if frame is None:
-                    frame = websocket_text_frame(pkt.encode())
-                session.transport.write(frame)
-                tally.direct += 1
-            else:
-                # Unbounded queue: this never waits for the peer.
-                await self._eio.send_packet(eio_sid, pkt)
-                tally.queued += 1
+                if isinstance(socket, WebSocketSession):
+                    # Served by websocket_transport: everything it sends is written at once, in order.
+                    socket.write_frame(frame)
+                    tally.direct += 1
+                    continue
+                if websockets.write_if_idle(eio_sid, frame, self._high_water_bytes):
+                    tally.direct += 1
+                    continue
+            # Unbounded queue: this never waits for the peer.
+            await self._eio.send_packet(eio_sid, pkt)
+            tally.queued += 1
         return tally
-
-    def _tracking_websocket(self, handler: Any, server: Any) -> Any:
-        """Engine.IO's aiohttp WebSocket, with the session known here while its handler runs."""
-        sessions = self._sessions
-        socket = handler.__self__  # the AsyncSocket whose _websocket_handler this is
-
-        async def tracked(ws: Any) -> Any:
-            response: web.WebSocketResponse = ws._sock
-            transport = ws.environ["aiohttp.request"].transport
-            # A compressed session needs aiohttp's per-message deflate state: it keeps the queue.
-            if response.compress or transport is None:
-                return await handler(ws)
-            sessions[socket.sid] = _Session(socket, response, transport)
-            try:
-                return await handler(ws)
-            finally:
-                if sessions.get(socket.sid) is not None and sessions[socket.sid].socket is socket:
-                    del sessions[socket.sid]
-
-        return _WebSocket(tracked, server, compress=self._compress)
-
-
-class _WebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
-    """Engine.IO's aiohttp WebSocket, negotiating per-message deflate only when configured.
-
-    python-engineio's own accepts a browser's deflate offer every time; the gateway's default is
-    off (about 45% more CPU per message for count updates of a few dozen bytes).
-    """
-
-    def __init__(self, handler: Any, server: Any, *, compress: bool) -> None:
-        super().__init__(handler, server)
-        self._compress = compress
-
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        # python-engineio's __call__ with the compress setting added.
-        request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(
-            max_msg_size=self.server.max_http_buffer_size, compress=self._compress
-        )
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock

@@ -19,13 +19,11 @@ import base64
 import binascii
 import logging
 import time
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import socketio  # type: ignore[import-untyped]
-from socketio import packet as sio_packet
+from socket_gateway.transport import library_internals as internals
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +40,9 @@ def remote_address(environ: dict[str, Any] | None) -> str | None:
     """The peer's address in a session's environ, whichever transport served its handshake."""
     if not environ:
         return None
-    request = environ.get("aiohttp.request")
+    request = internals.aiohttp_request(environ)
     if request is not None:
-        return request.remote  # type: ignore[no-any-return]
+        return request.remote
     return environ.get("REMOTE_ADDR")
 
 
@@ -74,21 +72,21 @@ def socketio_packet_problem(encoded: str) -> str | None:
     Raises:
         ValueError: the packet cannot be decoded at all (python-socketio's own error).
     """
-    pkt = sio_packet.Packet(encoded_packet=encoded)
+    pkt = internals.SocketIOPacket(encoded_packet=encoded)
     data = pkt.data
-    if pkt.packet_type in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+    if pkt.packet_type in (internals.SIO_EVENT, internals.SIO_BINARY_EVENT):
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             return "event without a string name"
-    elif pkt.packet_type in (sio_packet.ACK, sio_packet.BINARY_ACK):
+    elif pkt.packet_type in (internals.SIO_ACK, internals.SIO_BINARY_ACK):
         if not isinstance(data, list):
             return "acknowledgement arguments are not a list"
-    elif pkt.packet_type == sio_packet.CONNECT:
+    elif pkt.packet_type == internals.SIO_CONNECT:
         if data is not None and not isinstance(data, dict):
             return "connect payload is not an object"
-    elif pkt.packet_type == sio_packet.DISCONNECT:
+    elif pkt.packet_type == internals.SIO_DISCONNECT:
         if data is not None:
             return "disconnect with a payload"
-    elif pkt.packet_type == sio_packet.CONNECT_ERROR:
+    elif pkt.packet_type == internals.SIO_CONNECT_ERROR:
         return "a client may not send CONNECT_ERROR"
     else:
         return f"unknown Socket.IO packet type {pkt.packet_type}"
@@ -153,48 +151,30 @@ class MalformedFrameLog:
 
 
 def guard_malformed_frames(
-    sio: socketio.AsyncServer, log: MalformedFrameLog | None = None
+    sio: internals.SocketIOServer,
+    log: MalformedFrameLog | None = None,
+    *,
+    close_websocket: Callable[[str], Awaitable[None]] | None = None,
 ) -> MalformedFrameLog:
-    """Closes a connection at its first malformed frame, with one rate-limited warning.
+    """Closes a session at its first malformed Socket.IO packet, with one rate-limited warning.
 
-    Call it once the server's WebSocket driver is final (after ``RoomFanout`` replaced it): this
-    wraps whatever driver is installed then. A second call returns the first call's log.
+    A malformed Engine.IO frame is caught before this, by whichever transport read it (the gateway's
+    own WebSocket, ``EngineIOWebSocket``, the polling POST reader). A second call returns the first
+    call's log.
 
     Args:
         sio: the gateway's Socket.IO server.
         log: where reports go (a default ``MalformedFrameLog`` if None).
+        close_websocket: closes the WebSocket python-engineio serves for an Engine.IO sid, if any
+            (``EngineIOWebSockets.close``).
     """
     eio = sio.eio
     installed: MalformedFrameLog | None = getattr(eio, "malformed_frame_log", None)
     if installed is not None:
         return installed
     reports = log or MalformedFrameLog()
-    make_websocket = eio._async["websocket"]
-    # Each open WebSocket by its Engine.IO session, to close it after a malformed Socket.IO packet.
-    websockets: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
-    def checked_websocket(handler: Any, server: Any) -> Any:
-        websocket = make_websocket(handler, server)
-        wait = websocket.wait
-        socket = handler.__self__  # the AsyncSocket whose _websocket_handler reads this WebSocket
-        websockets[socket.sid] = websocket
-
-        async def checked_wait() -> str | bytes:
-            data: str | bytes = await wait()
-            problem = engineio_frame_problem(data)
-            if problem is not None:
-                reports.report(socket.sid, problem, remote_address(getattr(websocket, "environ", None)))
-                # A failed read is how Engine.IO learns that a connection is gone: it closes the
-                # socket and Socket.IO runs the disconnect handler, so the room count drops at once.
-                raise OSError(problem)
-            return data
-
-        websocket.wait = checked_wait
-        return websocket
-
-    handle_message = eio.handlers["message"]
-
-    async def checked_message(eio_sid: str, data: str | bytes) -> None:
+    async def check(handle_message: internals.EventHandler, eio_sid: str, data: str | bytes) -> None:
         try:
             # Decoded twice, here and by python-socketio: a few microseconds per client event, on a
             # path that carries joins and leaves, not the count updates.
@@ -203,23 +183,25 @@ def guard_malformed_frames(
                 raise ValueError(problem)
             await handle_message(eio_sid, data)
         except _DECODE_ERRORS as error:
-            remote = remote_address(sio.environ.get(eio_sid))
+            remote = remote_address(internals.session_environ(sio, eio_sid))
             reports.report(eio_sid, f"{type(error).__name__}: {error}", remote)
             # Not eio.disconnect(): it waits until the client has taken the CLOSE packet, and a polling
             # client that never polls again would hold its POST (and this handler) for ever.
-            socket = eio.sockets.get(eio_sid)
+            socket = internals.sockets_of(eio).get(eio_sid)
             if socket is not None:
-                await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
-                if eio.sockets.get(eio_sid) is socket:
-                    del eio.sockets[eio_sid]
+                await internals.close_session(socket, abort=False, reason=eio.reason.SERVER_DISCONNECT)
+                internals.forget_socket(eio, socket)
             # The CLOSE packet leaves the WebSocket to the client; a hostile one would keep it open,
             # so it is closed here.
-            websocket = websockets.get(eio_sid)
-            if websocket is not None:
-                await websocket.close()
+            if close_websocket is not None:
+                await close_websocket(eio_sid)
 
-    # The driver table is shared by every Engine.IO server in the process: replace, not mutate.
-    eio._async = {**eio._async, "websocket": checked_websocket}
-    eio.on("message", checked_message)
+    def checked(handle_message: internals.EventHandler) -> internals.EventHandler:
+        async def checked_message(eio_sid: str, data: str | bytes) -> None:
+            await check(handle_message, eio_sid, data)
+
+        return checked_message
+
+    internals.wrap_event_handler(eio, "message", checked)
     eio.malformed_frame_log = reports
     return reports

@@ -24,19 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import engineio  # type: ignore[import-untyped]
-import socketio  # type: ignore[import-untyped]
-from engineio import packet as eio_packet
-from engineio import payload as eio_payload
-
 from service_common.log_limits import RateLimitedLog
 from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.transport import library_internals as internals
+from socket_gateway.transport.engineio_websockets import EngineIOWebSockets
 from socket_gateway.transport.malformed_frames import (
     MalformedFrameLog,
     engineio_frame_problem,
@@ -114,11 +110,11 @@ class SessionQueue(asyncio.Queue[Any]):
         return item
 
 
-class _MalformedPayload(engineio.exceptions.EngineIOError):  # type: ignore[misc]
+class _MalformedPayload(internals.EngineIOError):  # type: ignore[misc]
     """A polling POST that is not Engine.IO: python-engineio answers 400 and forgets the session."""
 
 
-def polling_payload_problem(body: bytes) -> tuple[list[eio_packet.Packet], str | None]:
+def polling_payload_problem(body: bytes) -> tuple[list[internals.EngineIOPacket], str | None]:
     """A polling POST body's packets, or why it is not valid Engine.IO 4 (then no packets)."""
     try:
         text = body.decode("utf-8")
@@ -127,39 +123,40 @@ def polling_payload_problem(body: bytes) -> tuple[list[eio_packet.Packet], str |
     if not text:
         return [], None  # python-engineio's reading of an empty body: no packets
     encoded = text.split("\x1e")
-    if len(encoded) > eio_payload.Payload.max_decode_packets:
-        return [], f"more than {eio_payload.Payload.max_decode_packets} packets in one polling payload"
+    max_packets = internals.max_packets_per_payload()
+    if len(encoded) > max_packets:
+        return [], f"more than {max_packets} packets in one polling payload"
     packets = []
     for one in encoded:
         problem = engineio_frame_problem(one)
         if problem is not None:
             return [], problem
-        packets.append(eio_packet.Packet(encoded_packet=one))
+        packets.append(internals.EngineIOPacket(encoded_packet=one))
     return packets, None
 
 
 class SessionGuard:
     """Installs the bounds on one Socket.IO server's Engine.IO sessions.
 
-    Install it after ``RoomFanout`` and ``guard_malformed_frames`` (it wraps the WebSocket driver they
-    leave, to find an upgraded session's connection when it must be closed).
-
     Args:
         sio: the gateway's Socket.IO server.
         limits: the bounds.
         malformed_frames: where a malformed polling payload is reported.
         metrics: the counters of dropped and timed-out sessions.
+        websockets: the WebSockets python-engineio serves, whose connection is dropped with their session.
     """
 
     def __init__(
         self,
-        sio: socketio.AsyncServer,
+        sio: internals.SocketIOServer,
         limits: SessionLimits,
         malformed_frames: MalformedFrameLog,
         metrics: GatewayMetrics,
+        websockets: EngineIOWebSockets,
     ) -> None:
         self._sio = sio
         self._eio = eio = sio.eio
+        self.eio = eio
         self._limits = limits
         self._malformed_frames = malformed_frames
         self._metrics = metrics
@@ -169,47 +166,38 @@ class SessionGuard:
         self._awaiting_connect: deque[tuple[float, str]] = deque()
         self._connect_timer: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        # python-engineio's aiohttp WebSocket of each upgraded session, to close its connection.
-        self._websockets: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        self._websockets = websockets
+        internals.install_queue_factory(eio, self._create_queue)
+        internals.wrap_event_handler(eio, "connect", self._guarded_connect)
 
-        eio.create_queue = self._create_queue
-        make_websocket = eio._async["websocket"]
-        websockets = self._websockets
-
-        def tracked_websocket(handler: Any, server: Any) -> Any:
-            websocket = make_websocket(handler, server)
-            websockets[handler.__self__.sid] = websocket
-            return websocket
-
-        # The driver table is shared by every Engine.IO server in the process: replace, not mutate.
-        eio._async = {**eio._async, "websocket": tracked_websocket}
-        socketio_connect = eio.handlers["connect"]
+    def _guarded_connect(self, socketio_connect: internals.EventHandler) -> internals.EventHandler:
+        sockets = internals.sockets_of(self._eio)
 
         async def guarded_connect(eio_sid: str, environ: dict[str, Any]) -> Any:
-            socket = eio.sockets.get(eio_sid)
+            socket = sockets.get(eio_sid)
             if socket is not None:
                 self._opened(socket)
             return await socketio_connect(eio_sid, environ)
 
-        eio.on("connect", guarded_connect)
+        return guarded_connect
 
     # Queues
 
-    def _create_queue(self, *args: Any, **kwargs: Any) -> SessionQueue:
+    def _create_queue(self) -> SessionQueue:
         return SessionQueue(self._limits, self._overflowed)
 
     def _overflowed(self, queue: SessionQueue) -> None:
-        socket = self._eio.sockets.get(queue.owner) if queue.owner is not None else None
-        if socket is None or socket.queue is not queue or socket.closing or socket.closed:
+        socket = internals.sockets_of(self._eio).get(queue.owner) if queue.owner is not None else None
+        if socket is None or internals.session_queue(socket) is not queue or not internals.is_open(socket):
             return
-        transport = "websocket" if socket.upgraded else "polling"
+        transport = "websocket" if internals.is_upgraded(socket) else "polling"
         self._metrics.sessions_dropped_unread[transport] += 1
         self._log.warning(
             "stopped_reading",
             "Viewer stopped reading; session closed",
             extra={
                 "connection": socket.sid,
-                "remote": remote_address(self._sio.environ.get(socket.sid)),
+                "remote": remote_address(internals.session_environ(self._sio, socket.sid)),
                 "transport": transport,
                 "queued_packets": queue.qsize(),
                 "queued_bytes": queue.queued_bytes,
@@ -222,9 +210,10 @@ class SessionGuard:
     def _opened(self, socket: Any) -> None:
         if not isinstance(socket, WebSocketSession):
             # Served by python-engineio: its polling POSTs are read here, its queue has an owner.
-            socket.handle_post_request = _PostReader(self, socket)
-            if isinstance(socket.queue, SessionQueue):
-                socket.queue.owner = socket.sid
+            internals.replace_post_handler(socket, _PostReader(self, socket))
+            queue = internals.session_queue(socket)
+            if isinstance(queue, SessionQueue):
+                queue.owner = socket.sid
         loop = asyncio.get_running_loop()
         self._awaiting_connect.append((loop.time() + self._limits.connect_timeout_seconds, socket.sid))
         if self._connect_timer is None:
@@ -235,14 +224,13 @@ class SessionGuard:
         loop = asyncio.get_running_loop()
         now = loop.time()
         waiting = self._awaiting_connect
-        sockets = self._eio.sockets
-        manager = self._sio.manager
+        sockets = internals.sockets_of(self._eio)
         while waiting and waiting[0][0] <= now:
             _, eio_sid = waiting.popleft()
             socket = sockets.get(eio_sid)
-            if socket is None or socket.closing or socket.closed:
+            if socket is None or not internals.is_open(socket):
                 continue
-            if manager.sid_from_eio_sid(eio_sid, "/") is None:
+            if internals.namespace_sid(self._sio, eio_sid) is None:
                 self._metrics.connections_refused["connect_timeout"] += 1
                 self._close_soon(socket, abort=False)
         if waiting:
@@ -258,16 +246,11 @@ class SessionGuard:
         try:
             # Not eio.disconnect(): it waits until the client has taken the CLOSE packet, which a
             # client that does not read never does.
-            await socket.close(wait=False, abort=abort, reason=eio.reason.TRANSPORT_ERROR)
+            await internals.close_session(socket, abort=abort, reason=eio.reason.TRANSPORT_ERROR)
         finally:
-            if eio.sockets.get(socket.sid) is socket:
-                del eio.sockets[socket.sid]
-            websocket = self._websockets.get(socket.sid)
-            if websocket is not None:
-                # An upgraded session's writer may be stuck sending to a peer that does not read.
-                connection = websocket.environ["aiohttp.request"].transport
-                if connection is not None:
-                    connection.abort()
+            internals.forget_socket(eio, socket)
+            # An upgraded session's writer may be stuck sending to a peer that does not read.
+            self._websockets.abort(socket.sid)
 
     def close(self) -> None:
         """Stops the connect-timeout timer (at shutdown)."""
@@ -285,14 +268,14 @@ class SessionGuard:
         """
         if problem is not None:
             self._malformed_frames.report(
-                socket.sid, problem, remote_address(self._sio.environ.get(socket.sid))
+                socket.sid, problem, remote_address(internals.session_environ(self._sio, socket.sid))
             )
         # A CLOSE for a poll that may be waiting, without waiting for it to be taken (python-engineio's
         # own disconnect would, and a client that never polls would hold the POST for ever). Raising
         # an EngineIOError makes python-engineio answer 400 and forget the closed session.
-        await socket.close(wait=False, abort=False, reason=self._eio.reason.TRANSPORT_ERROR)
+        await internals.close_session(socket, abort=False, reason=self._eio.reason.TRANSPORT_ERROR)
         if problem is None:
-            raise engineio.exceptions.ContentTooLongError()
+            raise internals.ContentTooLongError()
         raise _MalformedPayload(problem)
 
 
@@ -305,26 +288,24 @@ class _PostReader:
 
     async def __call__(self, environ: dict[str, Any]) -> None:
         socket = self._socket
-        server = socket.server
+        server = self._guard.eio
         length = int(environ.get("CONTENT_LENGTH", "0"))
         if length > server.max_http_buffer_size:
             await self._guard.refuse_post(socket, None)
         try:
-            # All of it: python-engineio's read(length) returns what has arrived so far, so a body
-            # split across TCP segments was cut short (and a stalled one answered at once).
-            body = await environ["wsgi.input"].readexactly(length)
+            body = await internals.read_post_body(environ, length)
         except asyncio.IncompleteReadError:
             return  # the client went away mid-body: nobody is left to answer
         packets, problem = polling_payload_problem(body)
         if problem is not None:
             await self._guard.refuse_post(socket, problem)
         for pkt in packets:
-            if socket.closed:
+            if internals.is_closed(socket):
                 break
             # A packet type a client does not send (open, ping, noop) is ignored, as on WebSocket.
-            with contextlib.suppress(engineio.exceptions.UnknownPacketError):
-                await socket.receive(pkt)
-        if socket.closed and server.sockets.get(socket.sid) is socket:
+            with contextlib.suppress(internals.UnknownPacketError):
+                await internals.receive(socket, pkt)
+        if internals.is_closed(socket):
             # Closed by this payload (a CLOSE packet, a malformed Socket.IO packet): forgotten now, so
             # a later request is told the session is unknown instead of failing on a closed one.
-            del server.sockets[socket.sid]
+            internals.forget_socket(server, socket)

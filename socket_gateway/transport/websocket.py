@@ -22,8 +22,8 @@ when compression is configured, probes, metrics, any request this does not recog
 with the bytes read so far, to aiohttp's own protocol, which serves it as before.
 
 The session is a python-engineio ``AsyncSocket`` in the Engine.IO server's socket table, so
-python-socketio (emits, rooms, disconnects, shutdown) cannot tell the two kinds apart. It relies
-on python-engineio's internals, which is why python-engineio is pinned (pyproject.toml).
+python-socketio (emits, rooms, disconnects, shutdown) cannot tell the two kinds apart. What of
+python-engineio's internals that relies on is named in ``library_internals``.
 """
 
 from __future__ import annotations
@@ -41,14 +41,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import engineio  # type: ignore[import-untyped]
-from engineio import async_socket
-from engineio import packet as eio_packet
-
 from service_common.connection_guard import ConnectionGuard, ConnectionLimits
 from service_common.http_server_log import HttpServerLog
 from service_common.log_limits import RateLimitedLog
 from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.transport import library_internals as internals
 from socket_gateway.transport.malformed_frames import MalformedFrameLog, engineio_frame_problem
 
 logger = logging.getLogger(__name__)
@@ -212,7 +209,7 @@ class WebSocketEndpoint:
 
     def __init__(
         self,
-        eio: engineio.AsyncServer,
+        eio: internals.EngineIOServer,
         *,
         socketio_paths: Collection[str],
         admit: Callable[[str], bool],
@@ -258,12 +255,7 @@ class WebSocketEndpoint:
             return False
         if self.serve_deflate_elsewhere and request.offers_deflate():
             return False
-        origin = environ.get("HTTP_ORIGIN")
-        if origin and eio.cors_allowed_origins != []:
-            allowed = eio._cors_allowed_origins(environ)
-            if allowed is not None and origin not in allowed:
-                return False
-        return True
+        return not internals.origin_refused(eio, environ)
 
 
 class _Connection(asyncio.Protocol):
@@ -349,13 +341,8 @@ class _Connection(asyncio.Protocol):
             http.data_received(bytes(self._buffer))
 
 
-class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ignore[misc]
+class WebSocketSession(internals.EngineIOSocket, asyncio.Protocol):
     """One Engine.IO session on its own WebSocket: the connection's protocol and Engine.IO's socket."""
-
-    # Set by python-engineio's BaseSocket; declared for the type checker.
-    closed: bool
-    closing: bool
-    last_ping: float | None
 
     def __init__(
         self,
@@ -366,7 +353,7 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
         address: str | None,
     ) -> None:
         eio = endpoint.eio
-        super().__init__(eio, eio.generate_id())
+        super().__init__(eio)
         self.transport = transport
         self.environ = environ
         self._endpoint = endpoint
@@ -385,15 +372,15 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
         # Engine.IO's send-ping cycle starts when the session opens, not at construction.
         self.last_ping = None
         self.upgraded = True
-        eio.sockets[self.sid] = self
+        internals.add_socket(eio, self)
         self._enqueue(None)  # None: open the session (Engine.IO's connect event, then the 101)
 
     # Engine.IO's socket
 
-    async def send(self, pkt: eio_packet.Packet) -> None:
+    async def send(self, pkt: internals.EngineIOPacket) -> None:
         self.write_packet(pkt)
 
-    def write_packet(self, pkt: eio_packet.Packet) -> None:
+    def write_packet(self, pkt: internals.EngineIOPacket) -> None:
         encoded = pkt.encode()
         if isinstance(encoded, str):
             self.write_frame(websocket_text_frame(encoded))
@@ -432,15 +419,14 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
             self._ping_timer.cancel()
         server = self.server
         try:
-            await server._trigger_event(
-                "disconnect", self.sid, reason or server.reason.SERVER_DISCONNECT, run_async=False
+            await internals.trigger_event(
+                server, "disconnect", self.sid, reason or server.reason.SERVER_DISCONNECT
             )
         finally:
             if not abort:
-                self.write_packet(eio_packet.Packet(eio_packet.CLOSE))
+                self.write_packet(internals.EngineIOPacket(internals.EIO_CLOSE))
             self.closed = True
-            if server.sockets.get(self.sid) is self:
-                del server.sockets[self.sid]
+            internals.forget_socket(server, self)
             self._close_transport(_CLOSE_NORMAL)
 
     # asyncio.Protocol
@@ -583,12 +569,11 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
 
     async def _open(self) -> None:
         server = self.server
-        accepted = await server._trigger_event("connect", self.sid, self.environ, run_async=False)
+        accepted = await internals.trigger_event(server, "connect", self.sid, self.environ)
         if accepted is not None and accepted is not True:
             # Engine.IO refuses before upgrading: HTTP 401, as python-engineio answers it.
             self.closing = self.closed = True
-            if server.sockets.get(self.sid) is self:
-                del server.sockets[self.sid]
+            internals.forget_socket(server, self)
             self.transport.write(
                 b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )
@@ -596,16 +581,7 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
             return
         self.connected = True
         accept = base64.b64encode(hashlib.sha1(self._request.key.encode() + _ACCEPT_GUID).digest())
-        opening = eio_packet.Packet(
-            eio_packet.OPEN,
-            {
-                "sid": self.sid,
-                "upgrades": [],
-                "pingTimeout": int(server.ping_timeout * 1000),
-                "pingInterval": int(server.ping_interval + server.ping_interval_grace_period) * 1000,
-                "maxPayload": server.max_http_buffer_size,
-            },
-        )
+        opening = internals.open_packet(server, self.sid, upgrades=[])
         # The 101 and the OPEN packet in one write.
         self.transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -621,8 +597,8 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
             return
         try:
-            await self.receive(eio_packet.Packet(encoded_packet=data))
-        except engineio.exceptions.UnknownPacketError:
+            await self.receive_packet(data)
+        except internals.UnknownPacketError:
             pass
         except Exception:
             # As python-engineio's own read loop: logged, and the connection goes on.
@@ -638,7 +614,7 @@ class WebSocketSession(async_socket.AsyncSocket, asyncio.Protocol):  # type: ign
 
     def _ping(self) -> None:
         self.last_ping = time.time()
-        self.write_packet(eio_packet.Packet(eio_packet.PING))
+        self.write_packet(internals.EngineIOPacket(internals.EIO_PING))
         self._set_ping_timer(self.server.ping_timeout, self._pong_missing)
 
     def _pong_missing(self) -> None:
