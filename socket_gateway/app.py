@@ -40,10 +40,11 @@ from socket_gateway.snapshots.sampler import LocalSampling, Sampler
 from socket_gateway.snapshots.sender import Backoff, SnapshotSender
 from socket_gateway.transport import library_internals as internals
 from socket_gateway.transport.engineio_websockets import EngineIOWebSockets
+from socket_gateway.transport.handover import WebSocketEndpoint
 from socket_gateway.transport.malformed_frames import MalformedFrameLog, guard_malformed_frames
 from socket_gateway.transport.ratelimit import ConnectionRateLimiter, HandshakeAdmission
 from socket_gateway.transport.session_guard import SessionGuard, SessionLimits
-from socket_gateway.transport.websocket import WebSocketEndpoint, WebSocketSession
+from socket_gateway.transport.websocket import WebSocketSession
 
 logger = logging.getLogger(__name__)
 

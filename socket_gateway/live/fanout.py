@@ -39,7 +39,8 @@ from typing import Any
 
 from socket_gateway.transport import library_internals as internals
 from socket_gateway.transport.engineio_websockets import EngineIOWebSockets
-from socket_gateway.transport.websocket import WebSocketSession, websocket_text_frame
+from socket_gateway.transport.frames import websocket_text_frame
+from socket_gateway.transport.websocket import WebSocketSession
 
 # Count updates are ~90 bytes: 64 KiB unsent means the peer has not read for a long while.
 DEFAULT_HIGH_WATER_BYTES = 64 * 1024

@@ -20,7 +20,7 @@ import pytest
 from aiohttp._websocket.writer import WebSocketWriter
 
 from socket_gateway.app import Gateway
-from socket_gateway.transport.websocket import websocket_text_frame
+from socket_gateway.transport.frames import websocket_text_frame
 from tests.gateway_support import ALLOWED_ORIGIN, WAIT, Viewer, gateway_config, running_gateway
 
 

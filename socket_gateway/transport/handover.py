@@ -1,0 +1,270 @@
+"""The gateway's listener: each accepted connection's request head read, then a session of its own or aiohttp.
+
+Viewers connect with ``transports: ["websocket"]`` (the dashboard does): one HTTP upgrade, then
+frames. The listening socket's protocol reads the request head itself; a new Engine.IO 4 session
+asking for the WebSocket transport is served on the same connection by a ``WebSocketSession``
+(``websocket.py``) from then on. Anything else — polling, an upgrade of a polling session, a
+WebSocket with per-message deflate when compression is configured, probes, metrics, any request
+this does not recognise — is handed, with the bytes read so far, to aiohttp's own protocol, which
+serves it as before (python-engineio's sessions, bounded by ``session_guard.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from service_common.connection_guard import ConnectionGuard, ConnectionLimits
+from service_common.http_server_log import HttpServerLog
+from service_common.log_limits import RateLimitedLog
+from socket_gateway.metrics import GatewayMetrics
+from socket_gateway.transport import library_internals as internals
+from socket_gateway.transport.malformed_frames import MalformedFrameLog
+from socket_gateway.transport.websocket import WebSocketSession
+
+logger = logging.getLogger(__name__)
+
+# aiohttp's own limit for a request line plus headers.
+MAX_HEAD_BYTES = 8190
+# A peer that sends no complete request head in this time is dropped (aiohttp keeps such a
+# connection until its keep-alive timeout, 75 s).
+HEAD_TIMEOUT_SECONDS = 10.0
+# Count updates are ~90 bytes, coalesced per room: a megabyte unsent means the peer stopped
+# reading minutes ago. Its connection is dropped instead of growing without bound.
+DEFAULT_MAX_UNSENT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """A request to open a new Engine.IO 4 session on a WebSocket."""
+
+    target: str
+    path: str
+    query: str
+    key: str
+    # Header names in lower case; repeated headers joined with "," as a WSGI environ does.
+    headers: dict[str, str]
+
+    def offers_deflate(self) -> bool:
+        return "permessage-deflate" in self.headers.get("sec-websocket-extensions", "").lower()
+
+
+def parse_new_session_upgrade(head: bytes, socketio_paths: Collection[str]) -> UpgradeRequest | None:
+    """The upgrade request in a request head (without its blank line), or None for anything else.
+
+    None means "not for this path": the request may still be valid HTTP, for aiohttp to serve.
+    """
+    lines = head.decode("latin-1").split("\r\n")
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3 or request_line[0] != "GET" or request_line[2] != "HTTP/1.1":
+        return None
+    target = request_line[1]
+    path, _, query = target.partition("?")
+    if path not in socketio_paths:
+        return None
+    params = parse_qs(query, keep_blank_values=True)
+    if params.get("EIO") != ["4"] or params.get("transport") != ["websocket"]:
+        return None
+    if "sid" in params or "j" in params:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            return None  # folded or malformed: aiohttp answers such requests
+        name = name.lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    if "content-length" in headers or "transfer-encoding" in headers:
+        return None
+    if headers.get("upgrade", "").lower() != "websocket":
+        return None
+    if "upgrade" not in (token.strip().lower() for token in headers.get("connection", "").split(",")):
+        return None
+    if headers.get("sec-websocket-version") != "13":
+        return None
+    key = headers.get("sec-websocket-key", "")
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            return None
+    except (binascii.Error, ValueError):
+        return None
+    return UpgradeRequest(target, path, query, key, headers)
+
+
+def environ_of(request: UpgradeRequest, peer: tuple[str, int] | None) -> dict[str, Any]:
+    """The WSGI-style environ python-engineio's aiohttp driver builds, from this request."""
+    host, port = peer if peer else ("", 0)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "QUERY_STRING": request.query,
+        "RAW_URI": request.target,
+        "PATH_INFO": request.path,
+        "SCRIPT_NAME": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "socket_gateway",
+        "SERVER_PORT": "0",
+        "REMOTE_ADDR": host,
+        "REMOTE_PORT": str(port),
+        "wsgi.url_scheme": request.headers.get("x-forwarded-proto", "http"),
+    }
+    for name, value in request.headers.items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ
+
+
+class WebSocketEndpoint:
+    """Serves new WebSocket sessions of one Engine.IO server; the listener's protocols come from here.
+
+    Args:
+        eio: the Engine.IO server whose socket table the sessions join.
+        socketio_paths: the Engine.IO paths, with their slashes (``/socket.io/``); all serve ``eio``.
+        admit: asked once per new session with the peer's address; False refuses it (HTTP 429).
+        malformed_frames: where an undecodable Engine.IO packet is reported.
+        metrics: counts the sessions dropped for not reading.
+        serve_deflate_elsewhere: hand requests that offer per-message deflate to aiohttp (which
+            negotiates compression) instead of serving them uncompressed here.
+        max_unsent_bytes: a session whose peer leaves more than this unread is dropped.
+        head_timeout_seconds: a connection that has not sent its request head by then is dropped.
+        connections: counts every connection per address (refusing those over the cap), whoever
+            serves it; a guard with the default limits if None.
+    """
+
+    def __init__(
+        self,
+        eio: internals.EngineIOServer,
+        *,
+        socketio_paths: Collection[str],
+        admit: Callable[[str], bool],
+        malformed_frames: MalformedFrameLog,
+        metrics: GatewayMetrics,
+        serve_deflate_elsewhere: bool = False,
+        max_unsent_bytes: int = DEFAULT_MAX_UNSENT_BYTES,
+        head_timeout_seconds: float = HEAD_TIMEOUT_SECONDS,
+        connections: ConnectionGuard | None = None,
+    ) -> None:
+        self.eio = eio
+        self.socketio_paths = frozenset(socketio_paths)
+        self.admit = admit
+        self.malformed_frames = malformed_frames
+        self.metrics = metrics
+        self.serve_deflate_elsewhere = serve_deflate_elsewhere
+        self.max_unsent_bytes = max_unsent_bytes
+        self.head_timeout_seconds = head_timeout_seconds
+        self.connections = connections or ConnectionGuard(ConnectionLimits())
+        # Lines a client can cause, per cause (a flood of peers that stop reading writes a few).
+        self.log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
+        metrics.rate_limited_logs["websocket_transport"] = self.log
+        # aiohttp's lines about what clients sent it (malformed requests), for the requests handed over.
+        self.http_log = RateLimitedLog(
+            logging.getLogger("socket_gateway.http"), interval_seconds=10.0, burst=10
+        )
+        metrics.rate_limited_logs["http"] = self.http_log
+
+    def runner_options(self) -> dict[str, Any]:
+        """``web.AppRunner`` keyword arguments for the requests handed to aiohttp: the idle timeout, and
+        a log where a malformed request is one rate-limited line without traceback (aiohttp's own wrote
+        an ERROR with a traceback for each)."""
+        return {**self.connections.runner_options(), "logger": HttpServerLog(self.http_log)}
+
+    def protocol(self, http_protocol: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+        """A protocol for one accepted connection; what is not served here goes to ``http_protocol()``."""
+        return _Connection(self, http_protocol)
+
+    def accepts(self, request: UpgradeRequest, environ: dict[str, Any]) -> bool:
+        """Whether this request is served here; a refusal is left to aiohttp, which explains it."""
+        eio = self.eio
+        if "websocket" not in eio.transports:
+            return False
+        if self.serve_deflate_elsewhere and request.offers_deflate():
+            return False
+        return not internals.origin_refused(eio, environ)
+
+
+class _Connection(asyncio.Protocol):
+    """An accepted connection until its request head is read: then a session, or aiohttp's."""
+
+    def __init__(self, endpoint: WebSocketEndpoint, http_protocol: Callable[[], asyncio.Protocol]) -> None:
+        self._endpoint = endpoint
+        self._http_protocol = http_protocol
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        # The peer's address while this protocol answers for the connection's place in the guard's
+        # count; None once it is handed to a session or to aiohttp (they release it), or if refused.
+        self._address: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._address = self._endpoint.connections.admit(transport)
+        if self._address is None:
+            return  # over the per-address cap: answered and closing
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self._endpoint.head_timeout_seconds, transport.abort
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if self._address is not None:
+            self._endpoint.connections.release(self._address)
+            self._address = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._address is None:
+            return  # refused
+        buffer = self._buffer
+        buffer += data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0 or end > MAX_HEAD_BYTES:
+            if end > MAX_HEAD_BYTES or len(buffer) > MAX_HEAD_BYTES:
+                self._hand_over()  # aiohttp refuses a head this long
+            return
+        endpoint = self._endpoint
+        request = parse_new_session_upgrade(bytes(buffer[:end]), endpoint.socketio_paths)
+        transport = self._transport
+        assert transport is not None
+        if request is None:
+            self._hand_over()
+            return
+        peer = transport.get_extra_info("peername")
+        environ = environ_of(request, peer[:2] if peer else None)
+        if not endpoint.accepts(request, environ):
+            self._hand_over()
+            return
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if not endpoint.admit(environ["REMOTE_ADDR"] or "unknown"):
+            body = b'{"error": "too many connections; retry later"}'
+            transport.write(
+                b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            transport.close()
+            return
+        session = WebSocketSession(endpoint, transport, request, environ, self._address)
+        self._address = None
+        transport.set_protocol(session)
+        rest = bytes(buffer[end + 4 :])
+        if rest:
+            session.data_received(rest)
+
+    def _hand_over(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        transport = self._transport
+        assert transport is not None
+        assert self._address is not None
+        http = self._endpoint.connections.track(self._http_protocol(), self._address)
+        self._address = None
+        transport.set_protocol(http)
+        http.connection_made(transport)
+        if self._buffer:
+            http.data_received(bytes(self._buffer))
