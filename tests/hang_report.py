@@ -45,8 +45,24 @@ def _describe(nodeid: str, after_seconds: float) -> str:
                 continue
         for task in tasks:
             print(f"--- {task!r}", file=out)
-            task.print_stack(limit=30, file=out)
+            _print_await_chain(task.get_coro(), out)
     return out.getvalue()
+
+
+def _print_await_chain(awaitable: object, out: io.StringIO) -> None:
+    """Each frame from the task's coroutine down to what it waits on (Task.print_stack shows only
+    the outermost frame): coroutines through ``cr_await``, generators through ``gi_yieldfrom``."""
+    for _ in range(50):
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:
+            print(f"    waiting on {awaitable!r}", file=out)
+            return
+        code = frame.f_code
+        print(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}', file=out)
+        following = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+        if following is None:
+            return
+        awaitable = following
 
 
 _description = pytest.StashKey[list[str]]()
