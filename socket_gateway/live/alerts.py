@@ -18,7 +18,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -42,6 +42,8 @@ _KINDS = {
 # Firings waiting to reach the ingest service; past this a burst is dropped (and logged), not kept.
 MAX_QUEUED_FIRINGS = 10_000
 _RULE_PAGE = 1000
+# Rules replaced between two returns to the event loop (about 10 ms of work on a loaded machine).
+RULES_PER_STEP = 1000
 _CALL_TIMEOUT_SECONDS = 5.0
 
 
@@ -95,8 +97,9 @@ class Firing:
 class _State:
     armed: bool = False
     last_fired: float = -math.inf
-    # DROP_PERCENT: the window's candidates for its highest count, (time, value), values decreasing.
-    peaks: deque[tuple[float, int]] = field(default_factory=deque)
+    # DROP_PERCENT: the window's candidates for its highest count, (time, value), values decreasing
+    # (None for the other kinds: an empty deque is about 600 bytes, most of a rule's memory).
+    peaks: deque[tuple[float, int]] | None = None
     # The count last seen: it held until the next change, so the window sees it up to then.
     previous: int = 0
     # ZERO_WHILE_LIVE: the timer running while the count is zero.
@@ -135,24 +138,41 @@ class AlertEvaluator:
     def set_rules(self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]) -> None:
         """Replaces the rules; an unchanged rule keeps its state, a new or changed one is armed by the
         auction's ``current`` counts (armed only if they are on its quiet side)."""
+        for _ in self._replace(rules, current):
+            pass
+
+    async def set_rules_gradually(
+        self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]
+    ) -> None:
+        """:meth:`set_rules`, returning to the event loop every :data:`RULES_PER_STEP` rules.
+
+        Replacing 30,000 rules took 0.26 s (docs/benchmarks.md): in one go, every socket of the node
+        would wait that long at each reload. The old rules stay in force until the new set is whole.
+        """
+        for _ in self._replace(rules, current):
+            await asyncio.sleep(0)
+
+    def _replace(self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]) -> Iterator[None]:
         kept: dict[str, tuple[WatchedRule, _State]] = {}
-        now = self._clock()
-        for rule in rules:
+        by_auction: dict[str, list[tuple[WatchedRule, _State]]] = {}
+        for count, rule in enumerate(rules, 1):
             known = self._rules.get(rule.rule_id)
             if known is not None and known[0] == rule:
-                kept[rule.rule_id] = known
-                continue
-            state = _State()
-            kept[rule.rule_id] = (rule, state)
-            self._arm_initially(rule, state, rule.value(current(rule.auction_id)), now)
-        for rule_id, (_rule, state) in self._rules.items():
+                entry = known
+            else:
+                entry = (rule, _State())
+                self._arm_initially(rule, entry[1], rule.value(current(rule.auction_id)), self._clock())
+            kept[rule.rule_id] = entry
+            by_auction.setdefault(rule.auction_id, []).append(entry)
+            if count % RULES_PER_STEP == 0:
+                yield
+        old = self._rules
+        self._rules, self._by_auction = kept, by_auction
+        for count, (rule_id, (_rule, state)) in enumerate(old.items(), 1):
             if kept.get(rule_id, (None, None))[1] is not state:
                 _cancel_timer(state)
-        self._rules = kept
-        by_auction: dict[str, list[tuple[WatchedRule, _State]]] = {}
-        for entry in kept.values():
-            by_auction.setdefault(entry[0].auction_id, []).append(entry)
-        self._by_auction = by_auction
+            if count % RULES_PER_STEP == 0:
+                yield
 
     def clear(self) -> None:
         """Forgets every rule (this node stopped evaluating)."""
@@ -166,8 +186,10 @@ class AlertEvaluator:
         if not entries or not self._leads():
             return
         now = self._clock()
+        connections, unique = counts.viewer_count, counts.unique_viewers
+        evaluate = self._evaluate
         for rule, state in entries:
-            self._evaluate(rule, state, rule.value(counts), now)
+            evaluate(rule, state, unique if rule.unique else connections, now)
 
     def _arm_initially(self, rule: WatchedRule, state: _State, value: int, now: float) -> None:
         if rule.kind == ABOVE:
@@ -175,7 +197,7 @@ class AlertEvaluator:
         elif rule.kind == BELOW:
             state.armed = value >= rule.threshold + rule.hysteresis
         elif rule.kind == DROP_PERCENT:
-            state.peaks.append((now, value))
+            state.peaks = deque([(now, value)])
             state.previous = value
             state.armed = True
         else:
@@ -194,6 +216,8 @@ class AlertEvaluator:
                 state.armed = True
         elif rule.kind == DROP_PERCENT:
             peaks = state.peaks
+            if peaks is None:
+                peaks = state.peaks = deque()
             for held in (state.previous, value):
                 while peaks and peaks[-1][1] <= held:
                     peaks.pop()
@@ -332,7 +356,7 @@ class AlertService:
             )
             return
         first = not self.loaded.is_set()
-        self.evaluator.set_rules(rules, self._feed.current)
+        await self.evaluator.set_rules_gradually(rules, self._feed.current)
         self._feed.watch(self.evaluator, self.evaluator.auctions)
         self.loaded.set()
         if first:

@@ -8,6 +8,7 @@ from socket_gateway.live.alerts import (
     ABOVE,
     BELOW,
     DROP_PERCENT,
+    RULES_PER_STEP,
     ZERO_WHILE_LIVE,
     AlertEvaluator,
     Firing,
@@ -162,3 +163,29 @@ def test_an_unchanged_rule_keeps_its_state_when_the_rules_are_reloaded() -> None
     assert harness.counts(601) == [501, 601]
     harness.evaluator.clear()
     assert harness.counts(100, 700) == [501, 601]
+
+
+async def test_a_large_rule_set_is_replaced_in_steps_that_let_the_event_loop_run() -> None:
+    rules = [
+        WatchedRule(f"rule-{n}", f"a-{n % 2500}", ABOVE, False, 10, 0, 0, 0)
+        for n in range(5 * RULES_PER_STEP)
+    ]
+    evaluator = AlertEvaluator(lambda _firing: None)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    running = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await evaluator.set_rules_gradually(rules, lambda _auction: RoomCounts(0, 0))
+    during = ticks - before
+    running.cancel()
+    assert evaluator.rule_count == 5 * RULES_PER_STEP
+    assert len(evaluator.auctions) == 2500
+    # One step per RULES_PER_STEP rules (the loop ran between them), not one step for all.
+    assert during >= 4
