@@ -24,6 +24,7 @@ import datasketches
 
 from ingest_service.domain import AnalyticsRange, Snapshot
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from testkit.seeding import make_snapshot
 
 HOUR = 3600
 
@@ -33,23 +34,6 @@ def cpc(first: int, count: int, prefix: str) -> bytes:
     for number in range(first, first + count):
         sketch.update(f"{prefix}{number}")
     return bytes(sketch.serialize())
-
-
-def snapshot(minute_start: int, identified: bytes, anonymous: bytes) -> Snapshot:
-    return Snapshot(
-        auction_id="bench",
-        minute_start=minute_start,
-        viewer_count=5,
-        avg_viewers=6.0,
-        peak_viewers=9,
-        min_viewers=3,
-        sample_count=12,
-        unique_viewers=4,
-        partial=False,
-        gateway_id="bench",
-        identified_sketch=identified,
-        anonymous_sketch=anonymous,
-    )
 
 
 async def run(days: int, repetitions: int) -> None:
@@ -65,7 +49,15 @@ async def run(days: int, repetitions: int) -> None:
             for hour in range(days * 24):
                 for offset in (0, 30):
                     identified, anonymous = sketches[(hour * 2 + offset) % 50]
-                    batch.append(snapshot(start + hour * HOUR + offset * 60, identified, anonymous))
+                    batch.append(
+                        make_snapshot(
+                            "bench",
+                            start + hour * HOUR + offset * 60,
+                            gateway_id="bench",
+                            identified_sketch=identified,
+                            anonymous_sketch=anonymous,
+                        )
+                    )
                 if len(batch) >= 500:
                     await store.insert_snapshots(batch)
                     batch = []

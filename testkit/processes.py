@@ -138,3 +138,32 @@ async def service(
         yield running
     finally:
         await running.kill()
+
+
+async def run_to_exit(
+    module: str, *arguments: str, env: Mapping[str, str], cwd: Path = REPO, within: float = PROCESS_WAIT
+) -> tuple[int, str, str]:
+    """Runs ``python -m <module> <arguments>`` to its end: its exit status, stdout and stderr.
+
+    For what a service does when it must not start (``--help``, a bad variable, a busy port); one that
+    is still running after ``within`` seconds is killed and the wait fails.
+    """
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *arguments,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), within)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")

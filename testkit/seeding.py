@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,9 +14,28 @@ from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
 from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
+from service_common.viewer_snapshot import Snapshot
+
 NINETY_DAYS = 90 * 1440
 BATCH = 500
 Metadata = tuple[tuple[str, str], ...]
+
+
+def make_snapshot(auction_id: str, minute_start: int, **changes: object) -> Snapshot:
+    """A valid snapshot: 12 samples between 3 and 9 viewers, averaging 6, ending at 5."""
+    base = Snapshot(
+        auction_id=auction_id,
+        minute_start=minute_start,
+        viewer_count=5,
+        avg_viewers=6.0,
+        peak_viewers=9,
+        min_viewers=3,
+        sample_count=12,
+        unique_viewers=4,
+        partial=False,
+        gateway_id="gateway-test",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def minute_snapshots(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import grpc
 from viewer_analytics.v1 import (
@@ -26,6 +26,7 @@ from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
 from service_common.internal_auth import internal_key_metadata
 from service_common.viewer_snapshot import Snapshot, to_wire
+from testkit.seeding import make_snapshot as make_snapshot
 
 TEST_KEY = "test-internal-key-0123456789"
 ROTATED_KEY = "rotated-internal-key-abcdefgh"
@@ -43,23 +44,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def make_snapshot(auction_id: str, minute_start: int, **changes: object) -> Snapshot:
-    """A valid snapshot: 12 samples between 3 and 9 viewers, averaging 6, ending at 5."""
-    base = Snapshot(
-        auction_id=auction_id,
-        minute_start=minute_start,
-        viewer_count=5,
-        avg_viewers=6.0,
-        peak_viewers=9,
-        min_viewers=3,
-        sample_count=12,
-        unique_viewers=4,
-        partial=False,
-        gateway_id="gateway-test",
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 @dataclass

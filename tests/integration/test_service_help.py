@@ -23,6 +23,7 @@ import pytest
 from graphql_api.config import GraphQLConfig
 from ingest_service.config import IngestConfig
 from socket_gateway.config import GatewayConfig
+from testkit.processes import run_to_exit
 from tests.fault_support import FAULT_WAIT, REPO
 from tests.graphql_support import JWT_SECRET
 from tests.support import TEST_KEY
@@ -66,25 +67,7 @@ def bare_env(**variables: str) -> dict[str, str]:
 
 
 async def run(module: str, *arguments: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        *arguments,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), FAULT_WAIT)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_to_exit(module, *arguments, env=env, cwd=cwd, within=FAULT_WAIT)
 
 
 def help_defaults(text: str) -> dict[str, str]:

@@ -7,15 +7,14 @@ beside the holder and start, as a second ingest service did.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fault_support import FAULT_WAIT, REPO, base_env
+from testkit import processes
+from tests.fault_support import FAULT_WAIT, base_env
 from tests.graphql_support import JWT_SECRET
 
 SERVICES = {
@@ -48,24 +47,9 @@ def held_port() -> Iterator[int]:
 
 
 async def run_to_exit(module: str, env: dict[str, str]) -> tuple[int, list[str]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        cwd=REPO,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, stderr = await asyncio.wait_for(process.communicate(), FAULT_WAIT)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, stderr.decode(errors="replace").splitlines()
+    """The service's exit status and the lines it wrote to stderr."""
+    code, _, stderr = await processes.run_to_exit(module, env=env, within=FAULT_WAIT)
+    return code, stderr.splitlines()
 
 
 @pytest.mark.parametrize("module", list(SERVICES))
