@@ -36,6 +36,22 @@
         deliveries { id eventType status attempts lastError createdAt nextAttemptAt }
       }
     }`;
+  const AUDIENCE_QUERY = `
+    query Audience($id: ID!, $range: RangePreset!) {
+      auction(id: $id) {
+        lots(range: $range) {
+          lotId title openedAt closedAt outcome hammerPrice currency
+          viewersAtOpen viewersAtClose peakViewers avgViewers bids bidders resolution
+        }
+        funnel(range: $range) {
+          uniqueViewers identifiedViewers bidders winners
+          uniqueViewerEstimate { sketchedSnapshots unsketchedSnapshots }
+        }
+      }
+    }`;
+  // A lot is picked out when nobody bid although at least this many watched, and at least as many as
+  // at the range's typical lot (the median of the lots' peaks).
+  const ATTENTION_MINIMUM = 10;
   const ME_QUERY = "query Me { me { subject role auctions coversAllAuctions } }";
   const SET_ANALYTICS = `
     mutation SetAnalytics($id: ID!, $enabled: Boolean!) {
@@ -59,6 +75,8 @@
     lastGood: null,
     live: [], // [{t, count}] of this auction, oldest first, the last 30 minutes
     recent: [], // the stored points of the last 30 minutes, {t, count}
+    audience: null, // {auctionId, range, lots, funnel}: the lots and funnel of the range shown
+    lotSort: { key: "openedAt", descending: false },
   };
 
   // ---- messages a person reads -----------------------------------------------------------------
@@ -418,6 +436,8 @@
     showToggle(null);
     say($("settings-message"), "");
     $("chart-updated").textContent = "";
+    state.audience = null;
+    showAudience();
     drawChart([], $("range").value, state.config.snapshotIntervalSeconds, chartText);
   }
 
@@ -452,6 +472,7 @@
       state.lastGood = view;
       markStale(null);
       render(view);
+      loadAudience(auctionId, range, ticket);
     } catch (error) {
       if (ticket !== state.loading) return;
       say($("analytics-message"), sentenceFor(error), true);
@@ -496,6 +517,169 @@
     } catch (error) {
       say($("analytics-message"), sentenceFor(error), true);
     }
+  }
+
+  // ---- lots and the funnel -------------------------------------------------------------------------
+
+  /** The lots and the funnel of the range, after the chart: a failure here leaves the chart as it is. */
+  async function loadAudience(auctionId, range, ticket) {
+    try {
+      const data = await graphql(AUDIENCE_QUERY, { id: auctionId, range });
+      if (ticket !== state.loading) return;
+      state.audience = { auctionId, range, lots: data.auction.lots, funnel: data.auction.funnel };
+      say($("lots-message"), "");
+    } catch (error) {
+      if (ticket !== state.loading) return;
+      const last = state.audience;
+      say($("lots-message"), sentenceFor(error), true);
+      // As with the chart: what was true a moment ago stays through a passing outage.
+      if (!(TRANSIENT.has(error.code) && last && last.auctionId === auctionId && last.range === range)) {
+        state.audience = null;
+      }
+    }
+    showAudience();
+    if (state.drawn) drawChart(...state.drawn);
+  }
+
+  /** The lots of the range shown, for the chart and the table; none for another auction or range. */
+  function shownLots(range) {
+    const audience = state.audience;
+    if (!audience || audience.auctionId !== state.auctionId || audience.range !== range) return [];
+    return audience.lots;
+  }
+
+  function median(values) {
+    if (values.length === 0) return 0;
+    const sorted = [...values].sort((a, b) => a - b);
+    const middle = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  }
+
+  /** Lots nobody bid on although many watched: at least the median lot's peak, and ATTENTION_MINIMUM. */
+  function needsAttention(lot, typicalPeak) {
+    return lot.bids === 0 && lot.peakViewers >= Math.max(ATTENTION_MINIMUM, typicalPeak);
+  }
+
+  function formatMoney(minorUnits, currency) {
+    try {
+      const format = new Intl.NumberFormat(undefined, { style: "currency", currency });
+      return format.format(minorUnits / 10 ** format.resolvedOptions().maximumFractionDigits);
+    } catch (_unknownCurrency) {
+      return `${minorUnits.toLocaleString()} ${currency} (minor units)`;
+    }
+  }
+
+  const lotOpened = (lot) => Date.parse(lot.openedAt);
+  const lotLength = (lot) => (lot.closedAt ? Date.parse(lot.closedAt) - lotOpened(lot) : null);
+  const OUTCOMES = { SOLD: "sold", PASSED: "passed", WITHDRAWN: "withdrawn" };
+  const outcomeText = (lot) => (lot.outcome ? OUTCOMES[lot.outcome] : "no close received");
+
+  // The table's columns: what each sorts by, and what it shows.
+  const LOT_COLUMNS = [
+    { key: "openedAt", label: "Opened", sort: lotOpened, show: (l) => formatTimeSeconds(new Date(lotOpened(l))) },
+    { key: "lot", label: "Lot", sort: (l) => `${l.lotId} ${l.title}`.toLowerCase(), show: (l) => l.title ? `${l.lotId} · ${l.title}` : l.lotId },
+    { key: "length", label: "Length", sort: (l) => lotLength(l) ?? -1, show: (l) => (lotLength(l) === null ? "–" : formatDuration(lotLength(l) / 1000)) },
+    { key: "viewersAtOpen", label: "At open", numeric: true },
+    { key: "viewersAtClose", label: "At hammer", numeric: true },
+    { key: "peakViewers", label: "Peak", numeric: true },
+    { key: "avgViewers", label: "Average", numeric: true, show: (l) => formatNumber(l.avgViewers) },
+    { key: "bids", label: "Bids", numeric: true },
+    { key: "bidders", label: "Bidders", numeric: true },
+    { key: "outcome", label: "Outcome", sort: outcomeText, show: outcomeText },
+    { key: "hammerPrice", label: "Hammer", numeric: true, sort: (l) => l.hammerPrice ?? -1,
+      show: (l) => (l.hammerPrice === null ? "–" : formatMoney(l.hammerPrice, l.currency)) },
+  ];
+
+  function drawLotHeader() {
+    const row = $("lots").querySelector("thead tr");
+    row.replaceChildren(...LOT_COLUMNS.map((column) => {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.dataset.key = column.key;
+      if (column.numeric) th.className = "numeric";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = column.label;
+      button.addEventListener("click", () => {
+        const sort = state.lotSort;
+        // A new column starts with its most telling order: numbers highest first, the rest A to Z.
+        state.lotSort = sort.key === column.key ? { key: column.key, descending: !sort.descending }
+          : { key: column.key, descending: Boolean(column.numeric) };
+        showAudience();
+      });
+      th.appendChild(button);
+      return th;
+    }));
+  }
+
+  function showAudience() {
+    const lots = shownLots($("range").value);
+    const sort = state.lotSort;
+    const column = LOT_COLUMNS.find((c) => c.key === sort.key);
+    const key = column.sort || ((l) => l[column.key]);
+    const sorted = [...lots].sort((a, b) => {
+      const ka = key(a), kb = key(b);
+      const order = ka < kb ? -1 : ka > kb ? 1 : lotOpened(a) - lotOpened(b);
+      return sort.descending ? -order : order;
+    });
+    for (const th of $("lots").querySelectorAll("th")) {
+      th.setAttribute("aria-sort", th.dataset.key === sort.key ? (sort.descending ? "descending" : "ascending") : "none");
+    }
+    const typicalPeak = median(lots.map((l) => l.peakViewers));
+    const rows = sorted.map((lot) => {
+      const tr = document.createElement("tr");
+      tr.dataset.lotId = lot.lotId;
+      if (needsAttention(lot, typicalPeak)) {
+        tr.classList.add("attention");
+        tr.title = "No bid, though many watched";
+      }
+      for (const c of LOT_COLUMNS) {
+        const td = document.createElement("td");
+        td.dataset.label = c.label;
+        td.dataset.key = c.key;
+        if (c.numeric) td.className = "numeric";
+        td.textContent = c.show ? c.show(lot) : String(lot[c.key]);
+        if (c.key === "lot" && tr.classList.contains("attention")) {
+          td.appendChild(Object.assign(document.createElement("span"), { className: "badge", textContent: "no bid" }));
+        }
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    $("lots").querySelector("tbody").replaceChildren(...rows);
+    $("lots").dataset.rows = String(rows.length);
+    if (state.audience && lots.length === 0) say($("lots-message"), "No lot opened in this range.");
+    showFunnel(state.audience && state.audience.range === $("range").value ? state.audience.funnel : null);
+  }
+
+  /** Four numbers with bars, each bar against the widest step: viewers, signed in, bidders, winners. */
+  function showFunnel(funnel) {
+    // Without sketches the viewer figures are not known (not zero): shown as "–", with no bar.
+    const sketched = funnel && funnel.uniqueViewerEstimate.sketchedSnapshots > 0;
+    const steps = [
+      ["viewers", funnel && sketched ? funnel.uniqueViewers : null],
+      ["identified", funnel && sketched ? funnel.identifiedViewers : null],
+      ["bidders", funnel ? funnel.bidders : null],
+      ["winners", funnel ? funnel.winners : null],
+    ];
+    const widest = Math.max(1, ...steps.map(([, value]) => value || 0));
+    for (const [step, value] of steps) {
+      const number = $(`funnel-${step}`);
+      number.textContent = value === null ? "–" : value.toLocaleString();
+      if (value === null) delete number.dataset.value;
+      else number.dataset.value = String(value);
+      const bar = document.querySelector(`#funnel [data-step="${step}"] .bar span`);
+      bar.style.width = `${value === null ? 0 : (100 * value) / widest}%`;
+    }
+    let note = "";
+    if (funnel && !sketched) {
+      note = "Unique viewers are not known for this range: its minutes carry no unique-viewer sketches.";
+    } else if (funnel && funnel.uniqueViewerEstimate.unsketchedSnapshots > 0) {
+      note = "Viewers are estimates, and count only the minutes that carry unique-viewer sketches.";
+    } else if (funnel) {
+      note = "Viewers are estimates (within about 3%); bidders and winners are exact.";
+    }
+    say($("funnel-note"), note);
   }
 
   // ---- the chart: inline SVG, no library ---------------------------------------------------------
@@ -619,6 +803,22 @@
       svg.appendChild(svgElement("text", { class: "empty", x: left + plotWidth / 2, y: top + plotHeight / 2, "text-anchor": "middle" },
         emptyText || "No viewer data in this range yet."));
     }
+    // Lots as bands from their opening to their hammer, under the series; a lot without a close, a line.
+    const lotMarks = [];
+    for (const lot of shownLots(range)) {
+      const opened = lotOpened(lot);
+      const closed = lot.closedAt ? Date.parse(lot.closedAt) : null;
+      if (opened > end || (closed ?? opened) < start) continue;
+      const x1 = x(Math.max(opened, start));
+      const x2 = closed === null ? x1 : x(Math.min(closed, end));
+      const mark = svgElement("g", { class: `lot-marker${closed === null ? " open" : ""}`, "data-lot-id": lot.lotId });
+      mark.appendChild(svgElement("title", {}, `${lot.lotId} ${lot.title}`));
+      mark.appendChild(svgElement("rect", { class: "lot-band", x: x1, y: top, width: Math.max(1, x2 - x1), height: plotHeight }));
+      mark.appendChild(svgElement("line", { class: "lot-open", x1, x2: x1, y1: top, y2: top + plotHeight }));
+      if (closed !== null) mark.appendChild(svgElement("line", { class: "lot-close", x1: x2, x2, y1: top, y2: top + plotHeight }));
+      svg.appendChild(mark);
+      lotMarks.push({ lot, x1, x2 });
+    }
     // Each point sits in the middle of its bucket.
     const middle = (i) => x(times[i] + bucketMs / 2);
     for (const [series, field] of [["min", "minViewers"], ["avg", "avgViewers"], ["peak", "peakViewers"]]) {
@@ -638,7 +838,7 @@
     plot.replaceChildren(svg);
     $("chart-tooltip").hidden = true;
     // For the tooltip: what a pointer (mouse, pen or finger) at a given x is nearest to.
-    state.chart = { points, times, bucketMs, middle, guide, left, right: width - right };
+    state.chart = { points, times, bucketMs, middle, guide, left, right: width - right, lots: lotMarks };
   }
 
   /** The tooltip of the point nearest the pointer: hover with a mouse, tap or drag with a finger. */
@@ -661,6 +861,17 @@
       document.createElement("br"),
       `viewers: peak ${formatNumber(p.peakViewers)} · average ${formatNumber(p.avgViewers)} · minimum ${formatNumber(p.minViewers)}`,
     );
+    // The lot under the pointer (a band, or within a few pixels of a lot's line), when there is one.
+    const underPointer = chart.lots.filter((m) => px >= m.x1 - 4 && px <= m.x2 + 4);
+    for (const { lot } of underPointer.slice(-2)) {
+      const closed = lot.closedAt ? formatTimeSeconds(new Date(lot.closedAt)) : "no close";
+      const hammer = lot.hammerPrice === null ? "" : ` ${formatMoney(lot.hammerPrice, lot.currency)}`;
+      tip.append(document.createElement("br"), Object.assign(document.createElement("span"), {
+        className: "tooltip-lot",
+        textContent: `Lot ${lot.lotId}${lot.title ? ` “${lot.title}”` : ""}: ${formatTimeSeconds(new Date(lotOpened(lot)))}–${closed}` +
+          ` · ${lot.viewersAtOpen} → ${lot.viewersAtClose} watching · ${lot.bids} ${lot.bids === 1 ? "bid" : "bids"} · ${outcomeText(lot)}${hammer}`,
+      }));
+    }
     tip.hidden = false;
     const cx = chart.middle(nearest);
     chart.guide.setAttribute("x1", cx);
@@ -840,6 +1051,9 @@
     $("auction-select").addEventListener("change", () => open($("auction-select").value, $("token").value.trim()));
     $("analytics-toggle").addEventListener("change", onToggle);
     $("range").addEventListener("change", loadAnalytics);
+    $("attention-minimum").textContent = String(ATTENTION_MINIMUM);
+    drawLotHeader();
+    showAudience();
     $("refresh").addEventListener("click", loadAnalytics);
     $("download-csv").addEventListener("click", downloadCsv);
     const plot = $("chart-plot");
