@@ -70,6 +70,7 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
         max_subscriptions_per_connection=config.max_subscriptions_per_connection,
         idle_timeout_seconds=config.subscription_idle_timeout_seconds,
         connections=connections,
+        max_query_tokens=config.max_query_tokens,
     )
 
     async def close_websockets(app: web.Application) -> None:

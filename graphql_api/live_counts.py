@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from viewer_analytics.v1 import live_count_service_pb2 as pb
@@ -25,9 +23,12 @@ from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
-# The gateway's streams carry at most two updates per auction a second; a subscriber is held to the
-# same, even across a reconnection of the upstream stream (whose first response repeats the counts).
+# The gateway's streams carry at most two updates per auction a second (their ``at`` stamps are at
+# least this far apart); a subscriber is held to the same across a reconnection of the upstream stream,
+# whose first response may follow the last update sooner.
 MIN_INTERVAL_SECONDS = 0.5
+# The gateway stamps ``at`` from the wall clock in whole nanoseconds; a hair of slack for rounding.
+_STAMP_SLACK_SECONDS = 0.005
 
 
 class SubscriptionLimitReached(PublicError):
@@ -44,17 +45,19 @@ class LiveCount:
     viewer_count: int
     unique_viewers: int
     at: float
+    # What the API's layers make of these counts once for every subscriber they reach (the GraphQL
+    # event object), keyed by who made it.
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 class LiveCountSubscription:
     """One subscriber's view of an auction's counts: each new value once, at most two a second."""
 
-    def __init__(self, upstream: _Upstream, monotonic: Callable[[], float]) -> None:
+    def __init__(self, upstream: _Upstream) -> None:
         self._upstream = upstream
-        self._monotonic = monotonic
         self._changed = asyncio.Event()
         self._last: tuple[int, int] | None = None
-        self._last_at = float("-inf")
+        self._last_stamp = float("-inf")
         self.closed = False
         if upstream.latest is not None:
             self._changed.set()
@@ -67,15 +70,22 @@ class LiveCountSubscription:
         while True:
             await self._changed.wait()
             self._changed.clear()
-            wait = self._last_at + MIN_INTERVAL_SECONDS - self._monotonic()
-            if wait > 0:
-                # Pacing is the point here: what arrives meanwhile is folded into the latest value.
-                await asyncio.sleep(wait)
             count = self._upstream.latest
-            if count is None or (count.viewer_count, count.unique_viewers) == self._last:
+            if count is None:
+                continue
+            sent_stamp = count.at
+            early = self._last_stamp + MIN_INTERVAL_SECONDS - _STAMP_SLACK_SECONDS - count.at
+            if early > 0:
+                # Only after the upstream stream was reopened: the pause is the point, and what
+                # arrives meanwhile is folded into the latest value.
+                await asyncio.sleep(early)
+                count = self._upstream.latest
+                assert count is not None
+                sent_stamp = max(count.at, self._last_stamp + MIN_INTERVAL_SECONDS)
+            if (count.viewer_count, count.unique_viewers) == self._last:
                 continue
             self._last = (count.viewer_count, count.unique_viewers)
-            self._last_at = self._monotonic()
+            self._last_stamp = sent_stamp
             return count
 
 
@@ -113,14 +123,12 @@ class LiveCounts:
         max_per_token: int,
         log: RateLimitedLog,
         backoff: tuple[float, float] = (0.2, 5.0),
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stub = pb_grpc.LiveCountServiceStub(channel)
         self._metadata = internal_key_metadata(internal_api_key)
         self._max_per_token = max_per_token
         self._log = log
         self._backoff = backoff
-        self._monotonic = monotonic
         self._upstreams: dict[str, _Upstream] = {}
         self._per_holder: dict[str, int] = {}
         self.updates_received_total = 0
@@ -149,7 +157,7 @@ class LiveCounts:
         if upstream is None:
             upstream = self._upstreams[auction_id] = _Upstream(auction_id)
             upstream.task = asyncio.create_task(self._follow(upstream), name=f"live-counts-{auction_id}")
-        subscription = LiveCountSubscription(upstream, self._monotonic)
+        subscription = LiveCountSubscription(upstream)
         upstream.subscribers.add(subscription)
         return subscription
 

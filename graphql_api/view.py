@@ -28,7 +28,7 @@ from graphql_api.errors import error_code
 from graphql_api.graphiql import graphiql_html
 from graphql_api.request_auth import authenticate
 from graphql_api.resources import CLOCK, CONFIG, INGEST, LIVE_COUNTS, METRICS, VERIFIER
-from graphql_api.ws import LimitedTransportWSHandler, OpenConnections, connection_principal
+from graphql_api.ws import LimitedTransportWSHandler, OpenConnections, SharedDataEncoder, connection_principal
 
 
 class EncodedResponse(dict[str, Any]):
@@ -48,6 +48,7 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
         idle_timeout_seconds: a WebSocket without connection_init, or without any operation, this long
             is closed.
         connections: the open WebSockets, closed by the app's stop.
+        max_query_tokens: the document limit, for the WebSocket's check that a document subscribes.
     """
 
     graphql_transport_ws_handler_class = LimitedTransportWSHandler
@@ -59,6 +60,7 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
         max_subscriptions_per_connection: int = 10,
         idle_timeout_seconds: float = 60.0,
         connections: OpenConnections | None = None,
+        max_query_tokens: int = 1000,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -69,6 +71,9 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
         )
         self._budget = budget
         self.connections = connections or OpenConnections()
+        self._next_encoder = SharedDataEncoder()
+        # A WebSocket's documents are parsed once before Strawberry does (ws.not_a_subscription).
+        self.max_query_tokens = max_query_tokens
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if self.is_websocket_request(request):
@@ -144,6 +149,9 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
     def encode_json(self, data: object) -> str | bytes:
         if isinstance(data, EncodedResponse):
             return data.text
+        shared = self._next_encoder.encode(data)
+        if shared is not None:
+            return shared
         return super().encode_json(data)
 
     async def render_graphql_ide(self, request: web.Request) -> web.Response:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
+from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 
@@ -21,6 +24,32 @@ logger = logging.getLogger(__name__)
 IDLE_CLOSE_CODE = 4408
 GOING_AWAY_CODE = 1001
 NO_TOKEN = 'send the token in connection_init: {"Authorization": "Bearer <token>"}'
+ONLY_SUBSCRIPTIONS = (
+    "only subscriptions are served over the WebSocket; send queries and mutations as HTTP POST"
+)
+
+
+def not_a_subscription(query: object, operation_name: object, max_tokens: int) -> bool:
+    """Whether the document's chosen operation is a query or a mutation.
+
+    Queries and mutations are answered over HTTP only, where the per-request budget (seconds,
+    response bytes) holds. A document that cannot be parsed, or names no operation it has, is left
+    for Strawberry to refuse as it does.
+    """
+    if not isinstance(query, str):
+        return False
+    try:
+        document = parse(query, no_location=True, max_tokens=max_tokens)
+    except GraphQLSyntaxError:
+        return False
+    operations = [node for node in document.definitions if isinstance(node, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [
+            node for node in operations if node.name is not None and node.name.value == operation_name
+        ]
+    if len(operations) != 1:
+        return False
+    return operations[0].operation is not OperationType.SUBSCRIPTION
 
 
 def connection_principal(params: dict[str, object] | None, verifier: TokenVerifier) -> Principal:
@@ -42,6 +71,35 @@ def connection_principal(params: dict[str, object] | None, verifier: TokenVerifi
     if token is None:
         raise InvalidToken(NO_TOKEN)
     return verifier.verify(token)
+
+
+class SharedDataEncoder:
+    """Encodes a ``next`` message's data once for all the subscribers that receive the same result.
+
+    Subscribers of one event and document receive the same result object (subscriptions/
+    shared_events.py); its JSON is kept for the most recent ``size`` results, and each subscriber's
+    message is that text with its own operation id around it.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._recent: OrderedDict[int, tuple[object, str]] = OrderedDict()
+
+    def encode(self, message: object) -> str | None:
+        """The message as JSON, or None when it is not a plain ``next`` (encoded the usual way)."""
+        if not isinstance(message, dict) or message.get("type") != "next":
+            return None
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or payload.keys() != {"data"}:
+            return None
+        data = payload["data"]
+        entry = self._recent.get(id(data))
+        if entry is None or entry[0] is not data:
+            entry = (data, json.dumps(data, separators=(",", ":")))
+            self._recent[id(data)] = entry
+            if len(self._recent) > self._size:
+                self._recent.popitem(last=False)
+        return f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{{"data":{entry[1]}}}}}'
 
 
 class OpenConnections:
@@ -98,6 +156,19 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._idle_task = asyncio.create_task(self._close_when_idle())
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload: Any = message.get("payload")
+        if (
+            self.connection_acknowledged
+            and isinstance(payload, dict)
+            and not_a_subscription(
+                payload.get("query"),
+                payload.get("operationName"),
+                getattr(self.view, "max_query_tokens", 1000),
+            )
+        ):
+            error = GraphQLError(ONLY_SUBSCRIPTIONS, extensions={"code": "BAD_USER_INPUT"})
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
         await super().handle_subscribe(message)
         self._operations_changed.set()
 

@@ -31,7 +31,7 @@ async def subscribe_viewer_count(
     subscription = live.subscribe(auction, principal.subject)
     try:
         while True:
-            yield ViewerCount.from_domain(await subscription.next())
+            yield ViewerCount.of(await subscription.next())
     finally:
         live.unsubscribe(subscription, principal.subject)
 

@@ -29,6 +29,7 @@ from tests.graphql_support import (
     seller_token,
     token,
 )
+from tests.stack_support import free_port
 
 VIEWER_COUNT = """
 subscription Live($id: ID!) { viewerCount(auctionId: $id) { auctionId viewerCount uniqueViewers at } }
@@ -279,3 +280,58 @@ async def test_an_idle_connection_is_closed(tmp_path: Path) -> None:
             await counts_until(client, operation, 0, 0)
             await client.send({"id": operation, "type": "complete"})
             assert (await client.receive())["code"] == 4408
+
+
+async def test_queries_and_mutations_are_refused_over_the_websocket(tmp_path: Path) -> None:
+    """Proves the WebSocket serves subscriptions only: a query there would escape the per-request
+    seconds and bytes budgets, which hold over HTTP."""
+    async with rig(tmp_path) as stack, stack.client(admin_token()) as client:
+        operation = await client.subscribe("a", query="query ($id: ID!) { auction(id: $id) { id } }")
+        message = await client.receive()
+        assert message["id"] == operation
+        assert message["type"] == "error"
+        assert message["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "only subscriptions" in message["payload"][0]["message"]
+        # The connection goes on.
+        await counts_until(client, await client.subscribe("a"), 0, 0)
+
+
+async def test_subscribers_with_different_selections_of_one_auction_each_get_their_own(
+    tmp_path: Path,
+) -> None:
+    """Proves the execution shared between the subscribers of one event is per document: a subscriber
+    asking for fewer fields gets those fields only, one asking for all gets all of them."""
+    narrow_query = "subscription ($id: ID!) { viewerCount(auctionId: $id) { viewerCount } }"
+    async with (
+        rig(tmp_path) as stack,
+        stack.client(admin_token()) as full,
+        stack.client(admin_token()) as narrow,
+    ):
+        full_op = await full.subscribe("mixed")
+        await narrow.subscribe("mixed", query=narrow_query)
+        await counts_until(full, full_op, 0, 0)
+        first = await narrow.receive()
+        assert first["payload"]["data"] == {"viewerCount": {"viewerCount": 0}}
+        viewer = await stack.gateway.viewer({"auctionId": "mixed", "viewerId": "v"})
+        (seen,) = await counts_until(full, full_op, 1, 1)
+        assert set(seen) == {"auctionId", "viewerCount", "uniqueViewers", "at"}
+        assert (await narrow.receive())["payload"]["data"] == {"viewerCount": {"viewerCount": 1}}
+        await viewer.disconnect()
+
+
+async def test_a_subscription_opened_while_the_gateway_is_down_follows_it_once_it_starts(
+    tmp_path: Path,
+) -> None:
+    """Proves the API reopens the gateway's stream by itself: subscribed before any gateway listens on
+    GATEWAY_GRPC_TARGET, the subscriber gets the counts once one starts there."""
+    port = free_port()
+    config = graphql_config("127.0.0.1:1", gateway_grpc_target=f"127.0.0.1:{port}")
+    async with running_graphql(config) as api:
+        waiting = Rig(None, api)  # type: ignore[arg-type]
+        async with waiting.client(admin_token()) as client:
+            operation = await client.subscribe("late")
+            async with running_gateway(gateway_config(tmp_path, grpc_port=port)) as gateway:
+                await counts_until(client, operation, 0, 0)
+                viewer = await gateway.viewer({"auctionId": "late"})
+                await counts_until(client, operation, 1, 1)
+                await viewer.disconnect()
