@@ -34,6 +34,7 @@ from graphql_api.mutations.settings import SettingsMutations
 from graphql_api.queries.alerts import AlertQueries
 from graphql_api.queries.auction import AuctionQueries
 from graphql_api.queries.caller import CallerQueries
+from graphql_api.subscriptions.alert_deliveries import AlertDeliverySubscriptions
 from graphql_api.subscriptions.shared_events import SharedEventExecutionContext
 from graphql_api.subscriptions.viewer_count import ViewerCountSubscriptions
 from service_common.log_limits import RateLimitedLog
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 Query = merge_types("Query", (AuctionQueries, CallerQueries, AlertQueries))
 Mutation = merge_types("Mutation", (SettingsMutations, AlertMutations))
-Subscription = merge_types("Subscription", (ViewerCountSubscriptions,))
+Subscription = merge_types("Subscription", (ViewerCountSubscriptions, AlertDeliverySubscriptions))
 
 MASKED_MESSAGE = "internal error"
 
