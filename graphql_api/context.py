@@ -31,3 +31,5 @@ class Context:
     # (Strawberry fills it in; the view reads the token from it).
     live_counts: LiveCounts | None = None
     connection_params: dict[str, object] | None = None
+    # When the WebSocket's token stops being accepted (epoch seconds); the socket is closed then.
+    token_expires_at: float | None = None

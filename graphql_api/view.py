@@ -114,7 +114,9 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accepts a WebSocket whose ``connection_init`` carries a valid token; else closes it (4403)."""
         try:
-            context.principal = connection_principal(context.connection_params, context.request.app[VERIFIER])
+            context.principal, context.token_expires_at = connection_principal(
+                context.connection_params, context.request.app[VERIFIER]
+            )
         except InvalidToken as invalid:
             context.principal = None
             raise ConnectionRejectionError({"message": f"authentication failed: {invalid}"}) from None

@@ -10,11 +10,12 @@ from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
+import jwt
 from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 
-from graphql_api.auth import InvalidToken, Principal, TokenVerifier, bearer_token
+from graphql_api.auth import LEEWAY_SECONDS, InvalidToken, Principal, TokenVerifier, bearer_token
 from graphql_api.context import Context
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 # never initialised, and a stopping server says "going away".
 IDLE_CLOSE_CODE = 4408
 GOING_AWAY_CODE = 1001
+# A token that expires while its WebSocket is open ends it as a bad token would have refused it.
+EXPIRED_CLOSE_CODE = 4403
 NO_TOKEN = 'send the token in connection_init: {"Authorization": "Bearer <token>"}'
 ONLY_SUBSCRIPTIONS = (
     "only subscriptions are served over the WebSocket; send queries and mutations as HTTP POST"
@@ -52,9 +55,12 @@ def not_a_subscription(query: object, operation_name: object, max_tokens: int) -
     return operations[0].operation is not OperationType.SUBSCRIPTION
 
 
-def connection_principal(params: dict[str, object] | None, verifier: TokenVerifier) -> Principal:
-    """The caller named by ``connection_init``'s payload: ``Authorization: Bearer <token>`` (any case of
-    the key), or ``token: <token>``.
+def connection_principal(
+    params: dict[str, object] | None, verifier: TokenVerifier
+) -> tuple[Principal, float | None]:
+    """The caller named by ``connection_init``'s payload (``Authorization: Bearer <token>``, any case of
+    the key, or ``token: <token>``), and the moment (epoch seconds) the token stops being accepted:
+    its ``exp`` plus the leeway every request is given.
 
     Raises:
         InvalidToken: no token, or one that cannot be trusted (the message is safe to show).
@@ -70,7 +76,10 @@ def connection_principal(params: dict[str, object] | None, verifier: TokenVerifi
         token = None
     if token is None:
         raise InvalidToken(NO_TOKEN)
-    return verifier.verify(token)
+    principal = verifier.verify(token)
+    # Verified just above; read again only for its expiry.
+    expiry = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    return principal, float(expiry) + LEEWAY_SECONDS if isinstance(expiry, int | float) else None
 
 
 class SharedDataEncoder:
@@ -138,6 +147,7 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         self._connections = connections
         self._operations_changed = asyncio.Event()
         self._idle_task: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
         self._connections.add(self)
@@ -145,15 +155,24 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle()
         finally:
             self._connections.discard(self)
-            if self._idle_task is not None:
-                self._idle_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._idle_task
+            for task in (self._idle_task, self._expiry_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._idle_task is None:
             self._idle_task = asyncio.create_task(self._close_when_idle())
+            expires_at = self.context.token_expires_at
+            if expires_at is not None:
+                self._expiry_task = asyncio.create_task(self._close_when_expired(expires_at))
+
+    async def _close_when_expired(self, expires_at: float) -> None:
+        # A moment of the wall clock, with no event to wait for.
+        await asyncio.sleep(max(0.0, expires_at - self.context.clock()))
+        await self.websocket.close(EXPIRED_CLOSE_CODE, "token expired")
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         payload: Any = message.get("payload")

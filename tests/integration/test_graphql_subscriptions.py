@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from graphql_api.auth import Role
+from graphql_api.auth import LEEWAY_SECONDS, Role
 from tests.gateway_support import WAIT, RunningGateway, gateway_config, running_gateway
 from tests.graphql_support import (
     RunningGraphQL,
@@ -335,3 +335,15 @@ async def test_a_subscription_opened_while_the_gateway_is_down_follows_it_once_i
                 viewer = await gateway.viewer({"auctionId": "late"})
                 await counts_until(client, operation, 1, 1)
                 await viewer.disconnect()
+
+
+async def test_a_websocket_is_closed_when_its_token_expires(tmp_path: Path) -> None:
+    """Proves a token's expiry ends its WebSocket (4403) at the moment an HTTP request with it would be
+    refused (exp plus the leeway), rather than the subscription streaming on for as long as it is open."""
+    # Expired 2 s short of the leeway: accepted now, refused from 2 s on.
+    nearly = token(lifetime_seconds=-(LEEWAY_SECONDS - 2))
+    async with rig(tmp_path) as stack, stack.client(nearly) as client:
+        operation = await client.subscribe("a")
+        await counts_until(client, operation, 0, 0)
+        closed = await client.receive()
+        assert closed == {"type": "closed", "code": 4403, "reason": "token expired"}
