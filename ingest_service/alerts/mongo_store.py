@@ -147,6 +147,34 @@ class MongoAlertStore:
             raise StorageUnavailable(f"MongoDB: {error}") from error
         return [_rule_of(document) for document in documents]
 
+    async def record_firing(
+        self, auction_id: str, rule_id: str, fired_at: float, cooldown_seconds: float
+    ) -> bool:
+        # One conditional update of the rule's own document: atomic, so of two evaluators reporting
+        # one crossing within the cooldown only one matches.
+        try:
+            result = await self._rules.update_one(
+                {
+                    "_id": rule_id,
+                    "auction": auction_id,
+                    "$or": [
+                        {"lastFiredAt": {"$exists": False}},
+                        {"lastFiredAt": {"$lte": fired_at - cooldown_seconds}},
+                    ],
+                },
+                {"$set": {"lastFiredAt": fired_at}},
+            )
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        return result.matched_count == 1
+
+    async def get_delivery(self, delivery_id: str) -> AlertDelivery | None:
+        try:
+            document = await self._deliveries.find_one({"_id": delivery_id})
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        return None if document is None else _delivery_of(document)
+
     async def enqueue_delivery(self, delivery: AlertDelivery) -> AlertDelivery:
         try:
             try:

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS alert_rules (
     updated_at       REAL    NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alert_rules_by_auction ON alert_rules (auction_id, created_at);
+CREATE TABLE IF NOT EXISTS alert_rule_firings (
+    rule_id       TEXT PRIMARY KEY,
+    last_fired_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_deliveries (
     delivery_id      TEXT    PRIMARY KEY,
     rule_id          TEXT    NOT NULL,
@@ -152,6 +156,8 @@ class SqliteAlertStore:
                 cursor = connection.execute(
                     "DELETE FROM alert_rules WHERE rule_id = ? AND auction_id = ?", (rule_id, auction_id)
                 )
+                if cursor.rowcount == 1:
+                    connection.execute("DELETE FROM alert_rule_firings WHERE rule_id = ?", (rule_id,))
             return cursor.rowcount == 1
 
         return await self._snapshots.run(delete)
@@ -165,6 +171,34 @@ class SqliteAlertStore:
             ).fetchall()
         )
         return [_rule_of(row) for row in rows]
+
+    async def record_firing(
+        self, auction_id: str, rule_id: str, fired_at: float, cooldown_seconds: float
+    ) -> bool:
+        def record(connection: sqlite3.Connection) -> bool:
+            with write_transaction(connection):
+                exists = connection.execute(
+                    "SELECT 1 FROM alert_rules WHERE rule_id = ? AND auction_id = ?", (rule_id, auction_id)
+                ).fetchone()
+                if exists is None:
+                    return False
+                cursor = connection.execute(
+                    "INSERT INTO alert_rule_firings (rule_id, last_fired_at) VALUES (?, ?) "
+                    "ON CONFLICT (rule_id) DO UPDATE SET last_fired_at = excluded.last_fired_at "
+                    "WHERE excluded.last_fired_at - last_fired_at >= ?",
+                    (rule_id, fired_at, cooldown_seconds),
+                )
+                return cursor.rowcount == 1
+
+        return await self._snapshots.run(record)
+
+    async def get_delivery(self, delivery_id: str) -> AlertDelivery | None:
+        rows = await self._snapshots.run(
+            lambda connection: connection.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM alert_deliveries WHERE delivery_id = ?", (delivery_id,)
+            ).fetchall()
+        )
+        return _delivery_of(rows[0]) if rows else None
 
     async def enqueue_delivery(self, delivery: AlertDelivery) -> AlertDelivery:
         return await self._snapshots.run(functools.partial(_enqueue, delivery))

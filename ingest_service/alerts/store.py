@@ -49,6 +49,21 @@ class AlertStore(Protocol):
         """Rules not paused, of every auction, by rule id after ``after_rule_id`` (for the evaluator)."""
         ...
 
+    async def record_firing(
+        self, auction_id: str, rule_id: str, fired_at: float, cooldown_seconds: float
+    ) -> bool:
+        """Notes that the rule fired at ``fired_at``, unless it last fired less than ``cooldown_seconds``
+        before (atomic: of two evaluators reporting one crossing, only one passes). False: refused.
+
+        The rule's cooldown held across evaluators, restarts and hand-overs, not only in one
+        evaluator's memory.
+        """
+        ...
+
+    async def get_delivery(self, delivery_id: str) -> AlertDelivery | None:
+        """The delivery of that id, or None."""
+        ...
+
     async def enqueue_delivery(self, delivery: AlertDelivery) -> AlertDelivery:
         """Queues a delivery; one with the same id already queued wins and is returned (idempotent)."""
         ...

@@ -331,13 +331,27 @@ class AlertRuleServicer:
         rule = await self._rule(auction_id, request.rule_id, context)
         if rule.spec.paused:
             await abort(context, grpc.StatusCode.NOT_FOUND, "the alert rule is paused")
+        delivery_id = f"msg_{request.firing_id}"
         fired_at = _seconds(request.fired_at) if request.HasField("fired_at") else self._clock()
+        try:
+            # A retried call: the delivery it queued the first time.
+            existing = await self._store.get_delivery(delivery_id)
+            if existing is not None:
+                return alerts_pb2.RecordAlertFiringResponse(delivery=delivery_to_wire(existing))
+            recorded = await self._store.record_firing(
+                auction_id, rule.rule_id, fired_at, rule.spec.cooldown_seconds
+            )
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        if not recorded:
+            # Another evaluator (a hand-over, a restart) reported this rule within its cooldown.
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "within the rule's cooldown")
         delivery = new_delivery(
             rule,
             EVENT_FIRED,
             fired_at,
             {"value": request.value, "referenceValue": request.reference_value},
-            delivery_id=f"msg_{request.firing_id}",
+            delivery_id=delivery_id,
         )
         queued = await self._queue(delivery, context)
         logger.info(

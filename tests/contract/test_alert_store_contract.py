@@ -135,3 +135,24 @@ async def test_the_queue_claims_each_due_delivery_once_per_lease_and_fences_late
     assert [each.delivery_id for each in rest] == [early.delivery_id]
     assert await alerts.list_deliveries("a-1", "rule_other", 10) == []
     assert await alerts.list_deliveries("a-2", None, 10) == []
+
+
+async def test_a_firing_is_recorded_only_outside_the_rules_cooldown(alerts: AlertStore) -> None:
+    owner = rule()
+    await alerts.create_rule(owner)
+    assert await alerts.record_firing("a-1", owner.rule_id, 1_000.0, 60)
+    # A second evaluator reporting the same crossing (or a restarted one) within the cooldown: refused.
+    assert not await alerts.record_firing("a-1", owner.rule_id, 1_030.0, 60)
+    assert await alerts.record_firing("a-1", owner.rule_id, 1_060.0, 60)
+    assert not await alerts.record_firing("a-1", owner.rule_id, 1_060.0, 60)
+    assert await alerts.record_firing("a-1", owner.rule_id, 1_060.0, 0)
+    # Another auction's id, or no such rule: nothing recorded.
+    assert not await alerts.record_firing("a-2", owner.rule_id, 5_000.0, 60)
+    assert not await alerts.record_firing("a-1", new_rule_id(), 5_000.0, 60)
+    delivery = new_delivery(owner, EVENT_FIRED, 1_000.0, {})
+    assert await alerts.get_delivery(delivery.delivery_id) is None
+    await alerts.enqueue_delivery(delivery)
+    assert await alerts.get_delivery(delivery.delivery_id) == delivery
+    # A rule deleted and its firings with it: a new rule of that id would start afresh.
+    assert await alerts.delete_rule("a-1", owner.rule_id)
+    assert not await alerts.record_firing("a-1", owner.rule_id, 1_070.0, 60)

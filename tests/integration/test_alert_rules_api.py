@@ -358,3 +358,37 @@ async def test_the_delivery_log_pages_newest_first(api: RunningGraphQL, receiver
     assert rest.data["alertDeliveries"]["nextCursor"] is None
     bad = await api.execute(DELIVERIES, {"auction": "a-5", "after": "not-a-cursor"}, token=admin)
     assert bad.error_codes() == ["BAD_USER_INPUT"]
+
+
+async def test_the_cooldown_holds_across_evaluators(
+    ingest: AlertingIngest, receiver: WebhookReceiver
+) -> None:
+    # Two evaluators (a hand-over, a restart) reporting the same rule within its 60 s cooldown, each
+    # with its own firing id: the second is refused, one delivery is queued.
+    stub, metadata = ingest.stub(), ingest.metadata
+    created = await stub.CreateAlertRule(
+        alerts_pb2.CreateAlertRuleRequest(auction_id="a-1", spec=spec(receiver.url)), metadata=metadata
+    )
+    first = alerts_pb2.RecordAlertFiringRequest(
+        auction_id="a-1", rule_id=created.rule.rule_id, firing_id="node-a-0001", value=501
+    )
+    first.fired_at.FromSeconds(1_800_000_000)
+    await stub.RecordAlertFiring(first, metadata=metadata)
+    second = alerts_pb2.RecordAlertFiringRequest()
+    second.CopyFrom(first)
+    second.firing_id = "node-b-0001"
+    second.fired_at.FromSeconds(1_800_000_030)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.RecordAlertFiring(second, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # The first evaluator's retry still answers its delivery.
+    again = await stub.RecordAlertFiring(first, metadata=metadata)
+    assert again.delivery.delivery_id == "msg_node-a-0001"
+    later = alerts_pb2.RecordAlertFiringRequest()
+    later.CopyFrom(second)
+    later.fired_at.FromSeconds(1_800_000_060)
+    await stub.RecordAlertFiring(later, metadata=metadata)
+    log = await stub.ListAlertDeliveries(
+        alerts_pb2.ListAlertDeliveriesRequest(auction_id="a-1"), metadata=metadata
+    )
+    assert sorted(each.delivery_id for each in log.deliveries) == ["msg_node-a-0001", "msg_node-b-0001"]

@@ -152,6 +152,8 @@ class AlertRuleServiceServicer:
     def RecordAlertFiring(self, request, context):
         """The evaluator's report that a rule fired: queues an `alert.fired` delivery. Idempotent on
         `firing_id` (a retried call queues nothing more). NOT_FOUND: the rule is gone or paused.
+        FAILED_PRECONDITION: the rule fired less than its cooldown before (reported by another evaluator,
+        in a hand-over or after a restart): the cooldown holds across evaluators.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
