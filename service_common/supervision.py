@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from service_common.cancellation import cancel_and_wait
 from service_common.log_limits import RateLimitedLog
 
 logger = logging.getLogger(__name__)
@@ -92,15 +93,12 @@ class Supervisor:
         """Cancels the supervised task ``name`` and waits for it to finish."""
         task = self._tasks.pop(name, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)
 
     async def stop(self) -> None:
         """Cancels every supervised task and waits for each to finish."""
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         self._tasks.clear()
 
     async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:

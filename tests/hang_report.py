@@ -45,7 +45,10 @@ def _describe(nodeid: str, after_seconds: float) -> str:
                 continue
         for task in tasks:
             print(f"--- {task!r}", file=out)
-            _print_await_chain(task.get_coro(), out)
+            try:
+                _print_await_chain(task.get_coro(), out)
+            except Exception as error:  # a diagnosis must not fail the run it diagnoses
+                print(f"    (no stack: {error!r})", file=out)
     return out.getvalue()
 
 

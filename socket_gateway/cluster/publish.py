@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from service_common.cancellation import cancel_and_wait
 from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.store import REDIS_FAILURES, Published, RedisCounts
 from socket_gateway.live.rooms import RoomCounts
@@ -113,11 +113,7 @@ class RoomPublisher:
         self._publish_due.clear()
 
     async def cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     async def tell_on_leaving(self, rooms: list[str]) -> None:
         """Tells the rooms this node just left their new counts, now rather than at their next change."""
