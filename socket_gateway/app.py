@@ -364,6 +364,14 @@ async def _metrics(request: web.Request) -> web.Response:
                 "WebSocket sessions count updates can be written into directly.",
                 lambda: gateway.fanout.websocket_sessions,
             ),
+            "gateway_live_count_streams": (
+                "LiveCountService streams open (the GraphQL API's subscriptions read them).",
+                lambda: gateway.live_counts.servicer.open_streams if gateway.live_counts else 0,
+            ),
+            "gateway_live_count_updates_sent": (
+                "Auction updates written to LiveCountService streams since start.",
+                lambda: gateway.live_counts.servicer.updates_sent_total if gateway.live_counts else 0,
+            ),
             "gateway_outbox_depth": ("Snapshots waiting for acknowledgement.", lambda: outbox.depth),
             "gateway_outbox_capacity": ("The outbox's cap.", lambda: outbox.max_snapshots),
             "gateway_outbox_pending": (

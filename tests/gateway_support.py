@@ -85,6 +85,13 @@ class RunningGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the gateway's internal gRPC port (LiveCountService), bound at start."""
+        live = self.gateway.live_counts
+        assert live is not None, "the live count server starts with the app"
+        return f"127.0.0.1:{live.port}"
+
     async def step(self, seconds: int, sample_interval: int = 5) -> None:
         """Advances the manual clock tick by tick, waiting for the sampler to take each sample."""
         assert self.clock is not None

@@ -125,7 +125,7 @@ async def running_stack(tmp_path: Path) -> AsyncIterator[Stack]:
                     allowed_origins=(page_origin,),
                     dashboard_gateway_url=gateway.url,
                     # The page's live count: the API's subscription, fed by the gateway's stream.
-                    gateway_grpc_target=f"127.0.0.1:{gateway.gateway.live_counts.port}",
+                    gateway_grpc_target=gateway.grpc_target,
                     ingest_timeout_seconds=1.0,
                     timing=TIMING,
                 )

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from viewer_analytics.v1 import live_count_service_pb2 as pb
@@ -208,6 +209,8 @@ async def test_streams_past_the_limit_are_refused_and_a_closed_one_frees_its_pla
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await asyncio.wait_for(call.read(), WAIT)
             assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/metrics") as answer:
+                assert "gateway_live_count_streams 2\n" in await answer.text()
         live = gateway.gateway.live_counts
         assert live is not None
         await poll(lambda: _true(live.servicer.open_streams == 0), "the closed streams to be released")

@@ -100,9 +100,7 @@ class Rig:
 @asynccontextmanager
 async def rig(tmp_path: Path, **api_overrides: Any) -> AsyncIterator[Rig]:
     async with running_gateway(gateway_config(tmp_path)) as gateway:
-        live = gateway.gateway.live_counts
-        assert live is not None
-        config = graphql_config("127.0.0.1:1", gateway_grpc_target=f"127.0.0.1:{live.port}")
+        config = graphql_config("127.0.0.1:1", gateway_grpc_target=gateway.grpc_target)
         async with running_graphql(replace(config, **api_overrides)) as api:
             yield Rig(gateway, api)
 
