@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 
 from bench.gateway_bench import CLIENT_CPU, STEP_TIMEOUT, _session, gateway_server
 from bench.lean_socketio import LeanSocket
+from testkit.waiting import poll
 
 NODES = 3
 UPDATE_PREFIX = '42["viewerCountUpdate",'
@@ -115,14 +116,15 @@ async def run(
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-        deadline = time.monotonic() + 10
-        while True:
+
+        async def redis_answers() -> bool:
             try:
                 await client.ping()
-                break
             except (OSError, RedisError):
-                assert time.monotonic() < deadline, "redis-server did not start"
-                await asyncio.sleep(0.05)
+                return False
+            return True
+
+        await poll(redis_answers, "redis-server to answer", within=10)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 servers = []
@@ -144,9 +146,11 @@ async def run(
                     )
                 session = await stack.enter_async_context(_session())
                 # Nodes write their state on their first heartbeat; wait until all three are live.
-                while await client.zcard("va:gw:nodes") < NODES:
-                    assert time.monotonic() < deadline + STEP_TIMEOUT, "nodes did not join"
-                    await asyncio.sleep(0.05)
+
+                async def all_live() -> bool:
+                    return bool(await client.zcard("va:gw:nodes") >= NODES)
+
+                await poll(all_live, "every node to join", within=STEP_TIMEOUT)
                 observers = {
                     (n, a): await Observer.open(session, servers[n].url, a)
                     for n in range(NODES)

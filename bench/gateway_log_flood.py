@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from socket_gateway.metrics import parse_samples
+from testkit.waiting import poll
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
@@ -103,14 +104,19 @@ async def flood(kind: str, frames: int, seconds: float) -> dict[str, Any]:
 
 
 async def _listening_port(stderr_path: Path) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    """The port in the gateway's start-up line, read from its log file (the file is what is measured)."""
+    ports: list[int] = []
+
+    async def listening() -> bool:
         for line in (await asyncio.to_thread(stderr_path.read_bytes)).splitlines():
             entry = json.loads(line)
             if entry.get("message") == "Socket gateway listening":
-                return int(entry["port"])
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the gateway did not start")
+                ports.append(int(entry["port"]))
+                return True
+        return False
+
+    await poll(listening, "the gateway's start-up line", within=30)
+    return ports[0]
 
 
 async def _send(port: int, kind: str, frames: int, seconds: float) -> tuple[int, float]:

@@ -49,6 +49,7 @@ from graphql_api.auth import Role, issue_token
 from service_common.internal_auth import internal_key_metadata
 from testkit.seeding import NINETY_DAYS, seed_ninety_days
 from testkit.stats import percentile
+from testkit.waiting import poll
 
 AUCTION = "bench-auction-90d"
 GOAL_P95_SECONDS = 0.100  # issue 4: 90-day query p95 at most 100 ms
@@ -77,17 +78,18 @@ class ChildServer:
             self._process = await asyncio.create_subprocess_exec(
                 *self._command, env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
             )
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.returncode is not None:
+        process = self._process
+
+        async def healthy() -> bool:
+            if process.returncode is not None:
                 raise RuntimeError(f"{self.name} exited: {self._log_path.read_text()[-2000:]}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(health_url) as response:
-                    if response.status == 200:
-                        return
-            # Polling a child that is still binding its port: there is no event to await.
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"{self.name} not ready within {_STARTUP_TIMEOUT_SECONDS} s")
+                    return response.status == 200
+            return False
+
+        # Polling a child that is still binding its port: there is no event to await.
+        await poll(healthy, f"{self.name} to answer {health_url}", within=_STARTUP_TIMEOUT_SECONDS)
 
     async def stop(self) -> int | None:
         if self._process is None or self._process.returncode is not None:

@@ -15,6 +15,7 @@ from ingest_service.domain import AnalyticsRange, RangeTotals
 from ingest_service.storage.mongo_store import MongoSnapshotStore
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from testkit.waiting import poll
 from tests.conftest import real_mongodb_uri
 from tests.support import FakeClock
 
@@ -89,11 +90,16 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClo
 
         async def expire_mongo(auction_id: str) -> None:
             # mongod's TTL monitor wakes every 60 s; the test server's sweeps every second.
-            timeout = 90.0 if name == "mongodb" else 15.0
-            async with asyncio.timeout(timeout):
-                # The TTL monitor signals nothing, so poll; the timeout turns "never expired" into a failure.
-                while await store.query_totals(AnalyticsRange(auction_id, None, None)) != RangeTotals.empty():  # noqa: ASYNC110
-                    await asyncio.sleep(0.2)
+            async def expired() -> bool:
+                return await store.query_totals(AnalyticsRange(auction_id, None, None)) == RangeTotals.empty()
+
+            # The TTL monitor signals nothing, so poll; the bound turns "never expired" into a failure.
+            await poll(
+                expired,
+                f"{auction_id}'s snapshots to expire",
+                within=90.0 if name == "mongodb" else 15.0,
+                every=0.2,
+            )
 
         yield Backend(name, store, clock, expire_mongo, open_mongo)
         client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(server_uri)

@@ -22,6 +22,7 @@ from ingest_service.domain import AnalyticsRange, Snapshot, SnapshotOutcome, Sto
 from ingest_service.storage.mongo_rollups import HOURLY_COLLECTION, HOURLY_TTL_INDEX, HOURLY_UNIQUE_INDEX
 from ingest_service.storage.mongo_store import TTL_INDEX, UNIQUE_INDEX, MongoSnapshotStore
 from ingest_service.storage.port import SNAPSHOT_COLLECTION
+from testkit.waiting import poll
 from tests.conftest import real_mongodb_uri
 from tests.contract.conftest import _mongo_uris
 from tests.contract.test_snapshot_store_contract import expected_points
@@ -187,9 +188,13 @@ async def test_rollups_expire_with_their_minutes(database_uri: str, clock: FakeC
         await store.insert_snapshots([make_snapshot("old", now - 91 * 86_400 + 60 * m) for m in range(3)])
         # SecantusDB's TTL monitor sweeps every second here (mongod's every 60 s); the bound turns
         # "never expired" into a failure.
-        async with asyncio.timeout(90 if real_mongodb_uri() else 15):
-            while await db[HOURLY_COLLECTION].count_documents({"auction": "old"}):  # noqa: ASYNC110
-                await asyncio.sleep(0.2)
+
+        async def rollups_expired() -> bool:
+            return await db[HOURLY_COLLECTION].count_documents({"auction": "old"}) == 0
+
+        await poll(
+            rollups_expired, "the old rollups to expire", within=90 if real_mongodb_uri() else 15, every=0.2
+        )
         assert await db[SNAPSHOT_COLLECTION].count_documents({"auction": "old"}) == 0
         assert await db[HOURLY_COLLECTION].count_documents({"auction": "new"}) == 1
     finally:
