@@ -3,7 +3,9 @@
 Served by the API under ``/widget/`` for auction pages on any origin: the scripts load with a plain
 ``<script>`` tag, and ``config.json`` (where the socket gateway is, nothing secret) carries
 ``Access-Control-Allow-Origin: *`` so the element can read it from another origin. The Socket.IO
-client is the dashboard's vendored, pinned file, served from here too.
+client is the vendored, pinned file in the dashboard's ``static/vendor/`` (checked against
+node_modules by tests/unit/test_dashboard_vendor.py), served from here too; the dashboard itself now
+follows its counts through the ``viewerCount`` subscription, so the widget is why that file is kept.
 """
 
 from __future__ import annotations
