@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import ssl
@@ -44,6 +43,7 @@ class DeliverySettings:
     give_up_after_seconds: float = 90_000.0
     lease_seconds: float = 60.0
     poll_interval_seconds: float = 1.0
+    # Attempts in flight at once.
     batch_size: int = 16
 
 
@@ -140,16 +140,39 @@ class WebhookSender:
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout_seconds)
         # trust_env=False: no proxy from the environment, which would make the checked address moot.
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
-            while True:
-                claimed = await self._store.claim_due_deliveries(
-                    self._clock(), self._settings.lease_seconds, self._settings.batch_size
-                )
-                if claimed:
-                    await asyncio.gather(*(self._deliver(session, delivery) for delivery in claimed))
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_seconds)
+            # Each attempt is a task of its own, claimed as soon as a slot is free: an endpoint that
+            # takes its whole timeout to answer holds one slot, not the deliveries behind it.
+            in_flight: set[asyncio.Task[None]] = set()
+            try:
+                while True:
+                    for task in [each for each in in_flight if each.done()]:
+                        in_flight.discard(task)
+                        # A store failure ends the loop; the supervisor restarts it with backoff.
+                        task.result()
+                    free = self._settings.batch_size - len(in_flight)
+                    if free <= 0:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    self._wake.clear()
+                    claimed = await self._store.claim_due_deliveries(
+                        self._clock(), self._settings.lease_seconds, free
+                    )
+                    in_flight.update(asyncio.create_task(self._deliver(session, each)) for each in claimed)
+                    if len(claimed) == free:
+                        continue
+                    waiting = [asyncio.create_task(self._wake.wait()), *in_flight]
+                    try:
+                        await asyncio.wait(
+                            waiting,
+                            timeout=self._settings.poll_interval_seconds,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    finally:
+                        waiting[0].cancel()
+            finally:
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _deliver(self, session: aiohttp.ClientSession, delivery: AlertDelivery) -> None:
         outcome = await self.attempt(session, delivery)

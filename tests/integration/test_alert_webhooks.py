@@ -302,3 +302,34 @@ async def test_a_delivery_claimed_by_a_sender_that_died_is_claimed_again_after_i
     late = replace(claimed, status=DeliveryStatus.DELIVERED, delivered_at=now + 32.0)
     assert not await alert_store.finish_attempt(late)
     assert await alert_store.finish_attempt(replace(again, status=DeliveryStatus.DELIVERED))
+
+
+async def test_an_endpoint_slow_to_answer_does_not_hold_back_another_endpoints_delivery(
+    tls: TlsMaterial, start_sender: StartSender
+) -> None:
+    slow, quick = (
+        WebhookReceiver(tls, secret=new_secret(), hold_request=1),
+        WebhookReceiver(tls, secret=new_secret()),
+    )
+    for receiver in (slow, quick):
+        await receiver.start()
+    try:
+        sending = start_sender(LOOPBACK, SystemResolver())
+        held = fired(slow.url, slow.secret)
+        await sending.queue(held)
+        await asyncio.wait_for(slow.holding.wait(), 10)
+        # The slow endpoint has not answered (FAST gives it 2 s); the other is delivered meanwhile.
+        other = fired(quick.url, quick.secret)
+        await sending.queue(other)
+        done = await sending.finished(other.delivery_id)
+        assert done.status is DeliveryStatus.DELIVERED
+        (still,) = [
+            d
+            for d in await sending.store.list_deliveries("a-1", None, 10)
+            if d.delivery_id == held.delivery_id
+        ]
+        assert still.last_attempt_at is None, "the slow endpoint's attempt had already ended"
+        slow.release.set()
+    finally:
+        for receiver in (slow, quick):
+            await receiver.stop()
