@@ -156,6 +156,10 @@ def banner(env: Mapping[str, str]) -> str:
             f"    GRAPHQL_JWT_SECRET={secret} .venv/bin/python -m graphql_api.dev_token"
             " --role seller --sub seller-1 --auctions auction-1",
             f"  Simulated viewers: .venv/bin/python -m simulate --gateway http://127.0.0.1:{env['GATEWAY_PORT']}",
+            "  An auction run besides (lots and bids, sent to the ingest service as the backend would):",
+            f"    INTERNAL_API_KEY={shlex.quote(env['INTERNAL_API_KEY'])} .venv/bin/python -m simulate"
+            f" --gateway http://127.0.0.1:{env['GATEWAY_PORT']} --ingest {env['INGEST_TARGET']}"
+            " --auction-run --enable-analytics",
             f"  A service that exits on its own is restarted (after {RESTART_INITIAL_BACKOFF_SECONDS:g} s,"
             f" doubling up to {RESTART_MAX_BACKOFF_SECONDS:g} s), the others keep running.",
             "  Ctrl-C stops all three cleanly.",
