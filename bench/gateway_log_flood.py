@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -35,9 +34,9 @@ from typing import Any
 import aiohttp
 
 from socket_gateway.metrics import parse_samples
+from testkit.processes import spawn
 from testkit.waiting import poll
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-internal-key-0123456789"
 
 FRAMES = {
@@ -74,9 +73,7 @@ async def flood(kind: str, frames: int, seconds: float) -> dict[str, Any]:
             "LOG_LEVEL": "info",
         }
         with stderr_path.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "socket_gateway", cwd=REPO, env=env, stderr=stderr
-            )
+            process = await spawn("socket_gateway", env, stderr=stderr)
             try:
                 port = await _listening_port(stderr_path)
                 sent, elapsed = await _send(port, kind, frames, seconds)

@@ -28,7 +28,6 @@ import secrets
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,6 +46,7 @@ from bench.graphql_baseline import ONE_BUCKET_SECONDS
 from bench.ingest_process import IngestProcess, free_loopback_port
 from graphql_api.auth import Role, issue_token
 from service_common.internal_auth import internal_key_metadata
+from testkit.processes import spawn
 from testkit.seeding import NINETY_DAYS, seed_ninety_days
 from testkit.stats import percentile
 from testkit.waiting import poll
@@ -66,18 +66,15 @@ class ChildServer:
 
     def __init__(self, name: str, module: str, env: Mapping[str, str], log_path: Path, cpu: int | None):
         self.name = name
-        self._command = [sys.executable, "-m", module]
-        if cpu is not None and shutil.which("taskset"):
-            self._command = ["taskset", "-c", str(cpu), *self._command]
+        self._module = module
+        self._cpus = str(cpu) if cpu is not None and shutil.which("taskset") else None
         self._env = {**os.environ, **env}
         self._log_path = log_path
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self, health_url: str, session: aiohttp.ClientSession) -> None:
         with self._log_path.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                *self._command, env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
-            )
+            self._process = await spawn(self._module, self._env, stderr=log, stdout=log, cpus=self._cpus)
         process = self._process
 
         async def healthy() -> bool:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from testkit.processes import spawn
 
 # Every variable the ingest service reads (see .env.example). The child gets exactly the values the
 # benchmark chooses for these, never whatever the caller's shell happens to export.
@@ -108,16 +108,9 @@ class IngestProcess:
         env = {name: value for name, value in os.environ.items() if name not in _INGEST_VARIABLES}
         env.update(self._settings)
         env.update({"INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(self.port)})
-        command = [sys.executable, "-m", "ingest_service"]
-        if self._cpu is not None:
-            taskset = shutil.which("taskset")
-            if taskset is None:
-                raise IngestProcessError("taskset is needed to pin the ingest service (or run unpinned)")
-            command = [taskset, "-c", str(self._cpu), *command]
+        cpus = None if self._cpu is None else str(self._cpu)
         with self._log_path.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                *command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
-            )
+            self._process = await spawn("ingest_service", env, stderr=log, stdout=log, cpus=cpus)
         try:
             await self._wait_until_serving()
         except BaseException:

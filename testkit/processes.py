@@ -5,16 +5,53 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[1]
 # Bounds how long a process that never logs what is awaited, or never exits, is waited for.
 PROCESS_WAIT = 30.0
+
+
+async def spawn(
+    module: str,
+    env: Mapping[str, str],
+    *,
+    stderr: int | IO[bytes],
+    stdout: int | IO[bytes] = asyncio.subprocess.DEVNULL,
+    cpus: str | None = None,
+    cwd: Path = REPO,
+) -> asyncio.subprocess.Process:
+    """Starts ``python -m <module>`` with exactly ``env``, pinned to ``cpus`` with ``taskset`` when given.
+
+    Args:
+        module: the service (``socket_gateway``, ``ingest_service``, ``graphql_api``) or any module.
+        env: its whole environment.
+        stderr: where its log goes: ``asyncio.subprocess.PIPE`` to read it, or a file (benchmarks that
+            measure what it logs).
+        stdout: where anything it prints goes (the services print nothing there).
+        cpus: the CPUs to pin it to (benchmarks: ``"0"``), or None for any.
+        cwd: where it runs (the repository root unless a test needs its own ``.env``).
+    """
+    command = [sys.executable, "-m", module]
+    if cpus is not None:
+        taskset = shutil.which("taskset")
+        if taskset is None:
+            raise RuntimeError(f"taskset is needed to pin {module} to CPU {cpus} (or run it unpinned)")
+        command = [taskset, "-c", cpus, *command]
+    return await asyncio.create_subprocess_exec(
+        *command,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )
 
 
 class ServiceProcess:
@@ -28,25 +65,8 @@ class ServiceProcess:
 
     @classmethod
     async def start(cls, module: str, env: Mapping[str, str], *, cpus: str | None = None) -> ServiceProcess:
-        """Starts ``python -m <module>`` from the repository root with exactly ``env``.
-
-        Args:
-            module: the service (``socket_gateway``, ``ingest_service``, ``graphql_api``) or any module.
-            env: its whole environment.
-            cpus: the CPUs to pin it to with ``taskset`` (benchmarks: ``"0"``), or None for any.
-        """
-        command = [sys.executable, "-m", module]
-        if cpus is not None:
-            command = ["taskset", "-c", cpus, *command]
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=REPO,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
+        """:func:`spawn` from the repository root, its stderr read line by line as it comes."""
+        return cls(await spawn(module, env, stderr=asyncio.subprocess.PIPE, cpus=cpus))
 
     async def _read_logs(self) -> None:
         assert self.process.stderr is not None
