@@ -40,6 +40,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.lean_socketio import LeanSocket
+from testkit.processes import port_from_log, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_SERVER = REPO / "bench" / "gateway_node" / "server.js"
@@ -128,20 +129,9 @@ async def gateway_server(
         "LOG_LEVEL": "info",
         **(extra_env or {}),
     }
-    process = await asyncio.create_subprocess_exec(
-        "taskset", "-c", cpus, python, "-m", module,
-        cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await spawn(module, env, stderr=asyncio.subprocess.PIPE, cpus=cpus, python=python)
     assert process.stderr is not None
-    port = None
-    while port is None:
-        line = await asyncio.wait_for(process.stderr.readline(), 30)
-        if not line:
-            raise RuntimeError("the gateway exited before listening")
-        entry = json.loads(line)
-        if entry.get("message") == "Socket gateway listening":
-            port = int(entry["port"])
+    port = await port_from_log(process.stderr, "Socket gateway listening")
     server = ServerProcess(process, port, asyncio.create_task(_drain(process.stderr)))
     try:
         yield server

@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -36,7 +35,6 @@ import aiohttp
 
 from bench.gateway_bench import (
     CLIENT_CPU,
-    REPO,
     SERVER_CPU,
     STEP_TIMEOUT,
     ServerProcess,
@@ -47,6 +45,7 @@ from bench.gateway_bench import (
 )
 from bench.lean_socketio import LeanSocket
 from graphql_api.auth import Role, issue_token
+from testkit.processes import port_from_log, spawn
 
 GOAL_RATIO = 5.0
 AUCTION = "bench-subscriptions"
@@ -70,20 +69,9 @@ async def api_server(gateway_grpc: str, key: str, secret: str, workdir: Path) ->
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
     }
-    process = await asyncio.create_subprocess_exec(
-        "taskset", "-c", SERVER_CPU, sys.executable, "-m", "graphql_api",
-        cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await spawn("graphql_api", env, stderr=asyncio.subprocess.PIPE, cpus=SERVER_CPU)
     assert process.stderr is not None
-    port = None
-    while port is None:
-        line = await asyncio.wait_for(process.stderr.readline(), 30)
-        if not line:
-            raise RuntimeError("the GraphQL API exited before listening")
-        entry = json.loads(line)
-        if entry.get("message") == "GraphQL API listening":
-            port = int(entry["port"])
+    port = await port_from_log(process.stderr, "GraphQL API listening")
     server = ServerProcess(process, port, asyncio.create_task(_drain(process.stderr)))
     try:
         yield server

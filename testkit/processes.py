@@ -26,6 +26,7 @@ async def spawn(
     stdout: int | IO[bytes] = asyncio.subprocess.DEVNULL,
     cpus: str | None = None,
     cwd: Path = REPO,
+    python: str = sys.executable,
 ) -> asyncio.subprocess.Process:
     """Starts ``python -m <module>`` with exactly ``env``, pinned to ``cpus`` with ``taskset`` when given.
 
@@ -37,8 +38,9 @@ async def spawn(
         stdout: where anything it prints goes (the services print nothing there).
         cpus: the CPUs to pin it to (benchmarks: ``"0"``), or None for any.
         cwd: where it runs (the repository root unless a test needs its own ``.env``).
+        python: the interpreter (a benchmark may compare another one).
     """
-    command = [sys.executable, "-m", module]
+    command = [python, "-m", module]
     if cpus is not None:
         taskset = shutil.which("taskset")
         if taskset is None:
@@ -52,6 +54,27 @@ async def spawn(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+async def port_from_log(stream: asyncio.StreamReader, message: str, within: float = PROCESS_WAIT) -> int:
+    """Reads a service's JSON log lines up to its start-up line (``message``); the port that line names.
+
+    For a benchmark that only drains the rest, unread: collecting every line (:class:`ServiceProcess`)
+    would cost the load client time.
+
+    Raises:
+        RuntimeError: the service ended its log first.
+        TimeoutError: no such line within ``within`` seconds.
+    """
+    async with asyncio.timeout(within):
+        while line := await stream.readline():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("message") == message:
+                return int(entry["port"])
+    raise RuntimeError(f"the service exited before logging {message!r}")
 
 
 class ServiceProcess:

@@ -7,11 +7,10 @@ itself is untouched, so the process would otherwise start).
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
-from tests.fault_support import FAULT_WAIT, REPO, base_env
+from testkit.processes import run_to_exit
+from tests.fault_support import FAULT_WAIT, base_env
 
 
 async def test_another_python_socketio_version_stops_the_gateway_with_one_line(tmp_path: Path) -> None:
@@ -25,24 +24,9 @@ async def test_another_python_socketio_version_stops_the_gateway_with_one_line(t
         GATEWAY_PORT="0",
         PYTHONPATH=str(site),
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "socket_gateway",
-        cwd=REPO,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, stderr = await asyncio.wait_for(process.communicate(), FAULT_WAIT)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    lines = stderr.decode(errors="replace").splitlines()
-    assert process.returncode == 2, lines[-5:]
+    code, _, stderr = await run_to_exit("socket_gateway", env=env, within=FAULT_WAIT)
+    lines = stderr.splitlines()
+    assert code == 2, lines[-5:]
     assert lines == [
         "socket_gateway: configuration error: python-socketio: installed 9.9.9, but the gateway reaches "
         "into its internals as of 5.18.1 (socket_gateway/transport/library_internals.py); install the "
