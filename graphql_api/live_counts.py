@@ -18,6 +18,7 @@ from viewer_analytics.v1 import live_count_service_pb2 as pb
 from viewer_analytics.v1 import live_count_service_pb2_grpc as pb_grpc
 
 from graphql_api.errors import PublicError
+from service_common.cancellation import cancel_and_wait, raise_if_cancel_requested
 from service_common.internal_auth import internal_key_metadata
 from service_common.log_limits import RateLimitedLog
 
@@ -208,6 +209,9 @@ class LiveCounts:
                 )
             finally:
                 call.cancel()
+            # unsubscribe() cancels this task without waiting: one cancellation lost inside the
+            # stream's calls must not keep an auction nobody watches streaming.
+            raise_if_cancel_requested()
             # Reopening after a delay that grows while the gateway stays away; jitter spreads the
             # streams of many auctions apart.
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -217,6 +221,4 @@ class LiveCounts:
         """Cancels every upstream stream (the app stops)."""
         tasks = [upstream.task for upstream in self._upstreams.values() if upstream.task is not None]
         self._upstreams.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)

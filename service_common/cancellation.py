@@ -46,3 +46,15 @@ async def cancel_and_wait(
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: whatever it ended with was handled (or logged) by its owner
+
+
+def raise_if_cancel_requested() -> None:
+    """Ends the current task if a cancellation was requested of it and lost on the way.
+
+    For a loop that catches its library's errors and goes round again, when whoever cancels it
+    does not wait for it to end (a subscription's last subscriber leaving, say): called once per
+    round, the loop ends after one ``cancel()`` even if that cancellation was swallowed.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

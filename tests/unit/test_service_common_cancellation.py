@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from service_common.cancellation import cancel_and_wait
+from service_common.cancellation import cancel_and_wait, raise_if_cancel_requested
 from service_common.supervision import Supervisor
 
 # Bounds each stop: one that never returns fails the test instead of hanging it.
@@ -73,3 +73,28 @@ async def test_a_supervised_task_that_swallows_a_cancellation_is_stopped() -> No
         await running.wait()
         stopping = supervisor.stop_task("heartbeat") if stop == "stop_task" else supervisor.stop()
         await asyncio.wait_for(stopping, STOP_WITHIN_SECONDS)
+
+
+async def test_a_loop_that_checks_each_round_ends_after_one_lost_cancellation() -> None:
+    """Proves raise_if_cancel_requested: a loop that swallowed the only cancel() it will get (its
+    canceller does not wait for it) ends at its next round instead of going on for ever."""
+    running = asyncio.Event()
+
+    async def loop() -> None:
+        swallowed = False
+        while True:
+            running.set()
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed = True
+            raise_if_cancel_requested()
+
+    task = asyncio.create_task(loop())
+    await running.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN_SECONDS)
+    assert done == {task}
+    assert task.cancelled()
