@@ -40,13 +40,13 @@ from pathlib import Path
 import aiohttp
 
 from bench.lean_socketio import LeanSocket
+from testkit.measure import cpu_seconds, rss_kib
 from testkit.processes import port_from_log, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_SERVER = REPO / "bench" / "gateway_node" / "server.js"
 SERVER_CPU = "0"
 CLIENT_CPU = 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Every wait is bounded: a benchmark that stalls fails instead of hanging.
 STEP_TIMEOUT = 120.0
 
@@ -71,15 +71,10 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # Fields 14 and 15 of stat (utime, stime), counted from after the command name.
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.process.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.process.pid) * 1024
 
     async def stop(self) -> None:
         if self.process.returncode is None:

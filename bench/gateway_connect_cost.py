@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from testkit.measure import cpu_seconds
 from testkit.processes import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,11 +34,6 @@ NODE_SERVER = REPO / "bench" / "gateway_node" / "server.js"
 TRANSPORTS = ("websocket", "polling", "upgrading")
 KEY = "bench-internal-key-0123456789"
 STEP_TIMEOUT = 300.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pinned(cpu: str, command: list[str]) -> list[str]:

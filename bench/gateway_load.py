@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from bench.lean_socketio import LeanSocket
+from testkit.measure import cpu_seconds, rss_kib
 from testkit.processes import ServiceProcess
 from testkit.stats import percentile
 
@@ -41,21 +42,9 @@ class Observer:
     updates: list[tuple[float, int]] = field(default_factory=list)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 def viewer_count(frame: bytes) -> int:
     payload: dict[str, Any] = json.loads(frame[2:])[1]
     return int(payload["viewerCount"])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -35,10 +35,10 @@ import grpc
 from viewer_analytics.v1 import auction_settings_service_pb2 as settings_pb2
 from viewer_analytics.v1 import auction_settings_service_pb2_grpc as settings_grpc
 
-from bench.gateway_load import cpu_seconds, rss_kib
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
 from socket_gateway.metrics import parse_samples
+from testkit.measure import cpu_seconds, rss_kib
 from testkit.processes import ServiceProcess
 
 KEY = "bench-internal-key-0123456789"

@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2
 
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
+from testkit.measure import rss_kib
 
 UNARY_METHODS = (
     "/viewer_analytics.v1.AuctionSettingsService/GetAuctionSettings",
@@ -45,10 +46,7 @@ CORRUPT = b"\x0a\x02\xff\xfe"
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    return rss_kib(pid) / 1024
 
 
 def log_counts(log_path: Path) -> dict[str, int]:

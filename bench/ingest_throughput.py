@@ -43,6 +43,7 @@ from viewer_analytics.v1 import snapshot_ingest_service_pb2_grpc as ingest_grpc
 
 from bench.ingest_process import IngestProcess
 from service_common.internal_auth import internal_key_metadata
+from testkit.measure import cpu_seconds
 from testkit.seeding import minute_snapshots
 
 INTERVAL_SECONDS = 60
@@ -142,13 +143,6 @@ def build_requests(
     ]
 
 
-def _process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy_seconds() -> float:
     """CPU time all CPUs have spent busy since boot (user, nice, system, irq, softirq, steal)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()
@@ -189,14 +183,14 @@ async def _stream_timed(
     await call.write(warm_up)
     responses = [await call.read()]
     machine_busy_before = _machine_busy_seconds()
-    server_cpu_before = _process_cpu_seconds(server_pid)
+    server_cpu_before = cpu_seconds(server_pid)
     client_cpu_before = time.process_time()
     started = time.perf_counter()
     for request in requests:
         await call.write(request)
         responses.append(await call.read())
     seconds = time.perf_counter() - started
-    server_cpu = _process_cpu_seconds(server_pid) - server_cpu_before
+    server_cpu = cpu_seconds(server_pid) - server_cpu_before
     client_cpu = time.process_time() - client_cpu_before
     other_cpu = _machine_busy_seconds() - machine_busy_before - server_cpu - client_cpu
     await call.done_writing()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import sys
@@ -12,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from testkit import measure
 
 REPO = Path(__file__).resolve().parents[1]
 # Bounds how long a process that never logs what is awaited, or never exits, is waited for.
@@ -136,9 +137,7 @@ class ServiceProcess:
 
     def rss_kib(self) -> int:
         """Resident set size of the process, from /proc (Linux)."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        (line,) = [line for line in status.splitlines() if line.startswith("VmRSS:")]
-        return int(line.split()[1])
+        return measure.rss_kib(self.process.pid)
 
     async def listening_port(self, message: str) -> int:
         """Waits for the service's start-up line (``Socket gateway listening``...); the port it names."""
@@ -146,8 +145,7 @@ class ServiceProcess:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the process has used so far, from /proc (Linux)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return measure.cpu_seconds(self.process.pid)
 
     async def stop(self) -> int:
         """SIGTERM, as an operator stops it; its exit status (it is killed if it outlasts the bound)."""

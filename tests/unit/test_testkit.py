@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from testkit import measure
 from testkit.stats import percentile
 from testkit.waiting import poll
 
@@ -29,3 +32,10 @@ def test_percentile_is_the_nearest_rank() -> None:
     assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)) == (50, 95, 99)
     assert percentile(values, 1.0) == 100
     assert percentile([7.0], 0.99) == 7
+
+
+def test_cpu_and_memory_of_a_process_are_read_from_proc() -> None:
+    before = measure.cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert measure.cpu_seconds(os.getpid()) > before
+    assert measure.rss_kib(os.getpid()) > 1024
