@@ -232,7 +232,11 @@ class Funnel:
 
 
 def funnel(events: Sequence[AuctionEvent], unique_viewers: UniqueViewerCount) -> Funnel:
-    """Unique viewers (the store's merged sketches), then bidders and bids, then lots sold and winners."""
+    """Unique viewers (the store's merged sketches), then bidders and bids, then lots sold and winners.
+
+    The plain computation over loaded events; the service asks the store for the same counts
+    (``AuctionEventStore.funnel_counts``), which the contract tests hold to this.
+    """
     placed = [event for event in events if event.kind is EventKind.BID_PLACED]
     sold = [
         event for event in events if event.kind is EventKind.LOT_CLOSED and event.outcome is LotOutcome.SOLD

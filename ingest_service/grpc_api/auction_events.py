@@ -342,8 +342,15 @@ class AuctionAudienceServicer:
     ) -> audience_pb2.QueryAuctionFunnelResponse:
         query = await self._range(request, context)
         try:
-            events = await self._events(query, (EventKind.BID_PLACED, EventKind.LOT_CLOSED), context)
-            result = audience.funnel(events, await self._snapshots.query_unique_viewers(query))
+            # Counted by the store: 50,000 bids are not loaded to count their bidders.
+            counts = await self._store.funnel_counts(query)
+            result = audience.Funnel(
+                unique_viewers=await self._snapshots.query_unique_viewers(query),
+                bidders=counts.bidders,
+                bids=counts.bids,
+                lots_sold=counts.lots_sold,
+                winners=counts.winners,
+            )
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
         return audience_pb2.QueryAuctionFunnelResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ingest_service.auction_events import AuctionEvent, EventKind, EventOutcome
@@ -10,6 +11,16 @@ from ingest_service.domain import AnalyticsRange
 from ingest_service.storage.snapshot_details import SnapshotDetail
 
 EVENT_COLLECTION = "auctionevents"
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelCounts:
+    """Over a range's events: distinct bidders and bids placed, lots sold and their distinct winners."""
+
+    bidders: int
+    bids: int
+    lots_sold: int
+    winners: int
 
 
 class AuctionEventStore(Protocol):
@@ -39,6 +50,10 @@ class AuctionEventStore(Protocol):
         ``kinds`` empty: every kind. ``limit``: at most that many. ``after``: only events after this
         ``(occurred_at, event_id)`` in that order (the last of the previous page).
         """
+        ...
+
+    async def funnel_counts(self, query: AnalyticsRange) -> FunnelCounts:
+        """The funnel's event counts over the range, counted by the database (no event is loaded)."""
         ...
 
     async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:

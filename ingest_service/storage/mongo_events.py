@@ -13,7 +13,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, EventOutcome, LotOutcome
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
-from ingest_service.storage.event_port import EVENT_COLLECTION
+from ingest_service.storage.event_port import EVENT_COLLECTION, FunnelCounts
 from ingest_service.storage.mongo_store import MongoSnapshotStore, _range_match
 from ingest_service.storage.port import SNAPSHOT_COLLECTION
 from ingest_service.storage.snapshot_details import SnapshotDetail
@@ -120,16 +120,7 @@ class MongoAuctionEventStore:
         limit: int | None = None,
         after: tuple[float, str] | None = None,
     ) -> list[AuctionEvent]:
-        match: Document = {"auction": _range_match(query)["auction"]}
-        bounds: Document = {}
-        if query.start is not None:
-            bounds["$gte"] = _as_datetime(query.start)
-        if query.end is not None:
-            bounds["$lt"] = _as_datetime(query.end)
-        if bounds:
-            match["occurredAt"] = bounds
-        if kinds:
-            match["kind"] = {"$in": [kind.value for kind in kinds]}
+        match = _events_match(query, kinds)
         if after is not None:
             at = _as_datetime(after[0])
             match["$or"] = [{"occurredAt": {"$gt": at}}, {"occurredAt": at, "_id": {"$gt": after[1]}}]
@@ -141,6 +132,27 @@ class MongoAuctionEventStore:
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
         return [self._event_of(query.auction_id, document) for document in documents]
+
+    async def funnel_counts(self, query: AnalyticsRange) -> FunnelCounts:
+        # Grouped on the server: one document per bidder, and one per sold lot and its winner,
+        # rather than every event of the range.
+        bids = [
+            {"$match": _events_match(query, (EventKind.BID_PLACED,))},
+            {"$group": {"_id": "$bidderId", "bids": {"$sum": 1}}},
+        ]
+        sold = {**_events_match(query, (EventKind.LOT_CLOSED,)), "outcome": LotOutcome.SOLD.value}
+        sales = [{"$match": sold}, {"$group": {"_id": {"lot": "$lotId", "winner": "$bidderId"}}}]
+        try:
+            bidders = await (await self._events.aggregate(bids)).to_list()
+            lots = await (await self._events.aggregate(sales)).to_list()
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        return FunnelCounts(
+            bidders=len(bidders),
+            bids=sum(int(document["bids"]) for document in bidders),
+            lots_sold=len({document["_id"]["lot"] for document in lots}),
+            winners=len({document["_id"]["winner"] for document in lots}),
+        )
 
     async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
         try:
@@ -210,3 +222,18 @@ class MongoAuctionEventStore:
             bidder_id=d.get("bidderId", ""),
             channel=BidChannel(d["channel"]) if d.get("channel") else None,
         )
+
+
+def _events_match(query: AnalyticsRange, kinds: Collection[EventKind]) -> Document:
+    """The auction's events with ``occurredAt`` in the range, of ``kinds`` (empty: every kind)."""
+    match: Document = {"auction": _range_match(query)["auction"]}
+    bounds: Document = {}
+    if query.start is not None:
+        bounds["$gte"] = _as_datetime(query.start)
+    if query.end is not None:
+        bounds["$lt"] = _as_datetime(query.end)
+    if bounds:
+        match["occurredAt"] = bounds
+    if kinds:
+        match["kind"] = {"$in": [kind.value for kind in kinds]}
+    return match

@@ -11,6 +11,7 @@ from typing import Any
 
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, EventOutcome, LotOutcome
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
+from ingest_service.storage.event_port import FunnelCounts
 from ingest_service.storage.snapshot_details import SnapshotDetail, decode_samples
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.sqlite_transactions import write_transaction
@@ -112,6 +113,9 @@ class SqliteAuctionEventStore:
     ) -> list[AuctionEvent]:
         return await self._snapshots.run(functools.partial(_select_events, query, list(kinds), limit, after))
 
+    async def funnel_counts(self, query: AnalyticsRange) -> FunnelCounts:
+        return await self._snapshots.run(functools.partial(_funnel_counts, query))
+
     async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
         return await self._snapshots.run(functools.partial(_select_details, query))
 
@@ -207,6 +211,24 @@ def _select_events(
         sql += " LIMIT ?"
         parameters.append(limit)
     return [_event_of(row) for row in connection.execute(sql, parameters)]
+
+
+# One pass over the range's rows through the (auction_id, occurred_at) index.
+_FUNNEL = """
+SELECT COUNT(DISTINCT CASE WHEN kind = 'bid_placed' THEN bidder_id END),
+       COUNT(CASE WHEN kind = 'bid_placed' THEN 1 END),
+       COUNT(DISTINCT CASE WHEN kind = 'lot_closed' AND outcome = 'sold' THEN lot_id END),
+       COUNT(DISTINCT CASE WHEN kind = 'lot_closed' AND outcome = 'sold' THEN bidder_id END)
+FROM auction_events
+WHERE auction_id = ? AND occurred_at >= ? AND occurred_at < ? AND kind IN ('bid_placed', 'lot_closed')
+"""
+
+
+def _funnel_counts(query: AnalyticsRange, connection: sqlite3.Connection) -> FunnelCounts:
+    start = -_UNBOUNDED if query.start is None else query.start
+    end = _UNBOUNDED if query.end is None else query.end
+    bidders, bids, lots_sold, winners = connection.execute(_FUNNEL, (query.auction_id, start, end)).fetchone()
+    return FunnelCounts(bidders=bidders, bids=bids, lots_sold=lots_sold, winners=winners)
 
 
 def _select_details(query: AnalyticsRange, connection: sqlite3.Connection) -> list[SnapshotDetail]:
