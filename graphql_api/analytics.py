@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from service_common.analytics_limits import MAX_POINTS
+
 HOUR_SECONDS = 3600
 DAY_SECONDS = 86_400
-# The ingest service refuses a query that could return more points than this (its MAX_POINTS).
-MAX_POINTS = 20_000
 # AUTO picks the finest bucket that keeps a chart at or under this many points.
 AUTO_TARGET_POINTS = 500
 # AUTO's choices: widths a person reads easily, each epoch-aligned like every bucket.

@@ -41,6 +41,7 @@ from graphql_api.analytics import (
     utc,
 )
 from graphql_api.metrics import Metrics
+from service_common.analytics_limits import is_point_limit_rejection
 from service_common.internal_auth import internal_key_metadata
 from service_common.log_limits import RateLimitedLog
 
@@ -81,11 +82,13 @@ class Readiness:
 
 
 class IngestRejected(Exception):
-    """The ingest service refused the request as invalid; ``detail`` is its explanation."""
+    """The ingest service refused the request as invalid; ``detail`` is its explanation, and
+    ``point_limit`` whether it was for holding more points than it returns."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, point_limit: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.point_limit = point_limit
 
 
 class IngestNotFound(Exception):
@@ -146,7 +149,10 @@ class IngestClient:
         except grpc.aio.AioRpcError as error:
             code = error.code()
             if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise IngestRejected(error.details() or "invalid request") from None
+                raise IngestRejected(
+                    error.details() or "invalid request",
+                    point_limit=is_point_limit_rejection(error.trailing_metadata()),
+                ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise IngestNotFound(error.details() or "not found") from None
             if code == grpc.StatusCode.UNAUTHENTICATED:
@@ -258,12 +264,13 @@ class IngestClient:
         try:
             response = await self._call("QueryViewerAnalytics", self._analytics.QueryViewerAnalytics, request)
         except IngestRejected as rejected:
-            # The auction id and the range are checked before the call, so what is left for the
-            # ingest service to refuse is the point limit over all data; its words name gRPC fields.
             self._log.info(
                 "ingest_refused_query", "Ingest refused an analytics query", extra={"detail": rejected.detail}
             )
-            raise InvalidQuery(TOO_MANY_POINTS) from None
+            # The range is checked before the call, so the point limit refused here is over all
+            # data; the ingest service's words for it name gRPC fields, the API says it its way.
+            # Anything else (an auction id a MongoDB deployment of ObjectIds refuses) is its reason.
+            raise InvalidQuery(TOO_MANY_POINTS if rejected.point_limit else rejected.detail) from None
         return ViewerAnalytics(
             points=WirePoints(response.points),
             summary=_summary_from_wire(response.summary),

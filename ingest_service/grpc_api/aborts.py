@@ -13,9 +13,14 @@ from service_common.log_limits import RateLimitedLog
 logger = logging.getLogger(__name__)
 
 
-async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    details: str,
+    trailing_metadata: tuple[tuple[str, str], ...] = (),
+) -> NoReturn:
     """Ends the call with ``code``; typed so that callers' control flow is clear to readers and mypy."""
-    await context.abort(code, details)
+    await context.abort(code, details, trailing_metadata)
     raise AssertionError("grpc.aio's context.abort() always raises")
 
 

@@ -17,10 +17,11 @@ from ingest_service.grpc_api.auction_events import unique_viewers_to_wire
 from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import accepted_auction_id_problem
+from service_common.analytics_limits import MAX_POINTS, point_limit_metadata
 from service_common.log_limits import RateLimitedLog
 
-# Seven days of minutes (10,080) fit; a response stays far below gRPC's default 4 MiB message limit.
-MAX_POINTS = 20_000
+# MAX_POINTS (service_common.analytics_limits): seven days of minutes (10,080) fit; a response
+# stays far below gRPC's default 4 MiB message limit.
 # The widest bucket: 30 days, the widest the GraphQL API offers (AUTO's largest). Wider ones only
 # move the epoch-aligned start of the one point away from the data (at 2**32 - 1 s: to 1970).
 MAX_BUCKET_SECONDS = 30 * 86_400
@@ -89,6 +90,7 @@ class ViewerAnalyticsServicer:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"the range holds up to {bound} points at this bucket size, more than {MAX_POINTS}; "
                     "choose a larger bucket_seconds or a shorter range",
+                    point_limit_metadata(),
                 )
             points = await self._store.query_points(query, request.bucket_seconds) if bound else []
             unique = await self._store.query_unique_viewers(query) if request.include_unique_viewers else None

@@ -33,7 +33,14 @@ from service_common.grpc_tls import open_channel
 from tests.conftest import ingest_config
 from tests.contract.conftest import _mongo_uris
 from tests.contract.test_snapshot_store_contract import expected_points
-from tests.graphql_support import SET_ANALYTICS, SETTINGS_QUERY, admin_token, graphql_config, running_graphql
+from tests.graphql_support import (
+    ANALYTICS_QUERY,
+    SET_ANALYTICS,
+    SETTINGS_QUERY,
+    admin_token,
+    graphql_config,
+    running_graphql,
+)
 from tests.integration.test_ingest_auction_events import bid, closed, opened, record
 from tests.integration.test_ingest_queries import query
 from tests.support import FakeClock, IngestClient, make_snapshot, outcome_names
@@ -197,6 +204,24 @@ async def test_objectid_id_type_refuses_other_ids(database: Database, clock: Fak
         auction = str(ObjectId())
         await client.set_analytics(auction, True)
         assert outcome_names(await client.send([make_snapshot(auction, int(clock.now) - 60)])) == ["STORED"]
+
+
+async def test_the_api_says_why_an_objectid_deployment_refuses_an_auction_id(
+    database: Database, clock: FakeClock
+) -> None:
+    """Proves that a GraphQL analytics query for an id an ObjectId deployment refuses is answered
+    with that reason: every refusal of the ingest service's analytics query read "the range holds
+    more than 20000 points" (the point limit over all data, still said so: test_graphql_ninety_days)."""
+    settings = MongoSettings(auction_id_type=AuctionIdType.OBJECTID)
+    async with (
+        ingest_on(database, clock, settings) as client,
+        running_graphql(graphql_config(client.target), clock) as api,
+    ):
+        refused = await api.execute(ANALYTICS_QUERY, {"id": "slug-1", "range": "ALL"}, token=admin_token())
+        assert refused.data == {"auction": None}
+        (error,) = refused.errors
+        assert "ObjectId" in error["message"], error
+        assert "points" not in error["message"], error
 
 
 async def get_settings(client: IngestClient, auction_id: str) -> settings_pb2.AuctionSettings:
