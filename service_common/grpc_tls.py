@@ -117,18 +117,28 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def bind_server_port(server: grpc.aio.Server, host: str, port: int, tls: ServerTls | None) -> int:
+def bind_server_port(
+    server: grpc.aio.Server,
+    host: str,
+    port: int,
+    tls: ServerTls | None,
+    *,
+    plaintext_warning: str | None = None,
+) -> int:
     """Binds ``host:port`` with TLS when ``tls`` is given, plaintext otherwise; returns the bound port.
 
     The server must be built with ``("grpc.so_reuseport", 0)``: with gRPC's default a second server
-    binds a port another one serves and the two split the traffic.
+    binds a port another one serves and the two split the traffic. ``plaintext_warning`` replaces the
+    ingest service's line about plaintext beyond loopback, for another server.
 
     Raises:
         OSError: the address cannot be bound (``EADDRINUSE`` when another process listens on it).
     """
     address = f"{host}:{port}"
     ensure_port_free(host, port)
-    if tls is None and not is_loopback_host(host):
+    if tls is None and not is_loopback_host(host) and plaintext_warning is not None:
+        logger.warning(plaintext_warning, extra={"address": address})
+    elif tls is None and not is_loopback_host(host):
         logger.warning(
             "The ingest service listens in plaintext beyond loopback: the internal key crosses the"
             " network in the clear (set %s and %s)",

@@ -67,7 +67,14 @@ class LiveCountServer:
             service_common.service_process.ListenError: the port is in use or cannot be bound.
         """
         with listen_errors(self._host, self._port, "GATEWAY_GRPC_PORT"):
-            self.port = bind_server_port(self._server, self._host, self._port, None)
+            self.port = bind_server_port(
+                self._server,
+                self._host,
+                self._port,
+                None,
+                plaintext_warning="The live count port listens in plaintext beyond loopback: the internal key"
+                " crosses the network in the clear (keep GATEWAY_GRPC_HOST on loopback or a private network)",
+            )
         await self._server.start()
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
