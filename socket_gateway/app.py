@@ -19,6 +19,7 @@ from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
 from socket_gateway.clock import Clock, SystemClock
 from socket_gateway.cluster.node import ClusterNode
+from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.sampling import ClusterSampling
 from socket_gateway.cluster.store import RedisCounts
 from socket_gateway.config import GatewayConfig
@@ -31,7 +32,7 @@ from socket_gateway.live.events import ViewerEvents
 from socket_gateway.live.fanout import RoomFanout
 from socket_gateway.live.feed import ClusterCountPoller, CountFeed, FeedingRoomChanges
 from socket_gateway.live.protocol import ViewerTokenVerifier
-from socket_gateway.live.room_index import IndexedManager, IndexedRedisManager
+from socket_gateway.live.room_index import IndexedManager
 from socket_gateway.live.rooms import RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.snapshots.aggregation import SampleSchedule, SnapshotAggregator
@@ -51,7 +52,6 @@ logger = logging.getLogger(__name__)
 INGEST_HEALTH_SERVICE = "viewer_analytics.v1.SnapshotIngestService"
 # A readiness probe must answer quickly even when the ingest service hangs.
 READINESS_TIMEOUT_SECONDS = 1.0
-SOCKETIO_CHANNEL = "viewer-analytics-gateway"
 # A Redis call that takes longer than this counts as Redis being down: sockets must not wait on it.
 REDIS_TIMEOUT_SECONDS = 1.0
 
@@ -157,16 +157,9 @@ def create_app(
         # handler for its errors, beside the JSON lines every other record gets.
         logger=_library_logger("socketio.server"),
         engineio_logger=_library_logger("engineio.server"),
-        # With REDIS_URL, python-socketio's Redis manager relays room emits to every node.
-        client_manager=(
-            IndexedRedisManager(
-                config.redis_url,
-                channel=SOCKETIO_CHANNEL,
-                redis_options={"socket_connect_timeout": REDIS_TIMEOUT_SECONDS},
-            )
-            if config.redis_url
-            else IndexedManager()
-        ),
+        # Room emits stay on this node; with REDIS_URL the cluster's relay carries count updates
+        # between the nodes, each only to the nodes with sockets in the room.
+        client_manager=IndexedManager(),
     )
 
     malformed_frames = MalformedFrameLog()
@@ -218,7 +211,9 @@ def create_app(
         cluster = ClusterNode(
             RedisCounts(client, config.gateway_id, config.node_lease_seconds),
             registry,
-            delivery.emit_to_room,
+            CountRelay(
+                client, config.gateway_id, registry, delivery.emit_to_room, delivery.emit_relayed, metrics
+            ),
             broadcaster,
             config.count_update_interval_ms / 1000,
             config.node_lease_seconds,
@@ -301,8 +296,7 @@ async def _readyz(request: web.Request) -> web.Response:
     problems = []
     if gateway.cluster is not None and not gateway.cluster.ready:
         problems.append("redis unreachable (serving local counts only)")
-    manager = gateway.sio.manager
-    if isinstance(manager, IndexedRedisManager) and not manager.listening:
+    if gateway.cluster is not None and not gateway.cluster.relay.listening:
         problems.append("not receiving other nodes' updates (Redis pub/sub not subscribed)")
     if outbox.full:
         problems.append(f"outbox at its cap ({outbox.max_snapshots})")
@@ -448,15 +442,11 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     cluster = gateway.cluster
     assert cluster is not None
-    # python-socketio starts its Redis listener at the first connection; started here, a node
-    # hears the other nodes from the start, and /readyz can tell whether it does.
-    internals.start_manager(gateway.sio)
     await cluster.start(gateway.supervisor)
     yield
     # Normally already left in on_shutdown; this covers a start-up that failed after this point.
     await cluster.close()
     await cluster.store.client.aclose()
-    await internals.stop_redis_manager(gateway.sio.manager)
 
 
 async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -23,6 +23,10 @@ class GatewayMetrics:
     count_broadcasts_total: int = 0
     count_messages_total: int = 0
     count_messages_direct_total: int = 0
+    # With REDIS_URL: count updates heard from other nodes, and of those the ones for a room without a
+    # socket here (cluster/relay.py).
+    cluster_updates_received_total: int = 0
+    cluster_updates_unserved_total: int = 0
     websockets_dropped_unread_total: int = 0
     sessions_dropped_unread: Counter[str] = field(default_factory=Counter)
     samples_total: int = 0
@@ -68,6 +72,18 @@ class GatewayMetrics:
             "counter",
             "viewerCountUpdate broadcasts to a room.",
             [((), self.count_broadcasts_total)],
+        )
+        metric(
+            "gateway_cluster_updates_received_total",
+            "counter",
+            "Count updates received from other gateway nodes (REDIS_URL; only rooms with a socket here).",
+            [((), self.cluster_updates_received_total)],
+        )
+        metric(
+            "gateway_cluster_updates_unserved_total",
+            "counter",
+            "Of those, updates for a room without a socket on this node (its last one had just left).",
+            [((), self.cluster_updates_unserved_total)],
         )
         metric(
             "gateway_count_messages_total",

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from service_common.supervision import Supervisor
 from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.node_lease import NodeLease
-from socket_gateway.cluster.publish import RoomPublisher, SendCounts
+from socket_gateway.cluster.publish import RoomPublisher
+from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.sampler_lease import SamplerLease
 from socket_gateway.cluster.store import REDIS_FAILURES, RedisCounts
 from socket_gateway.cluster.sync import RoomSync
@@ -23,8 +24,8 @@ class ClusterNode:
 
     Socket handlers call ``room_changed`` (synchronous, never waiting for Redis): ``rooms``
     (``RoomSync``) writes the changed rooms to Redis in one pipeline and asks each room's publish gate
-    whether to tell the room; ``publisher`` (``RoomPublisher``) emits the winner's counts through
-    python-socketio's ``AsyncRedisManager``, which reaches the room's sockets on every node. The
+    whether to tell the room; ``publisher`` (``RoomPublisher``) sends the winner's counts through
+    ``relay`` (``CountRelay``), which reaches the room's sockets on every node that has some. The
     heartbeat (``lease``: ``NodeLease``) refreshes the node lease, reaps dead nodes' contributions and
     holds (or waits for) the sampler lease (``sampler``: ``SamplerLease``).
 
@@ -36,21 +37,23 @@ class ClusterNode:
 
     _SYNC_TASK = "cluster-sync"
     _HEARTBEAT_TASK = "cluster-heartbeat"
+    _RELAY_TASK = "cluster-relay"
 
     def __init__(
         self,
         store: RedisCounts,
         registry: RoomRegistry,
-        publish: SendCounts,
+        relay: CountRelay,
         local: CountBroadcaster,
         interval_seconds: float,
         lease_seconds: float,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
+        self.relay = relay
         self.health = NodeHealth(store.node_id, registry, local)
-        self.publisher = RoomPublisher(store, self.health, publish, interval_seconds)
-        self.rooms = RoomSync(store, registry, self.health, self.publisher, local)
+        self.publisher = RoomPublisher(store, self.health, relay.publish, interval_seconds)
+        self.rooms = RoomSync(store, registry, self.health, self.publisher, relay, local)
         self.sampler = SamplerLease(store, self.health, clock)
         self.lease = NodeLease(store, self.health, self.rooms, self.publisher, self.sampler, lease_seconds)
         self._supervisor: Supervisor | None = None
@@ -69,6 +72,7 @@ class ClusterNode:
         node's old contributions. A loop that fails on anything but Redis (which it handles itself) is
         restarted, logged and counted there, and keeps /readyz off meanwhile."""
         self._supervisor = supervisor
+        supervisor.start(self._RELAY_TASK, self.relay.run)
         supervisor.start(self._SYNC_TASK, self.rooms.run)
         supervisor.start(self._HEARTBEAT_TASK, self.lease.run)
 
@@ -95,9 +99,15 @@ class ClusterNode:
         self._closed = True
         self.publisher.stop()
         if self._supervisor is not None:
-            for name in (self._SYNC_TASK, self._HEARTBEAT_TASK):
+            for name in (self._SYNC_TASK, self._HEARTBEAT_TASK, self._RELAY_TASK):
                 await self._supervisor.stop_task(name)
         await self.publisher.cancel_tasks()
+        try:
+            return await self._leave()
+        finally:
+            await self.relay.close()
+
+    async def _leave(self) -> int:
         if not self.health.healthy:
             return 0
         try:

@@ -18,7 +18,7 @@ SendCounts = Callable[[str, RoomCounts], Awaitable[None]]
 
 
 class RoomPublisher:
-    """Publishes rooms' counts to every node (``publish``: python-socketio's Redis manager).
+    """Publishes rooms' counts to every node serving the room (``publish``: ``CountRelay.publish``).
 
     A room's publish gate (a Lua script) lets one update per interval per room across all nodes; a node
     the gate holds back asks again when the interval ends, so the room's last update carries the

@@ -6,6 +6,7 @@ import asyncio
 
 from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.publish import RoomPublisher
+from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.store import REDIS_FAILURES, RedisCounts, RoomWrite
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
@@ -16,7 +17,9 @@ class RoomSync:
 
     Socket handlers call ``room_changed`` (synchronous, never waiting for Redis). One task (``run``)
     writes the changed rooms in one pipeline, asking each room's publish gate in the same script; a
-    whole re-sync (``resync``) replaces everything Redis holds for this node. While the node is not
+    whole re-sync (``resync``) replaces everything Redis holds for this node. Before a room's write the
+    node subscribes to the room's updates if it now has a viewer there, or leaves them if it has
+    none (``CountRelay.follow``). While the node is not
     healthy a change is told to the room by ``local`` (this node's counts) instead.
     """
 
@@ -26,9 +29,11 @@ class RoomSync:
         registry: RoomRegistry,
         health: NodeHealth,
         publisher: RoomPublisher,
+        relay: CountRelay,
         local: CountBroadcaster,
     ) -> None:
         self._store = store
+        self._relay = relay
         self._registry = registry
         self._health = health
         self._publisher = publisher
@@ -76,6 +81,7 @@ class RoomSync:
                     continue
                 rooms, self._dirty = self._dirty, set()
                 try:
+                    await self._relay.follow(rooms)
                     await self._sync(rooms)
                 except REDIS_FAILURES as error:
                     self._health.degrade(error)
@@ -116,6 +122,7 @@ class RoomSync:
         async with self._writing:
             self._dirty.clear()
             rooms = {a: self._registry.contribution(a) for a in self._registry.active_rooms()}
+            await self._relay.follow(self._relay.following | rooms.keys())
             await self._store.replace_all(rooms)
             self._synced = {a: viewers for a, (_c, _a, viewers) in rooms.items()}
             self._global.clear()

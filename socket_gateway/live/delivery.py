@@ -14,8 +14,9 @@ from socket_gateway.transport import library_internals as internals
 class CountDelivery:
     """Sends ``viewerCountUpdate`` to a room or to one socket, and counts what was sent.
 
-    A room's update is emitted through python-socketio's manager (with ``REDIS_URL`` its Redis manager
-    relays it to every node, this one included); the managers hand the encoded packet back to
+    A room's update is emitted through python-socketio's manager (with ``REDIS_URL``,
+    ``cluster/relay.py`` carries it to the other nodes with sockets in the room, which emit it there
+    by :meth:`emit_relayed`); the managers hand the encoded packet back to
     :meth:`deliver` (``room_index.py``), which writes it through :class:`RoomFanout` once for all the
     node's recipients instead of one task per recipient. A joiner's own count takes the same last step.
 
@@ -39,8 +40,12 @@ class CountDelivery:
         sio.manager.deliver_with(self.deliver)
 
     async def emit_to_room(self, auction_id: str, counts: RoomCounts) -> None:
-        """The room's coalesced update, to every socket in it on every node."""
+        """The room's coalesced update, to every socket in it on this node."""
         self._metrics.count_broadcasts_total += 1
+        await self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
+
+    async def emit_relayed(self, auction_id: str, counts: RoomCounts) -> None:
+        """Another node's update of a room, to every socket in it on this node."""
         await self._sio.emit(COUNT_EVENT, count_payload(auction_id, counts), room=room_name(auction_id))
 
     async def send_to(self, sid: str, auction_id: str, counts: RoomCounts) -> None:

@@ -18,7 +18,6 @@ pyproject.toml together and run those tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,7 +46,6 @@ ContentTooLongError = engineio.exceptions.ContentTooLongError
 SocketIOServer = socketio.AsyncServer
 SocketIOPacket = sio_packet.Packet
 SocketIOAsyncManager = socketio.AsyncManager
-SocketIORedisManager = socketio.AsyncRedisManager
 # Engine.IO 4 packet types and Socket.IO 5 packet types (the protocols' numbers).
 EIO_OPEN, EIO_CLOSE, EIO_PING, EIO_PONG = eio_packet.OPEN, eio_packet.CLOSE, eio_packet.PING, eio_packet.PONG
 EIO_MESSAGE, EIO_NOOP = eio_packet.MESSAGE, eio_packet.NOOP
@@ -414,44 +412,6 @@ def session_environ(sio: socketio.AsyncServer, eio_sid: str) -> dict[str, Any] |
     return environ
 
 
-def start_manager(sio: socketio.AsyncServer) -> None:
-    """Initializes python-socketio's client manager now instead of at the first connection.
-
-    Uses ``AsyncServer.manager_initialized`` and ``manager.initialize()``: with Redis, the manager's
-    listener starts there, so a node hears the other nodes from its start.
-    """
-    if not sio.manager_initialized:
-        sio.manager_initialized = True
-        sio.manager.initialize()
-
-
-async def stop_redis_manager(manager: Any) -> None:
-    """Stops python-socketio's Redis manager's listener task and closes its Redis client.
-
-    Uses ``AsyncPubSubManager.thread`` (the listener task ``initialize`` started) and
-    ``AsyncRedisManager.redis``; python-socketio has no call that stops them.
-    """
-    listener = getattr(manager, "thread", None)
-    if listener is not None:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-    if getattr(manager, "redis", None) is not None:
-        await manager.redis.aclose()
-
-
-def redis_listening(manager: Any) -> bool:
-    """Whether python-socketio's Redis manager is subscribed on a live connection.
-
-    Uses ``AsyncRedisManager.pubsub`` (redis-py's ``PubSub``: ``subscribed``, ``connection``).
-    """
-    pubsub = getattr(manager, "pubsub", None)
-    if pubsub is None or not pubsub.subscribed:
-        return False
-    connection = pubsub.connection
-    return connection is not None and bool(connection.is_connected)
-
-
 def namespace_sid(sio: socketio.AsyncServer, eio_sid: str, namespace: str = "/") -> str | None:
     """An Engine.IO session's Socket.IO sid in ``namespace``; None: not connected (``sid_from_eio_sid``)."""
     sid: str | None = sio.manager.sid_from_eio_sid(eio_sid, namespace)
@@ -544,9 +504,7 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     Overrides ``AsyncManager.emit(event, data, namespace, room=None, skip_sid=None, callback=None,
     to=None, **kwargs)`` for emits without a callback: the packet is built with the server's
     ``packet_class``, the recipients read with ``get_participants`` less the sockets still in
-    ``pending_connect`` (their CONNECT is not out yet). Placed after ``AsyncRedisManager`` in a
-    class's bases, it is also where python-socketio's pub/sub manager delivers what it hears from
-    other nodes: ``AsyncPubSubManager._handle_emit`` calls ``super().emit``.
+    ``pending_connect`` (their CONNECT is not out yet).
     """
 
     deliver: Deliver | None = None

@@ -182,9 +182,9 @@ async def test_a_node_started_while_redis_is_down_serves_local_counts_then_conve
             # Loud once per outage, not on every failed heartbeat.
             assert len(process.entries(REDIS_UNREACHABLE)) == 1
         await poll(lambda: viewers.see([0, 1], [0, 1]), "the global counts on both nodes")
-        # Counts flow between the nodes from now on. python-socketio's pub/sub listener re-subscribes on
-        # its own backoff (1 s after the first failure here); an update it missed is repaired by the
-        # sampler leader telling quiet rooms their counts again (once per lease).
+        # Counts flow between the nodes from now on. The relay's pub/sub listener re-subscribes on its
+        # own retry (every 0.5 s); an update it missed is repaired by the sampler leader telling quiet
+        # rooms their counts again (once per lease).
         await viewers.join(1, "c")
         await poll(lambda: viewers.see([0, 1], [0, 1]), "a join on one node shown on both")
 
@@ -192,7 +192,7 @@ async def test_a_node_started_while_redis_is_down_serves_local_counts_then_conve
 async def test_readyz_says_so_while_the_relay_from_other_nodes_is_down(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    """Proves /readyz reads python-socketio's pub/sub listener itself, not only this node's counts in
+    """Proves /readyz reads the relay's pub/sub listener itself, not only this node's counts in
     Redis: the listener's problem appears when Redis goes and clears once it has re-subscribed."""
     relay_problem = "not receiving other nodes' updates (Redis pub/sub not subscribed)"
     config = gateway_config(tmp_path, redis_url=redis_server.url, node_lease_seconds=2.0)
@@ -226,10 +226,10 @@ async def test_another_nodes_update_reaches_this_nodes_sockets_through_the_fanou
     async with running_gateway(configs[0]) as node_a, running_gateway(configs[1]) as node_b:
 
         async def both_relaying() -> bool:
-            # A node hears the others only once python-socketio's listener has subscribed (/readyz
+            # A node hears the others only once the relay's listener has subscribed (/readyz
             # waits for the same); an update published before that is repaired later, not relayed.
             clusters = [node.gateway.cluster for node in (node_a, node_b)]
-            listening = all(node.gateway.sio.manager.listening for node in (node_a, node_b))
+            listening = all(cluster is not None and cluster.relay.listening for cluster in clusters)
             return listening and all(cluster is not None and cluster.ready for cluster in clusters)
 
         await poll(both_relaying, "both nodes subscribed to each other's updates")

@@ -16,9 +16,11 @@ import redis.asyncio as aioredis
 
 from service_common.supervision import Supervisor
 from socket_gateway.cluster.node import ClusterNode
+from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.store import Published, RedisCounts, RoomWrite
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
+from socket_gateway.metrics import GatewayMetrics
 from tests.redis_support import RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -291,7 +293,8 @@ async def test_a_resync_waits_for_the_sync_batch_in_flight(clients: list[aioredi
     async def publish(auction_id: str, counts: RoomCounts) -> None:
         pass
 
-    node = ClusterNode(store, registry, publish, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
+    relay = CountRelay(clients[0], "n1", registry, publish, publish, GatewayMetrics())
+    node = ClusterNode(store, registry, relay, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
     registry.join("s1", "a-1", None)
     supervisor = Supervisor()
     await node.start(supervisor)
@@ -340,7 +343,8 @@ async def test_a_heartbeat_that_fails_unexpectedly_is_restarted_and_counted(
     async def publish(auction_id: str, counts: RoomCounts) -> None:
         pass
 
-    node = ClusterNode(store, registry, publish, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
+    relay = CountRelay(clients[0], "n1", registry, publish, publish, GatewayMetrics())
+    node = ClusterNode(store, registry, relay, CountBroadcaster(registry, publish, 0.1), 0.1, 10, time.time)
     supervisor = Supervisor(initial_backoff_seconds=0.01)
     registry.join("s1", "a-1", None)
     await node.start(supervisor)

@@ -133,7 +133,7 @@ async def test_across_two_nodes_no_socket_is_told_the_same_counts_twice_in_a_row
 
         async def both_relaying() -> bool:
             clusters = [node.gateway.cluster for node in (node_a, node_b)]
-            listening = all(node.gateway.sio.manager.listening for node in (node_a, node_b))
+            listening = all(cluster is not None and cluster.relay.listening for cluster in clusters)
             return listening and all(cluster is not None and cluster.ready for cluster in clusters)
 
         await poll(both_relaying, "both nodes subscribed to each other's updates")

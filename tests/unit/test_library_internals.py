@@ -27,7 +27,7 @@ from engineio import async_socket
 from engineio.async_drivers import aiohttp as engineio_aiohttp  # type: ignore[import-untyped]
 from socketio.base_manager import BaseManager  # type: ignore[import-untyped]
 
-from socket_gateway.live.room_index import IndexedManager, IndexedRedisManager
+from socket_gateway.live.room_index import IndexedManager
 from socket_gateway.transport import library_internals as internals
 
 REPO = Path(__file__).resolve().parents[2]
@@ -509,39 +509,6 @@ def test_event_packet_is_one_engineio_message_of_a_socketio_event() -> None:
         internals.event_packet(sio, "/", ["binary", b"\x00"])
 
 
-def test_start_manager_initializes_the_manager_once() -> None:
-    sio = socketio.AsyncServer(async_mode="aiohttp")
-    calls: list[bool] = []
-    sio.manager.initialize = lambda: calls.append(True)
-    assert sio.manager_initialized is False
-    internals.start_manager(sio)
-    internals.start_manager(sio)
-    assert calls == [True]
-    assert sio.manager_initialized is True
-    # python-socketio's own lazy start reads the same flag.
-    assert "self.manager_initialized" in inspect.getsource(socketio.AsyncServer._handle_eio_connect)
-
-
-async def test_stop_redis_manager_stops_the_listener_and_closes_the_client() -> None:
-    sio = socketio.AsyncServer(
-        async_mode="aiohttp", client_manager=socketio.AsyncRedisManager("redis://127.0.0.1:9/0")
-    )
-    manager = sio.manager
-    assert manager.redis is None
-    assert manager.pubsub is None
-    assert internals.redis_listening(manager) is False
-    internals.start_manager(sio)
-    listener = manager.thread
-    assert isinstance(listener, asyncio.Task)
-    manager._redis_connect()  # what the listener does first; no connection is made until it is used
-    assert manager.redis is not None
-    assert manager.pubsub is not None
-    assert not manager.pubsub.subscribed
-    assert internals.redis_listening(manager) is False
-    await internals.stop_redis_manager(manager)
-    assert listener.done()
-
-
 class Recorder:
     def __init__(self) -> None:
         self.delivered: list[tuple[list[str], str]] = []
@@ -621,27 +588,6 @@ async def test_direct_emit_hands_a_room_emit_to_deliver_once_and_skips_pending_c
     ]
 
 
-async def test_direct_emit_is_where_the_redis_manager_delivers_what_it_hears() -> None:
-    """_handle_emit (what another node published) calls super().emit, which must reach DirectEmitManager."""
-    mro = IndexedRedisManager.__mro__
-    assert mro.index(socketio.AsyncRedisManager) < mro.index(internals.DirectEmitManager)
-    assert mro.index(internals.DirectEmitManager) < mro.index(socketio.AsyncManager)
-    manager, sids = connected(lambda: IndexedRedisManager("redis://127.0.0.1:9/0", write_only=True), "e1")
-    recorder = Recorder()
-    manager.deliver_with(recorder)
-    manager.basic_enter_room(sids[0], "/", "auction:a")
-    await manager._handle_emit(
-        {
-            "method": "emit",
-            "event": "viewerCountUpdate",
-            "data": {"n": 2},
-            "namespace": "/",
-            "room": "auction:a",
-        }
-    )
-    assert recorder.delivered == [(["e1"], '42["viewerCountUpdate",{"n":2}]')]
-
-
 def test_the_packet_numbers_are_the_protocols() -> None:
     assert (internals.EIO_OPEN, internals.EIO_CLOSE, internals.EIO_PING, internals.EIO_PONG) == (0, 1, 2, 3)
     assert (internals.EIO_MESSAGE, internals.EIO_NOOP) == (4, 6)
@@ -667,8 +613,6 @@ PRIVATE_NAMES = frozenset(
         "_getters",
         "_sock",
         "_websocket_handler",
-        "_handle_emit",
-        "_redis_connect",
         "create_queue",
         "handle_post_request",
         "schedule_ping",
@@ -677,7 +621,6 @@ PRIVATE_NAMES = frozenset(
         "basic_leave_room",
         "pending_connect",
         "pending_disconnect",
-        "manager_initialized",
         "max_decode_packets",
         "packet_class",
         "sid_from_eio_sid",
@@ -689,7 +632,6 @@ PRIVATE_NAMES = frozenset(
         "environ",
         "upgraded",
         "upgrading",
-        "pubsub",
     }
 )
 LIBRARIES = ("engineio", "socketio")
