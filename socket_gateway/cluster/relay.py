@@ -132,6 +132,8 @@ class CountRelay:
                     self._control_subscribed = True
                 async for message in self._pubsub.listen():
                     await self._on_message(message)
+                # listen() ends only once nothing is subscribed (the pub/sub was reset): start again.
+                self._control_subscribed = False
             except REDIS_FAILURES as error:
                 self._failures.warning(
                     "redis", "Not receiving other nodes' updates; retrying", extra={"error": repr(error)}
