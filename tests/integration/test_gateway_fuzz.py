@@ -147,7 +147,16 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedG
     errors = ErrorRecords()
     logging.getLogger().addHandler(errors)
     logging.getLogger("socket_gateway.transport.malformed_frames").setLevel(logging.WARNING)
-    config = gateway_config(tmp_path, max_payload_bytes=MAX_PAYLOAD, connections_per_ip_per_minute=1_000_000)
+    # The observer reads (and so answers Engine.IO's pings) only when a case calls it: with the default
+    # 25 s + 20 s, a module that runs longer than 45 s on a loaded machine lost it to the ping timeout
+    # and every later case failed on "the observer alone". Pings are not what is fuzzed here.
+    config = gateway_config(
+        tmp_path,
+        max_payload_bytes=MAX_PAYLOAD,
+        connections_per_ip_per_minute=1_000_000,
+        ping_interval_seconds=300.0,
+        ping_timeout_seconds=300.0,
+    )
 
     async def start() -> tuple[web.AppRunner, FuzzedGateway]:
         # The sender retries an ingest service that is not there; its jitter draws from its own
