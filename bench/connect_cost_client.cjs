@@ -1,16 +1,17 @@
 // The official socket.io-client under Node as the load of bench/gateway_connect_cost.py.
 //
-// node bench/connect_cost_client.cjs <url> <transport: websocket | polling | upgrading> <operations> <concurrency>
+// node bench/connect_cost_client.cjs <url> <transport: websocket | polling | upgrading> <operations> <concurrency> [path]
 //
 // One operation: a new client (its own Manager, no reconnection) connects with auth.auctionId (the
 // join), waits for its first viewerCountUpdate and, with the default transports ("upgrading":
 // polling, then the upgrade), for the upgrade to WebSocket too, then disconnects. `concurrency`
-// operations run at a time. Prints one JSON line at the end: {"done", "failed", "seconds"}.
+// operations run at a time, on the Socket.IO `path` (default /socket.io/). Prints one JSON line at
+// the end: {"done", "failed", "seconds"}.
 "use strict";
 
 const { io } = require("socket.io-client");
 
-const [url, transport, operationsText, concurrencyText] = process.argv.slice(2);
+const [url, transport, operationsText, concurrencyText, path] = process.argv.slice(2);
 const operations = Number(operationsText);
 const concurrency = Number(concurrencyText);
 const OPTIONS = {
@@ -32,6 +33,7 @@ function operation(index) {
       ...OPTIONS,
       forceNew: true,
       reconnection: false,
+      path: path || "/socket.io/",
       auth: { auctionId: `cost-${index % 50}` },
     });
     let counted = false;

@@ -40,9 +40,11 @@ def pinned(cpu: str, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *command] if shutil.which("taskset") else command
 
 
-async def load(url: str, transport: str, operations: int, concurrency: int) -> dict[str, Any]:
+async def load(
+    url: str, transport: str, operations: int, concurrency: int, path: str = "/socket.io/"
+) -> dict[str, Any]:
     client = await asyncio.create_subprocess_exec(
-        *pinned("1", ["node", str(CLIENT), url, transport, str(operations), str(concurrency)]),
+        *pinned("1", ["node", str(CLIENT), url, transport, str(operations), str(concurrency), path]),
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -52,17 +54,19 @@ async def load(url: str, transport: str, operations: int, concurrency: int) -> d
     return result
 
 
-async def measure(pid: int, url: str, transport: str, operations: int, concurrency: int) -> dict[str, Any]:
-    await load(url, transport, max(50, operations // 10), concurrency)  # warm-up
+async def measure(
+    pid: int, url: str, transport: str, operations: int, concurrency: int, path: str = "/socket.io/"
+) -> dict[str, Any]:
+    await load(url, transport, max(50, operations // 10), concurrency, path)  # warm-up
     before = cpu_seconds(pid)
-    result = await load(url, transport, operations, concurrency)
+    result = await load(url, transport, operations, concurrency, path)
     cpu = cpu_seconds(pid) - before
     return {**result, "cpu_seconds": cpu, "ms_per_operation": 1000 * cpu / max(1, result["done"])}
 
 
-async def ours(transport: str, operations: int, concurrency: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="connect-cost-"))
-    env = {
+def gateway_env(workdir: Path) -> dict[str, str]:
+    """``python -m socket_gateway`` for a load from one address: no limits, no ingest service."""
+    return {
         **os.environ,
         "INTERNAL_API_KEY": KEY,
         "GATEWAY_HOST": "127.0.0.1",
@@ -77,6 +81,11 @@ async def ours(transport: str, operations: int, concurrency: int) -> dict[str, A
         "LOG_LEVEL": "info",
         "ENV_FILE": "/dev/null",
     }
+
+
+async def ours(transport: str, operations: int, concurrency: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="connect-cost-"))
+    env = gateway_env(workdir)
     gateway = await ServiceProcess.start("socket_gateway", env, cpus="0" if shutil.which("taskset") else None)
     try:
         port = await gateway.listening_port("Socket gateway listening")
