@@ -172,10 +172,11 @@ class SnapshotSender:
                 self.connected = True
                 self._backoff.reset()
         finally:
-            if response.done() and not response.cancelled():
-                # Retrieved so that asyncio does not report it as never retrieved; the caller
-                # has already seen the failure that ended the stream.
-                response.exception()
+            # Whatever the pending read ends with, now or after the cancel below, is retrieved:
+            # grpc.aio can end a cancelled read with the call's own error (UNAVAILABLE) rather
+            # than CancelledError, which asyncio then logged as "Task exception was never
+            # retrieved". The caller has already seen the failure that ended the stream.
+            response.add_done_callback(_retrieve_outcome)
             response.cancel()
             call.cancel()
 
@@ -211,3 +212,8 @@ class SnapshotSender:
         if rejected:
             fields["first_rejection"] = f"{rejected[0].auction_id}: {rejected[0].detail}"
         logger.info("Analytics sent", extra=fields)
+
+
+def _retrieve_outcome(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
