@@ -169,6 +169,7 @@ class SessionGuard:
         self._websockets = websockets
         internals.install_queue_factory(eio, self._create_queue)
         internals.wrap_event_handler(eio, "connect", self._guarded_connect)
+        internals.wrap_event_handler(eio, "disconnect", self._answering_pending_poll)
 
     def _guarded_connect(self, socketio_connect: internals.EventHandler) -> internals.EventHandler:
         sockets = internals.sockets_of(self._eio)
@@ -180,6 +181,27 @@ class SessionGuard:
             return await socketio_connect(eio_sid, environ)
 
         return guarded_connect
+
+    def _answering_pending_poll(self, socketio_disconnect: internals.EventHandler) -> internals.EventHandler:
+        sockets = internals.sockets_of(self._eio)
+        client_left = self._eio.reason.CLIENT_DISCONNECT
+
+        async def disconnect(eio_sid: str, reason: str, *args: Any) -> Any:
+            socket = sockets.get(eio_sid)
+            try:
+                return await socketio_disconnect(eio_sid, reason, *args)
+            finally:
+                # python-engineio closes a session whose client sent CLOSE with abort: nothing
+                # answers the client's pending long-poll, which the gateway then held open until
+                # the ping timeout (45 s by default) — a connection, and one of a browser's six
+                # per host, for each polling viewer who left. Answered now, as Node's engine.io
+                # does. Only for the client's own CLOSE: a close of the server's sends CLOSE,
+                # which the poll must get first.
+                own = isinstance(socket, internals.EngineIOSocket)  # the gateway's WebSocket: no poll
+                if socket is not None and not own and reason == client_left:
+                    internals.end_pending_poll(socket)
+
+        return disconnect
 
     # Queues
 
