@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -20,12 +18,9 @@ from ingest_service.alerts.domain import (
     DeliveryStatus,
     TooManyAlertRules,
 )
-from ingest_service.domain import StorageUnavailable
+from ingest_service.storage.sqlite_companion import SqliteCompanionStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.sqlite_transactions import write_transaction
-from service_common.supervision import Supervisor, TaskHealth
-
-logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_rules (
@@ -80,7 +75,7 @@ _DELIVERY_COLUMNS = (
 )
 
 
-class SqliteAlertStore:
+class SqliteAlertStore(SqliteCompanionStore):
     """The AlertStore port beside the snapshots of a :class:`SqliteSnapshotStore`.
 
     Sharing its connection and thread keeps one writer on the file (one process owns a SQLite file,
@@ -88,19 +83,8 @@ class SqliteAlertStore:
     runs here, supervised, with the snapshots' retention.
     """
 
-    def __init__(
-        self,
-        snapshots: SqliteSnapshotStore,
-        *,
-        retention_seconds: int,
-        clock: Callable[[], float],
-        purge_interval_seconds: float,
-    ) -> None:
-        self._snapshots = snapshots
-        self._retention_seconds = retention_seconds
-        self._clock = clock
-        self._purge_interval_seconds = purge_interval_seconds
-        self._supervisor = Supervisor(expected_errors=(StorageUnavailable,))
+    PURGE_TASK = "sqlite-alert-delivery-purge"
+    PURGED_MESSAGE = "Expired alert deliveries purged"
 
     @classmethod
     async def open(
@@ -116,15 +100,13 @@ class SqliteAlertStore:
         Raises:
             StorageUnavailable: the tables cannot be created.
         """
-        await snapshots.run(lambda connection: connection.executescript(_SCHEMA))
-        store = cls(
+        return await cls._open_beside(
             snapshots,
-            retention_seconds=retention_days * 86_400,
+            _SCHEMA,
+            retention_days=retention_days,
             clock=clock,
             purge_interval_seconds=purge_interval_seconds,
         )
-        store._supervisor.start("sqlite-alert-delivery-purge", store._purge_periodically)
-        return store
 
     async def create_rule(self, rule: AlertRule) -> None:
         await self._snapshots.run(functools.partial(_create_rule, rule))
@@ -236,19 +218,6 @@ class SqliteAlertStore:
                 ).rowcount
 
         return await self._snapshots.run(purge)
-
-    def background_health(self) -> list[TaskHealth]:
-        return self._supervisor.health()
-
-    async def _purge_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._purge_interval_seconds)
-            purged = await self.purge_expired()
-            if purged:
-                logger.info("Expired alert deliveries purged", extra={"purged": purged})
-
-    async def close(self) -> None:
-        await self._supervisor.stop()
 
 
 def _rule_row(rule: AlertRule) -> tuple[object, ...]:

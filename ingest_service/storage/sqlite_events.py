@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, EventOutcome, LotOutcome
-from ingest_service.domain import AnalyticsRange, StorageUnavailable
+from ingest_service.domain import AnalyticsRange
 from ingest_service.storage.event_port import FunnelCounts
 from ingest_service.storage.snapshot_details import SnapshotDetail, decode_samples
+from ingest_service.storage.sqlite_companion import SqliteCompanionStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.sqlite_transactions import write_transaction
-from service_common.supervision import Supervisor, TaskHealth
-
-logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS auction_events (
@@ -54,26 +50,15 @@ _COLUMNS = (
 _UNBOUNDED = 2.0**62
 
 
-class SqliteAuctionEventStore:
+class SqliteAuctionEventStore(SqliteCompanionStore):
     """The AuctionEventStore port beside the snapshots of a :class:`SqliteSnapshotStore`.
 
     Sharing its connection and thread keeps one writer on the file; the retention purge runs here,
     supervised like the snapshots' (same period, same retention).
     """
 
-    def __init__(
-        self,
-        snapshots: SqliteSnapshotStore,
-        *,
-        retention_seconds: int,
-        clock: Callable[[], float],
-        purge_interval_seconds: float,
-    ) -> None:
-        self._snapshots = snapshots
-        self._retention_seconds = retention_seconds
-        self._clock = clock
-        self._purge_interval_seconds = purge_interval_seconds
-        self._supervisor = Supervisor(expected_errors=(StorageUnavailable,))
+    PURGE_TASK = "sqlite-event-retention-purge"
+    PURGED_MESSAGE = "Expired auction events purged"
 
     @classmethod
     async def open(
@@ -89,15 +74,13 @@ class SqliteAuctionEventStore:
         Raises:
             StorageUnavailable: the table cannot be created.
         """
-        await snapshots.run(lambda connection: connection.executescript(_SCHEMA))
-        store = cls(
+        return await cls._open_beside(
             snapshots,
-            retention_seconds=retention_days * 86_400,
+            _SCHEMA,
+            retention_days=retention_days,
             clock=clock,
             purge_interval_seconds=purge_interval_seconds,
         )
-        store._supervisor.start("sqlite-event-retention-purge", store._purge_periodically)
-        return store
 
     async def insert_events(self, events: Sequence[AuctionEvent]) -> list[EventOutcome]:
         if not events:
@@ -126,19 +109,6 @@ class SqliteAuctionEventStore:
                 connection.execute("DELETE FROM auction_events WHERE occurred_at < ?", (cutoff,)).rowcount
             )
         )
-
-    def background_health(self) -> list[TaskHealth]:
-        return self._supervisor.health()
-
-    async def _purge_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._purge_interval_seconds)
-            purged = await self.purge_expired()
-            if purged:
-                logger.info("Expired auction events purged", extra={"purged": purged})
-
-    async def close(self) -> None:
-        await self._supervisor.stop()
 
 
 def _insert(
