@@ -81,6 +81,12 @@ class IngestClient:
     ) -> list[list[ingest_pb2.SnapshotAck]]:
         """Sends each batch on one stream and waits for its acknowledgements before the next."""
         call = self.ingest.StreamSnapshots(metadata=self.metadata)
+        # The ingest sends its headers on accepting a stream; a refused one has ended by then, and
+        # reading it raises the refusal's own code. Writing at once could race the refusal, which
+        # grpc.aio then reports as INTERNAL (grpc/grpc#36066).
+        await call.initial_metadata()
+        if call.done():
+            await call.read()
         answers = []
         for batch in batches:
             messages = [

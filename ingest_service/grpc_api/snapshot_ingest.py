@@ -42,6 +42,9 @@ class SnapshotIngestServicer:
 
     async def StreamSnapshots(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         peer = context.peer()
+        # Headers at once tell a client that the stream was accepted before it writes: grpc.aio
+        # reports a write racing a refusal as INTERNAL, losing the refusal's code (grpc/grpc#36066).
+        await context.send_initial_metadata(())
         self._log.info("stream_opened", "Snapshot stream opened", extra={"peer": peer})
         draining = asyncio.ensure_future(self._draining.wait())
         try:
