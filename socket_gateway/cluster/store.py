@@ -2,22 +2,27 @@
 
 Every node keeps its own sockets in its ``RoomRegistry`` (the local truth) and writes its
 contribution to each room into Redis; the global counts are the sum over live nodes, read from
-Redis, never by asking the other nodes. Key layout (``p`` is the prefix):
+Redis, never by asking the other nodes.
 
-- ``p:nodes`` — sorted set, node id → lease expiry (ms, Redis clock), refreshed by each node's heartbeat;
-- ``p:r:{a}:c`` / ``p:r:{a}:a`` — hashes node → connections / anonymous connections in room ``a``;
-- ``p:r:{a}:u`` — hash viewer id → how many nodes hold that viewer in ``a`` (its length is the
+Key layout (``p`` is the prefix, ``va:gw:``). Every key of one auction carries the auction's id as
+its Redis Cluster hash tag, ``p{a}:...``, and every key of one node the tag ``{n:<node>}``, so one
+auction's keys share a slot (``room_key`` / ``node_key`` build the names; a new per-auction key goes
+under ``room_key``):
+
+- ``p{a}:c`` / ``p{a}:a`` — hashes node → connections / anonymous connections in room ``a``;
+- ``p{a}:u`` — hash viewer id → how many nodes hold that viewer in ``a`` (its length is the
   number of distinct identified viewers);
-- ``p:n:{node}:rooms`` and ``p:n:{node}:v:{a}`` — what a node contributed, so it can be taken back;
-- ``p:rooms`` — rooms with any connection; ``p:r:{a}:last`` / ``p:r:{a}:lock`` / ``p:r:{a}:fresh`` —
-  the last published counts, the per-room publish lock and a marker that the room was told its counts
-  recently; ``p:sampler`` / ``p:sampler_token`` — the sampler lease and its fencing token;
-  ``p:last_death`` — when survivors last reaped a dead node; ``p:handed_over`` — the latest interval a
-  stopping leader closed itself (the next leader must not send it again).
+- ``p{a}:v:<node>`` — the viewer ids a node contributed to ``a``, so they can be taken back;
+- ``p{a}:last`` / ``p{a}:lock`` / ``p{a}:settled`` / ``p{a}:fresh`` — the last published counts, the
+  per-room publish lock and markers that the room was told its counts (settling, recently);
+- ``p{n:<node>}:rooms`` — the rooms a node contributed to;
+- ``pnodes`` — sorted set, node id → lease expiry (ms, Redis clock), refreshed by each node's heartbeat;
+- ``prooms`` — rooms with any connection; ``psampler`` / ``psampler_token`` — the sampler lease and
+  its fencing token; ``plast_death`` — when survivors last reaped a dead node; ``phanded_over`` — the
+  latest interval a stopping leader closed itself (the next leader must not send it again).
 
-All updates are Lua scripts (``scripts/``), so each is atomic. The scripts compute key names from
-the prefix, which a single Redis (or a primary with replicas, or Sentinel) allows; Redis Cluster does
-not.
+All updates are Lua scripts (``scripts/``), so each is atomic. Channels follow the same rule: an
+auction's count updates travel on ``pu:{a}`` (``relay.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,16 @@ PREFIX = "va:gw:"
 QUIET_INTERVALS = 4
 # Errors that mean "Redis is unreachable or failing": the node falls back to its local counts.
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+def room_key(auction_id: str, prefix: str = PREFIX) -> str:
+    """The stem of every key of one auction, ``p{a}`` (its hash tag: the auction's slot)."""
+    return f"{prefix}{{{auction_id}}}"
+
+
+def node_key(node_id: str, prefix: str = PREFIX) -> str:
+    """The stem of every key of one node, ``p{n:<node>}``."""
+    return f"{prefix}{{n:{node_id}}}"
 
 
 @dataclass(frozen=True, slots=True)

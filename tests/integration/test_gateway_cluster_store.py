@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from service_common.supervision import Supervisor
 from socket_gateway.cluster.node import ClusterNode
@@ -52,6 +53,10 @@ async def clients(redis_server: RedisServer) -> AsyncIterator[list[aioredis.Redi
     yield made
     for client in made:
         await client.aclose()
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
 
 
 def expected(nodes: list[SimNode], auction_id: str) -> RoomCounts:
@@ -108,6 +113,30 @@ async def test_global_counts_are_exact_under_random_churn_across_three_nodes(
     assert await nodes[0].store.all_counts() == {}
     # Empty rooms leave nothing behind: Redis state is bounded by the live rooms.
     assert await clients[0].keys("va:gw:*") == []
+
+
+async def test_every_key_of_an_auction_shares_its_slot_and_every_key_of_a_node_its_own(
+    clients: list[aioredis.Redis],
+) -> None:
+    nodes = [SimNode(RedisCounts(client, f"node-{i}", 10)) for i, client in enumerate(clients[:2])]
+    for index, node in enumerate(nodes):
+        await node.store.heartbeat()
+        node.registry.join(f"s{index}", "a-1", "shared")
+        node.registry.join(f"t{index}", "a-2", None)
+        await node.sync({"a-1", "a-2"})
+    await nodes[0].store.publish_gate("a-1", 300)
+    tags = {"a-1": key_slot(b"a-1"), "a-2": key_slot(b"a-2")}
+    tags |= {f"n:node-{i}": key_slot(f"n:node-{i}".encode()) for i in range(2)}
+    for text in map(_text, await clients[0].keys("va:gw:*")):
+        if "{" not in text:
+            # The cluster-wide keys: one slot each, never touched by a script with another slot's keys.
+            continue
+        tag = text[text.index("{") + 1 : text.index("}")]
+        # Redis Cluster hashes only the tag: one auction's (or one node's) keys share a slot.
+        assert tag in tags, f"{text}: tagged with neither an auction nor a node"
+        assert key_slot(text.encode()) == tags[tag]
+    room_keys = {_text(k) for k in await clients[0].keys("va:gw:{a-1}:*")}
+    assert {"va:gw:{a-1}:c", "va:gw:{a-1}:u", "va:gw:{a-1}:v:node-0", "va:gw:{a-1}:last"} <= room_keys
 
 
 async def test_a_dead_node_is_reaped_by_a_survivor_once_its_lease_expires(

@@ -1,5 +1,9 @@
+-- Key layout (store.py): every key of auction a is tagged {a}, every key of a node {n:node}, so one
+-- auction's keys share a Redis Cluster slot.
+local function room_key(p, a) return p .. '{' .. a .. '}' end
+local function node_key(p, node) return p .. '{n:' .. node .. '}' end
 local function room_counts(p, a)
-  local rk = p .. 'r:' .. a
+  local rk = room_key(p, a)
   local conn, anon = 0, 0
   for _, v in ipairs(redis.call('HVALS', rk .. ':c')) do conn = conn + tonumber(v) end
   for _, v in ipairs(redis.call('HVALS', rk .. ':a')) do anon = anon + tonumber(v) end
@@ -13,10 +17,10 @@ local function room_counts(p, a)
   return {conn, uniq}
 end
 local function clear_node(p, node)
-  local rooms = redis.call('SMEMBERS', p .. 'n:' .. node .. ':rooms')
+  local rooms = redis.call('SMEMBERS', node_key(p, node) .. ':rooms')
   for _, a in ipairs(rooms) do
-    local rk = p .. 'r:' .. a
-    local mine = p .. 'n:' .. node .. ':v:' .. a
+    local rk = room_key(p, a)
+    local mine = rk .. ':v:' .. node
     redis.call('HDEL', rk .. ':c', node)
     redis.call('HDEL', rk .. ':a', node)
     for _, v in ipairs(redis.call('SMEMBERS', mine)) do
@@ -25,7 +29,7 @@ local function clear_node(p, node)
     redis.call('DEL', mine)
     room_counts(p, a)
   end
-  redis.call('DEL', p .. 'n:' .. node .. ':rooms')
+  redis.call('DEL', node_key(p, node) .. ':rooms')
   return rooms
 end
 local function now_ms()
@@ -36,7 +40,7 @@ end
 -- holds the room's interval, try again after it. A settling call publishes the counts once more even
 -- when unchanged, once per burst of updates (see cluster/publish.py). counts: the room's, if just computed.
 local function gate(p, a, node, interval, settle, period, counts)
-  local rk = p .. 'r:' .. a
+  local rk = room_key(p, a)
   local wait = redis.call('PTTL', rk .. ':lock')
   if wait > 0 then return {-1, wait} end
   counts = counts or room_counts(p, a)

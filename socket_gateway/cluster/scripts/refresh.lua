@@ -1,7 +1,7 @@
 local p, node, interval, period = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', p .. 'rooms')) do
-  local rk = p .. 'r:' .. a
+  local rk = room_key(p, a)
   if redis.call('EXISTS', rk .. ':lock') == 0 and redis.call('EXISTS', rk .. ':fresh') == 0 then
     local c = room_counts(p, a)
     if c[1] > 0 then

@@ -1,8 +1,8 @@
 local p, node, a = ARGV[1], ARGV[2], ARGV[3]
 local conn, anon, ask = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local interval, period, nadd = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local rk = p .. 'r:' .. a
-local mine = p .. 'n:' .. node .. ':v:' .. a
+local rk = room_key(p, a)
+local mine = rk .. ':v:' .. node
 if conn > 0 then redis.call('HSET', rk .. ':c', node, conn) else redis.call('HDEL', rk .. ':c', node) end
 if anon > 0 then redis.call('HSET', rk .. ':a', node, anon) else redis.call('HDEL', rk .. ':a', node) end
 for i = 10, 9 + nadd do
@@ -14,9 +14,9 @@ for i = 10 + nadd, #ARGV do
   end
 end
 if conn > 0 then
-  redis.call('SADD', p .. 'n:' .. node .. ':rooms', a)
+  redis.call('SADD', node_key(p, node) .. ':rooms', a)
 else
-  redis.call('SREM', p .. 'n:' .. node .. ':rooms', a)
+  redis.call('SREM', node_key(p, node) .. ':rooms', a)
 end
 local counts = room_counts(p, a)
 if not ask then return counts end
