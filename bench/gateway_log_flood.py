@@ -5,7 +5,7 @@ sends ``--frames`` Socket.IO packets of one ``--kind`` as fast as the socket tak
 ``--seconds``), each a packet the event layer refuses:
 
 - ``unknown``: ``42["bid",{}]``, an event the gateway does not know;
-- ``join``: ``42["joinAuction","x"]``, a malformed ``joinAuction``;
+- ``join``: ``42["joinAuction","bad id"]``, a malformed ``joinAuction``;
 - ``reserved``: ``42["connect",{}]``, a connected socket sending an event named like a reserved one;
 - ``refused``: ``40{"auctionId":"bad id"}``, a CONNECT refused for its ``auth``, again and again on
   the one Engine.IO session;
@@ -41,7 +41,7 @@ KEY = "bench-internal-key-0123456789"
 
 FRAMES = {
     "unknown": '42["bid",{}]',
-    "join": '42["joinAuction","x"]',
+    "join": '42["joinAuction","bad id"]',
     "reserved": '42["connect",{}]',
     "refused": '40{"auctionId":"bad id"}',
     "namespace": '42/other,["x"]',
