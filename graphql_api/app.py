@@ -20,6 +20,7 @@ from graphql_api.resources import (
     CLOCK,
     CONFIG,
     METRICS,
+    SUBSCRIPTIONS,
     VERIFIER,
     gateway_channel,
     ingest_channel,
@@ -27,6 +28,7 @@ from graphql_api.resources import (
 from graphql_api.schema import create_schema
 from graphql_api.seed_compat import SEED_ANALYTICS_PATH
 from graphql_api.seed_compat import viewer_analytics as seed_viewer_analytics
+from graphql_api.subscriptions.budget import TokenSubscriptions
 from graphql_api.view import ViewerAnalyticsView
 from graphql_api.widget import add_widget_routes
 from graphql_api.ws import OpenConnections
@@ -51,6 +53,7 @@ def create_app(config: GraphQLConfig, *, clock: Callable[[], float] = time.time)
     app[CLOCK] = clock
     # One rate-limited log for every line a client can cause, on the package's logger.
     app[CLIENT_LOG] = RateLimitedLog(logging.getLogger("graphql_api"))
+    app[SUBSCRIPTIONS] = TokenSubscriptions(config.max_subscriptions_per_token)
     app.cleanup_ctx.append(ingest_channel)
     app.cleanup_ctx.append(gateway_channel)
 

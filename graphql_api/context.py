@@ -10,6 +10,7 @@ from aiohttp import web
 from graphql_api.auth import Principal
 from graphql_api.ingest import IngestClient
 from graphql_api.live_counts import LiveCounts
+from graphql_api.subscriptions.budget import TokenSubscriptions
 
 
 @dataclass
@@ -27,9 +28,11 @@ class Context:
     auth_problem: str
     clock: Callable[[], float]
     max_range_seconds: int
-    # Subscriptions: the gateway's live counts, and what the client sent in connection_init
+    # Subscriptions: the gateway's live counts, the token budget, and what the client sent in connection_init
     # (Strawberry fills it in; the view reads the token from it).
     live_counts: LiveCounts | None = None
+    # Every subscription's per-token budget (the API process's one).
+    subscriptions: TokenSubscriptions | None = None
     connection_params: dict[str, object] | None = None
     # When the WebSocket's token stops being accepted (epoch seconds); the socket is closed then.
     token_expires_at: float | None = None

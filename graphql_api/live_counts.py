@@ -17,7 +17,6 @@ import grpc
 from viewer_analytics.v1 import live_count_service_pb2 as pb
 from viewer_analytics.v1 import live_count_service_pb2_grpc as pb_grpc
 
-from graphql_api.errors import PublicError
 from service_common.cancellation import cancel_and_wait, raise_if_cancel_requested
 from service_common.internal_auth import internal_key_metadata
 from service_common.log_limits import RateLimitedLog
@@ -30,12 +29,6 @@ logger = logging.getLogger(__name__)
 MIN_INTERVAL_SECONDS = 0.5
 # The gateway stamps ``at`` from the wall clock in whole nanoseconds; a hair of slack for rounding.
 _STAMP_SLACK_SECONDS = 0.005
-
-
-class SubscriptionLimitReached(PublicError):
-    """The caller holds as many subscriptions as its token allows."""
-
-    code = "SUBSCRIPTION_LIMIT_REACHED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +99,12 @@ class _Upstream:
 
 
 class LiveCounts:
-    """The live counts of the auctions this API's subscribers watch, and the per-token budget.
+    """The live counts of the auctions this API's subscribers watch (the per-token budget is the
+    subscription's: graphql_api/subscriptions/budget.py).
 
     Args:
         channel: the channel to the gateway's internal gRPC port.
         internal_api_key: sent with every call.
-        max_per_token: subscriptions one token's subject may hold at once, over all connections.
         log: the rate-limited log (a gateway that is down must not flood it).
         backoff: first and largest delay between attempts to reopen a failed stream, seconds.
     """
@@ -121,39 +114,22 @@ class LiveCounts:
         channel: grpc.aio.Channel,
         internal_api_key: str,
         *,
-        max_per_token: int,
         log: RateLimitedLog,
         backoff: tuple[float, float] = (0.2, 5.0),
     ) -> None:
         self._stub = pb_grpc.LiveCountServiceStub(channel)
         self._metadata = internal_key_metadata(internal_api_key)
-        self._max_per_token = max_per_token
         self._log = log
         self._backoff = backoff
         self._upstreams: dict[str, _Upstream] = {}
-        self._per_holder: dict[str, int] = {}
         self.updates_received_total = 0
 
     @property
     def upstream_streams(self) -> int:
         return len(self._upstreams)
 
-    @property
-    def subscriptions(self) -> int:
-        return sum(self._per_holder.values())
-
-    def subscribe(self, auction_id: str, holder: str) -> LiveCountSubscription:
-        """A new subscription to ``auction_id`` for ``holder`` (the token's subject).
-
-        Raises:
-            SubscriptionLimitReached: ``holder`` already holds ``max_per_token`` subscriptions.
-        """
-        held = self._per_holder.get(holder, 0)
-        if held >= self._max_per_token:
-            raise SubscriptionLimitReached(
-                f"this token already holds {held} subscriptions, the most it may (close one first)"
-            )
-        self._per_holder[holder] = held + 1
+    def subscribe(self, auction_id: str) -> LiveCountSubscription:
+        """A new subscription to ``auction_id``'s counts."""
         upstream = self._upstreams.get(auction_id)
         if upstream is None:
             upstream = self._upstreams[auction_id] = _Upstream(auction_id)
@@ -162,16 +138,11 @@ class LiveCounts:
         upstream.subscribers.add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: LiveCountSubscription, holder: str) -> None:
+    def unsubscribe(self, subscription: LiveCountSubscription) -> None:
         """Ends ``subscription``; the auction's stream closes with its last subscriber."""
         if subscription.closed:
             return
         subscription.closed = True
-        held = self._per_holder.get(holder, 0) - 1
-        if held > 0:
-            self._per_holder[holder] = held
-        else:
-            self._per_holder.pop(holder, None)
         upstream = subscription._upstream
         upstream.subscribers.discard(subscription)
         if not upstream.subscribers:

@@ -13,6 +13,7 @@ from graphql_api.config import GraphQLConfig
 from graphql_api.ingest import IngestClient, channel_options
 from graphql_api.live_counts import LiveCounts
 from graphql_api.metrics import Metrics
+from graphql_api.subscriptions.budget import TokenSubscriptions
 from service_common.grpc_tls import open_channel
 from service_common.log_limits import RateLimitedLog
 
@@ -26,6 +27,8 @@ INGEST = web.AppKey("ingest_client", IngestClient)
 # Every log line a client can cause goes through this, rate-limited per cause.
 CLIENT_LOG = web.AppKey("client_log", RateLimitedLog)
 LIVE_COUNTS = web.AppKey("live_counts", LiveCounts)
+# Every subscription field's per-token budget (GRAPHQL_MAX_SUBSCRIPTIONS_PER_TOKEN).
+SUBSCRIPTIONS = web.AppKey("subscriptions", TokenSubscriptions)
 
 
 async def ingest_channel(app: web.Application) -> AsyncIterator[None]:
@@ -76,7 +79,6 @@ async def gateway_channel(app: web.Application) -> AsyncIterator[None]:
     live = LiveCounts(
         channel,
         config.internal_api_key,
-        max_per_token=config.max_subscriptions_per_token,
         log=app[CLIENT_LOG],
     )
     app[LIVE_COUNTS] = live

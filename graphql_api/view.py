@@ -27,7 +27,7 @@ from graphql_api.context import Context
 from graphql_api.errors import error_code
 from graphql_api.graphiql import graphiql_html
 from graphql_api.request_auth import authenticate
-from graphql_api.resources import CLOCK, CONFIG, INGEST, LIVE_COUNTS, METRICS, VERIFIER
+from graphql_api.resources import CLOCK, CONFIG, INGEST, LIVE_COUNTS, METRICS, SUBSCRIPTIONS, VERIFIER
 from graphql_api.ws import LimitedTransportWSHandler, OpenConnections, SharedDataEncoder, connection_principal
 
 
@@ -109,6 +109,7 @@ class ViewerAnalyticsView(GraphQLView[Context, None]):
             clock=app[CLOCK],
             max_range_seconds=app[CONFIG].max_range_days * 86_400,
             live_counts=app.get(LIVE_COUNTS),
+            subscriptions=app[SUBSCRIPTIONS],
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -10,14 +10,13 @@ from strawberry.types import Info
 
 from graphql_api.alerts import AlertRules
 from graphql_api.context import Context
-from graphql_api.errors import AuctionNotAuthorized, AuthenticationRequired, BadUserInput
 from graphql_api.ingest import IngestRejected, IngestUnavailable
+from graphql_api.subscriptions.access import authorized_auction, subscription_slot
 from graphql_api.types.alerts import AlertDelivery
-from service_common.auction_ids import auction_id_problem
 
 # How often the delivery log is read for a subscriber: the log lives in the ingest service, which
 # has no change stream; one small call a second per subscription, bounded by the subscriptions a
-# connection may hold (GRAPHQL_MAX_SUBSCRIPTIONS_PER_CONNECTION).
+# connection and a token may hold (GRAPHQL_MAX_SUBSCRIPTIONS_PER_CONNECTION, _PER_TOKEN).
 POLL_SECONDS = 1.0
 # The newest deliveries compared at each poll: more new ones than this within a second are seen
 # only in their latest state.
@@ -27,36 +26,29 @@ WINDOW = 50
 async def subscribe_alert_deliveries(
     info: Info[Context, None], auction_id: strawberry.ID
 ) -> AsyncGenerator[AlertDelivery, None]:
-    context = info.context
-    principal = context.principal
-    if principal is None:
-        raise AuthenticationRequired(context.auth_problem)
-    auction = str(auction_id)
-    problem = auction_id_problem(auction)
-    if problem:
-        raise BadUserInput(problem)
-    if not principal.may_access(auction):
-        raise AuctionNotAuthorized("not authorized for this auction")
-    rules = AlertRules(context.ingest)
-    seen: dict[str, tuple[str, int]] | None = None
-    while True:
-        try:
-            page = await rules.deliveries(auction, None, WINDOW, None)
-        except (IngestUnavailable, IngestRejected):
-            # Said in the ingest client's log; the subscription goes on and catches up when it answers.
+    principal, auction = authorized_auction(info, auction_id)
+    rules = AlertRules(info.context.ingest)
+    with subscription_slot(info, principal):
+        seen: dict[str, tuple[str, int]] | None = None
+        while True:
+            try:
+                page = await rules.deliveries(auction, None, WINDOW, None)
+            except (IngestUnavailable, IngestRejected):
+                # Said in the ingest client's log; the subscription goes on and catches up when it
+                # answers.
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            current = {each.delivery_id: (each.status, each.attempts) for each in page.deliveries}
+            # Oldest first, so a client sees them in the order they happened. The first read sends
+            # the deliveries still pending (they will change); those already finished are the query's.
+            for delivery in reversed(page.deliveries):
+                state = current[delivery.delivery_id]
+                if (seen is None and delivery.status == "PENDING") or (
+                    seen is not None and seen.get(delivery.delivery_id) != state
+                ):
+                    yield AlertDelivery.from_domain(delivery)
+            seen = current
             await asyncio.sleep(POLL_SECONDS)
-            continue
-        current = {each.delivery_id: (each.status, each.attempts) for each in page.deliveries}
-        # Oldest first, so a client sees them in the order they happened. The first read sends the
-        # deliveries still pending (they will change); those already finished are the query's.
-        for delivery in reversed(page.deliveries):
-            state = current[delivery.delivery_id]
-            if (seen is None and delivery.status == "PENDING") or (
-                seen is not None and seen.get(delivery.delivery_id) != state
-            ):
-                yield AlertDelivery.from_domain(delivery)
-        seen = current
-        await asyncio.sleep(POLL_SECONDS)
 
 
 @strawberry.type

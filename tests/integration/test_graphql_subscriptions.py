@@ -34,6 +34,7 @@ from tests.stack_support import free_port
 VIEWER_COUNT = """
 subscription Live($id: ID!) { viewerCount(auctionId: $id) { auctionId viewerCount uniqueViewers at } }
 """
+ALERT_DELIVERIES = "subscription Deliveries($id: ID!) { alertDeliveries(auctionId: $id) { id status } }"
 
 
 class TransportWS:
@@ -260,6 +261,19 @@ async def test_subscriptions_per_token_are_limited_over_all_connections_and_free
         async with stack.client(admin_token()) as admin:
             await counts_until(admin, await admin.subscribe("c"), 0, 0)
         await one.send({"id": first, "type": "complete"})
+        second_c = await two.subscribe("c")
+        await counts_until(two, second_c, 0, 0)
+        # One budget for every subscription field: alertDeliveries holds a slot as viewerCount does
+        # (its ingest service is unreachable here: the subscription waits and keeps its slot).
+        await two.send({"id": second_c, "type": "complete"})
+        deliveries = await one.subscribe("a", query=ALERT_DELIVERIES)
+        # A round trip on the same connection: its subscribe was handled and its field has started.
+        await one.send({"type": "ping"})
+        assert (await one.receive())["type"] == "pong"
+        assert await error_codes_of(two, await two.subscribe("c")) == ["SUBSCRIPTION_LIMIT_REACHED"]
+        refused = await two.subscribe("b", query=ALERT_DELIVERIES)
+        assert await error_codes_of(two, refused) == ["SUBSCRIPTION_LIMIT_REACHED"]
+        await one.send({"id": deliveries, "type": "complete"})
         await counts_until(two, await two.subscribe("c"), 0, 0)
 
 
