@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -18,7 +17,7 @@ from service_common.connection_guard import ConnectionGuard
 from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
 from socket_gateway.clock import Clock, SystemClock
-from socket_gateway.cluster.node import ClusterNode
+from socket_gateway.cluster.node import ClusterNode, redis_client
 from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.sampling import ClusterSampling
 from socket_gateway.cluster.store import RedisCounts
@@ -52,8 +51,6 @@ logger = logging.getLogger(__name__)
 INGEST_HEALTH_SERVICE = "viewer_analytics.v1.SnapshotIngestService"
 # A readiness probe must answer quickly even when the ingest service hangs.
 READINESS_TIMEOUT_SECONDS = 1.0
-# A Redis call that takes longer than this counts as Redis being down: sockets must not wait on it.
-REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass
@@ -203,11 +200,7 @@ def create_app(
     cluster = None
     if config.redis_url:
         # No I/O here: the client connects on first use, in the cluster's cleanup context.
-        client = aioredis.Redis.from_url(
-            config.redis_url,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        )
+        client = redis_client(config.redis_url, config.redis_timeout_seconds, config.redis_retries)
         cluster = ClusterNode(
             RedisCounts(client, config.gateway_id, config.node_lease_seconds),
             registry,

@@ -94,6 +94,16 @@ _NODE_LEASE = VARIABLES.declare(
     "10",
     "a node's lease in Redis (a killed node's counts go within ~lease x 4/3)",
 )
+_REDIS_TIMEOUT = VARIABLES.declare(
+    "GATEWAY_REDIS_TIMEOUT_SECONDS",
+    "1",
+    "a Redis call (or connect) slower than this counts as Redis down (at most 2/3 of the node lease)",
+)
+_REDIS_RETRIES = VARIABLES.declare(
+    "GATEWAY_REDIS_RETRIES",
+    "3",
+    "retries of a Redis call whose connection dropped or was refused (backoff 0.1 s doubling, <= 0.5 s)",
+)
 _GRPC_HOST = VARIABLES.declare(
     "GATEWAY_GRPC_HOST", "127.0.0.1", "address of the internal gRPC port (LiveCountService, internal key)"
 )
@@ -182,6 +192,10 @@ class GatewayConfig:
     # Scale-out (docs/socket_gateway.md, "Many gateways on Redis"): off without a URL.
     redis_url: str | None = None
     node_lease_seconds: float = 10.0
+    # Separate from the heartbeat (a third of the lease): how long one Redis call may take before
+    # the node counts Redis as down, and how often a call on a dropped connection is tried again.
+    redis_timeout_seconds: float = 1.0
+    redis_retries: int = 3
     # The internal gRPC port: live counts for the other services (docs/socket_gateway.md, "Live counts
     # over gRPC").
     grpc_host: str = "127.0.0.1"
@@ -210,6 +224,17 @@ class GatewayConfig:
         ingest_target = read_str(env, INGEST_TARGET)
         if ":" not in ingest_target:
             raise ConfigError("INGEST_TARGET", f"expected host:port, got {ingest_target!r}")
+        # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.
+        node_lease_seconds = read_float(env, _NODE_LEASE, minimum=0.5, maximum=20.0)
+        redis_timeout_seconds = read_float(env, _REDIS_TIMEOUT, minimum=0.05, maximum=30.0)
+        if redis_timeout_seconds > node_lease_seconds * 2 / 3:
+            # A heartbeat held up by one slow call for longer would let the node's own lease lapse
+            # while it still counts itself in the cluster.
+            raise ConfigError(
+                "GATEWAY_REDIS_TIMEOUT_SECONDS",
+                f"must be at most 2/3 of GATEWAY_NODE_LEASE_SECONDS ({node_lease_seconds:g} s), "
+                f"got {redis_timeout_seconds:g}",
+            )
         return cls(
             internal_api_keys=read_internal_api_keys(env),
             ingest_target=ingest_target,
@@ -241,8 +266,9 @@ class GatewayConfig:
             listen_backlog=read_int(env, _LISTEN_BACKLOG, minimum=16, maximum=65_535),
             gateway_id=read_str(env, _GATEWAY_ID) or _default_gateway_id(),
             redis_url=_read_redis_url(env),
-            # At most 20 s: a dead node is removed within a lease and a heartbeat (lease/3), under 30 s.
-            node_lease_seconds=read_float(env, _NODE_LEASE, minimum=0.5, maximum=20.0),
+            node_lease_seconds=node_lease_seconds,
+            redis_timeout_seconds=redis_timeout_seconds,
+            redis_retries=read_int(env, _REDIS_RETRIES, minimum=0, maximum=10),
             grpc_host=read_str(env, _GRPC_HOST),
             grpc_port=read_port(env, _GRPC_PORT),
             live_max_streams=read_int(env, _LIVE_MAX_STREAMS, minimum=1, maximum=100_000),

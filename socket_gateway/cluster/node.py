@@ -5,6 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from service_common.supervision import Supervisor
 from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.node_lease import NodeLease
@@ -17,6 +22,34 @@ from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 
 logger = logging.getLogger(__name__)
+
+# A pooled connection idle for longer than this is PINGed before it is used again: one that Redis
+# (or a proxy, or a NAT) has dropped meanwhile is found there and replaced, not on the node's call.
+HEALTH_CHECK_SECONDS = 10
+# Between retries of a call whose connection dropped: 0.1 s, doubling, at most 0.5 s.
+RETRY_BACKOFF = (0.05, 0.5)
+
+
+def redis_client(url: str, timeout_seconds: float, retries: int) -> aioredis.Redis:
+    """The node's Redis client: each call (and each connect) bounded by ``timeout_seconds``, and a
+    call whose connection dropped or was refused tried again ``retries`` times on a new connection.
+
+    redis-py retries nothing by default through ``from_url`` (its pooled connections get no ``Retry``):
+    a connection Redis had closed (a restart, ``CLIENT KILL``, its idle ``timeout``) failed the first
+    call made on it and took the whole node out of the cluster until its next heartbeat. A timeout
+    is not retried: Redis answering slowly is Redis down for this node, and retrying would hold its
+    heartbeat for several timeouts. No I/O here: the client connects on first use.
+    """
+    base, cap = RETRY_BACKOFF
+    retry = Retry(ExponentialBackoff(cap=cap, base=base), retries, supported_errors=(RedisConnectionError,))
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=retry,
+        retry_on_error=[RedisConnectionError],
+        health_check_interval=HEALTH_CHECK_SECONDS,
+    )
 
 
 class ClusterNode:

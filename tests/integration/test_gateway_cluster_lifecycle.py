@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 
 from service_common.timing import SnapshotTiming
+from socket_gateway.cluster.node import redis_client
 from tests.fault_support import ServiceProcess
 from tests.gateway_support import Viewer, gateway_config, running_gateway, stored_snapshots
 from tests.redis_support import (
@@ -251,3 +253,86 @@ async def _with(problem: str, problems: Awaitable[list[str]]) -> bool:
 
 async def _without(problem: str, problems: Awaitable[list[str]]) -> bool:
     return problem not in await problems
+
+
+async def test_dropped_redis_connections_are_retried_and_a_stall_within_the_timeout_keeps_the_node_in(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Proves the node's Redis client retries a call whose pooled connection Redis dropped (``CLIENT
+    KILL``, as a restart or Redis's idle ``timeout`` does) instead of leaving the cluster on it, that
+    a Redis stall shorter than ``GATEWAY_REDIS_TIMEOUT_SECONDS`` (1.2 s against a 1.8 s timeout: the
+    hard-coded 1 s took the node out) is waited for, and that a real stop and restart of Redis is one
+    outage, with the node back in and staying in."""
+    config = gateway_config(
+        tmp_path,
+        redis_url=redis_server.url,
+        node_lease_seconds=3.0,
+        redis_timeout_seconds=1.8,
+        # One retry is what a dropped connection needs; more would only lengthen the outage below.
+        redis_retries=1,
+    )
+    # The test's own client is the node's kind: Redis's restart below drops its connection too.
+    admin = redis_client(redis_server.url, 1.0, 3)
+    async with running_gateway(config) as running:
+        cluster = running.gateway.cluster
+        assert cluster is not None
+        degraded: list[float] = []
+        cluster.health.on_degrade(lambda: degraded.append(time.monotonic()))
+
+        async def in_cluster() -> bool:
+            return cluster.ready and cluster.relay.listening
+
+        await poll(in_cluster, "the node in the cluster")
+        viewer = await running.viewer({"auctionId": "kill-0", "viewerId": "v"})
+        for step in range(1, 5):
+            # Every connection of the node's pool dropped by Redis, then a change the node must write.
+            await admin.client_kill_filter(_type="normal", skipme=True)
+            ack = await viewer.call("joinAuction", {"auctionId": f"kill-{step}"})
+            assert ack["ok"]
+            await poll(functools.partial(_written, admin, f"kill-{step}"), f"join {step} written to Redis")
+        assert degraded == [], "a dropped pooled connection took the node out of the cluster"
+
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            ack = await viewer.call("joinAuction", {"auctionId": "stalled"})
+            assert ack["ok"]
+            # A stall, not an event: Redis is paused for a fixed time, as a slow script would hold it.
+            await asyncio.sleep(1.2)
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await poll(functools.partial(_written, admin, "stalled"), "the join made during the stall written")
+        assert degraded == [], "a Redis stall within GATEWAY_REDIS_TIMEOUT_SECONDS took the node out"
+
+        stopped = time.monotonic()
+        redis_server.stop()
+        await poll(lambda: _not(cluster.ready), "the node degraded while Redis is down")
+        redis_server.start()
+        await poll(in_cluster, "the node back once Redis is up")
+        back = time.monotonic()
+        for step in range(2):
+            await admin.client_kill_filter(_type="normal", skipme=True)
+            ack = await viewer.call("joinAuction", {"auctionId": f"after-{step}"})
+            assert ack["ok"]
+            await poll(functools.partial(_written, admin, f"after-{step}"), f"join {step} after the restart")
+        # A heartbeat (a third of the lease) after the pool was dropped once more.
+        await poll(lambda: _later_than(back + 1.0), "a heartbeat after the return", bound=5.0)
+        assert cluster.ready
+        assert degraded, "the node never noticed Redis was down"
+        assert all(stopped < moment < back for moment in degraded), (
+            "the node dropped out again after re-syncing"
+        )
+    await admin.aclose()
+
+
+async def _written(admin: aioredis.Redis, auction_id: str) -> bool:
+    """Whether Redis holds this node's one connection in ``auction_id``'s room."""
+    return bool(await admin.hlen(f"va:gw:r:{auction_id}:c"))
+
+
+async def _not(condition: bool) -> bool:
+    return not condition
+
+
+async def _later_than(moment: float) -> bool:
+    return time.monotonic() >= moment

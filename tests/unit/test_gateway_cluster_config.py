@@ -14,6 +14,7 @@ def test_without_redis_url_the_gateway_runs_alone() -> None:
     config = GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "REDIS_URL": " "})
     assert config.redis_url is None
     assert config.node_lease_seconds == 10.0
+    assert (config.redis_timeout_seconds, config.redis_retries) == (1.0, 3)
 
 
 def test_redis_url_and_lease_are_read() -> None:
@@ -22,9 +23,12 @@ def test_redis_url_and_lease_are_read() -> None:
             "INTERNAL_API_KEY": KEY,
             "REDIS_URL": "redis://127.0.0.1:6390/2",
             "GATEWAY_NODE_LEASE_SECONDS": "2.5",
+            "GATEWAY_REDIS_TIMEOUT_SECONDS": "1.5",
+            "GATEWAY_REDIS_RETRIES": "0",
         }
     )
     assert (config.redis_url, config.node_lease_seconds) == ("redis://127.0.0.1:6390/2", 2.5)
+    assert (config.redis_timeout_seconds, config.redis_retries) == (1.5, 0)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +39,11 @@ def test_redis_url_and_lease_are_read() -> None:
         # Longer than 20 s would let a dead node count for more than 30 s.
         ("GATEWAY_NODE_LEASE_SECONDS", "25"),
         ("GATEWAY_NODE_LEASE_SECONDS", "0.1"),
+        # More than 2/3 of the default 10 s lease: one slow call would let the node's lease lapse.
+        ("GATEWAY_REDIS_TIMEOUT_SECONDS", "7"),
+        ("GATEWAY_REDIS_TIMEOUT_SECONDS", "0"),
+        ("GATEWAY_REDIS_RETRIES", "11"),
+        ("GATEWAY_REDIS_RETRIES", "-1"),
     ],
 )
 def test_invalid_scale_out_settings_are_refused_naming_the_variable(name: str, value: str) -> None:
