@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from service_common.timing import SnapshotTiming
 from socket_gateway.cluster.node import redis_client
+from socket_gateway.cluster.store import room_key
 from tests.fault_support import ServiceProcess
 from tests.gateway_support import Viewer, gateway_config, running_gateway, stored_snapshots
 from tests.redis_support import (
@@ -327,7 +328,7 @@ async def test_dropped_redis_connections_are_retried_and_a_stall_within_the_time
 
 async def _written(admin: aioredis.Redis, auction_id: str) -> bool:
     """Whether Redis holds this node's one connection in ``auction_id``'s room."""
-    return bool(await admin.hlen(f"va:gw:r:{auction_id}:c"))
+    return bool(await admin.hlen(f"{room_key(auction_id)}:c"))
 
 
 async def _not(condition: bool) -> bool:
