@@ -37,6 +37,7 @@ from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.snapshots.aggregation import SampleSchedule, SnapshotAggregator
 from socket_gateway.snapshots.outbox import Outbox
 from socket_gateway.snapshots.sampler import LocalSampling, Sampler
+from socket_gateway.snapshots.seen_viewers import SeenViewers
 from socket_gateway.snapshots.sender import Backoff, SnapshotSender
 from socket_gateway.transport import library_internals as internals
 from socket_gateway.transport.engineio_websockets import EngineIOWebSockets
@@ -81,6 +82,8 @@ class Gateway:
     live_counts: LiveCountServer | None = None
     # Seller alerts evaluated on the feed (live/alerts.py), on one node of a cluster.
     alerts: AlertService | None = None
+    # Who was seen in each room this interval: the snapshots' unique-viewer sketches.
+    seen_viewers: SeenViewers | None = None
 
     def require_outbox(self) -> Outbox:
         assert self.outbox is not None, "the outbox is opened when the app starts"
@@ -213,6 +216,9 @@ def create_app(
             (clock or SystemClock()).time,
         )
     verifier = ViewerTokenVerifier(config.viewer_token_secret) if config.viewer_token_secret else None
+    # Alone, the gateway sketches who it saw into its snapshots; a cluster's sketches are not merged
+    # across its nodes yet, so its snapshots carry none rather than one node's share.
+    seen_viewers = SeenViewers(registry, verified_ids=verifier is not None) if cluster is None else None
     events = ViewerEvents(
         sio,
         registry,
@@ -239,6 +245,7 @@ def create_app(
         supervisor=Supervisor(),
         cluster=cluster,
         feed=delivery.feed,
+        seen_viewers=seen_viewers,
     )
 
     app = web.Application(
@@ -449,7 +456,7 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway.sampler = Sampler(
         # With REDIS_URL only the sampler lease holder samples, the global counts, fenced.
         ClusterSampling(cluster.sampler) if cluster is not None else LocalSampling(gateway.registry),
-        SnapshotAggregator(schedule, gateway.config.gateway_id),
+        SnapshotAggregator(schedule, gateway.config.gateway_id, gateway.seen_viewers),
         schedule,
         gateway.require_outbox(),
         gateway.clock,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, ItemsView
 from dataclasses import dataclass, field
 
 
@@ -34,6 +35,10 @@ class Membership:
     viewer_id: str | None
 
 
+JoinListener = Callable[[str, str, str | None], None]
+"""Told of every join as it happens: the socket's sid, the auction, its viewer id (None: anonymous)."""
+
+
 class RoomRegistry:
     """Every socket's room and viewer id, and each room's counts, kept exact.
 
@@ -45,6 +50,11 @@ class RoomRegistry:
     def __init__(self) -> None:
         self._members: dict[str, Membership] = {}
         self._rooms: dict[str, _Room] = {}
+        self._join_listeners: list[JoinListener] = []
+
+    def on_join(self, listener: JoinListener) -> None:
+        """Tells ``listener`` of every join from now on, after the counts took it in (never a no-op join)."""
+        self._join_listeners.append(listener)
 
     def join(self, sid: str, auction_id: str, viewer_id: str | None) -> tuple[str | None, bool]:
         """Puts ``sid`` in ``auction_id``'s room, leaving the room it was in.
@@ -66,6 +76,8 @@ class RoomRegistry:
             room.anonymous += 1
         else:
             room.viewers[viewer_id] += 1
+        for listener in self._join_listeners:
+            listener(sid, auction_id, viewer_id)
         return left, True
 
     def leave(self, sid: str) -> str | None:
@@ -101,6 +113,10 @@ class RoomRegistry:
         if room is None:
             return 0, 0, set()
         return room.connections, room.anonymous, set(room.viewers)
+
+    def members(self) -> ItemsView[str, Membership]:
+        """Every socket in a room, by sid, with its room and viewer id (a live view: read it at once)."""
+        return self._members.items()
 
     def active_rooms(self) -> list[str]:
         return list(self._rooms)

@@ -81,6 +81,8 @@ def test_a_minute_of_samples_becomes_one_snapshot() -> None:
             unique_viewers=4,
             partial=False,
             gateway_id="gw-1",
+            # Oldest first, sample i taken at T0 + 5 (i + 1): the per-lot numbers read them so.
+            samples=tuple(viewers),
         )
     ]
 
@@ -95,6 +97,18 @@ def test_a_room_that_opens_mid_minute_counts_only_its_own_samples() -> None:
         closed += sample(aggregator, rooms, T0 + 5 * k)
     (snapshot,) = closed
     assert (snapshot.sample_count, snapshot.min_viewers, snapshot.avg_viewers) == (4, 2, 2.0)
+    # Its four samples were taken on the minute's last four ticks, not its first four, where the wire
+    # contract would put them: it sends none, and is read from its aggregates alone.
+    assert snapshot.samples == ()
+
+
+def test_a_tick_missed_inside_the_minute_leaves_the_samples_out() -> None:
+    aggregator = SnapshotAggregator(SCHEDULE, "gw-1")
+    rooms = Rooms()
+    rooms.set("a1", 3)
+    closed = [s for k in (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12) for s in sample(aggregator, rooms, T0 + 5 * k)]
+    (snapshot,) = closed
+    assert (snapshot.sample_count, snapshot.samples) == (11, ())
 
 
 def test_an_empty_room_sends_one_last_snapshot_after_a_whole_empty_minute_and_is_forgotten() -> None:
@@ -140,6 +154,8 @@ def test_finish_closes_the_current_minute_as_partial_with_a_last_sample() -> Non
     assert (snapshot.minute_start, snapshot.sample_count) == (T0, 4)
     assert (snapshot.viewer_count, snapshot.unique_viewers, snapshot.peak_viewers) == (6, 3, 6)
     assert snapshot.avg_viewers == 3.0
+    # The last sample, taken at T0 + 17.5, stands in the slot of the tick it came before (T0 + 20).
+    assert snapshot.samples == (2, 2, 2, 6)
 
 
 def test_a_missed_boundary_is_closed_by_the_next_sample() -> None:
@@ -151,6 +167,8 @@ def test_a_missed_boundary_is_closed_by_the_next_sample() -> None:
     # The tick on the boundary (T0 + 60) never ran: the loop was stalled.
     closed = sample(aggregator, rooms, T0 + 65)
     assert [(s.minute_start, s.sample_count, s.partial) for s in closed] == [(T0, 11, False)]
+    # Only the last tick is missing: the eleven samples still fall on the minute's first eleven ticks.
+    assert closed[0].samples == (1,) * 11
 
 
 def test_every_snapshot_satisfies_the_ingest_services_invariants() -> None:
@@ -169,6 +187,9 @@ def test_every_snapshot_satisfies_the_ingest_services_invariants() -> None:
         assert s.min_viewers <= s.viewer_count <= s.peak_viewers
         assert s.unique_viewers <= s.viewer_count
         assert s.minute_start % 60 == 0
+        # What the ingest service checks of the samples (ingest_service/sketches.py).
+        assert len(s.samples) == s.sample_count
+        assert (max(s.samples), min(s.samples)) == (s.peak_viewers, s.min_viewers)
 
 
 # No per-example deadline: on a machine loaded by the rest of the suite one example of this pure

@@ -128,6 +128,14 @@ def run(scenario: Scenario, schedule: SampleSchedule) -> Run:
     return record
 
 
+def first_tick_at_or_after(moment: float, start: int, schedule: SampleSchedule) -> int:
+    """The k of the interval's first tick ``start + min(k·s, I)`` at or after ``moment``, counted out."""
+    k = 1
+    while start + min(k * schedule.step, schedule.interval) < moment:
+        k += 1
+    return k
+
+
 def bucket(n: int) -> str:
     return "0" if n == 0 else "1-9" if n < 10 else "10-29" if n < 30 else "30+"
 
@@ -173,6 +181,15 @@ def test_any_sequence_of_samples_closes_into_snapshots_that_hold_exactly_those_s
         assert snapshot.minute_start % scenario.interval == 0
         assert snapshot.partial == (snapshot.minute_start == final_interval)
         assert snapshot.gateway_id == "gw-p"
+        # The samples themselves, oldest first, when sample i was taken on the interval's tick i + 1
+        # (the last may come before its tick: finish's); otherwise none, the aggregates stand alone.
+        moments = sorted(moment for moment, _ in taken)
+        on_ticks = all(
+            first_tick_at_or_after(moment, snapshot.minute_start, schedule) == i + 1
+            for i, moment in enumerate(moments)
+        )
+        assert snapshot.samples == (tuple(viewers) if on_ticks else ()), (moments, snapshot)
+        event(f"samples: {'carried' if snapshot.samples else 'left out'}")
 
     # Which rooms are sampled: the active ones and those still tracked. A room is tracked from its
     # first sample until an interval in which all its samples were empty closes; a discard forgets

@@ -1,0 +1,123 @@
+"""The gateway's samples and unique-viewer sketches, end to end: real Socket.IO viewers join a real
+gateway, its snapshots reach a real ingest service, and a real GraphQL API answers from them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import jwt
+import pytest
+from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
+
+from ingest_service.storage.snapshot_details import decode_samples
+from tests.conftest import RunningIngest
+from tests.gateway_support import (
+    ManualClock,
+    Viewer,
+    gateway_config,
+    running_gateway,
+    stored_snapshots,
+    wait_until,
+)
+from tests.graphql_support import RunningGraphQL, graphql_config, running_graphql, seller_token
+from tests.integration.test_ingest_auction_events import closed, opened, record
+
+TOKEN_SECRET = "s" * 40
+AUDIENCE_QUERY = """
+query Audience($id: ID!) {
+  auction(id: $id) {
+    viewerAnalytics { summary { snapshotCount uniqueViewers } }
+    funnel { uniqueViewers identifiedViewers }
+    lots { lotId viewersAtOpen viewersAtClose peakViewers resolution }
+  }
+}
+"""
+
+
+@pytest.fixture
+async def api(ingest: RunningIngest) -> AsyncIterator[RunningGraphQL]:
+    async with running_graphql(graphql_config(ingest.target), ingest.clock) as running:
+        yield running
+
+
+def viewer_token(subject: str) -> str:
+    return jwt.encode({"sub": subject, "exp": int(time.time()) + 600}, TOKEN_SECRET, algorithm="HS256")
+
+
+async def audience_of(api: RunningGraphQL, auction_id: str) -> dict[str, object]:
+    answer = await api.execute(AUDIENCE_QUERY, {"id": auction_id}, token=seller_token(auction_id))
+    assert answer.errors == []
+    auction: dict[str, object] = answer.data["auction"]
+    return auction
+
+
+async def test_unique_viewers_and_per_lot_samples_from_what_the_gateway_saw(
+    api: RunningGraphQL, ingest: RunningIngest, tmp_path: Path
+) -> None:
+    client = ingest.client()
+    for auction_id in ("signed-in", "open"):
+        await client.set_analytics(auction_id, True)
+    start = int(ingest.clock.now)  # a whole minute
+
+    # Viewer tokens on: every viewer is identified by its token's subject.
+    config = gateway_config(
+        tmp_path, ingest_target=ingest.target, viewer_token_secret=TOKEN_SECRET, gateway_id="gw-signed"
+    )
+    async with running_gateway(config, ManualClock(ingest.clock)) as gateway:
+        registry = gateway.gateway.registry
+
+        async def join(subject: str) -> Viewer:
+            viewer = await gateway.viewer({"auctionId": "signed-in", "token": viewer_token(subject)})
+            await viewer.wait_for(registry.counts("signed-in").viewer_count)
+            return viewer
+
+        await join("alice")
+        await join("alice")  # a second tab
+        bob = await join("bob")
+        await gateway.step(10)
+        # carol comes and goes between two ticks: in no sample, yet one of the minute's viewers.
+        carol = await gateway.viewer({"auctionId": "signed-in", "token": viewer_token("carol")})
+        await carol.disconnect()
+        await wait_until(lambda: registry.counts("signed-in").viewer_count == 3, "carol gone")
+        await gateway.step(10)
+        await join("dave")
+        await gateway.step(40)
+        await bob.disconnect()  # in the second minute
+        await gateway.step(60)
+        await gateway.delivered()
+
+    rows = stored_snapshots(ingest.config.sqlite_path, "signed-in")
+    assert [(row["minute_start"], decode_samples(row["samples"])) for row in rows] == [
+        (start, (3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4)),
+        (start + 60, (3,) * 12),
+    ]
+    acks = await record(
+        client,
+        opened("o-1", start + 12, "lot-1", auction="signed-in"),
+        closed("c-1", start + 41, "lot-1", events_pb2.LOT_OUTCOME_PASSED, auction="signed-in"),
+    )
+    assert all(ack.outcome == events_pb2.AUCTION_EVENT_OUTCOME_STORED for ack in acks), acks
+
+    # No viewer tokens: ids are only claimed (anonymous), and a socket without one counts alone.
+    config = gateway_config(tmp_path / "open", ingest_target=ingest.target, gateway_id="gw-open")
+    (tmp_path / "open").mkdir()
+    async with running_gateway(config, ManualClock(ingest.clock)) as gateway:
+        for auth in ({"viewerId": "v1"}, {"viewerId": "v1"}, {}, {}):
+            viewer = await gateway.viewer({"auctionId": "open", **auth})
+        await viewer.wait_for(4, unique_viewers=3)
+        await gateway.step(60)
+        await gateway.delivered()
+
+    signed_in = await audience_of(api, "signed-in")
+    # alice, bob, carol, dave: exact at this size (the sketch's estimate rounds to it).
+    assert signed_in["viewerAnalytics"] == {"summary": {"snapshotCount": 2, "uniqueViewers": 4}}
+    assert signed_in["funnel"] == {"uniqueViewers": 4, "identifiedViewers": 4}
+    # Viewers at the lot's open (start + 12) and close (start + 41) from the nearest 5-second samples.
+    assert signed_in["lots"] == [
+        {"lotId": "lot-1", "viewersAtOpen": 3, "viewersAtClose": 4, "peakViewers": 4, "resolution": "SAMPLES"}
+    ]
+    open_auction = await audience_of(api, "open")
+    assert open_auction["viewerAnalytics"] == {"summary": {"snapshotCount": 1, "uniqueViewers": 3}}
+    assert open_auction["funnel"] == {"uniqueViewers": 3, "identifiedViewers": 0}
