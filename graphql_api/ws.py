@@ -12,11 +12,15 @@ from typing import Any
 
 import jwt
 from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import NextMessage, SubscribeMessage
 
 from graphql_api.auth import LEEWAY_SECONDS, InvalidToken, Principal, TokenVerifier, bearer_token
 from graphql_api.context import Context
+from graphql_api.subscriptions.shared_events import SharedSubscriber, subscriber_context
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +115,31 @@ class SharedDataEncoder:
         return f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{{"data":{entry[1]}}}}}'
 
 
+class _OperationNext:
+    """Sends ``next`` messages of one operation as Strawberry's own ``send_next`` would for a result
+    with data only, while the operation is the one registered under its id and not completed."""
+
+    __slots__ = ("handler", "operation", "operation_id")
+
+    def __init__(self, handler: LimitedTransportWSHandler, operation_id: str) -> None:
+        self.handler = handler
+        self.operation_id = operation_id
+        self.operation: Operation[Context, None] | None = None
+
+    async def __call__(self, data: dict[str, Any] | None) -> bool:
+        operation = self.operation
+        if (
+            operation is None
+            or operation.completed
+            or self.handler.operations.get(self.operation_id) is not operation
+        ):
+            return False
+        await operation.send_operation_message(
+            NextMessage(id=self.operation_id, type="next", payload={"data": data})
+        )
+        return True
+
+
 class OpenConnections:
     """The WebSocket connections being served, so that a stop can close them at once."""
 
@@ -188,7 +217,14 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             error = GraphQLError(ONLY_SUBSCRIPTIONS, extensions={"code": "BAD_USER_INPUT"})
             await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
             return
-        await super().handle_subscribe(message)
+        # The operation's task (created by Strawberry in there) inherits its SharedSubscriber.
+        sender = _OperationNext(self, message["id"])
+        undo = subscriber_context(SharedSubscriber(sender))
+        try:
+            await super().handle_subscribe(message)
+        finally:
+            undo()
+        sender.operation = self.operations.get(message["id"])
         self._operations_changed.set()
 
     def forget_id(self, id: str) -> None:

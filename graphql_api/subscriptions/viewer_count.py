@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from graphql_api.context import Context
 from graphql_api.subscriptions.access import authorized_auction, subscription_slot
+from graphql_api.subscriptions.shared_events import current_subscriber
 from graphql_api.types.live import ViewerCount
 
 
@@ -18,11 +19,16 @@ async def subscribe_viewer_count(
     principal, auction = authorized_auction(info, auction_id)
     live = info.context.live_counts
     assert live is not None, "the live counts are opened when the app starts"
+    # Over a WebSocket, each event already executed for this document is sent directly (once per
+    # subscriber, shared_events.py); only the others go through graphql-core and Strawberry.
+    shared = current_subscriber()
     with subscription_slot(info, principal):
         subscription = live.subscribe(auction)
         try:
             while True:
-                yield ViewerCount.of(await subscription.next())
+                event = ViewerCount.of(await subscription.next())
+                if shared is None or not await shared.deliver(event):
+                    yield event
         finally:
             live.unsubscribe(subscription)
 

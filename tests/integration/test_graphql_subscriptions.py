@@ -312,22 +312,40 @@ async def test_subscribers_with_different_selections_of_one_auction_each_get_the
     tmp_path: Path,
 ) -> None:
     """Proves the execution shared between the subscribers of one event is per document: a subscriber
-    asking for fewer fields gets those fields only, one asking for all gets all of them."""
+    asking for fewer fields gets those fields only, one asking for all gets all of them; and that the
+    subscribers of one document get the same message (the first executes the event, the others are
+    sent its result directly), each under its own operation id."""
     narrow_query = "subscription ($id: ID!) { viewerCount(auctionId: $id) { viewerCount } }"
     async with (
         rig(tmp_path) as stack,
         stack.client(admin_token()) as full,
         stack.client(admin_token()) as narrow,
+        stack.client(admin_token()) as full_too,
     ):
         full_op = await full.subscribe("mixed")
         await narrow.subscribe("mixed", query=narrow_query)
+        full_too_op = await full_too.subscribe("mixed")
+        assert full_too_op == full_op == "1"
+        await full_too.subscribe("mixed", query=narrow_query)
         await counts_until(full, full_op, 0, 0)
         first = await narrow.receive()
         assert first["payload"]["data"] == {"viewerCount": {"viewerCount": 0}}
+        for _ in range(2):  # the first counts of both its operations
+            assert (await full_too.receive())["type"] == "next"
         viewer = await stack.gateway.viewer({"auctionId": "mixed", "viewerId": "v"})
         (seen,) = await counts_until(full, full_op, 1, 1)
         assert set(seen) == {"auctionId", "viewerCount", "uniqueViewers", "at"}
         assert (await narrow.receive())["payload"]["data"] == {"viewerCount": {"viewerCount": 1}}
+        received = {}
+        for _ in range(2):
+            message = await full_too.receive()
+            received[message["id"]] = message
+        assert received["1"] == {"id": "1", "type": "next", "payload": {"data": {"viewerCount": seen}}}
+        assert received["2"] == {
+            "id": "2",
+            "type": "next",
+            "payload": {"data": {"viewerCount": {"viewerCount": 1}}},
+        }
         await viewer.disconnect()
 
 
