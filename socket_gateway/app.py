@@ -538,6 +538,9 @@ async def _close_interval_and_flush(app: web.Application) -> None:
         await gateway.cluster.close()
     await gateway.broadcaster.close()
     await gateway.sio.shutdown()
+    # Long-polling connections kept between requests close now, and each pending poll's answer below
+    # closes its own.
+    gateway.websockets.stop_keeping_alive()
     # Closing the sockets now lets the web server stop at once instead of waiting for every
     # WebSocket handler until its shutdown timeout. Not with eio.disconnect(): it waits until each
     # socket's CLOSE packet is taken, and a polling client between two polls (or gone without a

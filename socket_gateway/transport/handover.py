@@ -1,12 +1,15 @@
-"""The gateway's listener: each accepted connection's request head read, then a session of its own or aiohttp.
+"""The gateway's listener: each accepted connection's request heads read, then served here or by aiohttp.
 
 Viewers connect with ``transports: ["websocket"]`` (the dashboard does): one HTTP upgrade, then
 frames. The listening socket's protocol reads the request head itself; a new Engine.IO 4 session
 asking for the WebSocket transport is served on the same connection by a ``WebSocketSession``
-(``websocket.py``) from then on. Anything else — polling, an upgrade of a polling session, a
-WebSocket with per-message deflate when compression is configured, probes, metrics, any request
-this does not recognise — is handed, with the bytes read so far, to aiohttp's own protocol, which
-serves it as before (python-engineio's sessions, bounded by ``session_guard.py``).
+(``websocket.py``) from then on. A plain long-polling request (socket.io-client's default transports
+start with them) is answered here too, by python-engineio without aiohttp around it
+(``polling.py``), and the connection is kept for its next request. Anything else — an upgrade of a
+polling session, a WebSocket with per-message deflate when compression is configured, probes,
+metrics, any request this does not recognise — is handed, with the bytes read so far, to aiohttp's
+own protocol, which serves it and the rest of the connection as before (python-engineio's sessions,
+bounded by ``session_guard.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ from service_common.log_limits import RateLimitedLog
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.transport import library_internals as internals
 from socket_gateway.transport.malformed_frames import MalformedFrameLog
+from socket_gateway.transport.polling import (
+    PollingRequest,
+    encode_response,
+    parse_polling_request,
+    plain_response,
+    with_body,
+)
 from socket_gateway.transport.websocket import WebSocketSession
 
 logger = logging.getLogger(__name__)
@@ -35,6 +45,11 @@ MAX_HEAD_BYTES = 8190
 # A peer that sends no complete request head in this time is dropped (aiohttp keeps such a
 # connection until its keep-alive timeout, 75 s).
 HEAD_TIMEOUT_SECONDS = 10.0
+# What a refused handshake is answered (as the aiohttp middleware answers one it refuses).
+_RATE_LIMITED_BODY = b'{"error": "too many connections; retry later"}'
+_INTERNAL_ERROR = plain_response(
+    "500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")], b"500 Internal Server Error"
+)
 # Count updates are ~90 bytes, coalesced per room: a megabyte unsent means the peer stopped
 # reading minutes ago. Its connection is dropped instead of growing without bound.
 DEFAULT_MAX_UNSENT_BYTES = 1024 * 1024
@@ -133,7 +148,10 @@ class WebSocketEndpoint:
         max_unsent_bytes: a session whose peer leaves more than this unread is dropped.
         head_timeout_seconds: a connection that has not sent its request head by then is dropped.
         connections: counts every connection per address (refusing those over the cap), whoever
-            serves it; a guard with the default limits if None.
+            serves it; a guard with the default limits if None. Its idle timeout also bounds how
+            long a connection kept after a long-polling answer waits for its next request.
+        serve_polling: answer plain long-polling requests here (``polling.py``) instead of handing
+            them to aiohttp.
     """
 
     def __init__(
@@ -148,6 +166,7 @@ class WebSocketEndpoint:
         max_unsent_bytes: int = DEFAULT_MAX_UNSENT_BYTES,
         head_timeout_seconds: float = HEAD_TIMEOUT_SECONDS,
         connections: ConnectionGuard | None = None,
+        serve_polling: bool = True,
     ) -> None:
         self.eio = eio
         self.socketio_paths = frozenset(socketio_paths)
@@ -158,6 +177,13 @@ class WebSocketEndpoint:
         self.max_unsent_bytes = max_unsent_bytes
         self.head_timeout_seconds = head_timeout_seconds
         self.connections = connections or ConnectionGuard(ConnectionLimits())
+        self.serve_polling = serve_polling
+        if serve_polling:
+            internals.install_plain_requests(eio)
+        # The connections this listener serves itself between requests (not those handed on).
+        self._connections: set[_Connection] = set()
+        # Set at shutdown: every answer then closes its connection.
+        self.closing = False
         # Lines a client can cause, per cause (a flood of peers that stop reading writes a few).
         self.log = RateLimitedLog(logger, interval_seconds=10.0, burst=10)
         metrics.rate_limited_logs["websocket_transport"] = self.log
@@ -177,6 +203,19 @@ class WebSocketEndpoint:
         """A protocol for one accepted connection; what is not served here goes to ``http_protocol()``."""
         return _Connection(self, http_protocol)
 
+    def polling_request(self, head: bytes, peer: tuple[str, int] | None) -> PollingRequest | None:
+        """The plain long-polling request in this head, if it is to be answered here."""
+        eio = self.eio
+        if not self.serve_polling or "polling" not in eio.transports:
+            return None
+        return parse_polling_request(head, self.socketio_paths, eio.max_http_buffer_size, peer)
+
+    def stop_keeping_alive(self) -> None:
+        """At shutdown: closes connections idle between requests; each answer from now on closes its own."""
+        self.closing = True
+        for connection in list(self._connections):
+            connection.close_if_idle()
+
     def accepts(self, request: UpgradeRequest, environ: dict[str, Any]) -> bool:
         """Whether this request is served here; a refusal is left to aiohttp, which explains it."""
         eio = self.eio
@@ -188,7 +227,11 @@ class WebSocketEndpoint:
 
 
 class _Connection(asyncio.Protocol):
-    """An accepted connection until its request head is read: then a session, or aiohttp's."""
+    """An accepted connection while its request heads are read here: then a session, or aiohttp's.
+
+    Long-polling requests are answered here one at a time, in the order they arrive; between them the
+    connection waits for its next request head, as long as the idle timeout allows.
+    """
 
     def __init__(self, endpoint: WebSocketEndpoint, http_protocol: Callable[[], asyncio.Protocol]) -> None:
         self._endpoint = endpoint
@@ -199,6 +242,9 @@ class _Connection(asyncio.Protocol):
         # The peer's address while this protocol answers for the connection's place in the guard's
         # count; None once it is handed to a session or to aiohttp (they release it), or if refused.
         self._address: str | None = None
+        # The long-polling request being answered; later bytes wait in the buffer meanwhile.
+        self._answering: asyncio.Task[None] | None = None
+        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -206,6 +252,7 @@ class _Connection(asyncio.Protocol):
         self._address = self._endpoint.connections.admit(transport)
         if self._address is None:
             return  # over the per-address cap: answered and closing
+        self._endpoint._connections.add(self)
         self._head_timer = asyncio.get_running_loop().call_later(
             self._endpoint.head_timeout_seconds, transport.abort
         )
@@ -213,28 +260,51 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
+        self._endpoint._connections.discard(self)
         if self._address is not None:
             self._endpoint.connections.release(self._address)
             self._address = None
+
+    def close_if_idle(self) -> None:
+        """Closes the connection unless a request is being answered (that answer closes it)."""
+        if self._answering is None and self._transport is not None:
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._address is None:
             return  # refused
         buffer = self._buffer
         buffer += data
+        if self._answering is not None:
+            # One request at a time (HTTP/1.1 pipelining): what comes meanwhile waits, bounded.
+            if len(buffer) > MAX_HEAD_BYTES + self._endpoint.eio.max_http_buffer_size and not self._paused:
+                self._paused = True
+                assert self._transport is not None
+                self._transport.pause_reading()
+            return
+        self._read_request()
+
+    def _read_request(self) -> None:
+        buffer = self._buffer
         end = buffer.find(b"\r\n\r\n")
         if end < 0 or end > MAX_HEAD_BYTES:
             if end > MAX_HEAD_BYTES or len(buffer) > MAX_HEAD_BYTES:
                 self._hand_over()  # aiohttp refuses a head this long
             return
         endpoint = self._endpoint
-        request = parse_new_session_upgrade(bytes(buffer[:end]), endpoint.socketio_paths)
+        head = bytes(buffer[:end])
+        request = parse_new_session_upgrade(head, endpoint.socketio_paths)
         transport = self._transport
         assert transport is not None
-        if request is None:
-            self._hand_over()
-            return
         peer = transport.get_extra_info("peername")
+        if request is None:
+            polling = endpoint.polling_request(head, peer[:2] if peer else None)
+            # A body still on its way is read by aiohttp, whose partial-request timeout bounds it.
+            if polling is None or len(buffer) < end + 4 + polling.content_length:
+                self._hand_over()
+                return
+            self._answer_polling(polling, end + 4)
+            return
         environ = environ_of(request, peer[:2] if peer else None)
         if not endpoint.accepts(request, environ):
             self._hand_over()
@@ -242,13 +312,14 @@ class _Connection(asyncio.Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
         if not endpoint.admit(environ["REMOTE_ADDR"] or "unknown"):
-            body = b'{"error": "too many connections; retry later"}'
             transport.write(
                 b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (len(_RATE_LIMITED_BODY), _RATE_LIMITED_BODY)
             )
             transport.close()
             return
+        endpoint._connections.discard(self)
         session = WebSocketSession(endpoint, transport, request, environ, self._address)
         self._address = None
         transport.set_protocol(session)
@@ -256,12 +327,60 @@ class _Connection(asyncio.Protocol):
         if rest:
             session.data_received(rest)
 
+    def _answer_polling(self, request: PollingRequest, body_start: int) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        buffer = self._buffer
+        body_end = body_start + request.content_length
+        body = bytes(buffer[body_start:body_end])
+        del buffer[:body_end]
+        endpoint = self._endpoint
+        environ = with_body(request, body)
+        if request.handshake and not endpoint.admit(environ["REMOTE_ADDR"] or "unknown"):
+            headers = [("Content-Type", "application/json; charset=utf-8")]
+            headers += internals.cors_headers_of(endpoint.eio, environ)
+            refusal = plain_response("429 Too Many Requests", headers, _RATE_LIMITED_BODY)
+            self._respond(refusal, keep_alive=request.keep_alive)
+            return
+        self._answering = asyncio.get_running_loop().create_task(self._answer(environ, request.keep_alive))
+
+    async def _answer(self, environ: dict[str, Any], keep_alive: bool) -> None:
+        try:
+            response = await internals.handle_plain_request(self._endpoint.eio, environ)
+        except Exception:
+            # A fault of the gateway's, not of the client's request: aiohttp answers such a one 500 too.
+            self._endpoint.http_log.exception("polling_error", "Error handling a long-polling request")
+            response, keep_alive = _INTERNAL_ERROR, False
+        self._answering = None
+        self._respond(response, keep_alive=keep_alive)
+
+    def _respond(self, response: internals.PlainResponse, *, keep_alive: bool) -> None:
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            return  # the client went away while its request was answered
+        keep_alive = keep_alive and not self._endpoint.closing
+        transport.write(encode_response(response, keep_alive=keep_alive))
+        if not keep_alive:
+            transport.close()
+            return
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self._endpoint.connections.limits.idle_timeout_seconds, transport.close
+        )
+        if self._buffer:
+            self._read_request()
+
     def _hand_over(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
         transport = self._transport
         assert transport is not None
         assert self._address is not None
+        self._endpoint._connections.discard(self)
         http = self._endpoint.connections.track(self._http_protocol(), self._address)
         self._address = None
         transport.set_protocol(http)

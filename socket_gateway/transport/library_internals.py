@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import engineio  # type: ignore[import-untyped]
 import socketio  # type: ignore[import-untyped]
@@ -128,6 +128,16 @@ def cors_headers(eio: engineio.AsyncServer, request: web.Request) -> list[tuple[
     return headers
 
 
+def cors_headers_of(eio: engineio.AsyncServer, environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """The CORS headers python-engineio would put on its answer to a request with this environ.
+
+    Uses ``AsyncServer._cors_headers(environ)``, as :func:`cors_headers` does, for a long-polling
+    request the gateway read itself: its refused handshake's 429 carries them as aiohttp's does.
+    """
+    headers: list[tuple[str, str]] = eio._cors_headers(environ)
+    return headers
+
+
 def websocket_driver(eio: engineio.AsyncServer) -> Any:
     """The WebSocket driver this Engine.IO server builds for a session's WebSocket.
 
@@ -146,6 +156,55 @@ def install_websocket_driver(eio: engineio.AsyncServer, driver: Callable[[Any, A
     changed in place (a second gateway in one process, as the tests run, keeps its own).
     """
     eio._async = {**eio._async, "websocket": driver}
+
+
+class PlainResponse(NamedTuple):
+    """python-engineio's answer to a request the gateway read itself: status line text, headers, body."""
+
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+# Marks an environ built by the gateway's own HTTP reading (``transport/polling.py``), not by aiohttp.
+PLAIN_REQUEST = "gateway.plain_request"
+
+
+def install_plain_requests(eio: engineio.AsyncServer) -> None:
+    """Lets ``eio.handle_request(environ)`` answer a request the gateway read itself (:class:`PlainResponse`).
+
+    Uses ``AsyncServer._async["translate_request"]`` and ``["make_response"]``, the aiohttp mode's
+    adapters, which ``AsyncServer.handle_request(*args)`` calls (synchronously, as they are) to turn
+    its argument into a WSGI environ and its answer (``status``, ``headers``, ``payload``, ``environ``)
+    into a response. Replaced on this server only, as :func:`install_websocket_driver` does: an environ
+    marked with :data:`PLAIN_REQUEST` passes through and is answered with a ``PlainResponse``; an
+    aiohttp request still goes through python-engineio's own adapters.
+    """
+    table = eio._async
+    translate, make = table["translate_request"], table["make_response"]
+
+    def translate_request(*args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], dict) and PLAIN_REQUEST in args[0]:
+            return args[0]
+        return translate(*args, **kwargs)
+
+    def make_response(status: str, headers: list[tuple[str, str]], payload: bytes, environ: Any) -> Any:
+        if PLAIN_REQUEST in environ:
+            return PlainResponse(status, headers, payload)
+        return make(status, headers, payload, environ)
+
+    eio._async = {**table, "translate_request": translate_request, "make_response": make_response}
+
+
+async def handle_plain_request(eio: engineio.AsyncServer, environ: dict[str, Any]) -> PlainResponse:
+    """python-engineio's answer to a polling request the gateway read itself (``AsyncServer.handle_request``).
+
+    The environ carries :data:`PLAIN_REQUEST`; :func:`install_plain_requests` must have been called.
+    """
+    response = await eio.handle_request(environ)
+    if not isinstance(response, PlainResponse):
+        raise TypeError(f"python-engineio answered a plain request with {type(response).__name__}")
+    return response
 
 
 def install_queue_factory(eio: engineio.AsyncServer, factory: Callable[[], asyncio.Queue[Any]]) -> None:

@@ -153,6 +153,39 @@ def test_the_websocket_driver_table_is_replaced_for_one_server_only() -> None:
     )
 
 
+async def test_plain_requests_are_answered_with_plain_responses_and_aiohttps_as_before() -> None:
+    """install_plain_requests replaces _async["translate_request"] / ["make_response"] on one server:
+    a marked environ is answered with a PlainResponse; an aiohttp request, on a real server, as before."""
+    eio = engineio_server(cors_allowed_origins=["https://shop.test"], cors_credentials=True)
+    other = engineio_server()
+    internals.install_plain_requests(eio)
+    assert other._async is engineio_aiohttp._async  # the shared table is left alone
+    assert engineio_aiohttp._async["translate_request"] is engineio_aiohttp.translate_request
+    plain = {
+        internals.PLAIN_REQUEST: True,
+        **environ(origin="https://shop.test"),
+        "QUERY_STRING": "EIO=4&transport=polling",
+        "PATH_INFO": "/engine.io/",
+    }
+    answer = await internals.handle_plain_request(eio, plain)
+    assert answer.status == "200 OK"
+    assert answer.body.startswith(b"0{")
+    assert ("Access-Control-Allow-Origin", "https://shop.test") in answer.headers
+    assert internals.cors_headers_of(eio, plain) == [
+        ("Access-Control-Allow-Origin", "https://shop.test"),
+        ("Access-Control-Allow-Credentials", "true"),
+    ]
+    refused = await internals.handle_plain_request(eio, {**plain, "QUERY_STRING": "EIO=3&transport=polling"})
+    assert refused.status.startswith("400")
+    # What handle_request calls them with: translate_request(*args), make_response(status, headers,
+    # payload, environ), both looked up in self._async.
+    assert "self._async['translate_request']" in inspect.getsource(engineio.AsyncServer.handle_request)
+    assert "self._async['make_response']" in inspect.getsource(engineio.AsyncServer._make_response)
+    async with served(eio) as url, aiohttp.ClientSession() as http:
+        sid = await polling_handshake(http, url)
+        assert sid in eio.sockets
+
+
 def test_the_queue_factory_makes_every_new_sessions_queue() -> None:
     eio = engineio_server()
     made: list[asyncio.Queue[Any]] = []
