@@ -65,6 +65,11 @@ _READ_PREFERENCE = VARIABLES.declare(
 _SQLITE_PATH = VARIABLES.declare(
     "ANALYTICS_SQLITE_PATH", DEFAULT_SQLITE_PATH, "the embedded SQLite file without MONGODB_URI"
 )
+_SQLITE_BUSY_TIMEOUT = VARIABLES.declare(
+    "ANALYTICS_SQLITE_BUSY_TIMEOUT_SECONDS",
+    "5",
+    "how long a SQLite statement waits for another process's lock before the call is UNAVAILABLE",
+)
 VARIABLES.include(RETENTION_DAYS)
 _SHUTDOWN_GRACE = VARIABLES.declare(
     "INGEST_SHUTDOWN_GRACE_SECONDS", "10", "how long SIGTERM waits for in-flight batches"
@@ -142,6 +147,7 @@ class IngestConfig:
     mongodb_uri: str | None = None
     mongodb_server_selection_timeout_seconds: float = 5.0
     sqlite_path: str = DEFAULT_SQLITE_PATH
+    sqlite_busy_timeout_seconds: float = 5.0
     retention_days: int = 90
     timing: SnapshotTiming = field(default_factory=SnapshotTiming)
     shutdown_grace_seconds: float = 10.0
@@ -168,6 +174,7 @@ class IngestConfig:
                 env, _MONGODB_TIMEOUT, minimum=0.1, maximum=120.0
             ),
             sqlite_path=read_str(env, _SQLITE_PATH),
+            sqlite_busy_timeout_seconds=read_float(env, _SQLITE_BUSY_TIMEOUT, minimum=0.0, maximum=300.0),
             retention_days=read_int(env, RETENTION_DAYS, minimum=1, maximum=3650),
             timing=SnapshotTiming.from_env(env),
             shutdown_grace_seconds=read_float(env, _SHUTDOWN_GRACE, minimum=0.0, maximum=300.0),

@@ -396,7 +396,10 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     gateway.outbox = await Outbox.open(
-        gateway.config.outbox_path, gateway.config.outbox_max_snapshots, gateway.metrics
+        gateway.config.outbox_path,
+        gateway.config.outbox_max_snapshots,
+        gateway.metrics,
+        busy_timeout_seconds=gateway.config.outbox_busy_timeout_seconds,
     )
     gateway.supervisor.start("outbox-writer", gateway.outbox.run_writer)
     yield

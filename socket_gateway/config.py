@@ -52,6 +52,11 @@ _OUTBOX_PATH = VARIABLES.declare(
     "OUTBOX_PATH", DEFAULT_OUTBOX_PATH, "the durable outbox (one file per gateway process)"
 )
 _OUTBOX_MAX = VARIABLES.declare("OUTBOX_MAX_SNAPSHOTS", "100000", "the outbox's cap, snapshots")
+_OUTBOX_BUSY_TIMEOUT = VARIABLES.declare(
+    "OUTBOX_BUSY_TIMEOUT_SECONDS",
+    "5",
+    "how long an outbox write waits for another process's lock on the file before it fails",
+)
 _SEND_BATCH = VARIABLES.declare(
     "GATEWAY_SEND_BATCH_SIZE", "500", "snapshots per batch sent to the ingest service"
 )
@@ -170,6 +175,7 @@ class GatewayConfig:
     count_update_interval_ms: int = 500
     outbox_path: str = DEFAULT_OUTBOX_PATH
     outbox_max_snapshots: int = 100_000
+    outbox_busy_timeout_seconds: float = 5.0
     send_batch_size: int = 500
     shutdown_flush_seconds: float = 5.0
     max_payload_bytes: int = 16 * 1024
@@ -246,6 +252,7 @@ class GatewayConfig:
             count_update_interval_ms=read_int(env, _COUNT_UPDATE_INTERVAL, minimum=10, maximum=60_000),
             outbox_path=read_str(env, _OUTBOX_PATH),
             outbox_max_snapshots=read_int(env, _OUTBOX_MAX, minimum=1, maximum=100_000_000),
+            outbox_busy_timeout_seconds=read_float(env, _OUTBOX_BUSY_TIMEOUT, minimum=0.0, maximum=300.0),
             send_batch_size=read_int(env, _SEND_BATCH, minimum=1, maximum=5_000),
             shutdown_flush_seconds=read_float(env, _SHUTDOWN_FLUSH, minimum=0.0, maximum=300.0),
             max_payload_bytes=read_int(env, _MAX_PAYLOAD, minimum=1024, maximum=1024 * 1024),

@@ -31,7 +31,10 @@ async def open_store(config: IngestConfig, clock: Callable[[], float] = time.tim
             settings=config.mongodb,
         )
     return await SqliteSnapshotStore.open(
-        config.sqlite_path, retention_days=config.retention_days, clock=clock
+        config.sqlite_path,
+        retention_days=config.retention_days,
+        clock=clock,
+        busy_timeout_ms=round(config.sqlite_busy_timeout_seconds * 1000),
     )
 
 
