@@ -20,6 +20,7 @@ from socket_gateway.clock import Clock, SystemClock
 from socket_gateway.cluster.node import ClusterNode, redis_client
 from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.sampling import ClusterSampling
+from socket_gateway.cluster.sketches import ClusterSketches, SketchedSampling
 from socket_gateway.cluster.store import RedisCounts
 from socket_gateway.config import GatewayConfig
 from socket_gateway.live.alerts import AlertService
@@ -36,7 +37,7 @@ from socket_gateway.live.rooms import RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.snapshots.aggregation import SampleSchedule, SnapshotAggregator
 from socket_gateway.snapshots.outbox import Outbox
-from socket_gateway.snapshots.sampler import LocalSampling, Sampler
+from socket_gateway.snapshots.sampler import LocalSampling, Sampler, SamplingStrategy
 from socket_gateway.snapshots.seen_viewers import SeenViewers
 from socket_gateway.snapshots.sender import Backoff, SnapshotSender
 from socket_gateway.transport import library_internals as internals
@@ -71,6 +72,9 @@ class Gateway:
     # Every long-lived task of the gateway runs under it: a failure is logged, counted, retried, and
     # keeps /readyz off while it lasts.
     supervisor: Supervisor
+    # Who was seen in each room this interval: the snapshots' unique-viewer sketches (with REDIS_URL,
+    # this node's share of them).
+    seen_viewers: SeenViewers
     outbox: Outbox | None = None
     channel: grpc.aio.Channel | None = None
     sender: SnapshotSender | None = None
@@ -82,8 +86,6 @@ class Gateway:
     live_counts: LiveCountServer | None = None
     # Seller alerts evaluated on the feed (live/alerts.py), on one node of a cluster.
     alerts: AlertService | None = None
-    # Who was seen in each room this interval: the snapshots' unique-viewer sketches.
-    seen_viewers: SeenViewers | None = None
 
     def require_outbox(self) -> Outbox:
         assert self.outbox is not None, "the outbox is opened when the app starts"
@@ -216,9 +218,7 @@ def create_app(
             (clock or SystemClock()).time,
         )
     verifier = ViewerTokenVerifier(config.viewer_token_secret) if config.viewer_token_secret else None
-    # Alone, the gateway sketches who it saw into its snapshots; a cluster's sketches are not merged
-    # across its nodes yet, so its snapshots carry none rather than one node's share.
-    seen_viewers = SeenViewers(registry, verified_ids=verifier is not None) if cluster is None else None
+    seen_viewers = SeenViewers(registry, verified_ids=verifier is not None)
     events = ViewerEvents(
         sio,
         registry,
@@ -456,10 +456,25 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     schedule = SampleSchedule(gateway.config.timing)
     cluster = gateway.cluster
+    strategy: SamplingStrategy = LocalSampling(gateway.registry)
+    if cluster is not None:
+        # With REDIS_URL only the sampler lease holder samples, the global counts, fenced; every node's
+        # share of the unique-viewer sketches is merged into what it closes.
+        sketches = ClusterSketches(
+            cluster.store.client,
+            gateway.config.gateway_id,
+            gateway.seen_viewers,
+            schedule,
+            cluster.health,
+            cluster.store.prefix,
+        )
+        strategy = SketchedSampling(ClusterSampling(cluster.sampler), sketches)
     gateway.sampler = Sampler(
-        # With REDIS_URL only the sampler lease holder samples, the global counts, fenced.
-        ClusterSampling(cluster.sampler) if cluster is not None else LocalSampling(gateway.registry),
-        SnapshotAggregator(schedule, gateway.config.gateway_id, gateway.seen_viewers),
+        strategy,
+        # Alone, the aggregator closes the intervals of the sketches too.
+        SnapshotAggregator(
+            schedule, gateway.config.gateway_id, gateway.seen_viewers if cluster is None else None
+        ),
         schedule,
         gateway.require_outbox(),
         gateway.clock,

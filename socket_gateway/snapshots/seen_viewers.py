@@ -38,16 +38,29 @@ class SeenViewers:
         self._registry = registry
         self._verified = verified_ids
         self._rooms: dict[str, IntervalSketches] = {}
+        # Rooms someone joined since ``changed`` was last read (every room seen, after a close).
+        self._changed: set[str] = set()
         registry.on_join(self._joined)
 
     def seen_rooms(self) -> Iterable[str]:
         """The rooms someone was seen in during the interval so far (the aggregator tracks them)."""
         return self._rooms.keys()
 
+    def changed(self) -> dict[str, SketchPair]:
+        """The sketches so far of the rooms someone joined since the last call (a node's share to write)."""
+        changed = {auction_id: self._rooms[auction_id].serialized() for auction_id in self._changed}
+        self._changed = set()
+        return changed
+
+    def mark_changed(self, rooms: Iterable[str]) -> None:
+        """Reads ``rooms`` out again at the next ``changed`` (their share could not be written)."""
+        self._changed.update(auction_id for auction_id in rooms if auction_id in self._rooms)
+
     def close_interval(self) -> dict[str, SketchPair]:
         """Each room's sketches of the interval that closes now; the next starts with everyone in a room."""
         closed = {auction_id: sketches.serialized() for auction_id, sketches in self._rooms.items()}
         self._rooms = {}
+        self._changed = set()
         for sid, membership in self._registry.members():
             self._joined(sid, membership.auction_id, membership.viewer_id)
         return closed
@@ -56,6 +69,7 @@ class SeenViewers:
         sketches = self._rooms.get(auction_id)
         if sketches is None:
             sketches = self._rooms[auction_id] = IntervalSketches()
+        self._changed.add(auction_id)
         if viewer_id is None:
             sketches.add_anonymous(_SOCKET + sid)
         elif self._verified:

@@ -3,6 +3,7 @@ gateway, its snapshots reach a real ingest service, and a real GraphQL API answe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,9 +13,12 @@ import pytest
 from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
 
 from ingest_service.storage.snapshot_details import decode_samples
+from socket_gateway.cluster.node import ClusterNode
 from tests.conftest import RunningIngest
 from tests.gateway_support import (
+    WAIT,
     ManualClock,
+    RunningGateway,
     Viewer,
     gateway_config,
     running_gateway,
@@ -23,6 +27,9 @@ from tests.gateway_support import (
 )
 from tests.graphql_support import RunningGraphQL, graphql_config, running_graphql, seller_token
 from tests.integration.test_ingest_auction_events import closed, opened, record
+from tests.redis_support import RedisServer, redis_server
+
+__all__ = ["redis_server"]
 
 TOKEN_SECRET = "s" * 40
 AUDIENCE_QUERY = """
@@ -121,3 +128,79 @@ async def test_unique_viewers_and_per_lot_samples_from_what_the_gateway_saw(
     open_auction = await audience_of(api, "open")
     assert open_auction["viewerAnalytics"] == {"summary": {"snapshotCount": 1, "uniqueViewers": 3}}
     assert open_auction["funnel"] == {"uniqueViewers": 3, "identifiedViewers": 0}
+
+
+async def test_across_two_nodes_a_viewer_on_both_is_counted_once(
+    api: RunningGraphQL, ingest: RunningIngest, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    await ingest.client().set_analytics("shared", True)
+    start = int(ingest.clock.now)
+    clock = ManualClock(ingest.clock)  # one clock for both nodes: each tick wakes both samplers
+    configs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        configs.append(
+            gateway_config(
+                tmp_path / name,
+                ingest_target=ingest.target,
+                redis_url=redis_server.url,
+                node_lease_seconds=2.0,
+                gateway_id=f"node-{name}",
+            )
+        )
+    async with running_gateway(configs[0], clock) as a, running_gateway(configs[1], clock) as b:
+        nodes = (a, b)
+
+        def leader() -> RunningGateway | None:
+            return next((node for node in nodes if cluster_of(node).sampler.token), None)
+
+        await wait_until(
+            lambda: (
+                all(cluster_of(n).ready and cluster_of(n).relay.listening for n in nodes) and bool(leader())
+            ),
+            "both nodes in the cluster and one sampling",
+        )
+        closing = leader()
+        assert closing is not None
+        other = b if closing is a else a
+        # "both" watches on both nodes (two devices), beside one viewer on each node alone.
+        mine = await closing.viewer({"auctionId": "shared", "viewerId": "both"})
+        await closing.viewer({"auctionId": "shared", "viewerId": "only-here"})
+        theirs = await other.viewer({"auctionId": "shared", "viewerId": "both"})
+        await other.viewer({"auctionId": "shared"})  # no id: a viewer of its own
+        for viewer in (mine, theirs):
+            await viewer.wait_for(4, unique_viewers=3)
+
+        async def tick() -> None:
+            taken = [node.gateway.metrics.samples_total for node in nodes]
+            await clock.advance(5)
+            for node, total in zip(nodes, taken, strict=True):
+                await asyncio.wait_for(node.gateway.require_sampler().wait_for_samples(total + 1), WAIT)
+
+        for _ in range(3):
+            await tick()
+        # A visitor on the node that does not close the minute, between two ticks: only its share has it.
+        visitor = await other.viewer({"auctionId": "shared", "viewerId": "visitor"})
+        await visitor.disconnect()
+        await wait_until(
+            lambda: other.gateway.registry.counts("shared").viewer_count == 2, "the visitor gone"
+        )
+        for _ in range(9):
+            await tick()
+        for node in nodes:
+            await node.delivered()
+
+    # One snapshot, from the closing node, with the global counts' samples.
+    rows = stored_snapshots(ingest.config.sqlite_path, "shared")
+    assert [(row["minute_start"], row["gateway_id"], decode_samples(row["samples"])) for row in rows] == [
+        (start, closing.gateway.config.gateway_id, (4,) * 12)
+    ]
+    shared = await audience_of(api, "shared")
+    # both, only-here, the id-less socket and the visitor: four, "both" counted once across the nodes.
+    assert shared["viewerAnalytics"] == {"summary": {"snapshotCount": 1, "uniqueViewers": 4}}
+
+
+def cluster_of(node: RunningGateway) -> ClusterNode:
+    cluster = node.gateway.cluster
+    assert cluster is not None
+    return cluster
