@@ -48,9 +48,9 @@ class ViewerTimeline:
         self._minutes: list[SnapshotDetail] = []
         for detail in sorted(details, key=lambda each: each.minute_start):
             if detail.samples:
-                for index, value in enumerate(detail.samples):
-                    self._times.append(detail.minute_start + (index + 1) * self._step)
-                    self._values.append(value)
+                first = detail.minute_start + self._step
+                self._times.extend(range(first, first + len(detail.samples) * self._step, self._step))
+                self._values.extend(detail.samples)
             else:
                 self._minutes.append(detail)
         self._minute_starts = [detail.minute_start for detail in self._minutes]
@@ -62,16 +62,23 @@ class ViewerTimeline:
         return None
 
     def at(self, moment: float) -> tuple[int, Resolution]:
-        """Viewers at ``moment``: the nearest sample within one sample interval, else the minute's mean."""
-        index = bisect.bisect_left(self._times, moment)
-        best: int | None = None
-        for candidate in (index - 1, index):
-            if not 0 <= candidate < len(self._times):
-                continue
-            distance = abs(self._times[candidate] - moment)
-            if distance <= self._step and (best is None or distance < abs(self._times[best] - moment)):
-                best = candidate
-        if best is not None:
+        """Viewers at ``moment``: the nearest sample within one sample interval, else the minute's mean.
+
+        Of two samples equally near, the earlier.
+        """
+        times = self._times
+        index = bisect.bisect_left(times, moment)
+        best = -1
+        nearest = 0.0
+        if index > 0:
+            nearest = moment - times[index - 1]
+            if nearest <= self._step:
+                best = index - 1
+        if index < len(times):
+            distance = times[index] - moment
+            if distance <= self._step and (best < 0 or distance < nearest):
+                best = index
+        if best >= 0:
             return self._values[best], Resolution.SAMPLES
         minute = self._minute_at(moment)
         if minute is not None:
@@ -84,22 +91,25 @@ class ViewerTimeline:
         The samples inside the window, plus every sample-less snapshot overlapping it; a window too
         short to hold a sample (under one sample interval) takes the figures at its two ends.
         """
-        low = bisect.bisect_left(self._times, start)
-        high = bisect.bisect_right(self._times, end)
-        values = self._values[low:high]
-        weighted = [(float(value), 1) for value in values]
-        peaks = list(values)
+        values = self._values[bisect.bisect_left(self._times, start) : bisect.bisect_right(self._times, end)]
+        # Sums of whole viewer counts are exact in a float, so summing the samples first and the
+        # minutes' means after gives the same mean as summing them one by one in that order.
+        total = float(sum(values))
+        count = len(values)
+        peak = max(values, default=0)
         resolution = Resolution.SAMPLES if values else Resolution.NONE
-        first = max(0, bisect.bisect_right(self._minute_starts, start) - 1)
-        for minute in self._minutes[first:]:
-            if minute.minute_start > end:
-                break
-            if minute.minute_start + self._interval <= start:
-                continue
-            weighted.append((minute.avg_viewers, 1))
-            peaks.append(minute.peak_viewers)
-            resolution = Resolution.MINUTES
-        if not weighted:
+        if self._minutes:
+            first = max(0, bisect.bisect_right(self._minute_starts, start) - 1)
+            for minute in self._minutes[first:]:
+                if minute.minute_start > end:
+                    break
+                if minute.minute_start + self._interval <= start:
+                    continue
+                total += minute.avg_viewers
+                count += 1
+                peak = max(peak, minute.peak_viewers)
+                resolution = Resolution.MINUTES
+        if not count:
             ends = [self.at(start), self.at(end)]
             known = [(value, kind) for value, kind in ends if kind is not Resolution.NONE]
             if not known:
@@ -109,8 +119,7 @@ class ViewerTimeline:
                 sum(value for value, _ in known) / len(known),
                 min(kind for _, kind in known),
             )
-        total = sum(value * weight for value, weight in weighted)
-        return WindowViewers(max(peaks), total / sum(weight for _, weight in weighted), resolution)
+        return WindowViewers(peak, total / count, resolution)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +141,41 @@ class LotAudience:
     resolution: Resolution
 
 
-def lot_audiences(events: Sequence[AuctionEvent], timeline: ViewerTimeline) -> list[LotAudience]:
-    """One row per lot opened among ``events`` (oldest first), in the order the lots opened.
+@dataclass(frozen=True, slots=True)
+class LotClose:
+    """A lot's close as its row needs it: when, how, and (sold) the hammer price and winner."""
 
-    A lot opened twice keeps its first opening; a close or a bid for a lot never opened is left out.
-    A lot without a close ends at the next lot's opening, else at its last bid, else at its opening.
+    closed_at: float
+    outcome: LotOutcome | None
+    amount: int
+    currency: str
+    winner_bidder_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LotFacts:
+    """What a lot's row takes from its events, before any viewer figure.
+
+    ``opened_at`` and ``title`` are from the lot's first opening, ``close`` its first close (None:
+    none yet), and ``bids``, ``bidders`` and ``last_bid_at`` count its bids placed at or after that
+    opening (``last_bid_at`` None: no bid).
+    """
+
+    lot_id: str
+    title: str
+    opened_at: float
+    close: LotClose | None
+    bids: int
+    bidders: int
+    last_bid_at: float | None
+
+
+def lot_facts(events: Sequence[AuctionEvent]) -> list[LotFacts]:
+    """The facts of each lot opened among ``events`` (oldest first), in the order the lots opened.
+
+    The plain computation over loaded events; the stores keep the same facts as the events arrive
+    (``AuctionEventStore.lot_facts``), which the contract tests hold to this. A lot opened twice keeps
+    its first opening; a close or a bid for a lot never opened is left out.
     """
     opened: dict[str, AuctionEvent] = {}
     closed: dict[str, AuctionEvent] = {}
@@ -148,40 +187,72 @@ def lot_audiences(events: Sequence[AuctionEvent], timeline: ViewerTimeline) -> l
             closed.setdefault(event.lot_id, event)
         elif event.kind is EventKind.BID_PLACED:
             bids.setdefault(event.lot_id, []).append(event)
-    order = sorted(opened.values(), key=lambda each: (each.occurred_at, each.lot_id))
-    rows: list[LotAudience] = []
-    for position, opening in enumerate(order):
-        lot_id = opening.lot_id
-        close = closed.get(lot_id)
-        lot_bids = [bid for bid in bids.get(lot_id, []) if bid.occurred_at >= opening.occurred_at]
-        if close is not None:
-            end = close.occurred_at
-        elif position + 1 < len(order):
-            end = order[position + 1].occurred_at
-        elif lot_bids:
-            end = lot_bids[-1].occurred_at
-        else:
-            end = opening.occurred_at
-        at_open, open_resolution = timeline.at(opening.occurred_at)
-        at_close, close_resolution = timeline.at(end)
-        window = timeline.over(opening.occurred_at, end)
-        sold = close is not None and close.outcome is LotOutcome.SOLD
-        rows.append(
-            LotAudience(
-                lot_id=lot_id,
+    facts = []
+    for opening in sorted(opened.values(), key=lambda each: (each.occurred_at, each.lot_id)):
+        close = closed.get(opening.lot_id)
+        lot_bids = [bid for bid in bids.get(opening.lot_id, []) if bid.occurred_at >= opening.occurred_at]
+        facts.append(
+            LotFacts(
+                lot_id=opening.lot_id,
                 title=opening.title,
                 opened_at=opening.occurred_at,
-                closed_at=close.occurred_at if close else None,
+                close=None if close is None else close_of(close),
+                bids=len(lot_bids),
+                bidders=len({bid.bidder_id for bid in lot_bids}),
+                last_bid_at=max((bid.occurred_at for bid in lot_bids), default=None),
+            )
+        )
+    return facts
+
+
+def close_of(event: AuctionEvent) -> LotClose:
+    """A ``lot_closed`` event's close; the price and winner only when the lot sold."""
+    sold = event.outcome is LotOutcome.SOLD
+    return LotClose(
+        closed_at=event.occurred_at,
+        outcome=event.outcome,
+        amount=event.amount if sold else 0,
+        currency=event.currency if sold else "",
+        winner_bidder_id=event.bidder_id if sold else "",
+    )
+
+
+def lot_audiences(facts: Sequence[LotFacts], timeline: ViewerTimeline) -> list[LotAudience]:
+    """One row per lot, in the order the lots opened, with its viewers from ``timeline``.
+
+    A lot without a close ends at the next lot's opening, else at its last bid, else at its opening.
+    """
+    order = sorted(facts, key=lambda each: (each.opened_at, each.lot_id))
+    rows: list[LotAudience] = []
+    for position, lot in enumerate(order):
+        close = lot.close
+        if close is not None:
+            end = close.closed_at
+        elif position + 1 < len(order):
+            end = order[position + 1].opened_at
+        elif lot.last_bid_at is not None:
+            end = lot.last_bid_at
+        else:
+            end = lot.opened_at
+        at_open, open_resolution = timeline.at(lot.opened_at)
+        at_close, close_resolution = timeline.at(end)
+        window = timeline.over(lot.opened_at, end)
+        rows.append(
+            LotAudience(
+                lot_id=lot.lot_id,
+                title=lot.title,
+                opened_at=lot.opened_at,
+                closed_at=close.closed_at if close else None,
                 outcome=close.outcome if close else None,
-                hammer_price=close.amount if close and sold else 0,
-                currency=close.currency if close and sold else "",
-                winner_bidder_id=close.bidder_id if close and sold else "",
+                hammer_price=close.amount if close else 0,
+                currency=close.currency if close else "",
+                winner_bidder_id=close.winner_bidder_id if close else "",
                 viewers_at_open=at_open,
                 viewers_at_close=at_close,
                 peak_viewers=max(window.peak, at_open, at_close),
                 avg_viewers=window.avg,
-                bids=len(lot_bids),
-                bidders=len({bid.bidder_id for bid in lot_bids}),
+                bids=lot.bids,
+                bidders=lot.bidders,
                 resolution=min(open_resolution, close_resolution, window.resolution),
             )
         )

@@ -37,8 +37,6 @@ from service_common.timing import SnapshotTiming
 MAX_EVENTS_PER_BATCH = 10_000
 MAX_BIDS = 1000
 MAX_EVENTS_PAGE = 500
-# The events behind one lot or funnel query: an 8-hour auction of 500 lots and 50,000 bids fits.
-MAX_EVENTS_PER_QUERY = 200_000
 
 _OUTCOME_TO_WIRE = {
     EventOutcome.STORED: events_pb2.AUCTION_EVENT_OUTCOME_STORED,
@@ -251,64 +249,32 @@ class AuctionAudienceServicer:
         return AnalyticsRange(query.auction_id, start, end)
 
     async def _timeline(self, query: AnalyticsRange) -> audience.ViewerTimeline:
-        details = await self._store.snapshot_details(self._timeline_range(query))
+        # Counts and samples only: the sketches (about 1 KB a minute) are not needed here.
+        details = await self._store.snapshot_details(self._timeline_range(query), sketches=False)
         return audience.ViewerTimeline(
             details, self._timing.snapshot_interval_seconds, self._timing.sample_interval_seconds
         )
-
-    async def _events(
-        self, query: AnalyticsRange, kinds: tuple[EventKind, ...], context: grpc.aio.ServicerContext
-    ) -> list[AuctionEvent]:
-        events = await self._store.query_events(query, kinds, MAX_EVENTS_PER_QUERY + 1)
-        if len(events) > MAX_EVENTS_PER_QUERY:
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the range holds more than {MAX_EVENTS_PER_QUERY} events; choose a shorter range",
-            )
-        return events
 
     async def QueryLotAudience(
         self, request: audience_pb2.QueryLotAudienceRequest, context: grpc.aio.ServicerContext
     ) -> audience_pb2.QueryLotAudienceResponse:
         query = await self._range(request, context)
         try:
-            # Lots that opened in the range, with their closes and bids wherever they fall after it.
-            lot_kinds = (EventKind.LOT_OPENED, EventKind.LOT_CLOSED, EventKind.BID_PLACED)
-            events = await self._events(
-                AnalyticsRange(query.auction_id, query.start, None), lot_kinds, context
-            )
+            # Lots that opened from the range's start on, with their closes and bids wherever they fall
+            # after it (kept by the store as the events arrived: no event is loaded here). Those
+            # opened after the range are dropped only at the end: a lot without a close in the range
+            # ends at the next lot's opening, which may be after it.
+            facts = await self._store.lot_facts(query.auction_id, query.start)
             rows = [
                 row
                 for row in audience.lot_audiences(
-                    events, await self._timeline(AnalyticsRange(query.auction_id, query.start, None))
+                    facts, await self._timeline(AnalyticsRange(query.auction_id, query.start, None))
                 )
                 if query.end is None or row.opened_at < query.end
             ]
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
-        response = audience_pb2.QueryLotAudienceResponse()
-        for row in rows:
-            lot = response.lots.add(
-                lot_id=row.lot_id,
-                title=row.title,
-                hammer_price=row.hammer_price,
-                currency=row.currency,
-                winner_bidder_id=row.winner_bidder_id,
-                viewers_at_open=row.viewers_at_open,
-                viewers_at_close=row.viewers_at_close,
-                peak_viewers=row.peak_viewers,
-                avg_viewers=row.avg_viewers,
-                bids=row.bids,
-                bidders=row.bidders,
-                resolution=_RESOLUTION_TO_WIRE[row.resolution],
-            )
-            lot.opened_at.CopyFrom(timestamp_of(row.opened_at))
-            if row.closed_at is not None:
-                lot.closed_at.CopyFrom(timestamp_of(row.closed_at))
-            if row.outcome is not None:
-                lot.outcome = _LOT_OUTCOME_TO_WIRE[row.outcome]
-        return response
+        return audience_pb2.QueryLotAudienceResponse(lots=[_lot_to_wire(row) for row in rows])
 
     async def QueryBidsAgainstViewers(
         self, request: audience_pb2.QueryBidsAgainstViewersRequest, context: grpc.aio.ServicerContext
@@ -401,6 +367,29 @@ class AuctionAudienceServicer:
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
         return audience_pb2.QueryUniqueViewersResponse(unique_viewers=unique_viewers_to_wire(count))
+
+
+def _lot_to_wire(row: audience.LotAudience) -> audience_pb2.LotAudience:
+    lot = audience_pb2.LotAudience(
+        lot_id=row.lot_id,
+        title=row.title,
+        opened_at=timestamp_of(row.opened_at),
+        hammer_price=row.hammer_price,
+        currency=row.currency,
+        winner_bidder_id=row.winner_bidder_id,
+        viewers_at_open=row.viewers_at_open,
+        viewers_at_close=row.viewers_at_close,
+        peak_viewers=row.peak_viewers,
+        avg_viewers=row.avg_viewers,
+        bids=row.bids,
+        bidders=row.bidders,
+        resolution=_RESOLUTION_TO_WIRE[row.resolution],
+    )
+    if row.closed_at is not None:
+        lot.closed_at.CopyFrom(timestamp_of(row.closed_at))
+    if row.outcome is not None:
+        lot.outcome = _LOT_OUTCOME_TO_WIRE[row.outcome]
+    return lot
 
 
 def _seconds(timestamp: Timestamp) -> float:

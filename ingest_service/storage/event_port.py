@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ingest_service.auction_events import AuctionEvent, EventKind, EventOutcome
+from ingest_service.audience import LotFacts
 from ingest_service.domain import AnalyticsRange
 from ingest_service.storage.snapshot_details import SnapshotDetail
 
@@ -53,11 +54,28 @@ class AuctionEventStore(Protocol):
         ...
 
     async def funnel_counts(self, query: AnalyticsRange) -> FunnelCounts:
-        """The funnel's event counts over the range, counted by the database (no event is loaded)."""
+        """The funnel's event counts over the range, from figures kept as the events arrived.
+
+        Equal to ``audience.funnel`` over the range's events, which are read only where the kept
+        figures cannot say (``storage.lot_summaries``).
+        """
         ...
 
-    async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
-        """The auction's snapshots whose ``minute_start`` is in the range, oldest first."""
+    async def lot_facts(self, auction_id: str, since: float | None) -> list[LotFacts]:
+        """The lots opened at or after ``since`` (None: ever), with their closes and bids from then on.
+
+        Equal to ``audience.lot_facts`` over the auction's lot events from ``since`` on, in the order
+        the lots opened; from the per-lot figures kept as the events arrived, recomputed from a lot's
+        own events only where they cannot say (``storage.lot_summaries``).
+        """
+        ...
+
+    async def snapshot_details(self, query: AnalyticsRange, sketches: bool = True) -> list[SnapshotDetail]:
+        """The auction's snapshots whose ``minute_start`` is in the range, oldest first.
+
+        ``sketches`` False: the two sketches are left empty (not read), for the queries that need
+        only the counts and samples.
+        """
         ...
 
     async def purge_expired(self) -> int:

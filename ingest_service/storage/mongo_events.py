@@ -11,6 +11,7 @@ from pymongo import ASCENDING, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from ingest_service import audience
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, EventOutcome, LotOutcome
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
 from ingest_service.storage.event_port import EVENT_COLLECTION, FunnelCounts
@@ -36,6 +37,12 @@ _DETAIL_PROJECTION = {
     "samples": 1,
     "identifiedViewerSketch": 1,
     "anonymousViewerSketch": 1,
+}
+
+_COUNTS_PROJECTION = {
+    name: shown
+    for name, shown in _DETAIL_PROJECTION.items()
+    if name not in ("identifiedViewerSketch", "anonymousViewerSketch")
 }
 
 
@@ -154,11 +161,17 @@ class MongoAuctionEventStore:
             winners=len({document["_id"]["winner"] for document in lots}),
         )
 
-    async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
+    async def lot_facts(self, auction_id: str, since: float | None) -> list[audience.LotFacts]:
+        lot_kinds = (EventKind.LOT_OPENED, EventKind.LOT_CLOSED, EventKind.BID_PLACED)
+        # Events are timed to the fraction of a second; the range's bounds are compared, never rounded.
+        from_since = AnalyticsRange(auction_id, since, None)  # type: ignore[arg-type]
+        events = await self.query_events(from_since, lot_kinds)
+        return audience.lot_facts(events)
+
+    async def snapshot_details(self, query: AnalyticsRange, sketches: bool = True) -> list[SnapshotDetail]:
+        projection = _DETAIL_PROJECTION if sketches else _COUNTS_PROJECTION
         try:
-            cursor = self._snapshot_reads.find(_range_match(query), _DETAIL_PROJECTION).sort(
-                "timestamp", ASCENDING
-            )
+            cursor = self._snapshot_reads.find(_range_match(query), projection).sort("timestamp", ASCENDING)
             documents = await cursor.to_list()
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error

@@ -8,8 +8,10 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, EventOutcome, LotOutcome
-from ingest_service.domain import AnalyticsRange
+from ingest_service.audience import LotClose, LotFacts
+from ingest_service.domain import AnalyticsRange, StorageUnavailable
 from ingest_service.storage.event_port import FunnelCounts
+from ingest_service.storage.lot_summaries import LotAnswer, horizon, lot_answer
 from ingest_service.storage.snapshot_details import SnapshotDetail, decode_samples
 from ingest_service.storage.sqlite_companion import SqliteCompanionStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
@@ -32,6 +34,38 @@ CREATE TABLE IF NOT EXISTS auction_events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS auction_events_by_time ON auction_events (auction_id, occurred_at);
 CREATE INDEX IF NOT EXISTS auction_events_by_age ON auction_events (occurred_at);
+-- A lot's openings, closes and bids, and an auction's closes, without visiting its other events.
+CREATE INDEX IF NOT EXISTS auction_events_by_lot
+    ON auction_events (auction_id, kind, lot_id, occurred_at, bidder_id, outcome);
+"""
+
+# Kept as the events arrive (ingest_service.storage.lot_summaries): a lot's facts over all its
+# events, and a bidder's first and last bid and how many.
+_SUMMARY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS auction_lots (
+    auction_id       TEXT    NOT NULL,
+    lot_id           TEXT    NOT NULL,
+    title            TEXT    NOT NULL,
+    opened_at        REAL    NOT NULL,
+    last_opened_at   REAL    NOT NULL,
+    closed_at        REAL,
+    outcome          TEXT,
+    amount           INTEGER NOT NULL,
+    currency         TEXT    NOT NULL,
+    winner_bidder_id TEXT    NOT NULL,
+    bids             INTEGER NOT NULL,
+    bidders          INTEGER NOT NULL,
+    last_bid_at      REAL,
+    PRIMARY KEY (auction_id, lot_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS auction_bidders (
+    auction_id   TEXT    NOT NULL,
+    bidder_id    TEXT    NOT NULL,
+    first_bid_at REAL    NOT NULL,
+    last_bid_at  REAL    NOT NULL,
+    bids         INTEGER NOT NULL,
+    PRIMARY KEY (auction_id, bidder_id)
+) WITHOUT ROWID;
 """
 
 _INSERT = """
@@ -69,18 +103,29 @@ class SqliteAuctionEventStore(SqliteCompanionStore):
         clock: Callable[[], float],
         purge_interval_seconds: float = 60.0,
     ) -> SqliteAuctionEventStore:
-        """Creates the events table if needed and starts the periodic purge.
+        """Creates the events' tables if needed and starts the periodic purge.
+
+        A file whose events were stored before the per-lot and per-bidder tables existed gains them
+        here, computed once from its events.
 
         Raises:
-            StorageUnavailable: the table cannot be created.
+            StorageUnavailable: the tables cannot be created or filled.
         """
-        return await cls._open_beside(
+        summaries_existed = await snapshots.run(_summaries_exist)
+        store = await cls._open_beside(
             snapshots,
-            _SCHEMA,
+            _SCHEMA + _SUMMARY_SCHEMA,
             retention_days=retention_days,
             clock=clock,
             purge_interval_seconds=purge_interval_seconds,
         )
+        if not summaries_existed:
+            try:
+                await snapshots.run(_rebuild_summaries)
+            except StorageUnavailable:
+                await store.close()
+                raise
+        return store
 
     async def insert_events(self, events: Sequence[AuctionEvent]) -> list[EventOutcome]:
         if not events:
@@ -97,24 +142,27 @@ class SqliteAuctionEventStore(SqliteCompanionStore):
         return await self._snapshots.run(functools.partial(_select_events, query, list(kinds), limit, after))
 
     async def funnel_counts(self, query: AnalyticsRange) -> FunnelCounts:
-        return await self._snapshots.run(functools.partial(_funnel_counts, query))
+        horizon_at = horizon(self._clock(), self._retention_seconds)
+        return await self._snapshots.run(functools.partial(_funnel_counts, query, horizon_at))
 
-    async def snapshot_details(self, query: AnalyticsRange) -> list[SnapshotDetail]:
-        return await self._snapshots.run(functools.partial(_select_details, query))
+    async def lot_facts(self, auction_id: str, since: float | None) -> list[LotFacts]:
+        horizon_at = horizon(self._clock(), self._retention_seconds)
+        return await self._snapshots.run(functools.partial(_lot_facts, auction_id, since, horizon_at))
+
+    async def snapshot_details(self, query: AnalyticsRange, sketches: bool = True) -> list[SnapshotDetail]:
+        return await self._snapshots.run(functools.partial(_select_details, query, sketches))
 
     async def purge_expired(self) -> int:
         cutoff = self._clock() - self._retention_seconds
-        return await self._snapshots.run(
-            lambda connection: (
-                connection.execute("DELETE FROM auction_events WHERE occurred_at < ?", (cutoff,)).rowcount
-            )
-        )
+        return await self._snapshots.run(functools.partial(_purge_before, cutoff))
 
 
 def _insert(
     events: Sequence[AuctionEvent], stored_at: float, connection: sqlite3.Connection
 ) -> list[EventOutcome]:
     outcomes: list[EventOutcome] = []
+    lots: set[tuple[str, str]] = set()
+    bidders: dict[tuple[str, str], list[float]] = {}
     with write_transaction(connection):
         for e in events:
             cursor = connection.execute(
@@ -134,8 +182,196 @@ def _insert(
                     stored_at,
                 ),
             )
-            outcomes.append(EventOutcome.STORED if cursor.rowcount == 1 else EventOutcome.DUPLICATE)
+            stored = cursor.rowcount == 1
+            outcomes.append(EventOutcome.STORED if stored else EventOutcome.DUPLICATE)
+            # Only what this batch newly stored changes a kept figure; a duplicate changes nothing.
+            if stored and e.kind in _LOT_KINDS:
+                lots.add((e.auction_id, e.lot_id))
+                if e.kind is EventKind.BID_PLACED:
+                    bidders.setdefault((e.auction_id, e.bidder_id), []).append(e.occurred_at)
+        connection.executemany(
+            _ADD_BIDS,
+            [
+                (auction, bidder, min(times), max(times), len(times))
+                for (auction, bidder), times in bidders.items()
+            ],
+        )
+        for auction_id, lot_id in lots:
+            _keep_lot(connection, auction_id, lot_id)
     return outcomes
+
+
+_LOT_KINDS = frozenset((EventKind.LOT_OPENED, EventKind.LOT_CLOSED, EventKind.BID_PLACED))
+
+_ADD_BIDS = """
+INSERT INTO auction_bidders (auction_id, bidder_id, first_bid_at, last_bid_at, bids) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (auction_id, bidder_id) DO UPDATE SET
+    first_bid_at = MIN(first_bid_at, excluded.first_bid_at),
+    last_bid_at = MAX(last_bid_at, excluded.last_bid_at),
+    bids = bids + excluded.bids
+"""
+
+_KEEP_LOT = """
+INSERT OR REPLACE INTO auction_lots (
+    auction_id, lot_id, title, opened_at, last_opened_at, closed_at, outcome, amount, currency,
+    winner_bidder_id, bids, bidders, last_bid_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _keep_lot(connection: sqlite3.Connection, auction_id: str, lot_id: str) -> None:
+    """Recomputes the lot's kept facts from all its events (a few index lookups: its own rows only)."""
+    facts = _lot_facts_of_events(connection, auction_id, lot_id, None)
+    if facts is None:
+        connection.execute(
+            "DELETE FROM auction_lots WHERE auction_id = ? AND lot_id = ?", (auction_id, lot_id)
+        )
+        return
+    (last_opened_at,) = connection.execute(
+        "SELECT MAX(occurred_at) FROM auction_events INDEXED BY auction_events_by_lot "
+        "WHERE auction_id = ? AND kind = 'lot_opened' AND lot_id = ?",
+        (auction_id, lot_id),
+    ).fetchone()
+    close = facts.close
+    connection.execute(
+        _KEEP_LOT,
+        (
+            auction_id,
+            lot_id,
+            facts.title,
+            facts.opened_at,
+            last_opened_at,
+            close.closed_at if close else None,
+            close.outcome.value if close and close.outcome else None,
+            close.amount if close else 0,
+            close.currency if close else "",
+            close.winner_bidder_id if close else "",
+            facts.bids,
+            facts.bidders,
+            facts.last_bid_at,
+        ),
+    )
+
+
+def _lot_facts_of_events(
+    connection: sqlite3.Connection, auction_id: str, lot_id: str, since: float | None
+) -> LotFacts | None:
+    """The lot's facts over its events from ``since`` on (``audience.lot_facts`` in SQL); None: not opened."""
+    start = -_UNBOUNDED if since is None else since
+    opening = connection.execute(
+        "SELECT occurred_at, title FROM auction_events INDEXED BY auction_events_by_lot "
+        "WHERE auction_id = ? AND kind = 'lot_opened' AND lot_id = ? AND occurred_at >= ? "
+        "ORDER BY occurred_at, event_id LIMIT 1",
+        (auction_id, lot_id, start),
+    ).fetchone()
+    if opening is None:
+        return None
+    opened_at, title = opening
+    close = connection.execute(
+        "SELECT occurred_at, outcome, amount, currency, bidder_id FROM auction_events "
+        "INDEXED BY auction_events_by_lot "
+        "WHERE auction_id = ? AND kind = 'lot_closed' AND lot_id = ? AND occurred_at >= ? "
+        "ORDER BY occurred_at, event_id LIMIT 1",
+        (auction_id, lot_id, start),
+    ).fetchone()
+    bids, bidders, last_bid_at = connection.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT bidder_id), MAX(occurred_at) FROM auction_events "
+        "INDEXED BY auction_events_by_lot "
+        "WHERE auction_id = ? AND kind = 'bid_placed' AND lot_id = ? AND occurred_at >= ?",
+        (auction_id, lot_id, opened_at),
+    ).fetchone()
+    return LotFacts(
+        lot_id=lot_id,
+        title=str(title),
+        opened_at=float(opened_at),
+        close=None if close is None else _close_of_row(close),
+        bids=int(bids),
+        bidders=int(bidders),
+        last_bid_at=None if last_bid_at is None else float(last_bid_at),
+    )
+
+
+def _close_of_row(row: tuple[Any, ...]) -> LotClose:
+    closed_at, outcome, amount, currency, winner = row
+    sold = outcome == LotOutcome.SOLD.value
+    return LotClose(
+        closed_at=float(closed_at),
+        outcome=LotOutcome(outcome) if outcome else None,
+        amount=int(amount) if sold else 0,
+        currency=str(currency) if sold else "",
+        winner_bidder_id=str(winner) if sold else "",
+    )
+
+
+def _lot_facts(
+    auction_id: str, since: float | None, horizon_at: float, connection: sqlite3.Connection
+) -> list[LotFacts]:
+    start = -_UNBOUNDED if since is None else since
+    rows = connection.execute(
+        "SELECT lot_id, title, opened_at, last_opened_at, closed_at, outcome, amount, currency, "
+        "winner_bidder_id, bids, bidders, last_bid_at FROM auction_lots "
+        "WHERE auction_id = ? AND last_opened_at >= ?",
+        (auction_id, start),
+    ).fetchall()
+    facts = []
+    for row in rows:
+        lot_id, title, opened_at, last_opened_at, closed_at = row[:5]
+        kept = LotFacts(
+            lot_id=lot_id,
+            title=title,
+            opened_at=opened_at,
+            close=None if closed_at is None else _close_of_row(row[4:9]),
+            bids=row[9],
+            bidders=row[10],
+            last_bid_at=row[11],
+        )
+        answer = lot_answer(kept, last_opened_at, since, horizon_at)
+        if answer is LotAnswer.KEPT:
+            facts.append(kept)
+        elif answer is LotAnswer.RECOMPUTE:
+            recomputed = _lot_facts_of_events(connection, auction_id, lot_id, since)
+            if recomputed is not None:
+                facts.append(recomputed)
+    return sorted(facts, key=lambda each: (each.opened_at, each.lot_id))
+
+
+def _summaries_exist(connection: sqlite3.Connection) -> bool:
+    return (
+        connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'auction_lots'"
+        ).fetchone()
+        is not None
+    )
+
+
+def _rebuild_summaries(connection: sqlite3.Connection) -> None:
+    """Fills the per-lot and per-bidder tables from every stored event."""
+    with write_transaction(connection):
+        connection.execute("DELETE FROM auction_bidders")
+        connection.execute(
+            "INSERT INTO auction_bidders (auction_id, bidder_id, first_bid_at, last_bid_at, bids) "
+            "SELECT auction_id, bidder_id, MIN(occurred_at), MAX(occurred_at), COUNT(*) FROM auction_events "
+            "WHERE kind = 'bid_placed' GROUP BY auction_id, bidder_id"
+        )
+        connection.execute("DELETE FROM auction_lots")
+        opened = connection.execute(
+            "SELECT DISTINCT auction_id, lot_id FROM auction_events WHERE kind = 'lot_opened'"
+        ).fetchall()
+        for auction_id, lot_id in opened:
+            _keep_lot(connection, auction_id, lot_id)
+
+
+def _purge_before(cutoff: float, connection: sqlite3.Connection) -> int:
+    """Deletes the events before ``cutoff``, and the kept figures none of whose events remain.
+
+    A figure some of whose events went stays as it is: it counts events before the retention
+    horizon, so queries recompute it from the events left (``lot_summaries``).
+    """
+    with write_transaction(connection):
+        purged = connection.execute("DELETE FROM auction_events WHERE occurred_at < ?", (cutoff,)).rowcount
+        connection.execute("DELETE FROM auction_lots WHERE last_opened_at < ?", (cutoff,))
+        connection.execute("DELETE FROM auction_bidders WHERE last_bid_at < ?", (cutoff,))
+    return int(purged)
 
 
 def _event_of(row: tuple[Any, ...]) -> AuctionEvent:
@@ -183,30 +419,53 @@ def _select_events(
     return [_event_of(row) for row in connection.execute(sql, parameters)]
 
 
-# One pass over the range's rows through the (auction_id, occurred_at) index.
-_FUNNEL = """
-SELECT COUNT(DISTINCT CASE WHEN kind = 'bid_placed' THEN bidder_id END),
-       COUNT(CASE WHEN kind = 'bid_placed' THEN 1 END),
-       COUNT(DISTINCT CASE WHEN kind = 'lot_closed' AND outcome = 'sold' THEN lot_id END),
-       COUNT(DISTINCT CASE WHEN kind = 'lot_closed' AND outcome = 'sold' THEN bidder_id END)
-FROM auction_events
-WHERE auction_id = ? AND occurred_at >= ? AND occurred_at < ? AND kind IN ('bid_placed', 'lot_closed')
+# The range's bidders from the kept per-bidder figures: how many, their bids, and how many have bids
+# both inside and (maybe) outside it, or before the retention horizon, which only their events can say.
+_FUNNEL_BIDDERS = """
+SELECT COUNT(*), TOTAL(bids), COUNT(CASE WHEN first_bid_at < :low OR last_bid_at >= :end THEN 1 END)
+FROM auction_bidders
+WHERE auction_id = :auction AND last_bid_at >= :start AND first_bid_at < :end
+"""
+
+# The same from the range's bids themselves (one pass over them).
+_FUNNEL_BIDS = """
+SELECT COUNT(DISTINCT bidder_id), COUNT(*) FROM auction_events
+WHERE auction_id = ? AND kind = 'bid_placed' AND occurred_at >= ? AND occurred_at < ?
+"""
+
+# An auction's closes are few (one a lot): read through the by-lot index, which holds every column used.
+# Named, here and for a lot's own events: without statistics SQLite prefers the by-time index for a
+# time range, and would walk every event of the auction's range to find a lot's few.
+_FUNNEL_SALES = """
+SELECT COUNT(DISTINCT lot_id), COUNT(DISTINCT bidder_id) FROM auction_events INDEXED BY auction_events_by_lot
+WHERE auction_id = ? AND kind = 'lot_closed' AND outcome = 'sold' AND occurred_at >= ? AND occurred_at < ?
 """
 
 
-def _funnel_counts(query: AnalyticsRange, connection: sqlite3.Connection) -> FunnelCounts:
+def _funnel_counts(query: AnalyticsRange, horizon_at: float, connection: sqlite3.Connection) -> FunnelCounts:
     start = -_UNBOUNDED if query.start is None else query.start
     end = _UNBOUNDED if query.end is None else query.end
-    bidders, bids, lots_sold, winners = connection.execute(_FUNNEL, (query.auction_id, start, end)).fetchone()
-    return FunnelCounts(bidders=bidders, bids=bids, lots_sold=lots_sold, winners=winners)
+    bounds = (query.auction_id, start, end)
+    bidders, bids, undecided = connection.execute(
+        _FUNNEL_BIDDERS,
+        {"auction": query.auction_id, "start": start, "end": end, "low": max(start, horizon_at)},
+    ).fetchone()
+    if undecided:
+        bidders, bids = connection.execute(_FUNNEL_BIDS, bounds).fetchone()
+    lots_sold, winners = connection.execute(_FUNNEL_SALES, bounds).fetchone()
+    return FunnelCounts(bidders=int(bidders), bids=int(bids), lots_sold=int(lots_sold), winners=int(winners))
 
 
-def _select_details(query: AnalyticsRange, connection: sqlite3.Connection) -> list[SnapshotDetail]:
+def _select_details(
+    query: AnalyticsRange, sketches: bool, connection: sqlite3.Connection
+) -> list[SnapshotDetail]:
     start = -(2**62) if query.start is None else query.start
     end = 2**62 if query.end is None else query.end
+    # Without sketches the two blobs (about 1 KB a minute) are never read from the file.
+    sketch_columns = "identified_sketch, anonymous_sketch" if sketches else "NULL, NULL"
     rows = connection.execute(
         "SELECT minute_start, viewer_count, avg_viewers, peak_viewers, min_viewers, sample_count, samples, "
-        "identified_sketch, anonymous_sketch FROM viewer_snapshots "
+        f"{sketch_columns} FROM viewer_snapshots "
         "WHERE auction_id = ? AND minute_start >= ? AND minute_start < ? ORDER BY minute_start",
         (query.auction_id, start, end),
     )

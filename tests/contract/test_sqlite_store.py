@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from ingest_service import audience
+from ingest_service.auction_events import EventKind
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
+from ingest_service.sketches import SketchMerger
+from ingest_service.storage.event_port import FunnelCounts
 from ingest_service.storage.sqlite_events import SqliteAuctionEventStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
+from tests.contract.test_lot_facts_contract import lots
 from tests.support import FakeClock, make_snapshot
 
 DAY = 86_400
@@ -195,6 +200,37 @@ async def test_a_database_written_before_samples_and_sketches_gains_their_column
             (1_700_000_040, ()),
             (1_700_000_100, samples),
         ]
+    finally:
+        await events.close()
+        await store.close()
+
+
+async def test_events_stored_before_the_kept_lot_and_bidder_figures_gain_them_on_open(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A file whose events were written by a version that kept no per-lot or per-bidder figures."""
+    path = str(tmp_path / "a.sqlite3")
+    start = int(clock.now) - 3600
+    written = sorted(lots(start), key=lambda e: (e.occurred_at, e.event_id))
+    store = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock)
+    events = await SqliteAuctionEventStore.open(store, retention_days=90, clock=clock)
+    await events.insert_events(written)
+    await events.close()
+    await store.close()
+    with sqlite3.connect(path) as older_version:
+        older_version.execute("DROP TABLE auction_lots")
+        older_version.execute("DROP TABLE auction_bidders")
+
+    store = await SqliteSnapshotStore.open(path, retention_days=90, clock=clock)
+    events = await SqliteAuctionEventStore.open(store, retention_days=90, clock=clock)
+    try:
+        assert await events.lot_facts("a-1", None) == audience.lot_facts(written)
+        plain = audience.funnel(written, SketchMerger().result())
+        assert await events.funnel_counts(AnalyticsRange("a-1", None, None)) == FunnelCounts(
+            plain.bidders, plain.bids, plain.lots_sold, plain.winners
+        )
+        kept = await store.run(lambda c: c.execute("SELECT COUNT(*) FROM auction_bidders").fetchone()[0])
+        assert kept == len({e.bidder_id for e in written if e.kind is EventKind.BID_PLACED})
     finally:
         await events.close()
         await store.close()
