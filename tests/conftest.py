@@ -24,7 +24,7 @@ from service_common.supervision import Supervisor
 from service_common.timing import SnapshotTiming
 from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
 
-pytest_plugins = ["tests.hang_report"]
+pytest_plugins = ["tests.hang_report", "tests.worker_count"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
