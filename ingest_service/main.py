@@ -9,7 +9,7 @@ from ingest_service.domain import StorageUnavailable
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.factory import open_alert_store, open_event_store, open_store
 from ingest_service.storage.port import SETTINGS_COLLECTION
-from service_common.service_process import run_service
+from service_common.service_process import ensure_port_free, listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
 
 logger = logging.getLogger(__name__)
@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 async def serve(config: IngestConfig) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight batches and closes the store."""
+    # A busy port is refused before the store is opened (or created) for nothing.
+    with listen_errors(config.host, config.port, "INGEST_PORT"):
+        ensure_port_free(config.host, config.port)
     store = await open_store(config)
     try:
         events = await open_event_store(config, store)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from service_common.service_process import listen_errors, run_service
+from service_common.service_process import ensure_port_free, listen_errors, run_service
 from service_common.shutdown import wait_for_stop_signal
 from socket_gateway.app import GATEWAY, GatewaySite, create_app
 from socket_gateway.config import VARIABLES, GatewayConfig
@@ -35,6 +35,10 @@ async def serve(config: GatewayConfig, make_site: SiteFactory = gateway_site) ->
 
     ``make_site`` is for benchmarks that measure a different listener against this one.
     """
+    # A busy port is refused before anything opens: a second gateway started by mistake must not open
+    # an outbox, send from it or join the cluster on its way to the refusal (they open in setup()).
+    with listen_errors(config.host, config.port, "GATEWAY_PORT"):
+        ensure_port_free(config.host, config.port)
     app = create_app(config)
     # By the time aiohttp waits for open handlers, on_shutdown has flushed and told every Socket.IO
     # client goodbye; a WebSocket still open then only waits for its peer's close frame, which

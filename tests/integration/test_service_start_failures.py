@@ -63,6 +63,10 @@ async def test_a_busy_port_stops_the_service_naming_the_port(
     assert len(naming) == 1, lines
     assert variable in naming[0]
     assert not any("Traceback" in line for line in lines), lines
+    # Refused before anything else was opened: a second gateway started by mistake beside a running
+    # one must not open its outbox, start sending it or join its cluster on the way to the refusal.
+    opened = sorted(path.name for path in tmp_path.iterdir())
+    assert opened == [], f"{module} opened {opened} before finding its port busy"
 
 
 @pytest.mark.parametrize("module", list(SERVICES))
