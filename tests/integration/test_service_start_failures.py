@@ -46,6 +46,10 @@ def held_port() -> Iterator[int]:
         yield holder.getsockname()[1]
 
 
+def files_in(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
 async def run_to_exit(module: str, env: dict[str, str]) -> tuple[int, list[str]]:
     """The service's exit status and the lines it wrote to stderr."""
     code, _, stderr = await processes.run_to_exit(module, env=env, within=FAULT_WAIT)
@@ -65,7 +69,7 @@ async def test_a_busy_port_stops_the_service_naming_the_port(
     assert not any("Traceback" in line for line in lines), lines
     # Refused before anything else was opened: a second gateway started by mistake beside a running
     # one must not open its outbox, start sending it or join its cluster on the way to the refusal.
-    opened = sorted(path.name for path in tmp_path.iterdir())
+    opened = files_in(tmp_path)
     assert opened == [], f"{module} opened {opened} before finding its port busy"
 
 
