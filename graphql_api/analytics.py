@@ -213,6 +213,8 @@ class AnalyticsPoint:
     min_viewers: int
     viewer_count: int
     samples: int
+    # The bucket's distinct viewers (a sketch estimate), when asked for and a minute of it has a sketch.
+    unique_viewers: float | None = None
 
     @property
     def at(self) -> datetime:

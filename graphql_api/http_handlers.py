@@ -31,6 +31,8 @@ CSV_COLUMNS = (
     "min_viewers",
     "viewer_count",
     "samples",
+    # The bucket's distinct viewers (from the snapshots' sketches); empty where no minute of it has one.
+    "unique_viewers",
 )
 
 
@@ -106,7 +108,7 @@ async def export_csv(request: web.Request) -> web.Response:
             max_range_seconds=app[CONFIG].max_range_days * 86_400,
         )
         bucket = _enum_parameter(request, "bucket", analytics.Bucket) or analytics.Bucket.AUTO
-        result = await app[INGEST].viewer_analytics(auction_id, window, bucket)
+        result = await app[INGEST].viewer_analytics(auction_id, window, bucket, point_unique_viewers=True)
     except analytics.InvalidQuery as invalid:
         return _error(400, str(invalid))
     except IngestUnavailable:
@@ -157,6 +159,7 @@ def render_csv(auction_id: str, result: analytics.ViewerAnalytics) -> str:
                 point.min_viewers,
                 point.viewer_count,
                 point.samples,
+                "" if point.unique_viewers is None else round(point.unique_viewers),
             )
         )
     return buffer.getvalue()

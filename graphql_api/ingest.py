@@ -209,13 +209,15 @@ class IngestClient:
         *,
         target_points: int = AUTO_TARGET_POINTS,
         unique_viewers: bool = False,
+        point_unique_viewers: bool = False,
     ) -> ViewerAnalytics:
         """The auction's points and summary over ``window`` at ``bucket``.
 
         ``target_points`` is how many points AUTO may choose (the seed's REST route asks for the
         finest series within the request budget; GraphQL's AUTO keeps a chart's 500).
         ``unique_viewers`` asks for the summary's distinct viewers too (merged sketches: only when
-        a query selects them).
+        a query selects them); ``point_unique_viewers`` for each point's (a merge per point: the
+        CSV export's).
 
         Raises:
             InvalidQuery: the window holds more points than the ingest service returns at this bucket.
@@ -223,12 +225,18 @@ class IngestClient:
         """
         if bucket is not Bucket.AUTO:
             return await self._query(
-                auction_id, window, explicit_bucket_seconds(bucket, window), unique_viewers
+                auction_id,
+                window,
+                explicit_bucket_seconds(bucket, window),
+                unique_viewers,
+                point_unique_viewers,
             )
         if window.start is not None and window.end is not None:
             width = auto_bucket_seconds(window.start, window.end, self._ladder, target_points)
-            return await self._query(auction_id, window, width, unique_viewers)
-        return await self._auto_over_all_data(auction_id, window, target_points, unique_viewers)
+            return await self._query(auction_id, window, width, unique_viewers, point_unique_viewers)
+        return await self._auto_over_all_data(
+            auction_id, window, target_points, unique_viewers, point_unique_viewers
+        )
 
     async def _auto_over_all_data(
         self,
@@ -236,6 +244,7 @@ class IngestClient:
         window: TimeWindow,
         target_points: int = AUTO_TARGET_POINTS,
         unique_viewers: bool = False,
+        point_unique_viewers: bool = False,
     ) -> ViewerAnalytics:
         """AUTO over all stored data, whose span is known only once asked for: two calls.
 
@@ -246,15 +255,21 @@ class IngestClient:
         """
         overview = await self._query(auction_id, window, _OVERVIEW_BUCKET_SECONDS)
         width = _auto_width(overview.summary, self._ladder, target_points)
-        return await self._query(auction_id, window, width, unique_viewers)
+        return await self._query(auction_id, window, width, unique_viewers, point_unique_viewers)
 
     async def _query(
-        self, auction_id: str, window: TimeWindow, bucket_seconds: int, unique_viewers: bool = False
+        self,
+        auction_id: str,
+        window: TimeWindow,
+        bucket_seconds: int,
+        unique_viewers: bool = False,
+        point_unique_viewers: bool = False,
     ) -> ViewerAnalytics:
         request = analytics_pb2.QueryViewerAnalyticsRequest(
             auction_id=auction_id,
             bucket_seconds=checked_bucket_seconds(bucket_seconds, self._widths),
             include_unique_viewers=unique_viewers,
+            include_point_unique_viewers=point_unique_viewers,
         )
         if window.start is not None:
             # The field is named `from`, a Python keyword, so it is reached by name.
@@ -381,6 +396,7 @@ def _point_from_wire(message: analytics_pb2.ViewerAnalyticsPoint) -> AnalyticsPo
         min_viewers=message.min_viewers,
         viewer_count=message.viewer_count,
         samples=message.sample_count,
+        unique_viewers=message.unique_viewers.estimate if message.HasField("unique_viewers") else None,
     )
 
 

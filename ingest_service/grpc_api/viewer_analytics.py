@@ -6,6 +6,7 @@ import grpc
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 
 from ingest_service.domain import (
+    AnalyticsPoint,
     AnalyticsRange,
     AnalyticsSummary,
     AuctionIdType,
@@ -15,6 +16,7 @@ from ingest_service.domain import (
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.auction_events import unique_viewers_to_wire
 from ingest_service.grpc_api.conversions import point_to_wire, summary_to_wire
+from ingest_service.sketches import UniqueViewerCount
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import accepted_auction_id_problem
 from service_common.analytics_limits import MAX_POINTS, point_limit_metadata
@@ -52,6 +54,30 @@ def point_bound(totals: RangeTotals, bucket_seconds: int) -> int:
         return totals.snapshot_count
     spanned = totals.last_minute // bucket_seconds - totals.first_minute // bucket_seconds + 1
     return min(totals.snapshot_count, spanned)
+
+
+async def point_unique_viewers(
+    store: SnapshotStore,
+    query: AnalyticsRange,
+    bucket_seconds: int,
+    snapshot_interval_seconds: int,
+    points: list[AnalyticsPoint],
+) -> list[UniqueViewerCount]:
+    """Each point's distinct viewers: its bucket's part of the range, merged as a range's are.
+
+    One ``query_unique_viewers`` per point, so each store's own rule applies (whole hours from its
+    hourly rollups, the rest minute by minute): a chart's ~500 points cost about 500 of those reads.
+    """
+    width = bucket_seconds or snapshot_interval_seconds  # 0: a point per snapshot, its own interval
+    counts = []
+    for point in points:
+        start, end = point.bucket_start, point.bucket_start + width
+        if query.start is not None:
+            start = max(start, query.start)
+        if query.end is not None:
+            end = min(end, query.end)
+        counts.append(await store.query_unique_viewers(AnalyticsRange(query.auction_id, start, end)))
+    return counts
 
 
 class ViewerAnalyticsServicer:
@@ -94,12 +120,21 @@ class ViewerAnalyticsServicer:
                 )
             points = await self._store.query_points(query, request.bucket_seconds) if bound else []
             unique = await self._store.query_unique_viewers(query) if request.include_unique_viewers else None
+            point_uniques = (
+                await point_unique_viewers(
+                    self._store, query, request.bucket_seconds, self._snapshot_interval_seconds, points
+                )
+                if request.include_point_unique_viewers
+                else []
+            )
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
         summary = summary_to_wire(AnalyticsSummary.from_totals(totals, self._snapshot_interval_seconds))
         # Unset when no snapshot of the range carries a sketch: nothing to estimate from, not zero viewers.
         if unique is not None and unique.sketched_snapshots:
             summary.unique_viewers.CopyFrom(unique_viewers_to_wire(unique))
-        return analytics_pb2.QueryViewerAnalyticsResponse(
-            points=[point_to_wire(point) for point in points], summary=summary
-        )
+        wire_points = [point_to_wire(point) for point in points]
+        for message, point_unique in zip(wire_points, point_uniques, strict=False):
+            if point_unique.sketched_snapshots:
+                message.unique_viewers.CopyFrom(unique_viewers_to_wire(point_unique))
+        return analytics_pb2.QueryViewerAnalyticsResponse(points=wire_points, summary=summary)

@@ -386,7 +386,9 @@ async def test_checklist_axes_tiles_and_csv_at_1280(stack: Stack, browser: Brows
     saved = await download.path()
     with open(saved, encoding="utf-8") as csv_file:  # noqa: ASYNC230 (a small local file)
         rows = csv_file.read().splitlines()
-    assert rows[0] == "auction_id,at_utc,avg_viewers,peak_viewers,min_viewers,viewer_count,samples"
+    assert rows[0] == (
+        "auction_id,at_utc,avg_viewers,peak_viewers,min_viewers,viewer_count,samples,unique_viewers"
+    )
     assert len(rows) >= 2
     assert rows[1].startswith(f"{AUCTION},")
     assert rows[1].split(",")[1].endswith("Z")

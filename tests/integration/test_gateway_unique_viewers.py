@@ -4,8 +4,11 @@ gateway, its snapshots reach a real ingest service, and a real GraphQL API answe
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import jwt
@@ -66,7 +69,8 @@ async def test_unique_viewers_and_per_lot_samples_from_what_the_gateway_saw(
     client = ingest.client()
     for auction_id in ("signed-in", "open"):
         await client.set_analytics(auction_id, True)
-    start = int(ingest.clock.now)  # a whole minute
+    ingest.clock.advance(-ingest.clock.now % 300)
+    start = int(ingest.clock.now)  # on a five-minute boundary: both minutes in one five-minute bucket
 
     # Viewer tokens on: every viewer is identified by its token's subject.
     config = gateway_config(
@@ -125,6 +129,10 @@ async def test_unique_viewers_and_per_lot_samples_from_what_the_gateway_saw(
     assert signed_in["lots"] == [
         {"lotId": "lot-1", "viewersAtOpen": 3, "viewersAtClose": 4, "peakViewers": 4, "resolution": "SAMPLES"}
     ]
+    # The CSV export's unique viewers per bucket: per minute (the second: alice, bob, there at its
+    # start, and dave), and the two minutes merged in one five-minute bucket (not 4 + 3).
+    assert await csv_unique_viewers(api, "signed-in", "MINUTE") == {start: 4, start + 60: 3}
+    assert await csv_unique_viewers(api, "signed-in", "FIVE_MINUTES") == {start: 4}
     open_auction = await audience_of(api, "open")
     assert open_auction["viewerAnalytics"] == {"summary": {"snapshotCount": 1, "uniqueViewers": 3}}
     assert open_auction["funnel"] == {"uniqueViewers": 3, "identifiedViewers": 0}
@@ -198,6 +206,20 @@ async def test_across_two_nodes_a_viewer_on_both_is_counted_once(
     shared = await audience_of(api, "shared")
     # both, only-here, the id-less socket and the visitor: four, "both" counted once across the nodes.
     assert shared["viewerAnalytics"] == {"summary": {"snapshotCount": 1, "uniqueViewers": 4}}
+
+
+async def csv_unique_viewers(api: RunningGraphQL, auction_id: str, bucket: str) -> dict[int, int]:
+    """The ``unique_viewers`` column of the auction's CSV export over the last hour, by bucket start."""
+    response = await api.get(
+        f"/export/auctions/{auction_id}/viewer-analytics.csv",
+        params={"range": "LAST_HOUR", "bucket": bucket},
+        token=seller_token(auction_id),
+    )
+    assert response.status == 200, await response.text()
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    return {
+        int(datetime.fromisoformat(row["at_utc"]).timestamp()): int(row["unique_viewers"]) for row in rows
+    }
 
 
 def cluster_of(node: RunningGateway) -> ClusterNode:

@@ -324,10 +324,11 @@ async def test_csv_export_content_and_auth(api: RunningGraphQL, ingest: RunningI
     assert response.status == 200
     stamp = [datetime.fromtimestamp(first + 60 * n, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(3)]
     assert await response.text() == (
-        "auction_id,at_utc,avg_viewers,peak_viewers,min_viewers,viewer_count,samples\n"
-        f"auction-3,{stamp[0]},6.000,9,3,5,12\n"
-        f"auction-3,{stamp[1]},10.000,14,8,9,6\n"
-        f"auction-3,{stamp[2]},2.000,4,1,4,12\n"
+        "auction_id,at_utc,avg_viewers,peak_viewers,min_viewers,viewer_count,samples,unique_viewers\n"
+        # No sketches in these minutes (the seed's kind): no unique viewers to say.
+        f"auction-3,{stamp[0]},6.000,9,3,5,12,\n"
+        f"auction-3,{stamp[1]},10.000,14,8,9,6,\n"
+        f"auction-3,{stamp[2]},2.000,4,1,4,12,\n"
     )
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert response.headers["Content-Disposition"] == (
@@ -338,7 +339,7 @@ async def test_csv_export_content_and_auth(api: RunningGraphQL, ingest: RunningI
         params={"from": iso(first + 60), "to": iso(first + 120), "bucket": "minute"},
         token=admin_token(),
     )
-    assert (await explicit.text()).splitlines()[1:] == [f"auction-3,{stamp[1]},10.000,14,8,9,6"]
+    assert (await explicit.text()).splitlines()[1:] == [f"auction-3,{stamp[1]},10.000,14,8,9,6,"]
     span = "from-{}-to-{}".format(
         *(datetime.fromtimestamp(t, UTC).strftime("%Y%m%dT%H%M%SZ") for t in (first + 60, first + 120))
     )

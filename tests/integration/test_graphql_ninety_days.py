@@ -273,9 +273,11 @@ async def test_csv_export_of_ninety_days(ninety_days: NinetyDays) -> None:
         "min_viewers",
         "viewer_count",
         "samples",
+        "unique_viewers",
     ]
     assert len(rows) == 1 + 90
     first_day = datetime.fromtimestamp(ninety_days.first_minute, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # Day 0: 1.5 + 29.333 = 30.833; day 89: 89 more.
-    assert rows[1] == [AUCTION, first_day, "30.833", "62", "0", "61", "12960"]
-    assert rows[-1][2:] == ["119.833", "151", "89", "150", "12960"]
+    # These minutes carry no sketches: the unique viewers column is empty.
+    assert rows[1] == [AUCTION, first_day, "30.833", "62", "0", "61", "12960", ""]
+    assert rows[-1][2:] == ["119.833", "151", "89", "150", "12960", ""]

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from viewer_analytics.v1 import auction_audience_service_pb2 as viewer__analytics_dot_v1_dot_auction__audience__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2viewer_analytics/v1/viewer_analytics_service.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x32viewer_analytics/v1/auction_audience_service.proto\"\xbb\x01\n\x1bQueryViewerAnalyticsRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x62ucket_seconds\x18\x04 \x01(\r\x12\x1e\n\x16include_unique_viewers\x18\x05 \x01(\x08\"\xb4\x01\n\x14ViewerAnalyticsPoint\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61vg_viewers\x18\x02 \x01(\x01\x12\x14\n\x0cpeak_viewers\x18\x03 \x01(\r\x12\x13\n\x0bmin_viewers\x18\x04 \x01(\r\x12\x14\n\x0cviewer_count\x18\x05 \x01(\r\x12\x14\n\x0csample_count\x18\x06 \x01(\r\"\x90\x02\n\x16ViewerAnalyticsSummary\x12\x14\n\x0coverall_peak\x18\x01 \x01(\r\x12\x13\n\x0boverall_avg\x18\x02 \x01(\x01\x12\x18\n\x10\x64uration_minutes\x18\x03 \x01(\x01\x12,\n\x08\x66irst_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07last_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esnapshot_count\x18\x06 \x01(\r\x12>\n\x0eunique_viewers\x18\x07 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount\"\x97\x01\n\x1cQueryViewerAnalyticsResponse\x12\x39\n\x06points\x18\x01 \x03(\x0b\x32).viewer_analytics.v1.ViewerAnalyticsPoint\x12<\n\x07summary\x18\x02 \x01(\x0b\x32+.viewer_analytics.v1.ViewerAnalyticsSummary2\x95\x01\n\x16ViewerAnalyticsService\x12{\n\x14QueryViewerAnalytics\x12\x30.viewer_analytics.v1.QueryViewerAnalyticsRequest\x1a\x31.viewer_analytics.v1.QueryViewerAnalyticsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2viewer_analytics/v1/viewer_analytics_service.proto\x12\x13viewer_analytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x32viewer_analytics/v1/auction_audience_service.proto\"\xe1\x01\n\x1bQueryViewerAnalyticsRequest\x12\x12\n\nauction_id\x18\x01 \x01(\t\x12(\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x62ucket_seconds\x18\x04 \x01(\r\x12\x1e\n\x16include_unique_viewers\x18\x05 \x01(\x08\x12$\n\x1cinclude_point_unique_viewers\x18\x06 \x01(\x08\"\xf4\x01\n\x14ViewerAnalyticsPoint\x12\x30\n\x0c\x62ucket_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61vg_viewers\x18\x02 \x01(\x01\x12\x14\n\x0cpeak_viewers\x18\x03 \x01(\r\x12\x13\n\x0bmin_viewers\x18\x04 \x01(\r\x12\x14\n\x0cviewer_count\x18\x05 \x01(\r\x12\x14\n\x0csample_count\x18\x06 \x01(\r\x12>\n\x0eunique_viewers\x18\x07 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount\"\x90\x02\n\x16ViewerAnalyticsSummary\x12\x14\n\x0coverall_peak\x18\x01 \x01(\r\x12\x13\n\x0boverall_avg\x18\x02 \x01(\x01\x12\x18\n\x10\x64uration_minutes\x18\x03 \x01(\x01\x12,\n\x08\x66irst_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07last_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0esnapshot_count\x18\x06 \x01(\r\x12>\n\x0eunique_viewers\x18\x07 \x01(\x0b\x32&.viewer_analytics.v1.UniqueViewerCount\"\x97\x01\n\x1cQueryViewerAnalyticsResponse\x12\x39\n\x06points\x18\x01 \x03(\x0b\x32).viewer_analytics.v1.ViewerAnalyticsPoint\x12<\n\x07summary\x18\x02 \x01(\x0b\x32+.viewer_analytics.v1.ViewerAnalyticsSummary2\x95\x01\n\x16ViewerAnalyticsService\x12{\n\x14QueryViewerAnalytics\x12\x30.viewer_analytics.v1.QueryViewerAnalyticsRequest\x1a\x31.viewer_analytics.v1.QueryViewerAnalyticsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viewer_analytics.v1.viewer_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUERYVIEWERANALYTICSREQUEST']._serialized_start=161
-  _globals['_QUERYVIEWERANALYTICSREQUEST']._serialized_end=348
-  _globals['_VIEWERANALYTICSPOINT']._serialized_start=351
-  _globals['_VIEWERANALYTICSPOINT']._serialized_end=531
-  _globals['_VIEWERANALYTICSSUMMARY']._serialized_start=534
-  _globals['_VIEWERANALYTICSSUMMARY']._serialized_end=806
-  _globals['_QUERYVIEWERANALYTICSRESPONSE']._serialized_start=809
-  _globals['_QUERYVIEWERANALYTICSRESPONSE']._serialized_end=960
-  _globals['_VIEWERANALYTICSSERVICE']._serialized_start=963
-  _globals['_VIEWERANALYTICSSERVICE']._serialized_end=1112
+  _globals['_QUERYVIEWERANALYTICSREQUEST']._serialized_end=386
+  _globals['_VIEWERANALYTICSPOINT']._serialized_start=389
+  _globals['_VIEWERANALYTICSPOINT']._serialized_end=633
+  _globals['_VIEWERANALYTICSSUMMARY']._serialized_start=636
+  _globals['_VIEWERANALYTICSSUMMARY']._serialized_end=908
+  _globals['_QUERYVIEWERANALYTICSRESPONSE']._serialized_start=911
+  _globals['_QUERYVIEWERANALYTICSRESPONSE']._serialized_end=1062
+  _globals['_VIEWERANALYTICSSERVICE']._serialized_start=1065
+  _globals['_VIEWERANALYTICSSERVICE']._serialized_end=1214
 # @@protoc_insertion_point(module_scope)
