@@ -20,7 +20,12 @@ from service_common.config import (
     read_str,
 )
 from service_common.connection_guard import ConnectionLimits, connection_variables
-from service_common.grpc_tls import CLIENT_TLS_VARIABLES, ClientTls, read_client_tls
+from service_common.grpc_tls import (
+    CLIENT_TLS_VARIABLES,
+    GATEWAY_GRPC_CLIENT_TLS,
+    ClientTls,
+    read_client_tls,
+)
 from service_common.internal_auth import INTERNAL_KEY_VARIABLES, read_internal_api_keys
 from service_common.logging_setup import LOG_VARIABLES, LogSettings
 from service_common.timing import TIMING_VARIABLES, SnapshotTiming
@@ -78,6 +83,7 @@ _GATEWAY_GRPC_TARGET = VARIABLES.declare(
     "127.0.0.1:50052",
     "host:port of the socket gateway's internal gRPC port (live counts for subscriptions)",
 )
+VARIABLES.include(GATEWAY_GRPC_CLIENT_TLS.group)
 _MAX_SUBSCRIPTIONS_PER_CONNECTION = VARIABLES.declare(
     "GRAPHQL_MAX_SUBSCRIPTIONS_PER_CONNECTION", "10", "operations one WebSocket connection may run at once"
 )
@@ -160,6 +166,8 @@ class GraphQLConfig:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Subscriptions over graphql-transport-ws on /graphql (docs/graphql_api.md, "Subscriptions").
     gateway_grpc_target: str = "127.0.0.1:50052"
+    # GATEWAY_GRPC_TLS_CA_FILE (and GATEWAY_GRPC_TLS_SERVER_NAME): TLS to the gateways' live count port.
+    gateway_grpc_tls: ClientTls | None = None
     max_subscriptions_per_connection: int = 10
     max_subscriptions_per_token: int = 50
     subscription_idle_timeout_seconds: float = 60.0
@@ -206,6 +214,7 @@ class GraphQLConfig:
             ingest_tls=read_client_tls(env),
             connections=ConnectionLimits.from_env(env, "GRAPHQL"),
             gateway_grpc_target=_read_target(env),
+            gateway_grpc_tls=read_client_tls(env, GATEWAY_GRPC_CLIENT_TLS),
             max_subscriptions_per_connection=read_int(
                 env, _MAX_SUBSCRIPTIONS_PER_CONNECTION, minimum=1, maximum=1000
             ),

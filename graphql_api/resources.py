@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import grpc
 from aiohttp import web
 
 from graphql_api.auth import TokenVerifier
@@ -65,8 +64,9 @@ async def gateway_channel(app: web.Application) -> AsyncIterator[None]:
     Like the ingest channel, it connects on first use (the first subscription) and reconnects by itself.
     """
     config = app[CONFIG]
-    channel = grpc.aio.insecure_channel(
+    channel = open_channel(
         config.gateway_grpc_target,
+        config.gateway_grpc_tls,
         options=[
             # Streams idle between count changes; pings find a vanished gateway within a minute.
             ("grpc.keepalive_time_ms", 30_000),
@@ -82,7 +82,10 @@ async def gateway_channel(app: web.Application) -> AsyncIterator[None]:
         log=app[CLIENT_LOG],
     )
     app[LIVE_COUNTS] = live
-    logger.info("Gateway channel opened", extra={"target": config.gateway_grpc_target})
+    logger.info(
+        "Gateway channel opened",
+        extra={"target": config.gateway_grpc_target, "tls": config.gateway_grpc_tls is not None},
+    )
     try:
         yield
     finally:

@@ -1,8 +1,10 @@
-"""Optional TLS on the internal gRPC hop: the one place that binds the ingest port and opens channels to it.
+"""Optional TLS on the internal gRPC hops: the one place that binds their ports and opens channels to them.
 
-Without TLS settings everything stays plaintext, as on one machine where the hop never leaves loopback.
-With them the ingest service serves TLS only and the clients verify its certificate against the CA they
-are given, so the internal key never crosses a network in the clear.
+Two hops: to the ingest service (``INGEST_TLS_*``, its clients are the gateways and the GraphQL API) and
+to the gateways' live count port (``GATEWAY_GRPC_TLS_*``, its client is the GraphQL API). Without TLS
+settings a hop stays plaintext, as on one machine where it never leaves loopback. With them its server
+serves TLS only and the clients verify its certificate against the CA they are given, so the internal
+key never crosses a network in the clear.
 """
 
 from __future__ import annotations
@@ -15,27 +17,74 @@ from typing import Any
 
 import grpc
 
-from service_common.config import ConfigError, Variables, read_optional_str
+from service_common.config import ConfigError, Variable, Variables, read_optional_str
 from service_common.service_process import ensure_port_free
 
 logger = logging.getLogger(__name__)
 
-CERT_FILE_VARIABLE = "INGEST_TLS_CERT_FILE"
-KEY_FILE_VARIABLE = "INGEST_TLS_KEY_FILE"
-CA_FILE_VARIABLE = "INGEST_TLS_CA_FILE"
-SERVER_NAME_VARIABLE = "INGEST_TLS_SERVER_NAME"
-SERVER_TLS_VARIABLES = Variables()
-_CERT_FILE = SERVER_TLS_VARIABLES.declare(
-    CERT_FILE_VARIABLE, "", "PEM certificate chain: the gRPC port serves TLS only (with INGEST_TLS_KEY_FILE)"
+
+@dataclass(frozen=True)
+class ServerTlsVariables:
+    """The two variables that give one gRPC server its certificate chain and key (both or neither)."""
+
+    cert_file: Variable
+    key_file: Variable
+
+    @property
+    def group(self) -> Variables:
+        return Variables(self.cert_file, self.key_file)
+
+
+@dataclass(frozen=True)
+class ClientTlsVariables:
+    """The variables that make a client verify one server's certificate: its CA, and the name to check."""
+
+    ca_file: Variable
+    server_name: Variable
+
+    @property
+    def group(self) -> Variables:
+        return Variables(self.ca_file, self.server_name)
+
+
+def server_tls_variables(prefix: str) -> ServerTlsVariables:
+    """``{prefix}_TLS_CERT_FILE`` and ``{prefix}_TLS_KEY_FILE``."""
+    key_name = f"{prefix}_TLS_KEY_FILE"
+    return ServerTlsVariables(
+        Variable(
+            f"{prefix}_TLS_CERT_FILE",
+            "",
+            f"PEM certificate chain: the gRPC port serves TLS only (with {key_name})",
+        ),
+        Variable(key_name, "", f"PEM private key of {prefix}_TLS_CERT_FILE"),
+    )
+
+
+def client_tls_variables(prefix: str, server: str, target_variable: str) -> ClientTlsVariables:
+    """``{prefix}_TLS_CA_FILE`` and ``{prefix}_TLS_SERVER_NAME``, for a client of ``server``."""
+    return ClientTlsVariables(
+        Variable(
+            f"{prefix}_TLS_CA_FILE",
+            "",
+            f"PEM of the CA of {server}'s certificate: TLS to it (unset: plaintext)",
+        ),
+        Variable(
+            f"{prefix}_TLS_SERVER_NAME",
+            "",
+            f"the name its certificate is checked against (unset: {target_variable}'s host)",
+        ),
+    )
+
+
+INGEST_SERVER_TLS = server_tls_variables("INGEST")
+INGEST_CLIENT_TLS = client_tls_variables("INGEST", "the ingest service", "INGEST_TARGET")
+# The gateway's internal port (LiveCountService), which the GraphQL API reads live counts from.
+GATEWAY_GRPC_SERVER_TLS = server_tls_variables("GATEWAY_GRPC")
+GATEWAY_GRPC_CLIENT_TLS = client_tls_variables(
+    "GATEWAY_GRPC", "the gateways' live count port", "GATEWAY_GRPC_TARGET"
 )
-_KEY_FILE = SERVER_TLS_VARIABLES.declare(KEY_FILE_VARIABLE, "", "PEM private key of INGEST_TLS_CERT_FILE")
-CLIENT_TLS_VARIABLES = Variables()
-_CA_FILE = CLIENT_TLS_VARIABLES.declare(
-    CA_FILE_VARIABLE, "", "PEM of the CA of the ingest service's certificate: TLS to it (unset: plaintext)"
-)
-_SERVER_NAME = CLIENT_TLS_VARIABLES.declare(
-    SERVER_NAME_VARIABLE, "", "the name its certificate is checked against (unset: INGEST_TARGET's host)"
-)
+SERVER_TLS_VARIABLES = INGEST_SERVER_TLS.group
+CLIENT_TLS_VARIABLES = INGEST_CLIENT_TLS.group
 
 
 @dataclass(frozen=True)
@@ -71,39 +120,45 @@ def _read_pem(path: str, variable: str) -> bytes:
     return content
 
 
-def read_server_tls(env: Mapping[str, str]) -> ServerTls | None:
-    """``INGEST_TLS_CERT_FILE`` and ``INGEST_TLS_KEY_FILE``: both for TLS, neither for plaintext.
+def read_server_tls(
+    env: Mapping[str, str], variables: ServerTlsVariables = INGEST_SERVER_TLS
+) -> ServerTls | None:
+    """The certificate and key files (``INGEST_TLS_*`` by default): both for TLS, neither for plaintext.
 
     Raises:
         ConfigError: only one of the two is set, or a file cannot be read or holds no PEM.
     """
-    cert_path = read_optional_str(env, _CERT_FILE)
-    key_path = read_optional_str(env, _KEY_FILE)
+    cert_name, key_name = variables.cert_file.name, variables.key_file.name
+    cert_path = read_optional_str(env, variables.cert_file)
+    key_path = read_optional_str(env, variables.key_file)
     if cert_path is None and key_path is None:
         return None
     if key_path is None:
-        raise ConfigError(KEY_FILE_VARIABLE, f"is required when {CERT_FILE_VARIABLE} is set")
+        raise ConfigError(key_name, f"is required when {cert_name} is set")
     if cert_path is None:
-        raise ConfigError(CERT_FILE_VARIABLE, f"is required when {KEY_FILE_VARIABLE} is set")
+        raise ConfigError(cert_name, f"is required when {key_name} is set")
     return ServerTls(
-        certificate_chain=_read_pem(cert_path, CERT_FILE_VARIABLE),
-        private_key=_read_pem(key_path, KEY_FILE_VARIABLE),
+        certificate_chain=_read_pem(cert_path, cert_name),
+        private_key=_read_pem(key_path, key_name),
     )
 
 
-def read_client_tls(env: Mapping[str, str]) -> ClientTls | None:
-    """``INGEST_TLS_CA_FILE`` (and ``INGEST_TLS_SERVER_NAME``): TLS to the ingest service, or ``None``.
+def read_client_tls(
+    env: Mapping[str, str], variables: ClientTlsVariables = INGEST_CLIENT_TLS
+) -> ClientTls | None:
+    """The CA file and server name (``INGEST_TLS_*`` by default): TLS to that server, or ``None``.
 
     Raises:
         ConfigError: the CA file cannot be read or holds no PEM, or a server name is set without a CA.
     """
-    ca_path = read_optional_str(env, _CA_FILE)
-    server_name = read_optional_str(env, _SERVER_NAME)
+    ca_name = variables.ca_file.name
+    ca_path = read_optional_str(env, variables.ca_file)
+    server_name = read_optional_str(env, variables.server_name)
     if ca_path is None:
         if server_name is not None:
-            raise ConfigError(SERVER_NAME_VARIABLE, f"has no effect without {CA_FILE_VARIABLE}")
+            raise ConfigError(variables.server_name.name, f"has no effect without {ca_name}")
         return None
-    return ClientTls(_read_pem(ca_path, CA_FILE_VARIABLE), server_name)
+    return ClientTls(_read_pem(ca_path, ca_name), server_name)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -142,8 +197,8 @@ def bind_server_port(
         logger.warning(
             "The ingest service listens in plaintext beyond loopback: the internal key crosses the"
             " network in the clear (set %s and %s)",
-            CERT_FILE_VARIABLE,
-            KEY_FILE_VARIABLE,
+            INGEST_SERVER_TLS.cert_file.name,
+            INGEST_SERVER_TLS.key_file.name,
             extra={"address": address},
         )
     try:

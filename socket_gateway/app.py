@@ -504,6 +504,7 @@ async def _live_counts_ctx(app: web.Application) -> AsyncIterator[None]:
         gateway.clock,
         config.grpc_host,
         config.grpc_port,
+        config.grpc_tls,
     )
     await gateway.live_counts.start()
     yield

@@ -23,7 +23,14 @@ from service_common.config import (
     read_str,
 )
 from service_common.connection_guard import ConnectionLimits, connection_variables
-from service_common.grpc_tls import CLIENT_TLS_VARIABLES, ClientTls, read_client_tls
+from service_common.grpc_tls import (
+    CLIENT_TLS_VARIABLES,
+    GATEWAY_GRPC_SERVER_TLS,
+    ClientTls,
+    ServerTls,
+    read_client_tls,
+    read_server_tls,
+)
 from service_common.internal_auth import INTERNAL_KEY_VARIABLES, read_internal_api_keys
 from service_common.logging_setup import LOG_VARIABLES, LogSettings
 from service_common.timing import TIMING_VARIABLES, SnapshotTiming
@@ -113,6 +120,7 @@ _GRPC_HOST = VARIABLES.declare(
     "GATEWAY_GRPC_HOST", "127.0.0.1", "address of the internal gRPC port (LiveCountService, internal key)"
 )
 _GRPC_PORT = VARIABLES.declare("GATEWAY_GRPC_PORT", "50052", "its port (0: any free port)")
+VARIABLES.include(GATEWAY_GRPC_SERVER_TLS.group)
 _LIVE_MAX_STREAMS = VARIABLES.declare(
     "GATEWAY_LIVE_MAX_STREAMS", "1000", "live count streams open at once (WatchViewerCounts)"
 )
@@ -206,6 +214,8 @@ class GatewayConfig:
     # over gRPC").
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50052
+    # GATEWAY_GRPC_TLS_CERT_FILE and GATEWAY_GRPC_TLS_KEY_FILE: the internal port serves TLS only.
+    grpc_tls: ServerTls | None = None
     live_max_streams: int = 1000
     live_max_auctions_per_stream: int = 10_000
     live_update_interval_ms: int = 500
@@ -278,6 +288,7 @@ class GatewayConfig:
             redis_retries=read_int(env, _REDIS_RETRIES, minimum=0, maximum=10),
             grpc_host=read_str(env, _GRPC_HOST),
             grpc_port=read_port(env, _GRPC_PORT),
+            grpc_tls=read_server_tls(env, GATEWAY_GRPC_SERVER_TLS),
             live_max_streams=read_int(env, _LIVE_MAX_STREAMS, minimum=1, maximum=100_000),
             live_max_auctions_per_stream=read_int(env, _LIVE_MAX_AUCTIONS, minimum=1, maximum=100_000),
             # At least 500 ms: the contract promises at most two updates a second per auction.

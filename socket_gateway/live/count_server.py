@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from viewer_analytics.v1 import live_count_service_pb2_grpc
 
-from service_common.grpc_tls import bind_server_port
+from service_common.grpc_tls import ServerTls, bind_server_port
 from service_common.internal_auth import InternalKeyInterceptor, InternalKeyRing
 from service_common.log_limits import RateLimitedLog
 from service_common.service_process import listen_errors
@@ -26,7 +26,7 @@ STOP_GRACE_SECONDS = 0.5
 
 
 class LiveCountServer:
-    """``LiveCountService`` on ``host:port`` (port 0: any free port), plaintext; the key is checked first."""
+    """``LiveCountService`` on ``host:port`` (port 0: any free port), TLS with ``tls``; key checked first."""
 
     def __init__(
         self,
@@ -36,12 +36,14 @@ class LiveCountServer:
         clock: Clock,
         host: str,
         port: int,
+        tls: ServerTls | None = None,
     ) -> None:
         log = RateLimitedLog(logger)
         self.servicer = LiveCountServicer(feed, limits, clock.time, time.monotonic, log)
         self._health = health.aio.HealthServicer()
         self._host = host
         self._port = port
+        self._tls = tls
         self.port = 0
         self._server = grpc.aio.server(
             interceptors=[InternalKeyInterceptor(InternalKeyRing(keys), log)],
@@ -71,15 +73,16 @@ class LiveCountServer:
                 self._server,
                 self._host,
                 self._port,
-                None,
-                plaintext_warning="The live count port listens in plaintext beyond loopback: the internal key"
-                " crosses the network in the clear (keep GATEWAY_GRPC_HOST on loopback or a private network)",
+                self._tls,
+                plaintext_warning="The live count port listens in plaintext beyond loopback: the internal"
+                " key crosses the network in the clear (set GATEWAY_GRPC_TLS_CERT_FILE and _KEY_FILE)",
             )
         await self._server.start()
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         logger.info(
-            "Live count service listening", extra={"address": f"{self._host}:{self.port}", "port": self.port}
+            "Live count service listening",
+            extra={"address": f"{self._host}:{self.port}", "port": self.port, "tls": self._tls is not None},
         )
         return self.port
 

@@ -1,4 +1,5 @@
-"""TLS on the internal gRPC hop: the ingest service, the gateway and the GraphQL API, with a throwaway CA.
+"""TLS on the internal gRPC hops, with a throwaway CA: to the ingest service (from the gateway and the
+GraphQL API) and to the gateway's live count port (from the GraphQL API).
 
 Every test uses real servers on free loopback ports and real clients; the certificates are made at test
 time by trustme (a CA, and a server certificate for localhost and 127.0.0.1).
@@ -16,8 +17,18 @@ import aiohttp
 import grpc
 import pytest
 import trustme
+from viewer_analytics.v1 import live_count_service_pb2 as live_pb
+from viewer_analytics.v1 import live_count_service_pb2_grpc as live_grpc
 
-from service_common.grpc_tls import ClientTls, open_channel, read_client_tls, read_server_tls
+from service_common.grpc_tls import (
+    GATEWAY_GRPC_CLIENT_TLS,
+    GATEWAY_GRPC_SERVER_TLS,
+    ClientTls,
+    open_channel,
+    read_client_tls,
+    read_server_tls,
+)
+from service_common.internal_auth import internal_key_metadata
 from tests.conftest import RunningIngest, ingest_config, serving_ingest
 from tests.fault_support import ServiceProcess
 from tests.gateway_support import ManualClock, gateway_config, running_gateway, stored_snapshots
@@ -163,6 +174,65 @@ async def test_the_graphql_api_answers_through_tls(tls_ingest: RunningIngest, tl
         assert answer.data["auction"]["settings"]["enableViewerAnalytics"] is True
         ready = await api.get("/readyz")
         assert ready.status == 200, await ready.text()
+
+
+async def first_live_counts(channel: grpc.aio.Channel, auction_id: str) -> live_pb.WatchViewerCountsResponse:
+    call = live_grpc.LiveCountServiceStub(channel).WatchViewerCounts(
+        live_pb.WatchViewerCountsRequest(auction_ids=[auction_id]), metadata=internal_key_metadata(TEST_KEY)
+    )
+    try:
+        return await asyncio.wait_for(call.read(), WAIT)
+    finally:
+        call.cancel()
+
+
+async def test_the_gateways_live_count_port_serves_tls_to_the_graphql_api(
+    tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """With GATEWAY_GRPC_TLS_CERT_FILE and _KEY_FILE the live count port serves TLS only: a client
+    trusting the CA reads the counts, a plaintext one and one trusting another CA are refused, and the
+    GraphQL API with GATEWAY_GRPC_TLS_CA_FILE delivers the counts to a subscriber."""
+    server_tls = read_server_tls(
+        {"GATEWAY_GRPC_TLS_CERT_FILE": str(tls_files.cert), "GATEWAY_GRPC_TLS_KEY_FILE": str(tls_files.key)},
+        GATEWAY_GRPC_SERVER_TLS,
+    )
+    client_tls = read_client_tls({"GATEWAY_GRPC_TLS_CA_FILE": str(tls_files.ca)}, GATEWAY_GRPC_CLIENT_TLS)
+    other_tls = read_client_tls(
+        {"GATEWAY_GRPC_TLS_CA_FILE": str(tls_files.other_ca)}, GATEWAY_GRPC_CLIENT_TLS
+    )
+    assert server_tls is not None
+    assert client_tls is not None
+    assert other_tls is not None
+    async with running_gateway(gateway_config(tmp_path, grpc_tls=server_tls)) as gateway:
+        viewer = await gateway.viewer({"auctionId": "a1", "viewerId": "ann"})
+        await viewer.wait_for(1)
+        async with open_channel(gateway.grpc_target, client_tls) as trusting:
+            first = await first_live_counts(trusting, "a1")
+            assert [(u.auction_id, u.viewer_count) for u in first.updates] == [("a1", 1)]
+        for refused_tls in (None, other_tls):
+            async with open_channel(gateway.grpc_target, refused_tls) as refused:
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await first_live_counts(refused, "a1")
+                assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        config = graphql_config(
+            "127.0.0.1:1", gateway_grpc_target=gateway.grpc_target, gateway_grpc_tls=client_tls
+        )
+        async with (
+            running_graphql(config) as api,
+            api.session.ws_connect(f"{api.base_url}/graphql", protocols=("graphql-transport-ws",)) as ws,
+        ):
+            await ws.send_json(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {admin_token()}"}}
+            )
+            assert (await asyncio.wait_for(ws.receive_json(), WAIT))["type"] == "connection_ack"
+            query = "subscription($id: ID!) { viewerCount(auctionId: $id) { viewerCount } }"
+            await ws.send_json(
+                {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": "a1"}}}
+            )
+            message = await asyncio.wait_for(ws.receive_json(), WAIT)
+            assert message["type"] == "next", message
+            assert message["payload"]["data"]["viewerCount"]["viewerCount"] == 1
 
 
 def child_env(**variables: str) -> dict[str, str]:
