@@ -525,6 +525,7 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         # One evaluator per auction: alone, this node; with Redis, the sampler lease holder.
         (lambda: bool(cluster.sampler.token)) if cluster is not None else (lambda: True),
         gateway.config.alert_rules_refresh_seconds,
+        settle_seconds=gateway.config.alert_settle_seconds,
     )
     gateway.supervisor.start("alert-rules", gateway.alerts.run_rules)
     gateway.supervisor.start("alert-reports", gateway.alerts.run_reports)

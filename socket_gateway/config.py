@@ -137,6 +137,12 @@ _ALERT_RULES_REFRESH = VARIABLES.declare(
     "5",
     "how often the evaluating node reloads the alert rules from the ingest service",
 )
+_ALERT_SETTLE = VARIABLES.declare(
+    "GATEWAY_ALERT_SETTLE_SECONDS",
+    "3",
+    "how long a node that starts evaluating waits for its counts to come back before it compares them "
+    "with the rules' recorded states",
+)
 
 
 def _read_redis_url(env: Mapping[str, str]) -> str | None:
@@ -221,6 +227,8 @@ class GatewayConfig:
     live_update_interval_ms: int = 500
     # Seller alerts (live/alerts.py): how soon a rule's change reaches the evaluator.
     alert_rules_refresh_seconds: float = 5.0
+    # ... and how long a node that starts evaluating lets its viewers reconnect first.
+    alert_settle_seconds: float = 3.0
     logging: LogSettings = field(default_factory=LogSettings)
     # INGEST_TLS_CA_FILE (and INGEST_TLS_SERVER_NAME): TLS to the ingest service; plaintext without it.
     ingest_tls: ClientTls | None = None
@@ -294,6 +302,7 @@ class GatewayConfig:
             # At least 500 ms: the contract promises at most two updates a second per auction.
             live_update_interval_ms=read_int(env, _LIVE_INTERVAL, minimum=500, maximum=60_000),
             alert_rules_refresh_seconds=read_float(env, _ALERT_RULES_REFRESH, minimum=0.05, maximum=3600.0),
+            alert_settle_seconds=read_float(env, _ALERT_SETTLE, minimum=0.0, maximum=60.0),
             logging=LogSettings.from_env(env),
             ingest_tls=read_client_tls(env),
         )

@@ -116,9 +116,14 @@ class AlertRule:
     secret: str
     created_at: float
     updated_at: float
+    # The evaluation state its evaluators last recorded for this spec: armed (True), fired and not
+    # armed again (False), or never evaluated (None). Read back by an evaluator that starts, so that a
+    # restart neither reports a crossing twice nor misses one made while it was down.
+    armed: bool | None = None
 
     def with_spec(self, spec: AlertRuleSpec, now: float) -> AlertRule:
-        return replace(self, spec=spec, updated_at=now)
+        """The rule with a new spec: its evaluation state starts again (a new threshold, a new state)."""
+        return replace(self, spec=spec, updated_at=now, armed=None)
 
 
 def new_rule_id() -> str:

@@ -22,7 +22,12 @@ from ingest_service.alerts.domain import (
     DeliveryStatus,
     TooManyAlertRules,
 )
-from ingest_service.alerts.store import DELIVERY_COLLECTION, RULE_COLLECTION
+from ingest_service.alerts.store import (
+    DELIVERY_COLLECTION,
+    RULE_COLLECTION,
+    UPDATED_AT_TOLERANCE_SECONDS,
+    ArmedReport,
+)
 from ingest_service.domain import StorageUnavailable
 from ingest_service.storage.mongo_store import MongoSnapshotStore
 
@@ -119,7 +124,8 @@ class MongoAlertStore:
         try:
             document = await self._rules.find_one_and_update(
                 {"_id": rule_id, "auction": auction_id},
-                {"$set": {**_spec_fields(spec), "updatedAt": now}},
+                # A new spec, a new evaluation state.
+                {"$set": {**_spec_fields(spec), "updatedAt": now}, "$unset": {"armed": ""}},
                 return_document=ReturnDocument.AFTER,
             )
         except PyMongoError as error:
@@ -148,25 +154,62 @@ class MongoAlertStore:
         return [_rule_of(document) for document in documents]
 
     async def record_firing(
-        self, auction_id: str, rule_id: str, fired_at: float, cooldown_seconds: float
+        self,
+        auction_id: str,
+        rule_id: str,
+        fired_at: float,
+        cooldown_seconds: float,
+        *,
+        firing_id: str = "",
+        require_armed: bool = False,
     ) -> bool:
         # One conditional update of the rule's own document: atomic, so of two evaluators reporting
-        # one crossing within the cooldown only one matches.
+        # one crossing within the cooldown (or, with require_armed, once it is disarmed) only one
+        # matches.
+        condition: Document = {
+            "_id": rule_id,
+            "auction": auction_id,
+            "$or": [
+                {"lastFiredAt": {"$exists": False}},
+                {"lastFiredAt": {"$lte": fired_at - cooldown_seconds}},
+            ],
+        }
+        if require_armed:
+            condition["armed"] = {"$ne": False}
         try:
             result = await self._rules.update_one(
-                {
-                    "_id": rule_id,
-                    "auction": auction_id,
-                    "$or": [
-                        {"lastFiredAt": {"$exists": False}},
-                        {"lastFiredAt": {"$lte": fired_at - cooldown_seconds}},
-                    ],
-                },
-                {"$set": {"lastFiredAt": fired_at}},
+                condition, {"$set": {"lastFiredAt": fired_at, "armed": False, "lastFiringId": firing_id}}
+            )
+            if result.matched_count == 1:
+                return True
+            # A retry of the firing recorded last (its answer lost) passes again.
+            return bool(firing_id) and (
+                await self._rules.find_one({"_id": rule_id, "auction": auction_id, "lastFiringId": firing_id})
+                is not None
             )
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
-        return result.matched_count == 1
+
+    async def record_armed(self, reports: list[ArmedReport]) -> int:
+        recorded = 0
+        try:
+            # One conditional update per report, in order: only the spec the state was reached under.
+            for report in reports:
+                result = await self._rules.update_one(
+                    {
+                        "_id": report.rule_id,
+                        "auction": report.auction_id,
+                        "updatedAt": {
+                            "$gte": report.rule_updated_at - UPDATED_AT_TOLERANCE_SECONDS,
+                            "$lte": report.rule_updated_at + UPDATED_AT_TOLERANCE_SECONDS,
+                        },
+                    },
+                    {"$set": {"armed": report.armed}},
+                )
+                recorded += result.matched_count
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        return recorded
 
     async def get_delivery(self, delivery_id: str) -> AlertDelivery | None:
         try:
@@ -300,6 +343,7 @@ def _rule_of(document: Document) -> AlertRule:
         str(document["secret"]),
         float(document["createdAt"]),
         float(document["updatedAt"]),
+        armed=None if document.get("armed") is None else bool(document["armed"]),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from ingest_service.alerts.domain import (
     DeliveryStatus,
     TooManyAlertRules,
 )
+from ingest_service.alerts.store import UPDATED_AT_TOLERANCE_SECONDS, ArmedReport
 from ingest_service.storage.sqlite_companion import SqliteCompanionStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.sqlite_transactions import write_transaction
@@ -42,6 +44,12 @@ CREATE INDEX IF NOT EXISTS alert_rules_by_auction ON alert_rules (auction_id, cr
 CREATE TABLE IF NOT EXISTS alert_rule_firings (
     rule_id       TEXT PRIMARY KEY,
     last_fired_at REAL NOT NULL
+) WITHOUT ROWID;
+-- A rule's evaluation state for its current spec (a row is removed when the spec changes).
+CREATE TABLE IF NOT EXISTS alert_rule_states (
+    rule_id        TEXT    PRIMARY KEY,
+    armed          INTEGER NOT NULL,
+    last_firing_id TEXT    NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_deliveries (
     delivery_id      TEXT    PRIMARY KEY,
@@ -140,22 +148,35 @@ class SqliteAlertStore(SqliteCompanionStore):
                 )
                 if cursor.rowcount == 1:
                     connection.execute("DELETE FROM alert_rule_firings WHERE rule_id = ?", (rule_id,))
+                    connection.execute("DELETE FROM alert_rule_states WHERE rule_id = ?", (rule_id,))
             return cursor.rowcount == 1
 
         return await self._snapshots.run(delete)
 
     async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
+        columns = ", ".join(f"r.{column}" for column in _RULE_COLUMNS.split(", "))
         rows = await self._snapshots.run(
             lambda connection: connection.execute(
-                f"SELECT {_RULE_COLUMNS} FROM alert_rules WHERE paused = 0 AND rule_id > ? "
-                "ORDER BY rule_id LIMIT ?",
+                f"SELECT {columns}, s.armed FROM alert_rules r "
+                "LEFT JOIN alert_rule_states s ON s.rule_id = r.rule_id "
+                "WHERE r.paused = 0 AND r.rule_id > ? ORDER BY r.rule_id LIMIT ?",
                 (after_rule_id, limit),
             ).fetchall()
         )
-        return [_rule_of(row) for row in rows]
+        return [
+            dataclasses.replace(_rule_of(row[:-1]), armed=None if row[-1] is None else bool(row[-1]))
+            for row in rows
+        ]
 
     async def record_firing(
-        self, auction_id: str, rule_id: str, fired_at: float, cooldown_seconds: float
+        self,
+        auction_id: str,
+        rule_id: str,
+        fired_at: float,
+        cooldown_seconds: float,
+        *,
+        firing_id: str = "",
+        require_armed: bool = False,
     ) -> bool:
         def record(connection: sqlite3.Connection) -> bool:
             with write_transaction(connection):
@@ -164,13 +185,48 @@ class SqliteAlertStore(SqliteCompanionStore):
                 ).fetchone()
                 if exists is None:
                     return False
+                state = connection.execute(
+                    "SELECT armed, last_firing_id FROM alert_rule_states WHERE rule_id = ?", (rule_id,)
+                ).fetchone()
+                if state is not None and firing_id and state[1] == firing_id:
+                    return True
+                if require_armed and state is not None and not state[0]:
+                    return False
                 cursor = connection.execute(
                     "INSERT INTO alert_rule_firings (rule_id, last_fired_at) VALUES (?, ?) "
                     "ON CONFLICT (rule_id) DO UPDATE SET last_fired_at = excluded.last_fired_at "
                     "WHERE excluded.last_fired_at - last_fired_at >= ?",
                     (rule_id, fired_at, cooldown_seconds),
                 )
-                return cursor.rowcount == 1
+                if cursor.rowcount != 1:
+                    return False
+                connection.execute(
+                    "INSERT INTO alert_rule_states (rule_id, armed, last_firing_id) VALUES (?, 0, ?) "
+                    "ON CONFLICT (rule_id) DO UPDATE SET armed = 0, last_firing_id = excluded.last_firing_id",
+                    (rule_id, firing_id),
+                )
+                return True
+
+        return await self._snapshots.run(record)
+
+    async def record_armed(self, reports: list[ArmedReport]) -> int:
+        def record(connection: sqlite3.Connection) -> int:
+            recorded = 0
+            with write_transaction(connection):
+                for report in reports:
+                    row = connection.execute(
+                        "SELECT updated_at FROM alert_rules WHERE rule_id = ? AND auction_id = ?",
+                        (report.rule_id, report.auction_id),
+                    ).fetchone()
+                    if row is None or abs(row[0] - report.rule_updated_at) > UPDATED_AT_TOLERANCE_SECONDS:
+                        continue
+                    connection.execute(
+                        "INSERT INTO alert_rule_states (rule_id, armed, last_firing_id) VALUES (?, ?, '') "
+                        "ON CONFLICT (rule_id) DO UPDATE SET armed = excluded.armed",
+                        (report.rule_id, int(report.armed)),
+                    )
+                    recorded += 1
+            return recorded
 
         return await self._snapshots.run(record)
 
@@ -292,6 +348,8 @@ def _update_rule(
             raise AlertRuleNotFound(rule_id)
         rule = _rule_of(row).with_spec(spec, now)
         connection.execute("DELETE FROM alert_rules WHERE rule_id = ?", (rule_id,))
+        # A new spec, a new evaluation state.
+        connection.execute("DELETE FROM alert_rule_states WHERE rule_id = ?", (rule_id,))
         connection.execute(
             f"INSERT INTO alert_rules ({_RULE_COLUMNS}) VALUES ({','.join('?' * 13)})", _rule_row(rule)
         )

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from ingest_service.alerts.domain import AlertDelivery, AlertRule, AlertRuleSpec
 
 RULE_COLLECTION = "alertrules"
 DELIVERY_COLLECTION = "alertdeliveries"
+# How far a reported ``rule_updated_at`` may be from the stored one and still name the same spec: the
+# wire's timestamps are nanoseconds, the stores' epoch floats about a quarter of a microsecond apart.
+UPDATED_AT_TOLERANCE_SECONDS = 1e-5
+
+
+@dataclass(frozen=True, slots=True)
+class ArmedReport:
+    """An evaluator's report that a rule (as of its ``rule_updated_at``) is armed or not."""
+
+    auction_id: str
+    rule_id: str
+    armed: bool
+    rule_updated_at: float
 
 
 class AlertStore(Protocol):
@@ -46,18 +60,34 @@ class AlertStore(Protocol):
         ...
 
     async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
-        """Rules not paused, of every auction, by rule id after ``after_rule_id`` (for the evaluator)."""
+        """Rules not paused, of every auction, by rule id after ``after_rule_id`` (for the evaluator),
+        each with its recorded evaluation state (``armed``)."""
         ...
 
     async def record_firing(
-        self, auction_id: str, rule_id: str, fired_at: float, cooldown_seconds: float
+        self,
+        auction_id: str,
+        rule_id: str,
+        fired_at: float,
+        cooldown_seconds: float,
+        *,
+        firing_id: str = "",
+        require_armed: bool = False,
     ) -> bool:
-        """Notes that the rule fired at ``fired_at``, unless it last fired less than ``cooldown_seconds``
-        before (atomic: of two evaluators reporting one crossing, only one passes). False: refused.
+        """Notes that the rule fired at ``fired_at`` and leaves it disarmed (``armed`` False), unless it
+        last fired less than ``cooldown_seconds`` before, or ``require_armed`` and it is disarmed
+        (atomic: of two evaluators reporting one crossing, only one passes). False: refused.
 
         The rule's cooldown held across evaluators, restarts and hand-overs, not only in one
-        evaluator's memory.
+        evaluator's memory. The same ``firing_id`` as the firing last recorded passes again (a retry
+        of a call whose answer was lost), changing nothing.
         """
+        ...
+
+    async def record_armed(self, reports: list[ArmedReport]) -> int:
+        """Records each rule's evaluation state, in order; a report for a rule that is gone, or whose
+        spec changed since its ``rule_updated_at`` (which started its state again), is skipped.
+        Returns how many were recorded."""
         ...
 
     async def get_delivery(self, delivery_id: str) -> AlertDelivery | None:

@@ -30,7 +30,7 @@ from ingest_service.alerts.domain import (
     new_rule_id,
     new_secret,
 )
-from ingest_service.alerts.store import AlertStore
+from ingest_service.alerts.store import AlertStore, ArmedReport
 from ingest_service.alerts.targets import TargetPolicy, TargetRefused
 from ingest_service.domain import AuctionIdType, StorageUnavailable
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
@@ -63,6 +63,14 @@ _RULE_ID = re.compile(r"rule_[0-9a-f]{24}")
 _FIRING_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
+_ARMED_TO_WIRE = {
+    None: alerts_pb2.ALERT_ARMED_STATE_UNSPECIFIED,
+    True: alerts_pb2.ALERT_ARMED_STATE_ARMED,
+    False: alerts_pb2.ALERT_ARMED_STATE_DISARMED,
+}
+MAX_ARMED_REPORTS = 1000
+
+
 def rule_to_wire(rule: AlertRule) -> alerts_pb2.AlertRule:
     spec = rule.spec
     return alerts_pb2.AlertRule(
@@ -80,6 +88,7 @@ def rule_to_wire(rule: AlertRule) -> alerts_pb2.AlertRule:
         ),
         created_at=timestamp_of(rule.created_at),
         updated_at=timestamp_of(rule.updated_at),
+        armed_state=_ARMED_TO_WIRE[rule.armed],
     )
 
 
@@ -339,13 +348,23 @@ class AlertRuleServicer:
             if existing is not None:
                 return alerts_pb2.RecordAlertFiringResponse(delivery=delivery_to_wire(existing))
             recorded = await self._store.record_firing(
-                auction_id, rule.rule_id, fired_at, rule.spec.cooldown_seconds
+                auction_id,
+                rule.rule_id,
+                fired_at,
+                rule.spec.cooldown_seconds,
+                firing_id=request.firing_id,
+                require_armed=request.require_armed,
             )
         except StorageUnavailable as error:
             await abort_storage_unavailable(context, error, self._log)
         if not recorded:
-            # Another evaluator (a hand-over, a restart) reported this rule within its cooldown.
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "within the rule's cooldown")
+            # Another evaluator (a hand-over, a restart) reported this rule within its cooldown, or
+            # (require_armed) reported this crossing already.
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "within the rule's cooldown, or the rule is not armed (fired already)",
+            )
         delivery = new_delivery(
             rule,
             EVENT_FIRED,
@@ -359,3 +378,24 @@ class AlertRuleServicer:
             extra={"auction_id": auction_id, "rule_id": rule.rule_id, "delivery_id": queued.delivery_id},
         )
         return alerts_pb2.RecordAlertFiringResponse(delivery=delivery_to_wire(queued))
+
+    async def RecordAlertArmed(
+        self, request: alerts_pb2.RecordAlertArmedRequest, context: grpc.aio.ServicerContext
+    ) -> alerts_pb2.RecordAlertArmedResponse:
+        if len(request.reports) > MAX_ARMED_REPORTS:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"reports: at most {MAX_ARMED_REPORTS}")
+        reports = []
+        for report in request.reports:
+            auction_id = await self._auction(report.auction_id, context)
+            if not _RULE_ID.fullmatch(report.rule_id) or not report.HasField("rule_updated_at"):
+                await abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, "reports: a rule_id and its rule_updated_at"
+                )
+            reports.append(
+                ArmedReport(auction_id, report.rule_id, report.armed, _seconds(report.rule_updated_at))
+            )
+        try:
+            recorded = await self._store.record_armed(reports)
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        return alerts_pb2.RecordAlertArmedResponse(recorded=recorded)

@@ -5,9 +5,15 @@ One evaluator per auction: a gateway alone evaluates every auction; with ``REDIS
 holding the sampler lease does (``leads``), on the cluster's global counts the feed polls. A rule fires
 on a crossing it sees: it is *armed* while the count is on the quiet side of its threshold by at least
 the hysteresis, and fires (then disarms) when the count crosses; a crossing within the cooldown of the
-rule's last firing disarms it without a firing. A rule loaded (or a node taking the lease) with the
-count already past its threshold is not armed until the count comes back, so a restart or a hand-over
-does not fire again for a crossing already reported.
+rule's last firing disarms it without a firing.
+
+Each rule's armed state is durable: every change of it is reported to the ingest service (a firing
+disarms; ``RecordAlertArmed`` for the rest), which hands it back with the rules. An evaluator that
+starts (a restart, a node taking the lease) waits ``settle_seconds`` for the counts to come back (the
+viewers of a restarted gateway reconnect), then compares them with each rule's recorded state: armed
+and past the threshold fires (a crossing made while no evaluator ran), disarmed stays so until the
+count comes back (a crossing already reported is not reported again). A rule never evaluated (new, or
+its spec changed) is armed only if the count is on its quiet side, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from viewer_analytics.v1 import alert_rule_service_pb2 as alerts_pb2
@@ -45,6 +52,17 @@ _RULE_PAGE = 1000
 # Rules replaced between two returns to the event loop (about 10 ms of work on a loaded machine).
 RULES_PER_STEP = 1000
 _CALL_TIMEOUT_SECONDS = 5.0
+# How long an evaluator that starts waits before comparing the counts with the rules' recorded states:
+# a restarted gateway's viewers reconnect within about 1-2 s (socket.io-client's first retry comes
+# after 0.5-1.5 s), and until they have, its counts read low. A crossing in that moment is reported
+# when it ends.
+SETTLE_SECONDS = 3.0
+# Armed-state reports sent in one RecordAlertArmed call (the service takes up to 1,000).
+_ARMED_BATCH = 500
+_ARMED_FROM_WIRE = {
+    alerts_pb2.ALERT_ARMED_STATE_ARMED: True,
+    alerts_pb2.ALERT_ARMED_STATE_DISARMED: False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +77,11 @@ class WatchedRule:
     window_seconds: int
     hysteresis: int
     cooldown_seconds: int
+    # The spec's moment (the ingest service's ``updated_at``): a state is recorded for one spec.
+    updated_at_nanos: int = 0
+    # The armed state recorded for this spec when the rule was read (None: never evaluated). Not part
+    # of the rule's identity: a reload that reads a newer state keeps the evaluator's own.
+    recorded_armed: bool | None = field(default=None, compare=False)
 
     @classmethod
     def from_wire(cls, rule: alerts_pb2.AlertRule) -> WatchedRule | None:
@@ -74,6 +97,8 @@ class WatchedRule:
             rule.spec.window_seconds,
             rule.spec.hysteresis,
             rule.spec.cooldown_seconds,
+            rule.updated_at.ToNanoseconds(),
+            _ARMED_FROM_WIRE.get(rule.armed_state),
         )
 
     def value(self, counts: RoomCounts) -> int:
@@ -93,9 +118,17 @@ class Firing:
     firing_id: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
+class ArmedReporter(Protocol):
+    """Told each change of a rule's armed state that is not a firing (a firing disarms by itself)."""
+
+    def __call__(self, rule: WatchedRule, armed: bool) -> None: ...
+
+
 @dataclass(slots=True)
 class _State:
     armed: bool = False
+    # Loaded when the evaluator started: not evaluated until the counts have settled.
+    settling: bool = False
     last_fired: float = -math.inf
     # DROP_PERCENT: the window's candidates for its highest count, (time, value), values decreasing
     # (None for the other kinds: an empty deque is about 600 bytes, most of a rule's memory).
@@ -109,8 +142,9 @@ class _State:
 class AlertEvaluator:
     """Checks every count change of an auction against its rules (a ``CountListener``).
 
-    ``fire`` is called with each firing, synchronously; ``clock`` gives epoch seconds. The work per
-    change is a dictionary lookup and a comparison per rule of that auction.
+    ``fire`` is called with each firing, synchronously, and ``report_armed`` with every other change
+    of a rule's armed state; ``clock`` gives epoch seconds. The work per change is a dictionary lookup
+    and a comparison per rule of that auction.
     """
 
     def __init__(
@@ -118,12 +152,16 @@ class AlertEvaluator:
         fire: Callable[[Firing], None],
         clock: Callable[[], float] = time.time,
         leads: Callable[[], bool] = lambda: True,
+        report_armed: ArmedReporter | None = None,
     ) -> None:
         self._fire = fire
         self._clock = clock
         self._leads = leads
+        self._report_armed: ArmedReporter = report_armed or (lambda _rule, _armed: None)
         self._rules: dict[str, tuple[WatchedRule, _State]] = {}
         self._by_auction: dict[str, list[tuple[WatchedRule, _State]]] = {}
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._current: Callable[[str], RoomCounts] = lambda _auction: RoomCounts(0, 0)
         self.fired_total = 0
         self.suppressed_total = 0
 
@@ -135,47 +173,107 @@ class AlertEvaluator:
     def auctions(self) -> frozenset[str]:
         return frozenset(self._by_auction)
 
-    def set_rules(self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]) -> None:
-        """Replaces the rules; an unchanged rule keeps its state, a new or changed one is armed by the
-        auction's ``current`` counts (armed only if they are on its quiet side)."""
-        for _ in self._replace(rules, current):
+    def set_rules(
+        self,
+        rules: Iterable[WatchedRule],
+        current: Callable[[str], RoomCounts],
+        settle_seconds: float | None = None,
+    ) -> None:
+        """Replaces the rules; an unchanged rule keeps its state. A new or changed one starts from its
+        recorded state (``WatchedRule.recorded_armed``) against the auction's ``current`` counts, or,
+        never evaluated, is armed only if they are on its quiet side.
+
+        ``settle_seconds`` (an evaluator that starts): the rules with a recorded state are evaluated
+        only once that has passed, against the counts then.
+        """
+        for _ in self._replace(rules, current, settle_seconds):
             pass
 
     async def set_rules_gradually(
-        self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]
+        self,
+        rules: Iterable[WatchedRule],
+        current: Callable[[str], RoomCounts],
+        settle_seconds: float | None = None,
     ) -> None:
         """:meth:`set_rules`, returning to the event loop every :data:`RULES_PER_STEP` rules.
 
         Replacing 30,000 rules took 0.26 s (docs/benchmarks.md): in one go, every socket of the node
         would wait that long at each reload. The old rules stay in force until the new set is whole.
         """
-        for _ in self._replace(rules, current):
+        for _ in self._replace(rules, current, settle_seconds):
             await asyncio.sleep(0)
 
-    def _replace(self, rules: Iterable[WatchedRule], current: Callable[[str], RoomCounts]) -> Iterator[None]:
+    def _replace(
+        self,
+        rules: Iterable[WatchedRule],
+        current: Callable[[str], RoomCounts],
+        settle_seconds: float | None,
+    ) -> Iterator[None]:
         kept: dict[str, tuple[WatchedRule, _State]] = {}
         by_auction: dict[str, list[tuple[WatchedRule, _State]]] = {}
+        self._current = current
+        settling = False
         for count, rule in enumerate(rules, 1):
             known = self._rules.get(rule.rule_id)
             if known is not None and known[0] == rule:
                 entry = known
             else:
                 entry = (rule, _State())
-                self._arm_initially(rule, entry[1], rule.value(current(rule.auction_id)), self._clock())
+                if settle_seconds is not None and rule.recorded_armed is not None:
+                    entry[1].settling = settling = True
+                else:
+                    self._start(rule, entry[1], rule.value(current(rule.auction_id)), self._clock())
             kept[rule.rule_id] = entry
             by_auction.setdefault(rule.auction_id, []).append(entry)
             if count % RULES_PER_STEP == 0:
                 yield
         old = self._rules
         self._rules, self._by_auction = kept, by_auction
+        if settling and settle_seconds is not None:
+            if self._settle_timer is not None:
+                self._settle_timer.cancel()
+            self._settle_timer = asyncio.get_running_loop().call_later(settle_seconds, self.settle)
         for count, (rule_id, (_rule, state)) in enumerate(old.items(), 1):
             if kept.get(rule_id, (None, None))[1] is not state:
                 _cancel_timer(state)
             if count % RULES_PER_STEP == 0:
                 yield
 
+    def settle(self) -> None:
+        """The counts have come back: each rule loaded at the start meets them with its recorded state."""
+        self._settle_timer = None
+        now = self._clock()
+        settled = 0
+        for rule, state in list(self._rules.values()):
+            if state.settling:
+                state.settling = False
+                settled += 1
+                self._start(rule, state, rule.value(self._current(rule.auction_id)), now)
+        logger.info("Alert rules settled", extra={"rules": settled})
+
+    def _start(self, rule: WatchedRule, state: _State, value: int, now: float) -> None:
+        """A rule's evaluation begins: from its recorded state if it has one, else from the count."""
+        recorded = rule.recorded_armed
+        self._arm_initially(rule, state, value, now)
+        if recorded is None:
+            self._report_armed(rule, state.armed)
+            return
+        if rule.kind == DROP_PERCENT:
+            # Its window begins now (the counts before the start are gone): the recorded state decides
+            # only whether the rule may fire before the count is back by the hysteresis.
+            state.armed = recorded
+            return
+        state.armed = recorded
+        # Armed and already past the threshold: the crossing was made while no evaluator ran.
+        # Disarmed and back on the quiet side: re-armed (and reported).
+        if self._leads():
+            self._evaluate(rule, state, value, now)
+
     def clear(self) -> None:
         """Forgets every rule (this node stopped evaluating)."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
         self.set_rules((), lambda _auction: RoomCounts(0, 0))
 
     def counts_changed(self, auction_id: str, counts: RoomCounts) -> None:
@@ -189,7 +287,8 @@ class AlertEvaluator:
         connections, unique = counts.viewer_count, counts.unique_viewers
         evaluate = self._evaluate
         for rule, state in entries:
-            evaluate(rule, state, unique if rule.unique else connections, now)
+            if not state.settling:
+                evaluate(rule, state, unique if rule.unique else connections, now)
 
     def _arm_initially(self, rule: WatchedRule, state: _State, value: int, now: float) -> None:
         if rule.kind == ABOVE:
@@ -208,12 +307,12 @@ class AlertEvaluator:
             if state.armed and value > rule.threshold:
                 self._crossed(rule, state, value, rule.threshold, now)
             elif not state.armed and value <= rule.threshold - rule.hysteresis:
-                state.armed = True
+                self._rearm(rule, state)
         elif rule.kind == BELOW:
             if state.armed and value < rule.threshold:
                 self._crossed(rule, state, value, rule.threshold, now)
             elif not state.armed and value >= rule.threshold + rule.hysteresis:
-                state.armed = True
+                self._rearm(rule, state)
         elif rule.kind == DROP_PERCENT:
             peaks = state.peaks
             if peaks is None:
@@ -230,15 +329,15 @@ class AlertEvaluator:
             if state.armed and drop >= rule.threshold:
                 self._crossed(rule, state, value, peak, now)
             elif not state.armed and drop <= rule.threshold - rule.hysteresis:
-                state.armed = True
+                self._rearm(rule, state)
         else:
             self._zero_while_live(rule, state, value)
 
     def _zero_while_live(self, rule: WatchedRule, state: _State, value: int) -> None:
         if value > 0:
             _cancel_timer(state)
-            if value > rule.hysteresis:
-                state.armed = True
+            if value > rule.hysteresis and not state.armed:
+                self._rearm(rule, state)
             return
         if state.armed and state.zero_timer is None:
             # A timer, not a poll: it fires the moment the duration is up, and costs nothing meanwhile.
@@ -251,10 +350,15 @@ class AlertEvaluator:
         if self._rules.get(rule.rule_id, (None, None))[1] is state and state.armed and self._leads():
             self._crossed(rule, state, 0, rule.window_seconds, self._clock())
 
+    def _rearm(self, rule: WatchedRule, state: _State) -> None:
+        state.armed = True
+        self._report_armed(rule, True)
+
     def _crossed(self, rule: WatchedRule, state: _State, value: int, reference: int, now: float) -> None:
         state.armed = False
         if now - state.last_fired < rule.cooldown_seconds:
             self.suppressed_total += 1
+            self._report_armed(rule, False)
             return
         state.last_fired = now
         self.fired_total += 1
@@ -267,14 +371,22 @@ def _cancel_timer(state: _State) -> None:
         state.zero_timer = None
 
 
+@dataclass(frozen=True, slots=True)
+class _ArmedChange:
+    rule: WatchedRule
+    armed: bool
+
+
 class AlertService:
     """The evaluator's two loops against the ingest service: the rules, refreshed every
-    ``refresh_seconds`` while this node ``leads``, and the firings, reported one by one
-    (``RecordAlertFiring``, retried while the ingest service is unavailable: its ``firing_id`` makes a
-    retry queue nothing more).
+    ``refresh_seconds`` while this node ``leads``, and the reports, sent in the order they were made:
+    each firing (``RecordAlertFiring``, retried while the ingest service is unavailable: its
+    ``firing_id`` makes a retry queue nothing more) and the other changes of the rules' armed states
+    (``RecordAlertArmed``, in batches).
 
-    Firings wait in memory only: a gateway killed between a firing and its report loses that one
-    (a delivery is durable from the moment the ingest service has it).
+    A report waits in memory until the ingest service has it. A gateway killed before that loses it,
+    but not the crossing: the rule's recorded state is still armed, and the evaluator that starts next
+    fires for it once its counts have settled (``settle_seconds``).
     """
 
     def __init__(
@@ -286,29 +398,34 @@ class AlertService:
         refresh_seconds: float,
         clock: Callable[[], float] = time.time,
         log: RateLimitedLog | None = None,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self._stub = alerts_grpc.AlertRuleServiceStub(channel)
         self._metadata = internal_key_metadata(internal_key)
         self._feed = feed
         self._leads = leads
         self._refresh_seconds = refresh_seconds
+        self._settle_seconds = settle_seconds
         self._log = log or RateLimitedLog(logger)
-        self._firings: asyncio.Queue[Firing] = asyncio.Queue(MAX_QUEUED_FIRINGS)
-        self.evaluator = AlertEvaluator(self._queue, clock, leads)
+        self._firings: asyncio.Queue[Firing | _ArmedChange] = asyncio.Queue(MAX_QUEUED_FIRINGS)
+        self.evaluator = AlertEvaluator(self._queue, clock, leads, self._queue_armed)
         self.reported_total = 0
         self.dropped_total = 0
         self.loaded = asyncio.Event()
         # Rounds of the rules loop so far (each decides whether this node leads).
         self.rounds = 0
 
-    def _queue(self, firing: Firing) -> None:
+    def _queue(self, report: Firing | _ArmedChange) -> None:
         try:
-            self._firings.put_nowait(firing)
+            self._firings.put_nowait(report)
         except asyncio.QueueFull:
             self.dropped_total += 1
             self._log.warning(
                 "alert_firings_full", "Alert firing dropped: too many waiting for the ingest service"
             )
+
+    def _queue_armed(self, rule: WatchedRule, armed: bool) -> None:
+        self._queue(_ArmedChange(rule, armed))
 
     async def run_rules(self) -> None:
         """Loads the rules while this node leads, and stops evaluating while it does not (supervised)."""
@@ -356,17 +473,66 @@ class AlertService:
             )
             return
         first = not self.loaded.is_set()
-        await self.evaluator.set_rules_gradually(rules, self._feed.current)
+        # Starting to evaluate: the rules with a recorded state wait for the counts to settle.
+        await self.evaluator.set_rules_gradually(
+            rules, self._feed.current, self._settle_seconds if first else None
+        )
         self._feed.watch(self.evaluator, self.evaluator.auctions)
         self.loaded.set()
         if first:
             logger.info("Alert rules loaded", extra={"rules": len(rules)})
 
     async def run_reports(self) -> None:
-        """Reports each firing to the ingest service (supervised)."""
+        """Reports each firing and armed state to the ingest service, in order (supervised)."""
+        held: Firing | _ArmedChange | None = None
         while True:
-            firing = await self._firings.get()
-            await self._report(firing)
+            report = held if held is not None else await self._firings.get()
+            held = None
+            if isinstance(report, Firing):
+                await self._report(report)
+                continue
+            # The armed changes waiting now go in one call; a firing behind them waits for it.
+            batch = [report]
+            while len(batch) < _ARMED_BATCH and not self._firings.empty():
+                following = self._firings.get_nowait()
+                if isinstance(following, Firing):
+                    held = following
+                    break
+                batch.append(following)
+            await self._report_armed(batch)
+
+    async def _report_armed(self, batch: list[_ArmedChange]) -> None:
+        request = alerts_pb2.RecordAlertArmedRequest()
+        for change in batch:
+            report = request.reports.add(
+                auction_id=change.rule.auction_id, rule_id=change.rule.rule_id, armed=change.armed
+            )
+            report.rule_updated_at.FromNanoseconds(change.rule.updated_at_nanos)
+        delay = 0.2
+        while True:
+            try:
+                await self._stub.RecordAlertArmed(
+                    request, metadata=self._metadata, timeout=_CALL_TIMEOUT_SECONDS
+                )
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    self._log.warning(
+                        "alert_armed_retry",
+                        "Alert rule states not recorded yet; retrying",
+                        extra={"code": code.name},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                # UNIMPLEMENTED: an ingest service of before the recorded states; the rules are then
+                # evaluated from the counts alone after a restart, as they were.
+                self._log.info(
+                    f"alert_armed_refused:{code.name}",
+                    "Alert rule states refused by the ingest service",
+                    extra={"code": code.name, "details": error.details()},
+                )
+            return
 
     async def _report(self, firing: Firing) -> None:
         delay = 0.2
@@ -376,6 +542,8 @@ class AlertService:
             firing_id=firing.firing_id,
             value=firing.value,
             reference_value=firing.reference,
+            # Of two evaluators reporting one crossing (a hand-over), the ingest service keeps one.
+            require_armed=True,
         )
         request.fired_at.FromNanoseconds(round(firing.at * 1e9))
         while True:

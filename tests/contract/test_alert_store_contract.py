@@ -25,7 +25,7 @@ from ingest_service.alerts.domain import (
 )
 from ingest_service.alerts.mongo_store import MongoAlertStore
 from ingest_service.alerts.sqlite_store import SqliteAlertStore
-from ingest_service.alerts.store import AlertStore
+from ingest_service.alerts.store import AlertStore, ArmedReport
 from ingest_service.storage.mongo_store import MongoSnapshotStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from tests.contract.conftest import RETENTION_DAYS, Backend
@@ -135,6 +135,65 @@ async def test_the_queue_claims_each_due_delivery_once_per_lease_and_fences_late
     assert [each.delivery_id for each in rest] == [early.delivery_id]
     assert await alerts.list_deliveries("a-1", "rule_other", 10) == []
     assert await alerts.list_deliveries("a-2", None, 10) == []
+
+
+async def armed_state(alerts: AlertStore, rule_id: str) -> bool | None:
+    (found,) = [each for each in await alerts.list_active_rules("", 100) if each.rule_id == rule_id]
+    return found.armed
+
+
+async def test_a_rules_evaluation_state_is_kept_for_its_spec_and_a_firing_disarms_it(
+    alerts: AlertStore,
+) -> None:
+    """Proves what a restarted evaluator reads back: never evaluated (None), armed, or fired; that a
+    firing leaves the rule disarmed, refuses another that requires it armed (another evaluator's
+    report of the same crossing) yet passes a retry of itself; and that a new spec starts afresh."""
+    owner, other = rule(), rule()
+    for each in (owner, other):
+        await alerts.create_rule(each)
+    assert await armed_state(alerts, owner.rule_id) is None
+    reports = [
+        ArmedReport("a-1", owner.rule_id, True, owner.updated_at),
+        # Another auction's id, a spec of another moment, no such rule: skipped.
+        ArmedReport("a-2", other.rule_id, True, other.updated_at),
+        ArmedReport("a-1", other.rule_id, True, other.updated_at + 1.0),
+        ArmedReport("a-1", new_rule_id(), True, 1_000.0),
+    ]
+    assert await alerts.record_armed(reports) == 1
+    assert (await armed_state(alerts, owner.rule_id), await armed_state(alerts, other.rule_id)) == (
+        True,
+        None,
+    )
+
+    assert await alerts.record_firing(
+        "a-1", owner.rule_id, 2_000.0, 0, firing_id="f-first", require_armed=True
+    )
+    assert await armed_state(alerts, owner.rule_id) is False
+    # The same crossing reported by a second evaluator: refused although the cooldown is 0.
+    assert not await alerts.record_firing(
+        "a-1", owner.rule_id, 2_000.5, 0, firing_id="f-second", require_armed=True
+    )
+    # The first evaluator's retry (its answer lost): passes, changes nothing.
+    assert await alerts.record_firing(
+        "a-1", owner.rule_id, 2_000.0, 60, firing_id="f-first", require_armed=True
+    )
+    # Armed again (the count came back), the next crossing fires.
+    assert await alerts.record_armed([ArmedReport("a-1", owner.rule_id, True, owner.updated_at)]) == 1
+    assert await alerts.record_firing(
+        "a-1", owner.rule_id, 2_010.0, 0, firing_id="f-third", require_armed=True
+    )
+    # A firing without require_armed (an evaluator of before this state) is held to the cooldown only.
+    assert await alerts.record_firing("a-1", owner.rule_id, 2_020.0, 0, firing_id="f-old")
+
+    # A new spec: the state starts again, and a report for the old spec is skipped.
+    changed = await alerts.update_rule("a-1", owner.rule_id, replace(SPEC, threshold=900), 3_000.0)
+    assert await armed_state(alerts, owner.rule_id) is None
+    assert await alerts.record_armed([ArmedReport("a-1", owner.rule_id, False, owner.updated_at)]) == 0
+    assert await alerts.record_armed([ArmedReport("a-1", owner.rule_id, False, changed.updated_at)]) == 1
+    assert await armed_state(alerts, owner.rule_id) is False
+    # Deleted: nothing left to report on.
+    assert await alerts.delete_rule("a-1", owner.rule_id)
+    assert await alerts.record_armed([ArmedReport("a-1", owner.rule_id, True, changed.updated_at)]) == 0
 
 
 async def test_a_firing_is_recorded_only_outside_the_rules_cooldown(alerts: AlertStore) -> None:

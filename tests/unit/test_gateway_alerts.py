@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from socket_gateway.live.alerts import (
     ABOVE,
@@ -31,12 +32,16 @@ def rule(
 
 
 class Harness:
-    def __init__(self, *rules: WatchedRule, start: int = 0) -> None:
+    def __init__(self, *rules: WatchedRule, start: int = 0, settle_seconds: float | None = None) -> None:
         self.clock = FakeClock(1_000_000.0)
         self.fired: list[Firing] = []
+        self.armed: list[tuple[str, bool]] = []
         self.any_fired = asyncio.Event()
-        self.evaluator = AlertEvaluator(self._fire, self.clock)
-        self.evaluator.set_rules(rules, lambda _auction: RoomCounts(start, start))
+        self.now = RoomCounts(start, start)
+        self.evaluator = AlertEvaluator(
+            self._fire, self.clock, report_armed=lambda rule, armed: self.armed.append((rule.rule_id, armed))
+        )
+        self.evaluator.set_rules(rules, lambda _auction: self.now, settle_seconds)
 
     def _fire(self, firing: Firing) -> None:
         self.fired.append(firing)
@@ -46,7 +51,8 @@ class Harness:
         """Feeds the counts one per ``every`` seconds; returns the value of each firing so far."""
         for value in values:
             self.clock.advance(every)
-            self.evaluator.counts_changed("a-1", RoomCounts(value, value if unique is None else unique))
+            self.now = RoomCounts(value, value if unique is None else unique)
+            self.evaluator.counts_changed("a-1", self.now)
         return [firing.value for firing in self.fired]
 
 
@@ -189,3 +195,57 @@ async def test_a_large_rule_set_is_replaced_in_steps_that_let_the_event_loop_run
     assert len(evaluator.auctions) == 2500
     # One step per RULES_PER_STEP rules (the loop ran between them), not one step for all.
     assert during >= 4
+
+
+def recorded(watched: WatchedRule, armed: bool) -> WatchedRule:
+    return replace(watched, recorded_armed=armed)
+
+
+async def test_a_restarted_evaluator_fires_for_a_crossing_made_while_none_ran() -> None:
+    """Proves a crossing during a restart is not lost: the rule was recorded armed, the counts came back
+    past the threshold while the evaluator settled; it fires once they have settled, not before."""
+    harness = Harness(recorded(rule(ABOVE, 10), True), start=0, settle_seconds=60)
+    # Viewers reconnecting: not evaluated while the counts settle.
+    assert harness.counts(3, 8, 12) == []
+    harness.evaluator.settle()
+    assert [firing.value for firing in harness.fired] == [12]
+    assert harness.counts(15, 20) == [12]
+
+
+async def test_a_restarted_evaluator_does_not_fire_again_for_a_crossing_already_reported() -> None:
+    """Proves a restart does not duplicate a firing: the rule was recorded disarmed (it fired); its
+    counts fall to zero with the restart and come back past the threshold while it settles."""
+    harness = Harness(recorded(rule(ABOVE, 10, hysteresis=2), False), start=0, settle_seconds=60)
+    assert harness.counts(5, 12) == []
+    harness.evaluator.settle()
+    assert harness.counts(14, 11) == []
+    assert harness.armed == []
+    # Back on the quiet side by the hysteresis: re-armed (and reported), the next crossing fires.
+    assert harness.counts(8) == []
+    assert harness.armed == [("rule-ABOVE", True)]
+    assert harness.counts(11) == [11]
+
+
+async def test_a_below_rule_is_not_fired_by_the_counts_of_a_restart() -> None:
+    """Proves the settling: a BELOW rule recorded armed meets zero counts right after a restart, which
+    are not the audience's; by the end of the settling its viewers are back."""
+    harness = Harness(recorded(rule(BELOW, 50, hysteresis=5), True), start=0, settle_seconds=60)
+    assert harness.counts(0, 30, 80) == []
+    harness.evaluator.settle()
+    assert harness.counts(60, 49) == [49]
+
+
+def test_every_change_of_a_rules_armed_state_is_reported() -> None:
+    """Proves what makes the state durable: the initial state of a rule never evaluated, each re-arm,
+    and a crossing suppressed by the cooldown (a firing disarms by itself when it is recorded)."""
+    harness = Harness(rule(ABOVE, 10, cooldown=60), start=20)
+    assert harness.armed == [("rule-ABOVE", False)]
+    assert harness.counts(5) == []
+    assert harness.counts(11) == [11]
+    assert harness.counts(5, 12, every=1.0) == [11]
+    assert harness.armed == [
+        ("rule-ABOVE", False),
+        ("rule-ABOVE", True),
+        ("rule-ABOVE", True),
+        ("rule-ABOVE", False),
+    ]

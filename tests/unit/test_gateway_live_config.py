@@ -14,6 +14,7 @@ def test_defaults() -> None:
     assert (config.grpc_host, config.grpc_port) == ("127.0.0.1", 50052)
     assert (config.live_max_streams, config.live_max_auctions_per_stream) == (1000, 10_000)
     assert config.live_update_interval_ms == 500
+    assert (config.alert_rules_refresh_seconds, config.alert_settle_seconds) == (5.0, 3.0)
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,7 @@ def test_defaults() -> None:
         ("GATEWAY_LIVE_MAX_STREAMS", "0"),
         ("GATEWAY_LIVE_MAX_AUCTIONS_PER_STREAM", "lots"),
         ("GATEWAY_GRPC_PORT", "70000"),
+        ("GATEWAY_ALERT_SETTLE_SECONDS", "-1"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> None:

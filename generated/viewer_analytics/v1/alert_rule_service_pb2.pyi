@@ -30,6 +30,12 @@ class AlertDeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_DELIVERY_STATUS_PENDING: _ClassVar[AlertDeliveryStatus]
     ALERT_DELIVERY_STATUS_DELIVERED: _ClassVar[AlertDeliveryStatus]
     ALERT_DELIVERY_STATUS_FAILED: _ClassVar[AlertDeliveryStatus]
+
+class AlertArmedState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_ARMED_STATE_UNSPECIFIED: _ClassVar[AlertArmedState]
+    ALERT_ARMED_STATE_ARMED: _ClassVar[AlertArmedState]
+    ALERT_ARMED_STATE_DISARMED: _ClassVar[AlertArmedState]
 ALERT_KIND_UNSPECIFIED: AlertKind
 ALERT_KIND_ABOVE: AlertKind
 ALERT_KIND_BELOW: AlertKind
@@ -42,6 +48,9 @@ ALERT_DELIVERY_STATUS_UNSPECIFIED: AlertDeliveryStatus
 ALERT_DELIVERY_STATUS_PENDING: AlertDeliveryStatus
 ALERT_DELIVERY_STATUS_DELIVERED: AlertDeliveryStatus
 ALERT_DELIVERY_STATUS_FAILED: AlertDeliveryStatus
+ALERT_ARMED_STATE_UNSPECIFIED: AlertArmedState
+ALERT_ARMED_STATE_ARMED: AlertArmedState
+ALERT_ARMED_STATE_DISARMED: AlertArmedState
 
 class AlertRuleSpec(_message.Message):
     __slots__ = ("kind", "metric", "threshold", "window_seconds", "hysteresis", "cooldown_seconds", "webhook_url", "paused")
@@ -64,18 +73,20 @@ class AlertRuleSpec(_message.Message):
     def __init__(self, kind: _Optional[_Union[AlertKind, str]] = ..., metric: _Optional[_Union[AlertMetric, str]] = ..., threshold: _Optional[int] = ..., window_seconds: _Optional[int] = ..., hysteresis: _Optional[int] = ..., cooldown_seconds: _Optional[int] = ..., webhook_url: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
 
 class AlertRule(_message.Message):
-    __slots__ = ("rule_id", "auction_id", "spec", "created_at", "updated_at")
+    __slots__ = ("rule_id", "auction_id", "spec", "created_at", "updated_at", "armed_state")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ARMED_STATE_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     auction_id: str
     spec: AlertRuleSpec
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, rule_id: _Optional[str] = ..., auction_id: _Optional[str] = ..., spec: _Optional[_Union[AlertRuleSpec, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    armed_state: AlertArmedState
+    def __init__(self, rule_id: _Optional[str] = ..., auction_id: _Optional[str] = ..., spec: _Optional[_Union[AlertRuleSpec, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., armed_state: _Optional[_Union[AlertArmedState, str]] = ...) -> None: ...
 
 class AlertDelivery(_message.Message):
     __slots__ = ("delivery_id", "rule_id", "auction_id", "event_type", "status", "attempts", "last_error", "last_status_code", "created_at", "last_attempt_at", "next_attempt_at", "delivered_at", "payload")
@@ -230,23 +241,49 @@ class ListActiveAlertRulesResponse(_message.Message):
     def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RecordAlertFiringRequest(_message.Message):
-    __slots__ = ("auction_id", "rule_id", "firing_id", "fired_at", "value", "reference_value")
+    __slots__ = ("auction_id", "rule_id", "firing_id", "fired_at", "value", "reference_value", "require_armed")
     AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     FIRING_ID_FIELD_NUMBER: _ClassVar[int]
     FIRED_AT_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_ARMED_FIELD_NUMBER: _ClassVar[int]
     auction_id: str
     rule_id: str
     firing_id: str
     fired_at: _timestamp_pb2.Timestamp
     value: int
     reference_value: int
-    def __init__(self, auction_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., firing_id: _Optional[str] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[int] = ..., reference_value: _Optional[int] = ...) -> None: ...
+    require_armed: bool
+    def __init__(self, auction_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., firing_id: _Optional[str] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[int] = ..., reference_value: _Optional[int] = ..., require_armed: _Optional[bool] = ...) -> None: ...
 
 class RecordAlertFiringResponse(_message.Message):
     __slots__ = ("delivery",)
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     delivery: AlertDelivery
     def __init__(self, delivery: _Optional[_Union[AlertDelivery, _Mapping]] = ...) -> None: ...
+
+class AlertArmedReport(_message.Message):
+    __slots__ = ("auction_id", "rule_id", "armed", "rule_updated_at")
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    ARMED_FIELD_NUMBER: _ClassVar[int]
+    RULE_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    auction_id: str
+    rule_id: str
+    armed: bool
+    rule_updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, auction_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., armed: _Optional[bool] = ..., rule_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecordAlertArmedRequest(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[AlertArmedReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[AlertArmedReport, _Mapping]]] = ...) -> None: ...
+
+class RecordAlertArmedResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

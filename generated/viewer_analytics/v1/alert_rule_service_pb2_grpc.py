@@ -83,6 +83,11 @@ class AlertRuleServiceStub:
                 request_serializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertFiringRequest.SerializeToString,
                 response_deserializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertFiringResponse.FromString,
                 _registered_method=True)
+        self.RecordAlertArmed = channel.unary_unary(
+                '/viewer_analytics.v1.AlertRuleService/RecordAlertArmed',
+                request_serializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertArmedRequest.SerializeToString,
+                response_deserializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertArmedResponse.FromString,
+                _registered_method=True)
 
 
 class AlertRuleServiceServicer:
@@ -159,6 +164,15 @@ class AlertRuleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAlertArmed(self, request, context):
+        """The evaluator's reports that rules were armed or disarmed without firing (a rule's durable
+        evaluation state, read back in `AlertRule.armed_state` by the evaluator that starts next). A report
+        for a rule whose spec changed since (`rule_updated_at` differs) or that is gone is ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertRuleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +220,11 @@ def add_AlertRuleServiceServicer_to_server(servicer, server):
                     servicer.RecordAlertFiring,
                     request_deserializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertFiringRequest.FromString,
                     response_serializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertFiringResponse.SerializeToString,
+            ),
+            'RecordAlertArmed': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAlertArmed,
+                    request_deserializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertArmedRequest.FromString,
+                    response_serializer=viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertArmedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +474,33 @@ class AlertRuleService:
             '/viewer_analytics.v1.AlertRuleService/RecordAlertFiring',
             viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertFiringRequest.SerializeToString,
             viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertFiringResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAlertArmed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viewer_analytics.v1.AlertRuleService/RecordAlertArmed',
+            viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertArmedRequest.SerializeToString,
+            viewer__analytics_dot_v1_dot_alert__rule__service__pb2.RecordAlertArmedResponse.FromString,
             options,
             channel_credentials,
             insecure,
