@@ -339,8 +339,12 @@ async def _metrics(request: web.Request) -> web.Response:
                 lambda: cluster.live_nodes,
             ),
             "gateway_sampler_leader": (
-                "1 while this node holds the sampler lease.",
+                "1 while this node holds the coordinator lease (it evaluates the seller alerts).",
                 lambda: int(bool(cluster.sampler.token)),
+            ),
+            "gateway_sampling_owned_rooms": (
+                "Rooms whose sampling this node owns.",
+                lambda: len(cluster.sampler.owned),
             ),
         }
     text = gateway.metrics.render(
@@ -458,8 +462,8 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     cluster = gateway.cluster
     strategy: SamplingStrategy = LocalSampling(gateway.registry)
     if cluster is not None:
-        # With REDIS_URL only the sampler lease holder samples, the global counts, fenced; every node's
-        # share of the unique-viewer sketches is merged into what it closes.
+        # With REDIS_URL each node samples the rooms it owns, their minutes kept in Redis; every node's
+        # share of the unique-viewer sketches is merged into what the owner closes.
         sketches = ClusterSketches(
             cluster.store.client,
             gateway.config.gateway_id,
@@ -468,7 +472,16 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
             cluster.health,
             cluster.store.prefix,
         )
-        strategy = SketchedSampling(ClusterSampling(cluster.sampler), sketches)
+        owned = ClusterSampling(
+            cluster.sampler,
+            cluster.store,
+            cluster.health,
+            schedule,
+            gateway.config.gateway_id,
+            cluster.publisher.interval_ms,
+            cluster.publisher.tell,
+        )
+        strategy = SketchedSampling(owned, sketches)
     gateway.sampler = Sampler(
         strategy,
         # Alone, the aggregator closes the intervals of the sketches too.
@@ -522,7 +535,7 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         gateway.channel,
         gateway.config.internal_api_key,
         gateway.feed,
-        # One evaluator per auction: alone, this node; with Redis, the sampler lease holder.
+        # One evaluator per auction: alone, this node; with Redis, the coordinator lease holder.
         (lambda: bool(cluster.sampler.token)) if cluster is not None else (lambda: True),
         gateway.config.alert_rules_refresh_seconds,
         settle_seconds=gateway.config.alert_settle_seconds,

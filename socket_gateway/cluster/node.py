@@ -60,12 +60,13 @@ class ClusterNode:
     whether to tell the room; ``publisher`` (``RoomPublisher``) sends the winner's counts through
     ``relay`` (``CountRelay``), which reaches the room's sockets on every node that has some. The
     heartbeat (``lease``: ``NodeLease``) refreshes the node lease, reaps dead nodes' contributions and
-    holds (or waits for) the sampler lease (``sampler``: ``SamplerLease``).
+    picks up the rooms whose sampling passed to this node (``sampler``: ``SamplerLease``).
 
-    A graceful stop (``close``) takes the node's contributions back, tells the rooms it was in their
-    new counts at once and gives the sampler lease up, recording the interval a stopping leader closed
-    itself. When Redis fails the node degrades (``health``: ``NodeHealth``) to local counts; when Redis
-    answers again the node writes its whole state back in one transaction and the rooms converge.
+    A graceful stop (``close``) takes the node's contributions back, hands the sampling of its rooms
+    to the other nodes (their minutes go on in Redis), tells the rooms it was in their new counts at
+    once and gives the coordinator lease up. When Redis fails the node degrades (``health``:
+    ``NodeHealth``) to local counts; when Redis answers again the node writes its whole state back as
+    a new member (in chunks) and the rooms converge.
     """
 
     _SYNC_TASK = "cluster-sync"
@@ -86,8 +87,8 @@ class ClusterNode:
         self.relay = relay
         self.health = NodeHealth(store.node_id, registry, local)
         self.publisher = RoomPublisher(store, self.health, relay.publish, interval_seconds)
-        self.rooms = RoomSync(store, registry, self.health, self.publisher, relay, local)
         self.sampler = SamplerLease(store, self.health, clock)
+        self.rooms = RoomSync(store, registry, self.health, self.publisher, relay, local, self.sampler)
         self.lease = NodeLease(store, self.health, self.rooms, self.publisher, self.sampler, lease_seconds)
         self._supervisor: Supervisor | None = None
         self._closed = False
@@ -122,8 +123,8 @@ class ClusterNode:
         return self.rooms.counts(auction_id)
 
     async def close(self) -> int:
-        """Stops the tasks, takes this node's contributions back, tells the rooms and gives the sampler lease
-        up; the live nodes left (0 if unknown).
+        """Stops the tasks, takes this node's contributions back, hands its rooms' sampling on, tells the
+        rooms and gives the coordinator lease up; the live nodes left (0 if unknown).
 
         Idempotent: the app's shutdown calls it, and its cleanup context again in case start-up failed.
         """
@@ -144,7 +145,7 @@ class ClusterNode:
         if not self.health.healthy:
             return 0
         try:
-            changed, live = await self.store.leave_cluster(self.sampler.token, self.sampler.closed_interval)
+            changed, live = await self.store.leave_cluster(self.sampler.token, self.sampler.closed_on_stop)
             # The rooms on the other nodes hear their new counts now, not at their next change.
             await self.publisher.tell_on_leaving(changed)
         except REDIS_FAILURES as error:

@@ -15,11 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 class NodeLease:
-    """The heartbeat: renews this node's lease, reaps dead nodes' contributions, holds the sampler lease.
+    """The heartbeat: renews this node's lease, reaps dead nodes' contributions (in bounded chunks),
+    holds the coordinator lease and picks up the rooms whose sampling passed to this node.
 
     A heartbeat that finds the lease lapsed (a long pause, a partition, a Redis restart), or the node
     degraded, writes the node's whole state again first. The rooms a reap changed are published by
-    this node; while it leads sampling it also tells quiet rooms their counts again.
+    this node.
     """
 
     def __init__(
@@ -54,14 +55,13 @@ class NodeLease:
         if not valid or not self._health.healthy:
             await self._rooms.resync()
             self._health.recovered(lease_lapsed=not valid, live_nodes=self.live_nodes)
-        changed = await self._store.reap()
-        if changed:
+        reaped = await self._store.reap()
+        self._sampler.claimed(reaped.mine)
+        if reaped.changed:
             logger.warning(
                 "Dead gateway node(s) reaped; their viewers removed",
-                extra={"node": self._store.node_id, "rooms": len(changed)},
+                extra={"node": self._store.node_id, "rooms": len(reaped.changed)},
             )
-            for auction_id in changed:
+            for auction_id in reaped.changed:
                 self._publisher.schedule(auction_id, 0.0)
         await self._sampler.renew()
-        if self._sampler.token:
-            await self._publisher.refresh_quiet_rooms()

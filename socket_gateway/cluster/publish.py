@@ -23,7 +23,7 @@ class RoomPublisher:
     A room's publish gate (a Lua script) lets one update per interval per room across all nodes; a node
     the gate holds back asks again when the interval ends, so the room's last update carries the
     true counts. Two intervals after a publish the counts go out once more (one settling update per
-    burst). The sampler leader also tells quiet rooms their counts again (``refresh_quiet_rooms``).
+    burst). Each room's sampling owner also tells a quiet room its counts again (``sample.lua``).
     """
 
     def __init__(self, store: RedisCounts, health: NodeHealth, publish: SendCounts, interval_seconds: float):
@@ -99,12 +99,6 @@ class RoomPublisher:
             # The next change or refresh publishes the truth again.
             logger.exception("Cluster count update failed", extra={"auction_id": auction_id})
 
-    async def refresh_quiet_rooms(self) -> None:
-        """Tells the rooms not told their counts lately (refresh.lua) their counts; the sampler leader's."""
-        stale = await self._store.refresh(self.interval_ms)
-        for auction_id, counts in stale.items():
-            await self.tell(auction_id, counts)
-
     def stop(self) -> None:
         """Cancels the pending gate calls; nothing is scheduled after this."""
         self._closed = True
@@ -121,7 +115,7 @@ class RoomPublisher:
 
     async def _tell_on_leaving(self, auction_id: str) -> None:
         # Through the gate, like every publish. Its lock lasts one interval: waiting it out twice at
-        # most bounds the shutdown, and the leader's refresh covers a room still locked after that.
+        # most bounds the shutdown, and the owner's refresh covers a room still locked after that.
         for _attempt in range(3):
             decision = await self._store.publish_gate(auction_id, self.interval_ms)
             if decision.retry_after is None:

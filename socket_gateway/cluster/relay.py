@@ -160,7 +160,7 @@ class CountRelay:
         try:
             await self._relayed(auction_id, RoomCounts(viewer_count, unique_viewers))
         except Exception:
-            # The next update or the leader's refresh tells the room again.
+            # The next update or the room owner's refresh tells the room again.
             logger.exception("Relayed count update failed", extra={"auction_id": auction_id})
 
     async def close(self) -> None:

@@ -1,40 +1,134 @@
-"""The sampler's cluster strategy: the sampler lease holder samples the global counts, fenced."""
+"""The sampler's cluster strategy: each node samples the rooms it owns, the minutes kept in Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.sampler_lease import SamplerLease
-from socket_gateway.live.rooms import EMPTY, RoomCounts
-from socket_gateway.snapshots.aggregation import MinuteSnapshot, SnapshotAggregator
+from socket_gateway.cluster.store import REDIS_FAILURES, MinuteSamples, RedisCounts
+from socket_gateway.live.rooms import RoomCounts
+from socket_gateway.snapshots.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
+
+logger = logging.getLogger(__name__)
+
+
+def snapshot(
+    auction_id: str, minute: MinuteSamples, gateway_id: str, partial: bool = False
+) -> MinuteSnapshot:
+    """The snapshot of one room's minute as Redis held its samples."""
+    return MinuteSnapshot(
+        auction_id=auction_id,
+        minute_start=minute.minute_start,
+        viewer_count=minute.last.viewer_count,
+        avg_viewers=minute.total / minute.samples,
+        peak_viewers=minute.peak,
+        min_viewers=minute.minimum,
+        sample_count=minute.samples,
+        unique_viewers=minute.last.unique_viewers,
+        partial=partial or minute.partial,
+        gateway_id=gateway_id,
+    )
 
 
 class ClusterSampling:
-    """Samples every room's global counts while this node holds the sampler lease; nothing otherwise.
+    """Samples the rooms this node owns (``SamplerLease.owned``), in Redis, one script per room.
 
-    Its closed snapshots reach the outbox only after the lease's fencing token is checked: one
-    snapshot per auction-minute across the cluster (``SamplerLease``).
+    Each sample goes into the room's minute in Redis (``sample.lua``), fenced by the room's owner, so
+    every minute is closed once, by whichever node owns the room at its end, and a node's death loses
+    no minute: the next owner finds the samples. The owner also tells a quiet room its counts again
+    (``tell``). ``finish`` (a graceful stop) closes the node's open minutes itself, partial; the rooms
+    pass to the other nodes as it leaves, from the next minute on.
+
+    Args:
+        lease: the rooms this node owns.
+        store: the Redis adapter.
+        health: whether Redis holds this node's counts.
+        schedule: when samples are taken.
+        gateway_id: the id the snapshots carry.
+        interval_ms: the publish interval (a refresh takes the room's publish lock for it).
+        tell: sends a room its counts (``RoomPublisher.tell``).
     """
 
-    def __init__(self, lease: SamplerLease) -> None:
+    def __init__(
+        self,
+        lease: SamplerLease,
+        store: RedisCounts,
+        health: NodeHealth,
+        schedule: SampleSchedule,
+        gateway_id: str,
+        interval_ms: int,
+        tell: Callable[[str, RoomCounts], Coroutine[Any, Any, None]],
+    ) -> None:
         self._lease = lease
-        self._last_view: dict[str, RoomCounts] | None = None
+        self._store = store
+        self._health = health
+        self._schedule = schedule
+        self._gateway_id = gateway_id
+        self._interval_ms = interval_ms
+        self._tell = tell
+        # The open minute of each owned room, as the last sample left it (for the last node's stop).
+        self._open: dict[str, MinuteSamples] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def sample(self, tick: float, aggregator: SnapshotAggregator) -> list[MinuteSnapshot]:
-        view = await self._lease.sample_view()
-        self._last_view = view
-        if view is None:
-            # Not the leader (or Redis is down): another node samples, or nobody can prove it may.
-            aggregator.discard()
+        # The samples live in Redis, not in the aggregator (which a node alone uses).
+        aggregator.discard()
+        if not self._health.healthy:
+            self._open.clear()
             return []
-        closed = aggregator.sample(tick, view, lambda auction_id: view.get(auction_id, EMPTY))
-        return await self._lease.fence(closed)
+        try:
+            await self._lease.take_handed()
+            rooms = sorted(self._lease.owned)
+            results = await self._store.sample(
+                rooms,
+                int(tick),
+                self._schedule.interval_of(tick),
+                self._schedule.closes_interval(tick),
+                self._interval_ms,
+            )
+        except REDIS_FAILURES as error:
+            self._health.degrade(error)
+            return []
+        closed: list[MinuteSnapshot] = []
+        dropped: list[str] = []
+        for auction_id, result in zip(rooms, results, strict=True):
+            closed += [snapshot(auction_id, minute, self._gateway_id) for minute in result.closed]
+            if result.current is not None:
+                self._open[auction_id] = result.current
+            elif result.closed or not result.owned:
+                self._open.pop(auction_id, None)
+            if not result.owned or result.gone:
+                dropped.append(auction_id)
+            if result.publish:
+                self._spawn(self._tell(auction_id, result.counts))
+        if dropped:
+            self._lease.disowned(dropped)
+            try:
+                await self._store.disown(dropped)
+            except REDIS_FAILURES as error:
+                self._health.degrade(error)
+        return closed
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def finish(self, now: float, aggregator: SnapshotAggregator) -> list[MinuteSnapshot]:
-        if self._last_view is None:
+        # Finishing must not wait for Redis: the open minutes are closed from their samples so far,
+        # and recorded as closed when the node leaves (ClusterNode.close), so the next owner of each
+        # room goes on from the next minute and no minute is sent twice.
+        if not self._health.healthy:
             return []
-        # The leader closes the interval itself, from its last global sample (finishing must not wait
-        # for Redis), whether other nodes live on or not: the cluster records it as the lease is given
-        # up, so the next leader does not send it again.
-        view = self._last_view
-        return self._lease.hand_over(
-            aggregator.finish(now, view, lambda auction_id: view.get(auction_id, EMPTY))
-        )
+        snapshots = [
+            snapshot(auction_id, minute, self._gateway_id, partial=True)
+            for auction_id, minute in self._open.items()
+            if minute.samples and auction_id in self._lease.owned
+        ]
+        self._lease.closed_on_stop = {s.auction_id: s.minute_start for s in snapshots}
+        self._open.clear()
+        return snapshots

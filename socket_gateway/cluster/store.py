@@ -1,25 +1,33 @@
-"""The Redis adapter: one node's view of the shared state, one round trip (or one pipeline) per call.
+"""The Redis adapter: one node's view of the shared state; every call bounded, whatever the cluster's size.
 
 Every node keeps its own sockets in its ``RoomRegistry`` (the local truth) and writes its
-contribution to each room into Redis; the global counts are the sum over live nodes, read from
-Redis, never by asking the other nodes.
+contribution to each room into Redis; the global counts are the sum over live nodes, kept in Redis
+as running totals, never asked of the other nodes. No script or command walks every room or every
+node: each one touches one room, or one node's sets in chunks of at most ``CHUNK`` rooms.
+
+A node writes as a **member**, ``<node id>@<ms>``: a new one each time it writes its whole state
+(start, a lapsed lease, Redis back), so a survivor still reaping the old member can never take back
+what the new one wrote.
 
 Key layout (``p`` is the prefix, ``va:gw:``). Every key of one auction carries the auction's id as
-its Redis Cluster hash tag, ``p{a}:...``, and every key of one node the tag ``{n:<node>}``, so one
-auction's keys share a slot (``room_key`` / ``node_key`` build the names; a new per-auction key goes
-under ``room_key``):
+its Redis Cluster hash tag, ``p{a}:...``, and every key of one member (or node) the tag
+``{n:<member>}``, so one auction's keys share a slot and no script touches two slots (``room_key``
+/ ``node_key`` build the stems; a new per-auction key goes under ``room_key``):
 
-- ``p{a}:c`` / ``p{a}:a`` — hashes node → connections / anonymous connections in room ``a``;
-- ``p{a}:u`` — hash viewer id → how many nodes hold that viewer in ``a`` (its length is the
-  number of distinct identified viewers);
-- ``p{a}:v:<node>`` — the viewer ids a node contributed to ``a``, so they can be taken back;
+- ``p{a}:c`` / ``p{a}:a`` — hashes member → connections / anonymous connections in room ``a``;
+  ``p{a}:t`` — their totals (fields ``c`` and ``a``), so reading a room's counts is O(1);
+- ``p{a}:u`` — hash viewer id → how many members hold that viewer in ``a`` (its length is the
+  number of distinct identified viewers); ``p{a}:v:<member>`` — the viewer ids a member contributed;
 - ``p{a}:last`` / ``p{a}:lock`` / ``p{a}:settled`` / ``p{a}:fresh`` — the last published counts, the
   per-room publish lock and markers that the room was told its counts (settling, recently);
-- ``p{n:<node>}:rooms`` — the rooms a node contributed to;
-- ``pnodes`` — sorted set, node id → lease expiry (ms, Redis clock), refreshed by each node's heartbeat;
-- ``prooms`` — rooms with any connection; ``psampler`` / ``psampler_token`` — the sampler lease and
-  its fencing token; ``plast_death`` — when survivors last reaped a dead node; ``phanded_over`` — the
-  latest interval a stopping leader closed itself (the next leader must not send it again).
+- ``p{a}:o`` — the member that owns the room's sampling; ``p{a}:s`` — the samples of the minute being
+  sampled (kept where the next owner finds them);
+- ``p{n:<member>}:rooms`` / ``:owned`` / ``:inbox`` — the rooms a member contributed to, the rooms
+  it owns, the rooms handed to it that it has not picked up yet; ``p{n:<member>}:reaper`` — which
+  survivor is reaping it; ``p{n:<node>}:member`` — a node id's latest member (a restart retires it);
+- ``p:nodes`` — sorted set, member → lease expiry (ms, Redis clock), renewed by each heartbeat;
+- ``p{lease}:holder`` / ``p{lease}:token`` — the coordinator lease (one node evaluates the seller
+  alerts) and its fencing token.
 
 All updates are Lua scripts (``scripts/``), so each is atomic. Channels follow the same rule: an
 auction's count updates travel on ``pu:{a}`` (``relay.py``).
@@ -27,22 +35,34 @@ auction's count updates travel on ``pu:{a}`` (``relay.py``).
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from socket_gateway.cluster.scripts import ClusterScripts
 from socket_gateway.live.rooms import RoomCounts
 
 PREFIX = "va:gw:"
-# After a publish, once a room has had no publish for this many intervals, the sampler leader tells it
-# its counts once more (refresh.lua): the end of every burst is re-told by one node, after every
+# After a publish, once a room has had no publish for this many intervals, its sampling owner tells
+# it its counts once more (sample.lua): the end of every burst is re-told by one node, after every
 # node's emits of the burst have had time to land.
 QUIET_INTERVALS = 4
 # Errors that mean "Redis is unreachable or failing": the node falls back to its local counts.
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+# Rooms per call when a member's sets are walked (reaping, leaving, re-writing, sampling): each
+# script touches one room, and one pipeline carries at most this many.
+CHUNK = 200
+# Chunks one heartbeat reaps at most (the rest waits for the next heartbeat, still claimed).
+REAP_CHUNKS_PER_BEAT = 50
+
+RedisClient = aioredis.Redis | RedisCluster
 
 
 def room_key(auction_id: str, prefix: str = PREFIX) -> str:
@@ -50,9 +70,22 @@ def room_key(auction_id: str, prefix: str = PREFIX) -> str:
     return f"{prefix}{{{auction_id}}}"
 
 
-def node_key(node_id: str, prefix: str = PREFIX) -> str:
-    """The stem of every key of one node, ``p{n:<node>}``."""
-    return f"{prefix}{{n:{node_id}}}"
+def node_key(member: str, prefix: str = PREFIX) -> str:
+    """The stem of every key of one member (or node id), ``p{n:<member>}``."""
+    return f"{prefix}{{n:{member}}}"
+
+
+def successor(auction_id: str, members: Iterable[str]) -> str:
+    """The member that takes the room's sampling over (rendezvous hashing: each room's choice moves
+    only when its chosen member goes, and rooms spread evenly over the members); '' if none."""
+    best, chosen = -1, ""
+    for member in members:
+        score = int.from_bytes(
+            hashlib.blake2b(f"{auction_id}|{member}".encode(), digest_size=8).digest(), "big"
+        )
+        if score > best:
+            best, chosen = score, member
+    return chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +105,55 @@ class RoomWrite(NamedTuple):
     added: set[str]  # viewer ids
     removed: set[str]
     ask_gate: bool = False  # whether to ask the room's publish gate in the same script
+    # Whether this member had no contribution in the room before (its room set gets the room first).
+    first: bool = True
 
 
-def _published(reply: list[int]) -> Published:
+class Synced(NamedTuple):
+    """A room's global counts after a write, its gate's answer if asked, and whether the write made
+    this member the room's sampling owner."""
+
+    counts: RoomCounts
+    decision: Published | None
+    claimed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteSamples:
+    """One room's samples over one minute, as Redis holds them."""
+
+    minute_start: int
+    samples: int
+    total: int
+    peak: int
+    minimum: int
+    last: RoomCounts
+    partial: bool
+
+
+class Sampled(NamedTuple):
+    """The owner's sample of one room: ``owned`` False if another member owns it now; ``gone`` when the
+    room was forgotten (empty for a whole minute); ``publish`` when the room is due a refresh with
+    ``counts``; the minutes the sample closed; the minute still open (None when closed)."""
+
+    owned: bool
+    gone: bool
+    counts: RoomCounts
+    publish: bool
+    closed: list[MinuteSamples]
+    current: MinuteSamples | None
+
+
+class Reaped(NamedTuple):
+    """What taking a member's rooms back did: the rooms whose counts changed, the rooms whose sampling
+    passed to this member, and whether the member is gone for good."""
+
+    changed: list[str]
+    mine: set[str]
+    done: bool
+
+
+def _published(reply: Sequence[int]) -> Published:
     """A publish gate's answer, from ``{1, conn, uniq}``, ``{0}`` or ``{-1, wait ms}``."""
     if reply[0] == 1:
         return Published(RoomCounts(int(reply[1]), int(reply[2])), None)
@@ -83,160 +162,350 @@ def _published(reply: list[int]) -> Published:
     return Published(None, None)
 
 
+def _minute(values: Sequence[int]) -> MinuteSamples:
+    minute, samples, total, peak, minimum, conn, uniq, partial = (int(v) for v in values)
+    return MinuteSamples(minute, samples, total, peak, minimum, RoomCounts(conn, uniq), bool(partial))
+
+
+def _sampled(reply: list[int]) -> Sampled:
+    if reply[0] != 1:
+        # -1: another member owns the room; 0: this tick was already taken (the sampling changed hands).
+        return Sampled(reply[0] == 0, False, RoomCounts(0, 0), False, [], None)
+    gone, conn, uniq, publish, closed = (int(v) for v in reply[1:6])
+    minutes = [_minute(reply[6 + 8 * i : 14 + 8 * i]) for i in range(closed)]
+    rest = reply[6 + 8 * closed :]
+    return Sampled(
+        True, bool(gone), RoomCounts(conn, uniq), bool(publish), minutes, _minute(rest) if rest else None
+    )
+
+
+def _chunks(items: Iterable[str], size: int = CHUNK) -> Iterable[list[str]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
 class RedisCounts:
-    """One node's view of the shared Redis state; every method is one round trip (or one pipeline).
+    """One node's view of the shared Redis state; every call is a bounded round trip (or pipeline).
 
     Methods raise one of ``REDIS_FAILURES`` when Redis is unreachable; the caller decides how to
-    degrade. The scripts are read from their files here, once per node; redis-py's ``Script`` runs
-    each by ``EVALSHA`` and loads it again on ``NOSCRIPT`` (a restarted or flushed Redis).
+    degrade. The scripts are read from their files here, once per node, and run by ``EVALSHA`` with
+    their slot's stem as their one key (Redis Cluster routes them by it); a ``NOSCRIPT`` (a restarted
+    or flushed Redis, a new shard) loads them again.
     """
 
-    def __init__(self, client: aioredis.Redis, node_id: str, lease_seconds: float, prefix: str = PREFIX):
+    def __init__(self, client: RedisClient, node_id: str, lease_seconds: float, prefix: str = PREFIX):
         self.client = client
         self.node_id = node_id
         self.lease_ms = int(lease_seconds * 1000)
-        # A quiet room is told its counts again once per lease (refresh.lua).
+        # A quiet room is told its counts again once per lease (sample.lua).
         self.refresh_ms = self.lease_ms
         self.prefix = prefix
-        scripts = ClusterScripts.load()
-        self._sync = client.register_script(scripts.sync)
-        self._heartbeat = client.register_script(scripts.heartbeat)
-        self._reap = client.register_script(scripts.reap)
-        self._reset = client.register_script(scripts.reset)
-        self._gate = client.register_script(scripts.publish_gate)
-        self._lease = client.register_script(scripts.sampler_lease)
-        self._fence = client.register_script(scripts.fence)
-        self._all = client.register_script(scripts.all_counts)
-        self._release = client.register_script(scripts.release)
-        self._refresh = client.register_script(scripts.refresh)
+        self._incarnations = itertools.count()
+        self.member = self._new_member()
+        self._nodes = f"{prefix}nodes"
+        self._lease_key = f"{prefix}{{lease}}"
+        self._scripts = ClusterScripts.load()
+        self._sha = {
+            name: hashlib.sha1(getattr(self._scripts, name).encode()).hexdigest()
+            for name in ("sync", "drop", "sample", "heartbeat", "members", "publish_gate", "sampler_lease")
+        }
 
-    @staticmethod
-    def _counts(reply: list[int]) -> RoomCounts:
-        return RoomCounts(int(reply[0]), int(reply[1]))
+    def _new_member(self) -> str:
+        return f"{self.node_id}@{time.time_ns() // 1_000_000}.{next(self._incarnations)}"
 
-    async def sync_rooms(
-        self, rooms: list[RoomWrite], interval_ms: int = 0
-    ) -> list[tuple[RoomCounts, Published | None]]:
-        """Writes this node's contribution to each room in one pipeline; each room's global counts, and
-        its publish gate's answer for the rooms that asked (``interval_ms``: the publish interval).
+    def _room(self, auction_id: str) -> str:
+        return room_key(auction_id, self.prefix)
+
+    def _node(self, member: str) -> str:
+        return node_key(member, self.prefix)
+
+    async def _load_scripts(self) -> None:
+        # On Redis Cluster, SCRIPT LOAD goes to every primary.
+        for name in self._sha:
+            await self.client.script_load(getattr(self._scripts, name))
+
+    async def _run(self, name: str, key: str, *args: Any) -> Any:
+        try:
+            return await self.client.evalsha(self._sha[name], 1, key, *args)
+        except NoScriptError:
+            await self._load_scripts()
+            return await self.client.evalsha(self._sha[name], 1, key, *args)
+
+    async def _pipeline(self, calls: list[tuple[str, str, tuple[Any, ...]]]) -> list[Any]:
+        """Runs the scripts ``(name, key, args)`` in one non-transactional pipeline; their replies.
+
+        Nothing in a batch runs when a script is missing, so loading them and sending again is safe:
+        every write is absolute or set-guarded.
         """
+        if not calls:
+            return []
         for attempt in range(2):
             try:
-                # EVALSHA straight into the pipeline: running the Script object in a pipeline would
-                # make redis-py send a SCRIPT EXISTS round trip before every batch.
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for room in rooms:
-                        pipe.evalsha(
-                            self._sync.sha,
-                            0,
-                            *(self.prefix, self.node_id, room.auction_id, room.connections, room.anonymous),
-                            *(
-                                int(room.ask_gate),
-                                interval_ms,
-                                QUIET_INTERVALS * interval_ms,
-                                len(room.added),
-                            ),
-                            *room.added,
-                            *room.removed,
-                        )
-                    replies = await pipe.execute()
-                break
+                    for name, key, args in calls:
+                        pipe.evalsha(self._sha[name], 1, key, *args)
+                    return list(await pipe.execute())
             except NoScriptError:
-                # Redis restarted (or its script cache was flushed): nothing in the batch ran. A gate
-                # that was asked did not run either; the writes are absolute or set-guarded, so
-                # loading the script and re-sending is safe.
                 if attempt:
                     raise
-                await self.client.script_load(self._sync.script)
-        out: list[tuple[RoomCounts, Published | None]] = []
+                await self._load_scripts()
+        raise AssertionError("unreachable")
+
+    async def _commands(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """Plain commands ``(name, *args)`` in one non-transactional pipeline; their replies."""
+        if not calls:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, *args in calls:
+                getattr(pipe, name)(*args)
+            return list(await pipe.execute())
+
+    # --- a member's contribution -------------------------------------------------------------------
+
+    async def sync_rooms(self, rooms: list[RoomWrite], interval_ms: int = 0) -> list[Synced]:
+        """Writes this member's contribution to each room (one script per room, in one pipeline); each
+        room's global counts, its publish gate's answer for the rooms that asked (``interval_ms``: the
+        publish interval), and whether the write made this member the room's sampling owner.
+
+        A room new to this member goes into its room set first, in a round trip of its own, so a
+        survivor reaping this member always finds every room it wrote (on Redis Cluster the two
+        slots' writes would otherwise race).
+        """
+        node = self._node(self.member)
+        joined = [room.auction_id for room in rooms if room.first and room.connections > 0]
+        if joined:
+            await self.client.sadd(f"{node}:rooms", *joined)
+        replies = await self._pipeline(
+            [
+                (
+                    "sync",
+                    self._room(room.auction_id),
+                    (
+                        *(self.member, room.connections, room.anonymous, int(room.ask_gate), interval_ms),
+                        *(QUIET_INTERVALS * interval_ms, len(room.added)),
+                        *room.added,
+                        *room.removed,
+                    ),
+                )
+                for room in rooms
+            ]
+        )
+        out: list[Synced] = []
+        claimed: list[str] = []
         for room, reply in zip(rooms, replies, strict=True):
-            counts = self._counts(reply)
-            if not room.ask_gate:
-                out.append((counts, None))
-            elif reply[2] == 1:
-                out.append((counts, Published(counts, None)))
-            else:
-                out.append((counts, _published(reply[2:])))
+            counts = RoomCounts(int(reply[0]), int(reply[1]))
+            decision = None
+            if room.ask_gate:
+                decision = Published(counts, None) if reply[2] == 1 else _published(reply[2:4])
+            if reply[4]:
+                claimed.append(room.auction_id)
+            out.append(Synced(counts, decision, bool(reply[4])))
+        left = [room.auction_id for room in rooms if room.connections == 0]
+        # After the room's own write: the room set keeps a room until its contribution is gone.
+        await self._commands(
+            ([("sadd", f"{node}:owned", *claimed)] if claimed else [])
+            + ([("srem", f"{node}:rooms", *left)] if left else [])
+        )
         return out
 
-    async def replace_all(self, rooms: dict[str, tuple[int, int, set[str]]]) -> None:
-        """Atomically takes back everything this node wrote and writes ``rooms`` instead (start, re-sync)."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            await self._reset(args=[self.prefix, self.node_id, self.lease_ms], client=pipe)
-            for auction_id, (connections, anonymous, viewers) in rooms.items():
-                await self._sync(
-                    args=[
-                        self.prefix,
-                        self.node_id,
-                        auction_id,
-                        connections,
-                        anonymous,
-                        0,  # the gate is asked after the transaction, by the publish task
-                        0,
-                        0,
-                        len(viewers),
-                        *viewers,
-                    ],
-                    client=pipe,
-                )
-            await pipe.execute()
+    async def replace_all(self, rooms: dict[str, tuple[int, int, set[str]]]) -> tuple[list[str], set[str]]:
+        """Writes this node's whole state as a new member (start, a lapsed lease, Redis back): the old
+        member (this process's, and the last one recorded under this node id: a restart) is retired
+        and taken back first, in chunks, so a restart never double-counts. The rooms whose counts the
+        retirement changed, and the rooms this member owns now."""
+        previous = self.member
+        self.member = self._new_member()
+        recorded = await self.client.getset(f"{self._node(self.node_id)}:member", self.member)
+        await self._run("heartbeat", self._nodes, self.member, self.lease_ms)
+        changed: list[str] = []
+        owned: set[str] = set()
+        for stale in {previous, _text(recorded) if recorded else previous} - {self.member}:
+            await self._run("members", self._nodes, "retire", stale)
+            while True:
+                reaped = await self.reap_member(stale, died=False)
+                changed += reaped.changed
+                owned |= reaped.mine
+                if reaped.done:
+                    break
+        for chunk in _chunks(rooms):
+            for synced, auction_id in zip(
+                await self.sync_rooms(
+                    [RoomWrite(a, rooms[a][0], rooms[a][1], rooms[a][2], set()) for a in chunk]
+                ),
+                chunk,
+                strict=True,
+            ):
+                if synced.claimed:
+                    owned.add(auction_id)
+        return changed, owned
 
     async def heartbeat(self) -> tuple[bool, int]:
-        """Refreshes the node's lease: whether it was still valid (if not, the node must write its state
-        again), and how many nodes are live."""
-        valid, live = await self._heartbeat(args=[self.prefix, self.node_id, self.lease_ms])
+        """Renews this member's lease: whether it was still valid (if not, the node must write its state
+        again as a new member), and how many members are live."""
+        valid, live = await self._run("heartbeat", self._nodes, self.member, self.lease_ms)
         return bool(valid), int(live)
 
-    async def reap(self) -> list[str]:
-        """Takes back the contributions of every node whose lease expired; the rooms that changed."""
-        return [_text(a) for a in await self._reap(args=[self.prefix])]
+    async def live_members(self) -> list[str]:
+        return [_text(m) for m in await self._run("members", self._nodes, "live")]
 
-    async def leave_cluster(self, sampler_token: int, closed_interval: int = 0) -> tuple[list[str], int]:
-        """Takes this node's contributions back and gives up its sampler lease, recording the interval it
-        closed itself (``closed_interval``, 0: none); the rooms that changed and the live nodes left."""
-        rooms = await self._reset(args=[self.prefix, self.node_id, 0])
-        live = await self._release(args=[self.prefix, self.node_id, sampler_token, closed_interval])
-        return [_text(a) for a in rooms], int(live)
+    # --- taking a member's rooms back -------------------------------------------------------------
+
+    async def reap(self) -> Reaped:
+        """Takes back the contributions of members whose lease ran out, a chunk at a time, at most
+        ``REAP_CHUNKS_PER_BEAT`` chunks; one survivor reaps each (a claim in its slot, ``:reaper``)."""
+        changed: list[str] = []
+        mine: set[str] = set()
+        chunks = 0
+        reply = await self._run("members", self._nodes, "dead", 8)
+        for dead in (_text(m) for m in reply[::2]):
+            claimed = await self.client.set(
+                f"{self._node(dead)}:reaper", self.member, nx=True, px=max(self.lease_ms, 1000)
+            )
+            if (
+                not claimed
+                and _text(await self.client.get(f"{self._node(dead)}:reaper") or b"") != self.member
+            ):
+                continue
+            while chunks < REAP_CHUNKS_PER_BEAT:
+                chunks += 1
+                reaped = await self.reap_member(dead, died=True)
+                changed += reaped.changed
+                mine |= reaped.mine
+                if reaped.done:
+                    break
+            if chunks >= REAP_CHUNKS_PER_BEAT:
+                break
+        return Reaped(changed, mine, True)
+
+    async def reap_member(self, member: str, died: bool, closed: dict[str, int] | None = None) -> Reaped:
+        """Takes one chunk of ``member``'s rooms back, handing the sampling of the rooms it owned to
+        their successors among the live members (their inboxes hear of it first); ``done`` once
+        nothing of it is left. ``died``: the minutes being sampled are flagged partial; ``closed``: the
+        minute a leaving member closed itself, per room (its successor skips the rest of it)."""
+        node = self._node(member)
+        rooms, owned = await self._commands(
+            [("srandmember", f"{node}:rooms", CHUNK), ("srandmember", f"{node}:owned", CHUNK)]
+        )
+        owned = [_text(a) for a in owned]
+        rooms = [a for a in map(_text, rooms) if a not in owned][: CHUNK - len(owned)]
+        if not rooms and not owned:
+            await self.client.delete(f"{node}:rooms", f"{node}:owned", f"{node}:inbox", f"{node}:reaper")
+            await self._run("members", self._nodes, "forget", member)
+            return Reaped([], set(), True)
+        live = [m for m in await self.live_members() if m != member]
+        heirs = {a: successor(a, live) for a in {*rooms, *owned}}
+        mine = {a for a, heir in heirs.items() if heir == self.member}
+        await self._announce({a: heirs[a] for a in owned})
+        targets = list(heirs)
+        replies = await self._pipeline(
+            [
+                ("drop", self._room(a), (member, heirs[a], int(died), (closed or {}).get(a, 0)))
+                for a in targets
+            ]
+        )
+        late = {a: heirs[a] for a, reply in zip(targets, replies, strict=True) if reply[2] and a not in owned}
+        await self._announce(late)
+        mine |= {a for a, heir in late.items() if heir == self.member}
+        await self._commands([("srem", f"{node}:rooms", *targets), ("srem", f"{node}:owned", *targets)])
+        changed = [a for a, reply in zip(targets, replies, strict=True) if reply[3]]
+        return Reaped(changed, mine, False)
+
+    async def _announce(self, heirs: dict[str, str]) -> None:
+        """Tells each heir the rooms whose sampling passes to it (its owned set and its inbox)."""
+        calls: list[tuple[Any, ...]] = []
+        by_heir: dict[str, list[str]] = {}
+        for auction_id, heir in heirs.items():
+            if heir:
+                by_heir.setdefault(heir, []).append(auction_id)
+        for heir, rooms in by_heir.items():
+            calls.append(("sadd", f"{self._node(heir)}:owned", *rooms))
+            if heir != self.member:
+                calls.append(("sadd", f"{self._node(heir)}:inbox", *rooms))
+        await self._commands(calls)
+
+    async def take_inbox(self) -> set[str]:
+        """The rooms handed to this member since the last call (their sampling is its now)."""
+        taken: list[bytes] = await self.client.spop(f"{self._node(self.member)}:inbox", CHUNK * 5)  # type: ignore[assignment]
+        return {_text(a) for a in taken or ()}
+
+    async def leave_cluster(
+        self, sampler_token: int, closed: dict[str, int] | None = None
+    ) -> tuple[list[str], int]:
+        """Takes this member's contributions back, chunk by chunk, handing its rooms' sampling to the
+        other live members, and gives up the coordinator lease; the rooms that changed and the live
+        members left. ``closed``: the minute this node closed itself as it stopped, per room: the next
+        owner goes on from the next minute (without it, from where the samples are)."""
+        if sampler_token:
+            await self._run("sampler_lease", self._lease_key, self.member, 0)
+        changed: list[str] = []
+        await self._run("members", self._nodes, "retire", self.member)
+        while True:
+            reaped = await self.reap_member(self.member, died=False, closed=closed)
+            changed += reaped.changed
+            if reaped.done:
+                break
+        live = await self._run("members", self._nodes, "count")
+        return changed, int(live)
+
+    # --- reading and publishing ------------------------------------------------------------------
+
+    async def counts_of(self, auction_ids: Iterable[str]) -> dict[str, RoomCounts]:
+        """The global counts of these rooms (those with a viewer), O(1) each, pipelined in chunks."""
+        out: dict[str, RoomCounts] = {}
+        for chunk in _chunks(auction_ids, CHUNK * 5):
+            calls: list[tuple[Any, ...]] = []
+            for auction_id in chunk:
+                stem = self._room(auction_id)
+                calls += [("hmget", f"{stem}:t", ["c", "a"]), ("hlen", f"{stem}:u")]
+            replies = await self._commands(calls)
+            for index, auction_id in enumerate(chunk):
+                (conn, anon), uniq = replies[2 * index], replies[2 * index + 1]
+                if conn is not None and int(conn) > 0:
+                    out[auction_id] = RoomCounts(int(conn), int(uniq) + int(anon or 0))
+        return out
 
     async def publish_gate(self, auction_id: str, interval_ms: int, settle: bool = False) -> Published:
         return _published(
-            await self._gate(
-                args=[
-                    *(self.prefix, auction_id, self.node_id, interval_ms, int(settle)),
-                    QUIET_INTERVALS * interval_ms,
-                ]
+            await self._run(
+                "publish_gate",
+                self._room(auction_id),
+                *(self.member, interval_ms, int(settle), QUIET_INTERVALS * interval_ms),
             )
         )
 
-    async def sampler_lease(self) -> tuple[int, int]:
-        """The fencing token while this node holds the sampler lease (taking it when free), else 0; and
-        the latest interval a stopping leader closed itself (0: none)."""
-        token, handed_over = await self._lease(args=[self.prefix, self.node_id, self.lease_ms])
-        return int(token), int(handed_over)
+    # --- sampling ---------------------------------------------------------------------------------
 
-    async def refresh(self, interval_ms: int) -> dict[str, RoomCounts]:
-        """The rooms not told their counts within the refresh period, with their counts, locked for a
-        publish now."""
-        return _room_counts(
-            await self._refresh(args=[self.prefix, self.node_id, interval_ms, self.refresh_ms])
-        )
+    async def sample(
+        self, auction_ids: Sequence[str], tick: int, minute_start: int, closes: bool, interval_ms: int
+    ) -> list[Sampled]:
+        """This member's sample of each room it owns, added to the minute's samples in the room's slot;
+        the minutes closed (each exactly once, fenced by the room's owner)."""
+        out: list[Sampled] = []
+        for chunk in _chunks(auction_ids, CHUNK * 5):
+            replies = await self._pipeline(
+                [
+                    (
+                        "sample",
+                        self._room(a),
+                        (self.member, minute_start, int(closes), interval_ms, self.refresh_ms, tick),
+                    )
+                    for a in chunk
+                ]
+            )
+            out += [_sampled(reply) for reply in replies]
+        return out
 
-    async def fence(self, token: int) -> tuple[bool, float]:
-        """Whether ``token`` still holds the sampler lease, and when a node last died (epoch seconds)."""
-        ok, last_death_ms = await self._fence(args=[self.prefix, self.node_id, token])
-        return bool(ok), int(last_death_ms) / 1000
+    async def disown(self, auction_ids: Iterable[str]) -> None:
+        """Drops rooms from this member's owned set (another owns them now, or they are gone)."""
+        rooms = list(auction_ids)
+        if rooms:
+            await self.client.srem(f"{self._node(self.member)}:owned", *rooms)
 
-    async def all_counts(self) -> dict[str, RoomCounts]:
-        return _room_counts(await self._all(args=[self.prefix]))
+    async def sampler_lease(self) -> int:
+        """The coordinator lease's fencing token while this node holds it (taking it when free), else 0."""
+        return int(await self._run("sampler_lease", self._lease_key, self.member, self.lease_ms))
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _room_counts(reply: list[bytes | str | int]) -> dict[str, RoomCounts]:
-    """``{auction: counts}`` from a script's flat ``[auction, conn, uniq, ...]`` reply."""
-    return {
-        _text(reply[i]): RoomCounts(int(reply[i + 1]), int(reply[i + 2]))  # type: ignore[arg-type]
-        for i in range(0, len(reply), 3)
-    }

@@ -7,6 +7,7 @@ import asyncio
 from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.publish import RoomPublisher
 from socket_gateway.cluster.relay import CountRelay
+from socket_gateway.cluster.sampler_lease import SamplerLease
 from socket_gateway.cluster.store import REDIS_FAILURES, RedisCounts, RoomWrite
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
@@ -19,8 +20,9 @@ class RoomSync:
     writes the changed rooms in one pipeline, asking each room's publish gate in the same script; a
     whole re-sync (``resync``) replaces everything Redis holds for this node. Before a room's write the
     node subscribes to the room's updates if it now has a viewer there, or leaves them if it has
-    none (``CountRelay.follow``). While the node is not
-    healthy a change is told to the room by ``local`` (this node's counts) instead.
+    none (``CountRelay.follow``). A write that makes this node a room's first writer makes it the
+    room's sampling owner (``sampler``). While the node is not healthy a change is told to the room
+    by ``local`` (this node's counts) instead.
     """
 
     def __init__(
@@ -31,8 +33,10 @@ class RoomSync:
         publisher: RoomPublisher,
         relay: CountRelay,
         local: CountBroadcaster,
+        sampler: SamplerLease,
     ) -> None:
         self._store = store
+        self._sampler = sampler
         self._relay = relay
         self._registry = registry
         self._health = health
@@ -95,13 +99,16 @@ class RoomSync:
             # The room's gate is asked in the same script, unless a publish is already due for it
             # (a retry or a settle, which publishes this change too).
             ask = not self._publisher.is_due(auction_id)
+            first = auction_id not in self._synced
             writes.append(
-                RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers, ask)
+                RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers, ask, first)
             )
             local_then[auction_id] = (viewers, self._registry.counts(auction_id))
         replies = await self._store.sync_rooms(writes, self._publisher.interval_ms)
-        for write, (global_counts, decision) in zip(writes, replies, strict=True):
+        for write, (global_counts, decision, claimed) in zip(writes, replies, strict=True):
             auction_id = write.auction_id
+            if claimed:
+                self._sampler.claimed((auction_id,))
             if decision is not None:
                 self._publisher.decided(auction_id, decision)
             viewers, local = local_then[auction_id]
@@ -115,7 +122,8 @@ class RoomSync:
                 self._global.pop(auction_id, None)
 
     async def resync(self) -> None:
-        """Writes this node's whole state, replacing what Redis held for it (start, return of Redis)."""
+        """Writes this node's whole state as a new member, replacing what Redis held for it (start, a
+        lapsed lease, return of Redis)."""
         # After any batch in flight: a batch read from the registry before this state and landing in
         # Redis after it would leave its older counts there for good (seen in the cluster benchmark,
         # when an overloaded node's late heartbeat found its lease lapsed mid-batch).
@@ -123,8 +131,9 @@ class RoomSync:
             self._dirty.clear()
             rooms = {a: self._registry.contribution(a) for a in self._registry.active_rooms()}
             await self._relay.follow(self._relay.following | rooms.keys())
-            await self._store.replace_all(rooms)
+            changed, owned = await self._store.replace_all(rooms)
+            self._sampler.replace(owned)
             self._synced = {a: viewers for a, (_c, _a, viewers) in rooms.items()}
             self._global.clear()
-        for auction_id in rooms:
+        for auction_id in {*rooms, *changed}:
             self._publisher.schedule(auction_id, 0.0)

@@ -7,8 +7,9 @@ sources:
 
 - alone (no ``REDIS_URL``): :class:`FeedingRoomChanges` stands between the Socket.IO handlers and the
   broadcaster and publishes the registry's exact counts on every change, synchronously;
-- with Redis: :class:`ClusterCountPoller` reads the cluster's global counts every interval while
-  anybody listens, and publishes what changed (an auction gone from Redis has dropped to zero).
+- with Redis: :class:`ClusterCountPoller` reads the global counts of the watched auctions every
+  interval while anybody listens, and publishes what changed (an auction gone from Redis has dropped
+  to zero). A listener of every auction hears, with Redis, only the auctions somebody watches.
 
 Listeners are called synchronously on the event loop and must not block: note the counts, wake a task.
 """
@@ -87,6 +88,10 @@ class CountFeed:
     def listeners(self) -> int:
         return len(self._watched)
 
+    def watched_auctions(self) -> frozenset[str]:
+        """The auctions some listener watches by name."""
+        return frozenset(self._by_auction)
+
     async def wait_listened(self) -> None:
         """Returns once at least one listener watches."""
         await self._listened.wait()
@@ -151,10 +156,10 @@ class FeedingRoomChanges:
 
 
 class ClusterCountPoller:
-    """With Redis: the cluster's global counts read every ``interval_seconds`` while anybody listens.
+    """With Redis: the watched auctions' global counts read every ``interval_seconds`` while anybody listens.
 
-    One read of every room's counts per interval (the script the sampler uses) rather than one
-    per watched auction: a listener may watch thousands. While Redis fails the feed keeps the last
+    Only the auctions the listeners watch are read (O(1) each, pipelined in chunks: a listener may
+    watch thousands), never every room of the cluster. While Redis fails the feed keeps the last
     counts it read (and says so in the log); the counts move again once Redis answers.
     """
 
@@ -187,7 +192,7 @@ class ClusterCountPoller:
             )
             return
         try:
-            counts = await self._cluster.store.all_counts()
+            counts = await self._cluster.store.counts_of(self._feed.watched_auctions())
         except REDIS_FAILURES as error:
             self._log.warning(
                 "live_counts_redis_failed",

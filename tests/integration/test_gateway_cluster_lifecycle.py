@@ -23,12 +23,11 @@ import redis.asyncio as aioredis
 from service_common.timing import SnapshotTiming
 from socket_gateway.cluster.node import redis_client
 from socket_gateway.cluster.store import room_key
-from tests.fault_support import ServiceProcess
+from tests.fault_support import ServiceProcess, metrics
 from tests.gateway_support import Viewer, gateway_config, running_gateway, stored_snapshots
 from tests.redis_support import (
     RedisServer,
     cluster_rig,
-    is_sampler_leader,
     latest,
     not_ready,
     poll,
@@ -95,18 +94,26 @@ async def test_nodes_stopped_one_after_another_hand_their_counts_back_and_the_op
                 await viewers.join(node, viewer_id)
         await poll(lambda: viewers.see([0, 1, 2], [0, 1, 2]), "every viewer to see the global counts")
 
+        redis = aioredis.Redis.from_url(redis_server.url)
+        stack.push_async_callback(redis.aclose)
+
         async def leader(among: list[int]) -> int | None:
-            leading = [index for index in among if await is_sampler_leader(http, ports[index])]
-            assert len(leading) <= 1, f"two sampler leaders: {leading}"
-            return leading[0] if leading else None
+            # The node that owns the auction's sampling (its member is "node-<index>@...") and knows it.
+            member = await redis.get(f"va:gw:{{{AUCTION}}}:o")
+            text = member.decode() if isinstance(member, bytes) else member
+            index = int(text.split("@")[0].removeprefix("node-")) if text else None
+            if index not in among:
+                return None
+            owned = (await metrics(http, ports[index])).get("gateway_sampling_owned_rooms", 0)
+            return index if owned else None
 
         async def led(among: list[int]) -> bool:
             return await leader(among) is not None
 
         running = [0, 1, 2]
-        await poll(functools.partial(led, running), "a sampler leader")
-        # Each stop is of the sampler leader, so the lease moves each time. The first comes a little
-        # after a minute begins, so the leader has sampled the minute open at its stop.
+        await poll(functools.partial(led, running), "an owner of the auction's sampling")
+        # Each stop is of the auction's sampling owner, so the ownership moves each time. The first
+        # comes a little after a minute begins, so the owner has sampled the minute open at its stop.
         # A position on the wall clock, not an event: sleeping until it is the only way to reach it.
         boundary = (
             math.ceil(time.time() / timing.snapshot_interval_seconds) * timing.snapshot_interval_seconds
@@ -115,7 +122,7 @@ async def test_nodes_stopped_one_after_another_hand_their_counts_back_and_the_op
 
         stopped: list[tuple[ServiceProcess, float]] = []
         while running:
-            await poll(functools.partial(led, running), "a sampler leader", bound=lease)
+            await poll(functools.partial(led, running), "an owner of the auction's sampling", bound=lease)
             index = await leader(running)
             assert index is not None
             process, _ = nodes[index]

@@ -18,8 +18,9 @@ from redis.crc import key_slot
 from service_common.supervision import Supervisor
 from socket_gateway.cluster.node import ClusterNode
 from socket_gateway.cluster.relay import CountRelay
-from socket_gateway.cluster.store import Published, RedisCounts, RoomWrite
+from socket_gateway.cluster.store import CHUNK, Published, RedisCounts, RoomWrite, Sampled, Synced
 from socket_gateway.live.broadcast import CountBroadcaster
+from socket_gateway.live.feed import ClusterCountPoller, CountFeed
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
 from tests.redis_support import RedisServer, redis_server
@@ -36,15 +37,34 @@ class SimNode:
         self.store = store
         self.registry = RoomRegistry()
         self.synced: dict[str, set[str]] = {}
+        self.owned: set[str] = set()
 
     async def sync(self, rooms: set[str]) -> None:
         writes = []
-        for auction_id in rooms:
+        for auction_id in sorted(rooms):
             connections, anonymous, viewers = self.registry.contribution(auction_id)
             before = self.synced.get(auction_id, set())
-            writes.append(RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers))
-            self.synced[auction_id] = viewers
-        await self.store.sync_rooms(writes)
+            first = auction_id not in self.synced
+            writes.append(
+                RoomWrite(
+                    auction_id, connections, anonymous, viewers - before, before - viewers, False, first
+                )
+            )
+            if connections:
+                self.synced[auction_id] = viewers
+            else:
+                self.synced.pop(auction_id, None)
+        for write, synced in zip(writes, await self.store.sync_rooms(writes), strict=True):
+            if synced.claimed:
+                self.owned.add(write.auction_id)
+
+    async def sample(self, tick: int, minute: int, closes: bool) -> dict[str, Sampled]:
+        rooms = sorted(self.owned)
+        results = dict(zip(rooms, await self.store.sample(rooms, tick, minute, closes, 100), strict=True))
+        gone = [a for a, result in results.items() if result.gone or not result.owned]
+        self.owned.difference_update(gone)
+        await self.store.disown(gone)
+        return results
 
 
 @pytest.fixture
@@ -100,17 +120,22 @@ async def test_global_counts_are_exact_under_random_churn_across_three_nodes(
             await node.sync(changed)
     for each in nodes:
         await each.sync(set(auctions))
-    counts = await nodes[0].store.all_counts()
+    counts = await nodes[0].store.counts_of(auctions)
     for auction_id in auctions:
         want = expected(nodes, auction_id)
         assert counts.get(auction_id, RoomCounts(0, 0)) == want
     assert set(counts) == {a for a in auctions if expected(nodes, a).viewer_count}
     assert sum(c.viewer_count for c in counts.values()) > 0
+    # Each room with viewers has exactly one sampling owner among the nodes.
+    assert sorted(a for node in nodes for a in node.owned) == sorted(counts)
     for index, sid in sids:
         nodes[index].registry.leave(sid)
     for each in nodes:
         await each.sync(set(auctions))
-    assert await nodes[0].store.all_counts() == {}
+    assert await nodes[0].store.counts_of(auctions) == {}
+    # The owners close the rooms' all-zero minutes, which forgets them.
+    for each in nodes:
+        await each.sample(1_800_000_060, 1_800_000_000, closes=True)
     # Empty rooms leave nothing behind: Redis state is bounded by the live rooms.
     assert await clients[0].keys("va:gw:*") == []
 
@@ -126,7 +151,7 @@ async def test_every_key_of_an_auction_shares_its_slot_and_every_key_of_a_node_i
         await node.sync({"a-1", "a-2"})
     await nodes[0].store.publish_gate("a-1", 300)
     tags = {"a-1": key_slot(b"a-1"), "a-2": key_slot(b"a-2")}
-    tags |= {f"n:node-{i}": key_slot(f"n:node-{i}".encode()) for i in range(2)}
+    tags |= {f"n:{node.store.member}": key_slot(f"n:{node.store.member}".encode()) for node in nodes}
     for text in map(_text, await clients[0].keys("va:gw:*")):
         if "{" not in text:
             # The cluster-wide keys: one slot each, never touched by a script with another slot's keys.
@@ -136,7 +161,8 @@ async def test_every_key_of_an_auction_shares_its_slot_and_every_key_of_a_node_i
         assert tag in tags, f"{text}: tagged with neither an auction nor a node"
         assert key_slot(text.encode()) == tags[tag]
     room_keys = {_text(k) for k in await clients[0].keys("va:gw:{a-1}:*")}
-    assert {"va:gw:{a-1}:c", "va:gw:{a-1}:u", "va:gw:{a-1}:v:node-0", "va:gw:{a-1}:last"} <= room_keys
+    member = nodes[0].store.member
+    assert {"va:gw:{a-1}:c", "va:gw:{a-1}:u", f"va:gw:{{a-1}}:v:{member}", "va:gw:{a-1}:last"} <= room_keys
 
 
 async def test_a_dead_node_is_reaped_by_a_survivor_once_its_lease_expires(
@@ -151,16 +177,16 @@ async def test_a_dead_node_is_reaped_by_a_survivor_once_its_lease_expires(
     doomed.registry.join("d2", "a-1", None)
     for node in (survivor, doomed):
         await node.sync({"a-1"})
-    assert (await survivor.store.all_counts())["a-1"] == RoomCounts(3, 2)
-    assert await survivor.store.reap() == []
+    assert (await survivor.store.counts_of(["a-1"]))["a-1"] == RoomCounts(3, 2)
+    assert (await survivor.store.reap()).changed == []
     deadline = time.monotonic() + WAIT
     reaped: list[str] = []
     # The lease runs out on Redis's clock; nothing signals it, so poll within a bound.
     while not reaped and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        reaped = await survivor.store.reap()
+        reaped = (await survivor.store.reap()).changed
     assert reaped == ["a-1"]
-    assert (await survivor.store.all_counts())["a-1"] == RoomCounts(1, 1)
+    assert (await survivor.store.counts_of(["a-1"]))["a-1"] == RoomCounts(1, 1)
     # The reaped node comes back: its heartbeat says its lease lapsed, so it must write again.
     valid, live = await doomed.store.heartbeat()
     assert (valid, live) == (False, 2)
@@ -176,31 +202,29 @@ async def test_a_restarted_node_replaces_its_old_contribution_instead_of_adding_
     other = SimNode(RedisCounts(clients[1], "gw-2", 10))
     other.registry.join("o1", "a-1", "v1")
     await other.sync({"a-1"})
-    assert (await other.store.all_counts())["a-1"] == RoomCounts(3, 2)
+    assert (await other.store.counts_of(["a-1"]))["a-1"] == RoomCounts(3, 2)
     # Same GATEWAY_ID after a restart: one of the two viewers reconnected to it.
     after = SimNode(RedisCounts(clients[2], "gw-1", 10))
     after.registry.join("n1", "a-1", "v1")
-    await after.store.replace_all({"a-1": after.registry.contribution("a-1")})
-    assert (await other.store.all_counts())["a-1"] == RoomCounts(2, 1)
+    changed, _owned = await after.store.replace_all({"a-1": after.registry.contribution("a-1")})
+    assert changed == ["a-1"]
+    assert (await other.store.counts_of(["a-1"]))["a-1"] == RoomCounts(2, 1)
 
 
-async def test_one_sampler_lease_holder_and_its_fencing_token(clients: list[aioredis.Redis]) -> None:
+async def test_one_coordinator_lease_holder_and_its_fencing_token(clients: list[aioredis.Redis]) -> None:
     first = RedisCounts(clients[0], "n1", 0.5)
     second = RedisCounts(clients[1], "n2", 0.5)
-    token, _ = await first.sampler_lease()
+    token = await first.sampler_lease()
     assert token > 0
-    assert await second.sampler_lease() == (0, 0)
-    assert await first.sampler_lease() == (token, 0)
-    assert (await first.fence(token))[0] is True
+    assert await second.sampler_lease() == 0
+    assert await first.sampler_lease() == token
     deadline = time.monotonic() + WAIT
     taken = 0
     while not taken and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        taken, _ = await second.sampler_lease()
+        taken = await second.sampler_lease()
     assert taken > token
-    # The old holder's token no longer passes the fence: its snapshots must not be queued.
-    assert (await first.fence(token))[0] is False
-    assert (await second.fence(taken))[0] is True
+    assert await first.sampler_lease() == 0
 
 
 async def test_publish_gate_lets_one_update_per_interval_and_never_repeats_a_value(
@@ -232,32 +256,125 @@ async def test_publish_gate_lets_one_update_per_interval_and_never_repeats_a_val
     assert (again.counts, again.retry_after) == (None, None)
 
 
-async def test_a_stopping_leader_records_the_interval_it_closed_as_it_gives_the_lease_up(
+async def test_a_leaving_owner_hands_its_rooms_on_and_their_minute_goes_on_with_every_sample(
     clients: list[aioredis.Redis],
 ) -> None:
-    leader = SimNode(RedisCounts(clients[0], "n1", 10))
+    owner = SimNode(RedisCounts(clients[0], "n1", 10))
     other = SimNode(RedisCounts(clients[1], "n2", 10))
-    for node in (leader, other):
+    for node in (owner, other):
         await node.store.heartbeat()
-    leader.registry.join("s1", "a-1", "v1")
+    owner.registry.join("s1", "a-1", "v1")
+    await owner.sync({"a-1"})
     other.registry.join("s2", "a-1", "v2")
-    for node in (leader, other):
-        await node.sync({"a-1"})
-    token, _ = await leader.store.sampler_lease()
-    assert await other.store.sampler_lease() == (0, 0)
-    changed, live = await leader.store.leave_cluster(token, closed_interval=1_800_000_060)
+    await other.sync({"a-1"})
+    assert (owner.owned, other.owned) == ({"a-1"}, set())
+    minute = 1_800_000_000
+    await owner.sample(minute + 1, minute, closes=False)
+    await owner.sample(minute + 2, minute, closes=False)
+    owner.registry.leave("s1")
+    changed, live = await owner.store.leave_cluster(0)
     assert (changed, live) == (["a-1"], 1)
-    assert (await other.store.all_counts())["a-1"] == RoomCounts(1, 1)
-    # The next leader learns, with the lease, which interval it must not send again.
-    taken, handed_over = await other.store.sampler_lease()
-    assert taken > token
-    assert handed_over == 1_800_000_060
-    # A node that does not hold the lease records nothing.
-    await other.store.leave_cluster(0, closed_interval=1_800_000_120)
-    assert (await leader.store.sampler_lease())[1] == 1_800_000_060
+    assert (await other.store.counts_of(["a-1"]))["a-1"] == RoomCounts(1, 1)
+    # The other node learns on its next heartbeat that the room's sampling is its now.
+    assert await other.store.take_inbox() == {"a-1"}
+    other.owned.add("a-1")
+    # The tick the old owner took is not taken twice; the minute closes with all three samples.
+    assert (await other.sample(minute + 2, minute, closes=False))["a-1"].closed == []
+    (closed,) = (await other.sample(minute + 3, minute, closes=True))["a-1"].closed
+    assert (closed.minute_start, closed.samples, closed.total, closed.peak, closed.minimum) == (
+        minute,
+        3,
+        5,
+        2,
+        1,
+    )
+    assert (closed.last, closed.partial) == (RoomCounts(1, 1), False)
+    # Nothing of the leaving member is left.
+    assert await clients[0].keys(f"va:gw:{{n:{owner.store.member}}}*") == []
 
 
-async def test_refresh_tells_a_room_again_after_a_burst_and_once_per_period(
+async def test_a_dead_owners_minute_is_closed_by_its_successor_flagged_partial(
+    clients: list[aioredis.Redis],
+) -> None:
+    doomed = SimNode(RedisCounts(clients[0], "doomed", 0.5))
+    survivor = SimNode(RedisCounts(clients[1], "survivor", 10))
+    for node in (doomed, survivor):
+        await node.store.heartbeat()
+    doomed.registry.join("d1", "a-1", "v1")
+    await doomed.sync({"a-1"})
+    survivor.registry.join("s1", "a-1", "v2")
+    await survivor.sync({"a-1"})
+    minute = 1_800_000_000
+    await doomed.sample(minute + 1, minute, closes=False)
+    deadline = time.monotonic() + WAIT
+    reaped = None
+    # The lease runs out on Redis's clock; nothing signals it, so poll within a bound.
+    while (reaped is None or not reaped.changed) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        reaped = await survivor.store.reap()
+    assert reaped is not None
+    # The survivor is the only live member: the room's sampling is its own at once.
+    assert reaped.mine == {"a-1"}
+    survivor.owned |= reaped.mine
+    (closed,) = (await survivor.sample(minute + 5, minute, closes=True))["a-1"].closed
+    # The dead owner's sample is kept (no minute lost); the minute is flagged: a node died in it.
+    assert (closed.samples, closed.peak, closed.minimum, closed.partial) == (2, 2, 1, True)
+    # A sample by the dead owner's old member is refused: only the room's owner closes its minutes.
+    assert not (await doomed.store.sample(["a-1"], minute + 6, minute + 5, False, 100))[0].owned
+
+
+async def test_a_dead_members_rooms_are_reaped_a_bounded_chunk_at_a_time(
+    clients: list[aioredis.Redis],
+) -> None:
+    doomed = SimNode(RedisCounts(clients[0], "doomed", 10))
+    survivor = SimNode(RedisCounts(clients[1], "survivor", 10))
+    for node in (doomed, survivor):
+        await node.store.heartbeat()
+    rooms = {f"a-{i}" for i in range(CHUNK * 2 + 10)}
+    for index, auction_id in enumerate(sorted(rooms)):
+        doomed.registry.join(f"d{index}", auction_id, f"v{index}")
+    await doomed.sync(rooms)
+    stem = f"va:gw:{{n:{doomed.store.member}}}"
+    assert await clients[0].scard(f"{stem}:rooms") == len(rooms)
+    # One call takes back one chunk of the dead member's rooms, one script per room, never all at once.
+    first = await survivor.store.reap_member(doomed.store.member, died=True)
+    assert len(first.changed) == CHUNK
+    assert first.mine == set(first.changed)
+    assert await clients[0].scard(f"{stem}:rooms") == len(rooms) - CHUNK
+    assert await survivor.store.counts_of(first.changed) == {}
+    while not (await survivor.store.reap_member(doomed.store.member, died=True)).done:
+        pass
+    assert await survivor.store.counts_of(rooms) == {}
+    assert await clients[0].exists(f"{stem}:rooms", f"{stem}:owned") == 0
+
+
+async def test_the_poller_reads_only_the_watched_auctions(clients: list[aioredis.Redis]) -> None:
+    node = SimNode(RedisCounts(clients[0], "n1", 10))
+    # 300 rooms with one anonymous viewer each.
+    await node.store.sync_rooms([RoomWrite(f"a-{i}", 1, 1, set(), set()) for i in range(300)])
+
+    class Ready:
+        ready = True
+        store = node.store
+
+    class Listener:
+        def counts_changed(self, auction_id: str, counts: RoomCounts) -> None:
+            heard.append((auction_id, counts))
+
+    heard: list[tuple[str, RoomCounts]] = []
+    feed = CountFeed()
+    feed.watch(Listener(), ["a-7", "nowhere"])
+    poller = ClusterCountPoller(Ready(), feed, 1.0)  # type: ignore[arg-type]
+    await clients[0].config_resetstat()
+    await poller.poll_once()
+    assert heard == [("a-7", RoomCounts(1, 1))]
+    # Redis counts the commands run inside scripts too: the poll read two rooms, not all 300.
+    stats = await clients[0].info("commandstats")
+    calls = {name: entry["calls"] for name, entry in stats.items() if not name.startswith("cmdstat_config")}
+    assert sum(calls.values()) <= 4, calls
+
+
+async def test_the_owner_tells_a_quiet_room_again_after_a_burst_and_once_per_period(
     clients: list[aioredis.Redis],
 ) -> None:
     node = SimNode(RedisCounts(clients[0], "n1", 10))
@@ -266,15 +383,22 @@ async def test_refresh_tells_a_room_again_after_a_burst_and_once_per_period(
     node.registry.join("s2", "a-2", "v")
     await node.sync({"a-1", "a-2"})
     assert (await node.store.publish_gate("a-1", 100)).counts == RoomCounts(1, 1)
+    tick = iter(range(1_800_000_001, 1_800_000_060))
+
+    async def told() -> set[str]:
+        return {
+            a for a, result in (await node.sample(next(tick), 1_800_000_000, False)).items() if result.publish
+        }
+
     # a-1 was just told; a-2 never was.
-    assert await node.store.refresh(100) == {"a-2": RoomCounts(1, 1)}
-    assert await node.store.refresh(100) == {}
+    assert await told() == {"a-2"}
+    assert await told() == set()
     # a-1 is told again once quiet for four intervals after its publish, a-2 once the refresh period
     # has passed (nothing signals either: wait them out).
     await asyncio.sleep(0.31)
-    assert await node.store.refresh(100) == {"a-2": RoomCounts(1, 1)}
+    assert await told() == {"a-2"}
     await asyncio.sleep(0.1)
-    assert await node.store.refresh(100) == {"a-1": RoomCounts(1, 1)}
+    assert await told() == {"a-1"}
 
 
 async def test_a_sync_asks_the_rooms_gate_in_the_same_script(clients: list[aioredis.Redis]) -> None:
@@ -286,11 +410,11 @@ async def test_a_sync_asks_the_rooms_gate_in_the_same_script(clients: list[aiore
         RoomWrite("a-1", 1, 0, viewers, set(), ask_gate=True),
         RoomWrite("a-2", 1, 1, set(), set(), ask_gate=False),
     ]
-    (first, decided), (second, not_asked) = await node.store.sync_rooms(writes, 300)
+    (first, decided, _), (second, not_asked, _) = await node.store.sync_rooms(writes, 300)
     assert (first, decided) == (RoomCounts(1, 1), Published(RoomCounts(1, 1), None))
     assert (second, not_asked) == (RoomCounts(1, 1), None)
     # The lock taken by that publish holds the next write's gate for the rest of the interval.
-    ((_, held),) = await node.store.sync_rooms([RoomWrite("a-1", 1, 0, set(), set(), True)], 300)
+    ((_, held, _),) = await node.store.sync_rooms([RoomWrite("a-1", 1, 0, set(), set(), True)], 300)
     assert held is not None
     assert held.counts is None
     assert held.retry_after is not None
@@ -306,9 +430,7 @@ class HeldSyncs(RedisCounts):
         self.held = asyncio.Event()
         self.go = asyncio.Event()
 
-    async def sync_rooms(
-        self, rooms: list[RoomWrite], interval_ms: int = 0
-    ) -> list[tuple[RoomCounts, Published | None]]:
+    async def sync_rooms(self, rooms: list[RoomWrite], interval_ms: int = 0) -> list[Synced]:
         if self.hold:
             self.held.set()
             await self.go.wait()
@@ -342,7 +464,7 @@ async def test_a_resync_waits_for_the_sync_batch_in_flight(clients: list[aioredi
         assert not done, "the re-sync wrote while a batch read before it was still in flight"
         store.go.set()
         await asyncio.wait_for(resync, WAIT)
-        assert (await store.all_counts())["a-1"] == RoomCounts(1, 1)
+        assert (await store.counts_of(["a-1"]))["a-1"] == RoomCounts(1, 1)
     finally:
         await node.close()
         await supervisor.stop()
@@ -383,7 +505,7 @@ async def test_a_heartbeat_that_fails_unexpectedly_is_restarted_and_counted(
         (heartbeat,) = [task for task in supervisor.health() if task.name == "cluster-heartbeat"]
         assert heartbeat.failures_total == 1
         assert heartbeat.last_error == "ValueError: unexpected reply from Redis"
-        assert (await store.all_counts())["a-1"] == RoomCounts(1, 1)
+        assert (await store.counts_of(["a-1"]))["a-1"] == RoomCounts(1, 1)
     finally:
         await node.close()
         await supervisor.stop()

@@ -21,6 +21,6 @@ def test_the_common_functions_come_first_where_a_script_calls_them() -> None:
         source = getattr(scripts, field.name)
         calls_common = any(
             f"{name}(" in source.removeprefix(common)
-            for name in ("room_counts", "clear_node", "now_ms", "gate")
+            for name in ("room_counts", "set_contribution", "remove_viewer", "now_ms", "gate")
         )
         assert source.startswith(common) == calls_common, field.name

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from importlib import resources
 
 # Scripts that do not call common.lua's functions are loaded without it.
-_STANDALONE = frozenset({"sampler_lease", "fence", "release"})
+_STANDALONE = frozenset({"sampler_lease"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,15 +15,12 @@ class ClusterScripts:
     where the script uses it. Every update to the shared state is one of these, so each is atomic."""
 
     sync: str
+    drop: str
+    sample: str
     heartbeat: str
-    reap: str
-    reset: str
+    members: str
     publish_gate: str
-    refresh: str
     sampler_lease: str
-    fence: str
-    all_counts: str
-    release: str
 
     @classmethod
     def load(cls) -> ClusterScripts:

@@ -1,2 +1,2 @@
-local p, a, node = ARGV[1], ARGV[2], ARGV[3]
-return gate(p, a, node, tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]))
+local rk = KEYS[1]
+return gate(rk, ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4]))
