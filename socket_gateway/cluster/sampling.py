@@ -31,6 +31,7 @@ def snapshot(
         unique_viewers=minute.last.unique_viewers,
         partial=partial or minute.partial,
         gateway_id=gateway_id,
+        samples=minute.values,
     )
 
 
@@ -70,8 +71,11 @@ class ClusterSampling:
         self._gateway_id = gateway_id
         self._interval_ms = interval_ms
         self._tell = tell
-        # The open minute of each owned room, as the last sample left it (for the last node's stop).
+        # The open minute of each owned room as the last sample left it, the room's counts then and
+        # the minute a previous owner closed itself (this node skips its rest): for a stop.
         self._open: dict[str, MinuteSamples] = {}
+        self._counts: dict[str, RoomCounts] = {}
+        self._skipped: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def sample(self, tick: float, aggregator: SnapshotAggregator) -> list[MinuteSnapshot]:
@@ -89,20 +93,30 @@ class ClusterSampling:
                 self._schedule.interval_of(tick),
                 self._schedule.closes_interval(tick),
                 self._interval_ms,
+                self._schedule.slot_of(tick),
             )
         except REDIS_FAILURES as error:
             self._health.degrade(error)
             return []
         closed: list[MinuteSnapshot] = []
         dropped: list[str] = []
+        minute_start = self._schedule.interval_of(tick)
         for auction_id, result in zip(rooms, results, strict=True):
             closed += [snapshot(auction_id, minute, self._gateway_id) for minute in result.closed]
+            self._counts[auction_id] = result.counts
+            if result.owned and not result.closed and result.current is None and not result.gone:
+                # The tick was not taken: a previous owner closed this minute as it stopped.
+                self._skipped[auction_id] = minute_start
+            else:
+                self._skipped.pop(auction_id, None)
             if result.current is not None:
                 self._open[auction_id] = result.current
             elif result.closed or not result.owned:
                 self._open.pop(auction_id, None)
             if not result.owned or result.gone:
                 dropped.append(auction_id)
+                self._counts.pop(auction_id, None)
+                self._skipped.pop(auction_id, None)
             if result.publish:
                 self._spawn(self._tell(auction_id, result.counts))
         if dropped:
@@ -124,11 +138,23 @@ class ClusterSampling:
         # room goes on from the next minute and no minute is sent twice.
         if not self._health.healthy:
             return []
-        snapshots = [
-            snapshot(auction_id, minute, self._gateway_id, partial=True)
-            for auction_id, minute in self._open.items()
-            if minute.samples and auction_id in self._lease.owned
-        ]
+        minute_start = self._schedule.interval_of(now)
+        snapshots = []
+        for auction_id in self._lease.owned:
+            minute = self._open.get(auction_id)
+            if minute is None or minute.minute_start != minute_start:
+                minute = self._fresh_minute(auction_id, minute_start)
+            if minute is not None and minute.samples:
+                snapshots.append(snapshot(auction_id, minute, self._gateway_id, partial=True))
         self._lease.closed_on_stop = {s.auction_id: s.minute_start for s in snapshots}
         self._open.clear()
         return snapshots
+
+    def _fresh_minute(self, auction_id: str, minute_start: int) -> MinuteSamples | None:
+        """A minute this node has not sampled yet, from the room's last counts (as a node alone closes
+        its interval with a last sample at its stop); none if a previous owner closed it."""
+        counts = self._counts.get(auction_id)
+        if counts is None or self._skipped.get(auction_id) == minute_start:
+            return None
+        viewers = counts.viewer_count
+        return MinuteSamples(minute_start, 1, viewers, viewers, viewers, counts, True)

@@ -14,12 +14,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
-import redis.asyncio as aioredis
-
 from service_common.log_limits import RateLimitedLog
 from service_common.viewer_sketches import merge_serialized
 from socket_gateway.cluster.health import NodeHealth
-from socket_gateway.cluster.store import PREFIX, REDIS_FAILURES, room_key
+from socket_gateway.cluster.store import PREFIX, REDIS_FAILURES, RedisClient, room_key
 from socket_gateway.snapshots.aggregation import MinuteSnapshot, SampleSchedule, SnapshotAggregator
 from socket_gateway.snapshots.sampler import SamplingStrategy
 from socket_gateway.snapshots.seen_viewers import SeenViewers, SketchPair
@@ -51,7 +49,7 @@ class ClusterSketches:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         node_id: str,
         seen: SeenViewers,
         schedule: SampleSchedule,

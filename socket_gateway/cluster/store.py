@@ -105,8 +105,6 @@ class RoomWrite(NamedTuple):
     added: set[str]  # viewer ids
     removed: set[str]
     ask_gate: bool = False  # whether to ask the room's publish gate in the same script
-    # Whether this member had no contribution in the room before (its room set gets the room first).
-    first: bool = True
 
 
 class Synced(NamedTuple):
@@ -129,6 +127,9 @@ class MinuteSamples:
     minimum: int
     last: RoomCounts
     partial: bool
+    # Sample i taken on the minute's tick i + 1, oldest first; empty when the samples are not on the
+    # ticks (the room was first sampled after the minute's first tick, or a tick was missed).
+    values: tuple[int, ...] = ()
 
 
 class Sampled(NamedTuple):
@@ -162,18 +163,23 @@ def _published(reply: Sequence[int]) -> Published:
     return Published(None, None)
 
 
-def _minute(values: Sequence[int]) -> MinuteSamples:
-    minute, samples, total, peak, minimum, conn, uniq, partial = (int(v) for v in values)
-    return MinuteSamples(minute, samples, total, peak, minimum, RoomCounts(conn, uniq), bool(partial))
+def _minute(reply: Sequence[Any]) -> MinuteSamples:
+    minute, samples, total, peak, minimum, conn, uniq, partial, on_slots = (int(v) for v in reply[:9])
+    text = _text(reply[9])
+    values = tuple(int(v) for v in text.split(",")) if on_slots and text else ()
+    return MinuteSamples(minute, samples, total, peak, minimum, RoomCounts(conn, uniq), bool(partial), values)
 
 
-def _sampled(reply: list[int]) -> Sampled:
-    if reply[0] != 1:
-        # -1: another member owns the room; 0: this tick was already taken (the sampling changed hands).
-        return Sampled(reply[0] == 0, False, RoomCounts(0, 0), False, [], None)
+def _sampled(reply: list[Any]) -> Sampled:
+    if reply[0] == -1:
+        # Another member owns the room.
+        return Sampled(False, False, RoomCounts(0, 0), False, [], None)
+    if reply[0] == 0:
+        # This tick (or minute) was already taken: the sampling just changed hands.
+        return Sampled(True, False, RoomCounts(int(reply[1]), int(reply[2])), False, [], None)
     gone, conn, uniq, publish, closed = (int(v) for v in reply[1:6])
-    minutes = [_minute(reply[6 + 8 * i : 14 + 8 * i]) for i in range(closed)]
-    rest = reply[6 + 8 * closed :]
+    minutes = [_minute(reply[6 + 10 * i : 16 + 10 * i]) for i in range(closed)]
+    rest = reply[6 + 10 * closed :]
     return Sampled(
         True, bool(gone), RoomCounts(conn, uniq), bool(publish), minutes, _minute(rest) if rest else None
     )
@@ -232,20 +238,31 @@ class RedisCounts:
             await self._load_scripts()
             return await self.client.evalsha(self._sha[name], 1, key, *args)
 
-    async def _pipeline(self, calls: list[tuple[str, str, tuple[Any, ...]]]) -> list[Any]:
+    async def _pipeline(
+        self, calls: list[tuple[str, str, tuple[Any, ...]]], before: tuple[Any, ...] | None = None
+    ) -> list[Any]:
         """Runs the scripts ``(name, key, args)`` in one non-transactional pipeline; their replies.
 
-        Nothing in a batch runs when a script is missing, so loading them and sending again is safe:
-        every write is absolute or set-guarded.
+        ``before``: a plain command ``(name, *args)`` that must land before the scripts: on one Redis
+        it leads the same pipeline (one connection keeps the order); on Redis Cluster it is a round
+        trip of its own (a pipeline there runs each shard's part apart). Nothing in a batch runs when
+        a script is missing, so loading them and sending again is safe: every write is absolute or
+        set-guarded.
         """
         if not calls:
             return []
+        if before is not None and isinstance(self.client, RedisCluster):
+            await self._commands([before])
+            before = None
         for attempt in range(2):
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
+                    if before is not None:
+                        getattr(pipe, before[0])(*before[1:])
                     for name, key, args in calls:
                         pipe.evalsha(self._sha[name], 1, key, *args)
-                    return list(await pipe.execute())
+                    replies = list(await pipe.execute())
+                    return replies[1:] if before is not None else replies
             except NoScriptError:
                 if attempt:
                     raise
@@ -268,14 +285,12 @@ class RedisCounts:
         room's global counts, its publish gate's answer for the rooms that asked (``interval_ms``: the
         publish interval), and whether the write made this member the room's sampling owner.
 
-        A room new to this member goes into its room set first, in a round trip of its own, so a
-        survivor reaping this member always finds every room it wrote (on Redis Cluster the two
-        slots' writes would otherwise race).
+        Every room this member is in goes into its room set first, so a survivor reaping this
+        member always finds every room it wrote, even in a Redis that restarted empty since the
+        room's first write.
         """
         node = self._node(self.member)
-        joined = [room.auction_id for room in rooms if room.first and room.connections > 0]
-        if joined:
-            await self.client.sadd(f"{node}:rooms", *joined)
+        joined = [room.auction_id for room in rooms if room.connections > 0]
         replies = await self._pipeline(
             [
                 (
@@ -289,7 +304,8 @@ class RedisCounts:
                     ),
                 )
                 for room in rooms
-            ]
+            ],
+            before=("sadd", f"{node}:rooms", *joined) if joined else None,
         )
         out: list[Synced] = []
         claimed: list[str] = []
@@ -477,10 +493,17 @@ class RedisCounts:
     # --- sampling ---------------------------------------------------------------------------------
 
     async def sample(
-        self, auction_ids: Sequence[str], tick: int, minute_start: int, closes: bool, interval_ms: int
+        self,
+        auction_ids: Sequence[str],
+        tick: int,
+        minute_start: int,
+        closes: bool,
+        interval_ms: int,
+        tick_number: int = 1,
     ) -> list[Sampled]:
-        """This member's sample of each room it owns, added to the minute's samples in the room's slot;
-        the minutes closed (each exactly once, fenced by the room's owner)."""
+        """This member's sample of each room it owns at ``tick`` (the minute's ``tick_number``-th tick),
+        added to the minute's samples in the room's slot; the minutes closed (each exactly once,
+        fenced by the room's owner)."""
         out: list[Sampled] = []
         for chunk in _chunks(auction_ids, CHUNK * 5):
             replies = await self._pipeline(
@@ -488,7 +511,15 @@ class RedisCounts:
                     (
                         "sample",
                         self._room(a),
-                        (self.member, minute_start, int(closes), interval_ms, self.refresh_ms, tick),
+                        (
+                            self.member,
+                            minute_start,
+                            int(closes),
+                            interval_ms,
+                            self.refresh_ms,
+                            tick,
+                            tick_number,
+                        ),
                     )
                     for a in chunk
                 ]

@@ -99,9 +99,8 @@ class RoomSync:
             # The room's gate is asked in the same script, unless a publish is already due for it
             # (a retry or a settle, which publishes this change too).
             ask = not self._publisher.is_due(auction_id)
-            first = auction_id not in self._synced
             writes.append(
-                RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers, ask, first)
+                RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers, ask)
             )
             local_then[auction_id] = (viewers, self._registry.counts(auction_id))
         replies = await self._store.sync_rooms(writes, self._publisher.interval_ms)

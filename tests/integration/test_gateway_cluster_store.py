@@ -44,12 +44,7 @@ class SimNode:
         for auction_id in sorted(rooms):
             connections, anonymous, viewers = self.registry.contribution(auction_id)
             before = self.synced.get(auction_id, set())
-            first = auction_id not in self.synced
-            writes.append(
-                RoomWrite(
-                    auction_id, connections, anonymous, viewers - before, before - viewers, False, first
-                )
-            )
+            writes.append(RoomWrite(auction_id, connections, anonymous, viewers - before, before - viewers))
             if connections:
                 self.synced[auction_id] = viewers
             else:
