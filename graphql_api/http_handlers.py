@@ -6,21 +6,23 @@ import asyncio
 import csv
 import io
 import logging
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC
 
 from aiohttp import web
 
 from graphql_api import analytics
 from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE
+from graphql_api.export_requests import (
+    csv_response,
+    datetime_parameter,
+    enum_parameter,
+    error_response,
+    read_export_request,
+)
 from graphql_api.ingest import IngestUnavailable
-from graphql_api.request_auth import authenticate
-from graphql_api.resources import CLOCK, CONFIG, INGEST, METRICS, VERIFIER
-from service_common.auction_ids import auction_id_problem
+from graphql_api.resources import CLOCK, INGEST, METRICS
 
 logger = logging.getLogger(__name__)
-
-E = TypeVar("E", analytics.RangePreset, analytics.Bucket)
 
 # The zone is in the time column's name, so a spreadsheet that drops the values' "Z" still says it.
 CSV_COLUMNS = (
@@ -55,75 +57,30 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body.encode(), headers={"Content-Type": request.app[METRICS].CONTENT_TYPE})
 
 
-def _error(status: int, message: str) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="viewer-analytics"'} if status == 401 else None
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-def _enum_parameter(request: web.Request, name: str, enum_type: type[E]) -> E | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return enum_type[raw.upper()]
-    except KeyError:
-        choices = ", ".join(member.name for member in enum_type)
-        raise analytics.InvalidQuery(f"'{name}' must be one of {choices}") from None
-
-
-def _datetime_parameter(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return datetime.fromisoformat(raw)
-    except ValueError:
-        raise analytics.InvalidQuery(
-            f"'{name}' must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z"
-        ) from None
-
-
 async def export_csv(request: web.Request) -> web.Response:
     """``GET /export/auctions/{auction_id}/viewer-analytics.csv``: the series as a spreadsheet.
 
     Query parameters as the GraphQL field's arguments: ``range`` (a preset name), or ``from`` and
     ``to`` (ISO 8601 with a time zone), and ``bucket`` (default AUTO). Same bearer token, same rules.
     """
+    asked = read_export_request(request)
+    if isinstance(asked, web.Response):
+        return asked
     app = request.app
-    principal, problem = authenticate(request, app[VERIFIER])
-    if principal is None:
-        return _error(401, problem)
-    auction_id = request.match_info["auction_id"]
-    if not principal.may_access(auction_id):
-        return _error(403, "not authorized for this auction")
-    id_problem = auction_id_problem(auction_id)
-    if id_problem:
-        return _error(400, id_problem)
     try:
-        window = analytics.resolve_window(
-            _enum_parameter(request, "range", analytics.RangePreset),
-            _datetime_parameter(request, "from"),
-            _datetime_parameter(request, "to"),
-            now=app[CLOCK](),
-            max_range_seconds=app[CONFIG].max_range_days * 86_400,
+        bucket = enum_parameter(request, "bucket", analytics.Bucket) or analytics.Bucket.AUTO
+        result = await app[INGEST].viewer_analytics(
+            asked.auction_id, asked.window, bucket, point_unique_viewers=True
         )
-        bucket = _enum_parameter(request, "bucket", analytics.Bucket) or analytics.Bucket.AUTO
-        result = await app[INGEST].viewer_analytics(auction_id, window, bucket, point_unique_viewers=True)
     except analytics.InvalidQuery as invalid:
-        return _error(400, str(invalid))
+        return error_response(400, str(invalid))
     except IngestUnavailable:
-        return _error(503, ANALYTICS_UNAVAILABLE_MESSAGE)
-    filename = export_filename(auction_id, request, now=app[CLOCK]())
+        return error_response(503, ANALYTICS_UNAVAILABLE_MESSAGE)
+    filename = export_filename(asked.auction_id, request, now=app[CLOCK]())
     # 20,000 rows take ~50 ms to render, longer on a busy machine: in a worker thread, whose Python
     # code gives the event loop the interpreter back every few milliseconds (sys.getswitchinterval).
-    text = await asyncio.to_thread(render_csv, auction_id, result)
-    return web.Response(
-        body=text.encode(),
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        },
-    )
+    text = await asyncio.to_thread(render_csv, asked.auction_id, result)
+    return csv_response(text, filename)
 
 
 def export_filename(auction_id: str, request: web.Request, *, now: float) -> str:
@@ -133,7 +90,7 @@ def export_filename(auction_id: str, request: web.Request, *, now: float) -> str
     The range is the preset's name (``last_hour``), ``from-<start>`` (``-to-<end>``) in UTC, or ``all``.
     """
     preset = request.query.get("range")
-    start, end = _datetime_parameter(request, "from"), _datetime_parameter(request, "to")
+    start, end = datetime_parameter(request, "from"), datetime_parameter(request, "to")
     if start is not None:
         stamp = "%Y%m%dT%H%M%SZ"
         span = f"from-{start.astimezone(UTC).strftime(stamp)}"

@@ -9,11 +9,9 @@ from aiohttp import web
 
 from graphql_api import analytics, audience
 from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE
-from graphql_api.http_handlers import _datetime_parameter, _enum_parameter, _error
+from graphql_api.export_requests import csv_response, error_response, read_export_request, spreadsheet_text
 from graphql_api.ingest import IngestRejected, IngestUnavailable
-from graphql_api.request_auth import authenticate
-from graphql_api.resources import CLOCK, CONFIG, INGEST, VERIFIER
-from service_common.auction_ids import auction_id_problem
+from graphql_api.resources import CLOCK, INGEST
 
 LOTS_EXPORT_PATH = "/export/auctions/{auction_id}/lots.csv"
 
@@ -43,39 +41,18 @@ async def export_lots_csv(request: web.Request) -> web.Response:
 
     Same bearer token and rules as the GraphQL field ``Auction.lots``.
     """
+    asked = read_export_request(request)
+    if isinstance(asked, web.Response):
+        return asked
     app = request.app
-    principal, problem = authenticate(request, app[VERIFIER])
-    if principal is None:
-        return _error(401, problem)
-    auction_id = request.match_info["auction_id"]
-    if not principal.may_access(auction_id):
-        return _error(403, "not authorized for this auction")
-    id_problem = auction_id_problem(auction_id)
-    if id_problem:
-        return _error(400, id_problem)
     try:
-        window = analytics.resolve_window(
-            _enum_parameter(request, "range", analytics.RangePreset),
-            _datetime_parameter(request, "from"),
-            _datetime_parameter(request, "to"),
-            now=app[CLOCK](),
-            max_range_seconds=app[CONFIG].max_range_days * 86_400,
-        )
-        lots = await audience.AudienceQueries(app[INGEST]).lots(auction_id, window)
-    except analytics.InvalidQuery as invalid:
-        return _error(400, str(invalid))
+        lots = await audience.AudienceQueries(app[INGEST]).lots(asked.auction_id, asked.window)
     except IngestRejected as rejected:
-        return _error(400, rejected.detail)
+        return error_response(400, rejected.detail)
     except IngestUnavailable:
-        return _error(503, ANALYTICS_UNAVAILABLE_MESSAGE)
+        return error_response(503, ANALYTICS_UNAVAILABLE_MESSAGE)
     date = analytics.utc(app[CLOCK]()).strftime("%Y-%m-%d")
-    return web.Response(
-        body=render_lots_csv(auction_id, lots).encode(),
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="lots-{auction_id}-{date}.csv"',
-        },
-    )
+    return csv_response(render_lots_csv(asked.auction_id, lots), f"lots-{asked.auction_id}-{date}.csv")
 
 
 def render_lots_csv(auction_id: str, lots: list[audience.Lot]) -> str:
@@ -87,8 +64,8 @@ def render_lots_csv(auction_id: str, lots: list[audience.Lot]) -> str:
         writer.writerow(
             (
                 auction_id,
-                lot.lot_id,
-                lot.title,
+                spreadsheet_text(lot.lot_id),
+                spreadsheet_text(lot.title),
                 lot.opened_at.strftime(_STAMP),
                 lot.closed_at.strftime(_STAMP) if lot.closed_at else "",
                 lot.outcome or "",

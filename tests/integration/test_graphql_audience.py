@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -200,3 +202,25 @@ async def test_the_lot_table_as_csv_for_the_auctions_seller_only(
     assert (await api.get(path, token=seller_token("auction-other"))).status == 403
     assert (await api.get(path)).status == 401
     assert (await api.get(path + "?to=2026-01-01T00:00:00Z", token=admin_token())).status == 400
+
+
+async def test_a_lot_title_that_reads_as_a_formula_is_exported_as_text(
+    api: RunningGraphQL, ingest: RunningIngest
+) -> None:
+    """A title the seller chose, such as ``=HYPERLINK(...)``, would run in the spreadsheet that opens the
+    file ("CSV injection"): it is exported behind an apostrophe, which spreadsheets show as text."""
+    client = ingest.client()
+    await client.set_analytics("auction-formula", True)
+    m = int(ingest.clock.now) // 60 * 60 - 600
+    titles = ['=HYPERLINK("https://evil.example","prize")', "+1+2", "-3", "@SUM(A1)", "Tea bowl"]
+    await record(
+        client,
+        *(
+            opened(f"o-{n}", m + n, f"lot-{n}", title, auction="auction-formula")
+            for n, title in enumerate(titles)
+        ),
+    )
+    response = await api.get("/export/auctions/auction-formula/lots.csv", token=admin_token())
+    assert response.status == 200
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [row["title"] for row in rows] == [f"'{title}" for title in titles[:-1]] + ["Tea bowl"]
