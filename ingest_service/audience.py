@@ -9,6 +9,7 @@ import bisect
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, LotOutcome
 from ingest_service.sketches import UniqueViewerCount
@@ -23,8 +24,9 @@ class Resolution(enum.IntEnum):
     SAMPLES = 2
 
 
-@dataclass(frozen=True, slots=True)
-class WindowViewers:
+# The per-lot query builds a few of these per lot of an auction (500 lots: thousands a query); a
+# NamedTuple is as immutable as a frozen dataclass and several times quicker to build.
+class WindowViewers(NamedTuple):
     peak: int
     avg: float
     resolution: Resolution
@@ -122,8 +124,7 @@ class ViewerTimeline:
         return WindowViewers(peak, total / count, resolution)
 
 
-@dataclass(frozen=True, slots=True)
-class LotAudience:
+class LotAudience(NamedTuple):
     lot_id: str
     title: str
     opened_at: float
@@ -141,8 +142,7 @@ class LotAudience:
     resolution: Resolution
 
 
-@dataclass(frozen=True, slots=True)
-class LotClose:
+class LotClose(NamedTuple):
     """A lot's close as its row needs it: when, how, and (sold) the hammer price and winner."""
 
     closed_at: float
@@ -152,8 +152,7 @@ class LotClose:
     winner_bidder_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class LotFacts:
+class LotFacts(NamedTuple):
     """What a lot's row takes from its events, before any viewer figure.
 
     ``opened_at`` and ``title`` are from the lot's first opening, ``close`` its first close (None:

@@ -370,10 +370,16 @@ class AuctionAudienceServicer:
 
 
 def _lot_to_wire(row: audience.LotAudience) -> audience_pb2.LotAudience:
-    lot = audience_pb2.LotAudience(
+    # Every field in one constructor call (None leaves a message field unset): a response holds a
+    # message per lot of the auction.
+    return audience_pb2.LotAudience(
         lot_id=row.lot_id,
         title=row.title,
         opened_at=timestamp_of(row.opened_at),
+        closed_at=None if row.closed_at is None else timestamp_of(row.closed_at),
+        outcome=events_pb2.LOT_OUTCOME_UNSPECIFIED
+        if row.outcome is None
+        else _LOT_OUTCOME_TO_WIRE[row.outcome],
         hammer_price=row.hammer_price,
         currency=row.currency,
         winner_bidder_id=row.winner_bidder_id,
@@ -385,11 +391,6 @@ def _lot_to_wire(row: audience.LotAudience) -> audience_pb2.LotAudience:
         bidders=row.bidders,
         resolution=_RESOLUTION_TO_WIRE[row.resolution],
     )
-    if row.closed_at is not None:
-        lot.closed_at.CopyFrom(timestamp_of(row.closed_at))
-    if row.outcome is not None:
-        lot.outcome = _LOT_OUTCOME_TO_WIRE[row.outcome]
-    return lot
 
 
 def _seconds(timestamp: Timestamp) -> float:

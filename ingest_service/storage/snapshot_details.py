@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Nullable: rows stored before these columns existed (and snapshots sent without samples) keep NULL.
 _DETAIL_COLUMNS = (
@@ -14,9 +14,12 @@ _DETAIL_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotDetail:
-    """One stored snapshot as the audience queries need it; ``samples`` empty when none were sent."""
+class SnapshotDetail(NamedTuple):
+    """One stored snapshot as the audience queries need it; ``samples`` empty when none were sent.
+
+    A NamedTuple rather than a frozen dataclass: a query over an auction builds one per minute, and
+    a NamedTuple is as immutable and several times quicker to build.
+    """
 
     minute_start: int
     viewer_count: int

@@ -11,7 +11,7 @@ from ingest_service.auction_events import AuctionEvent, BidChannel, EventKind, E
 from ingest_service.audience import LotClose, LotFacts
 from ingest_service.domain import AnalyticsRange, StorageUnavailable
 from ingest_service.storage.event_port import FunnelCounts
-from ingest_service.storage.lot_summaries import LotAnswer, horizon, lot_answer
+from ingest_service.storage.lot_summaries import horizon
 from ingest_service.storage.snapshot_details import SnapshotDetail, decode_samples
 from ingest_service.storage.sqlite_companion import SqliteCompanionStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
@@ -291,16 +291,30 @@ def _lot_facts_of_events(
     )
 
 
+# Looked up once: an enum member's attribute and an enum call cost a Python call each, per lot.
+_OUTCOMES = {outcome.value: outcome for outcome in LotOutcome}
+
+
 def _close_of_row(row: tuple[Any, ...]) -> LotClose:
     closed_at, outcome, amount, currency, winner = row
-    sold = outcome == LotOutcome.SOLD.value
+    sold = _OUTCOMES.get(outcome) is LotOutcome.SOLD
     return LotClose(
-        closed_at=float(closed_at),
-        outcome=LotOutcome(outcome) if outcome else None,
-        amount=int(amount) if sold else 0,
-        currency=str(currency) if sold else "",
-        winner_bidder_id=str(winner) if sold else "",
+        float(closed_at),
+        _OUTCOMES.get(outcome),
+        int(amount) if sold else 0,
+        str(currency) if sold else "",
+        str(winner) if sold else "",
     )
+
+
+# The kept lots with an opening from the start on; ``kept`` says whether the row answers as it is
+# (lot_summaries.lot_answer, in SQL: every row is read, and building each in Python costs more).
+_KEPT_LOTS = """
+SELECT lot_id, title, opened_at, closed_at, outcome, amount, currency, winner_bidder_id, bids, bidders,
+       last_bid_at, opened_at >= :low AND (closed_at IS NULL OR closed_at >= :low) AS kept
+FROM auction_lots
+WHERE auction_id = :auction AND last_opened_at >= :start
+"""
 
 
 def _lot_facts(
@@ -308,31 +322,36 @@ def _lot_facts(
 ) -> list[LotFacts]:
     start = -_UNBOUNDED if since is None else since
     rows = connection.execute(
-        "SELECT lot_id, title, opened_at, last_opened_at, closed_at, outcome, amount, currency, "
-        "winner_bidder_id, bids, bidders, last_bid_at FROM auction_lots "
-        "WHERE auction_id = ? AND last_opened_at >= ?",
-        (auction_id, start),
+        _KEPT_LOTS, {"auction": auction_id, "start": start, "low": max(start, horizon_at)}
     ).fetchall()
     facts = []
     for row in rows:
-        lot_id, title, opened_at, last_opened_at, closed_at = row[:5]
-        kept = LotFacts(
-            lot_id=lot_id,
-            title=title,
-            opened_at=opened_at,
-            close=None if closed_at is None else _close_of_row(row[4:9]),
-            bids=row[9],
-            bidders=row[10],
-            last_bid_at=row[11],
-        )
-        answer = lot_answer(kept, last_opened_at, since, horizon_at)
-        if answer is LotAnswer.KEPT:
-            facts.append(kept)
-        elif answer is LotAnswer.RECOMPUTE:
+        (
+            lot_id,
+            title,
+            opened_at,
+            closed_at,
+            outcome,
+            amount,
+            currency,
+            winner,
+            bids,
+            bidders,
+            last_bid,
+            kept,
+        ) = row
+        if not kept:
             recomputed = _lot_facts_of_events(connection, auction_id, lot_id, since)
             if recomputed is not None:
                 facts.append(recomputed)
-    return sorted(facts, key=lambda each: (each.opened_at, each.lot_id))
+            continue
+        # Kept closes are stored as audience.close_of makes them (price and winner only when sold).
+        close = None
+        if closed_at is not None:
+            close = LotClose(closed_at, _OUTCOMES.get(outcome), amount, currency, winner)
+        facts.append(LotFacts(lot_id, title, opened_at, close, bids, bidders, last_bid))
+    facts.sort(key=lambda each: (each.opened_at, each.lot_id))
+    return facts
 
 
 def _summaries_exist(connection: sqlite3.Connection) -> bool:
