@@ -12,6 +12,8 @@ from ingest_service.domain import AnalyticsRange
 from ingest_service.storage.snapshot_details import SnapshotDetail
 
 EVENT_COLLECTION = "auctionevents"
+# MongoDB: each lot's facts, kept as its events arrive (storage.lot_summaries).
+LOT_COLLECTION = "auctionlots"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,18 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ingest_service import audience
 from ingest_service.config import MongoSettings
 from ingest_service.domain import AnalyticsRange, Snapshot, SnapshotOutcome, StorageUnavailable
+from ingest_service.storage.event_port import LOT_COLLECTION
+from ingest_service.storage.mongo_events import LOT_KEY_INDEX, LOT_TTL_INDEX, MongoAuctionEventStore
 from ingest_service.storage.mongo_rollups import HOURLY_COLLECTION, HOURLY_TTL_INDEX, HOURLY_UNIQUE_INDEX
 from ingest_service.storage.mongo_store import TTL_INDEX, UNIQUE_INDEX, MongoSnapshotStore
 from ingest_service.storage.port import SNAPSHOT_COLLECTION
 from testkit.waiting import poll
 from tests.conftest import real_mongodb_uri
 from tests.contract.conftest import _mongo_uris
+from tests.contract.test_lot_facts_contract import lots
 from tests.contract.test_snapshot_store_contract import expected_points
 from tests.support import FakeClock, make_snapshot
 
@@ -305,4 +309,23 @@ async def test_writes_are_retried_even_when_the_uri_turns_retries_off(
     finally:
         await admin.admin.command("configureFailPoint", "failCommand", mode="off")
         await admin.close()
+        await store.close()
+
+
+async def test_events_stored_before_the_kept_lots_gain_them_on_open(
+    database_uri: str, clock: FakeClock
+) -> None:
+    """A database whose events were written by a version that kept no lots: computed once on open."""
+    written = sorted(lots(int(clock.now) - 3600), key=lambda e: (e.occurred_at, e.event_id))
+    store = await MongoSnapshotStore.open(database_uri, retention_days=90, clock=clock)
+    try:
+        events = await MongoAuctionEventStore.open(store, retention_days=90, clock=clock)
+        await events.insert_events(written)
+        indexes = await index_information(database_uri, LOT_COLLECTION)
+        assert indexes[LOT_KEY_INDEX]["unique"] is True
+        assert indexes[LOT_TTL_INDEX]["expireAfterSeconds"] == 90 * 86_400
+        await store.database.drop_collection(LOT_COLLECTION)
+        reopened = await MongoAuctionEventStore.open(store, retention_days=90, clock=clock)
+        assert await reopened.lot_facts("a-1", None) == audience.lot_facts(written)
+    finally:
         await store.close()
