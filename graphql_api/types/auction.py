@@ -93,7 +93,7 @@ class Auction:
         description="Viewer counts over a range: a preset (`range`, default ALL) or explicit `from` and "
         "`to` (default now), in buckets of `bucket` (default AUTO).",
     )
-    lots: list[Lot] = strawberry.field(
+    lots: Sequence[Lot] = strawberry.field(
         resolver=resolve_lots,
         description="The lots that opened in the range (default ALL), in the order they opened, with "
         "their viewers at the opening and at the hammer.",

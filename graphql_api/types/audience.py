@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Protocol
 
@@ -12,6 +13,7 @@ from strawberry.types import Info
 from graphql_api import analytics, audience
 from graphql_api.context import Context
 from graphql_api.errors import AnalyticsUnavailable, BadUserInput
+from graphql_api.execution import PointSeries
 from graphql_api.ingest import IngestRejected, IngestUnavailable
 from graphql_api.types.enums import RangePreset
 
@@ -215,7 +217,7 @@ async def resolve_lots(
     range_: RangeArgument = None,
     from_: FromArgument = None,
     to: ToArgument = None,
-) -> list[Lot]:
+) -> Sequence[Lot]:
     window = _window(info, range_, from_, to)
     try:
         lots = await audience.AudienceQueries(info.context.ingest).lots(str(root.id), window)
@@ -223,7 +225,13 @@ async def resolve_lots(
         raise BadUserInput(rejected.detail) from None
     except IngestUnavailable:
         raise AnalyticsUnavailable() from None
-    return [Lot.from_domain(lot) for lot in lots]
+    # Completed in bulk (graphql_api.execution): 500 lots of 15 fields each cost graphql-core's
+    # general completion about 50 ms of a core, the event loop held throughout.
+    return PointSeries([Lot.from_domain(lot) for lot in lots], _same)
+
+
+def _same(lot: Lot) -> Lot:
+    return lot
 
 
 async def resolve_bids(

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
 import strawberry
 
-from graphql_api import analytics
-from graphql_api.execution import POINTS_PER_SLICE, AnalyticsExecutionContext
+from graphql_api import analytics, audience
+from graphql_api.execution import POINTS_PER_SLICE, AnalyticsExecutionContext, PointSeries
 from graphql_api.types.analytics import ViewerAnalytics
+from graphql_api.types.audience import Lot
 
 START = int(datetime(2027, 1, 15, tzinfo=UTC).timestamp())
 
@@ -123,3 +125,66 @@ async def test_bulk_completion_serializes_edge_values_as_graphql_core_does(
     fast, slow = await bulk.execute(document), await general.execute(document)
     assert fast.data == slow.data
     assert [error.message for error in fast.errors or []] == [error.message for error in slow.errors or []]
+
+
+def lot_schemas(count: int) -> tuple[strawberry.Schema, strawberry.Schema]:
+    """The API's lots field over ``count`` lots of every shape (sold, passed, open: nulls and enums)."""
+    lots = [
+        audience.Lot(
+            lot_id=f"lot-{n}",
+            title=f"Lot {n}",
+            opened_at=datetime.fromtimestamp(START + 60 * n, UTC),
+            closed_at=None if n % 3 == 2 else datetime.fromtimestamp(START + 60 * n + 45, UTC),
+            outcome=("SOLD", "PASSED", None)[n % 3],
+            hammer_price=1000 + n if n % 3 == 0 else None,
+            currency="EUR" if n % 3 == 0 else None,
+            winner_bidder_id=f"b-{n}" if n % 3 == 0 else None,
+            viewers_at_open=n,
+            viewers_at_close=n + 1,
+            peak_viewers=n + 2,
+            avg_viewers=n / 7,
+            bids=n % 5,
+            bidders=n % 4,
+            resolution=("SAMPLES", "MINUTES", "NONE")[n % 3],
+        )
+        for n in range(count)
+    ]
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def lots(self) -> Sequence[Lot]:
+            return PointSeries([Lot.from_domain(lot) for lot in lots], lambda lot: lot)
+
+    return (
+        strawberry.Schema(query=Query, execution_context_class=AnalyticsExecutionContext),
+        strawberry.Schema(query=Query),
+    )
+
+
+async def test_lots_are_completed_in_bulk_as_graphql_core_completes_them_and_between_slices() -> None:
+    bulk, general = lot_schemas(2 * POINTS_PER_SLICE + 1)
+    document = """{ lots { lotId title openedAt closedAt outcome hammerPrice currency winnerBidderId
+        viewersAtOpen viewersAtClose peakViewers avgViewers bids bidders resolution __typename } }"""
+    slow = await general.execute(document)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    fast = await bulk.execute(document)
+    done.set()
+    await ticker
+    assert fast.errors is None
+    assert slow.errors is None
+    assert fast.data == slow.data
+    assert fast.data["lots"][2]["outcome"] is None  # type: ignore[index]
+    assert fast.data["lots"][0]["resolution"] == "SAMPLES"  # type: ignore[index]
+    # Completed in slices, the event loop free between the three: graphql-core's general completion
+    # returns to it not once.
+    assert ticks >= 2, ticks
