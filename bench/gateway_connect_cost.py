@@ -11,6 +11,13 @@ server runs pinned to CPU 0 and ``bench/connect_cost_client.cjs`` (socket.io-cli
 the browser's client) to CPU 1. After a warm-up, the server's CPU time (utime + stime from /proc)
 over ``--operations`` operations, divided by the operations done, is the figure; the ratio is ours
 over Node's, measured side by side in one run. Loopback only; every step bounded in time.
+
+``--before-tree DIR`` also measures the gateway of another checkout (say a detached worktree of the
+commit before a change) in the same run, and ``--rounds N`` repeats every cell N times, the servers'
+order rotating each round, so that before, after and Node share the machine's drift; the figures are
+then each cell's median with its range::
+
+    .venv/bin/python -m bench.gateway_connect_cost --operations 600 --rounds 3 --before-tree /tmp/before
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from testkit.measure import cpu_seconds
-from testkit.processes import ServiceProcess
+from testkit.processes import ServiceProcess, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "bench" / "connect_cost_client.cjs"
@@ -83,10 +91,14 @@ def gateway_env(workdir: Path) -> dict[str, str]:
     }
 
 
-async def ours(transport: str, operations: int, concurrency: int) -> dict[str, Any]:
+async def ours(transport: str, operations: int, concurrency: int, tree: Path = REPO) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="connect-cost-"))
-    env = gateway_env(workdir)
-    gateway = await ServiceProcess.start("socket_gateway", env, cpus="0" if shutil.which("taskset") else None)
+    # The gateway of ``tree``: run from there, its packages found there first.
+    env = {**gateway_env(workdir), "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "generated")])}
+    cpus = "0" if shutil.which("taskset") else None
+    gateway = ServiceProcess(
+        await spawn("socket_gateway", env, stderr=asyncio.subprocess.PIPE, cpus=cpus, cwd=tree)
+    )
     try:
         port = await gateway.listening_port("Socket gateway listening")
         return await measure(
@@ -113,14 +125,44 @@ async def node(transport: str, operations: int, concurrency: int) -> dict[str, A
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {1})
+    servers: list[tuple[str, Any]] = [("ours", ours), ("node", node)]
+    if args.before_tree is not None:
+        before_tree = args.before_tree.resolve()
+
+        async def before(transport: str, operations: int, concurrency: int) -> dict[str, Any]:
+            return await ours(transport, operations, concurrency, before_tree)
+
+        servers.insert(1, ("before", before))
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(args.rounds):
+        for transport in args.transports:
+            shift = round_number % len(servers)
+            for name, serve in servers[shift:] + servers[:shift]:
+                result = await serve(transport, args.operations, args.concurrency)
+                runs.setdefault(f"{name}/{transport}", []).append(result)
+                print(json.dumps({"round": round_number, f"{name}/{transport}": result}), flush=True)
     results: dict[str, Any] = {}
+    for cell, measured in runs.items():
+        figures = [one["ms_per_operation"] for one in measured]
+        results[cell] = {
+            "ms_per_operation": statistics.median(figures),
+            "range": [min(figures), max(figures)],
+            "done": sum(one["done"] for one in measured),
+            "failed": sum(one["failed"] for one in measured),
+            "runs": measured,
+        }
     for transport in args.transports:
-        for name, serve in (("ours", ours), ("node", node)):
-            results[f"{name}/{transport}"] = await serve(transport, args.operations, args.concurrency)
-            print(json.dumps({f"{name}/{transport}": results[f"{name}/{transport}"]}), flush=True)
-    for transport in args.transports:
-        mine, theirs = results[f"ours/{transport}"], results[f"node/{transport}"]
-        results[f"ratio/{transport}"] = mine["ms_per_operation"] / theirs["ms_per_operation"]
+        theirs = results[f"node/{transport}"]["ms_per_operation"]
+        for name, _ in servers:
+            if name != "node":
+                mine = results[f"{name}/{transport}"]["ms_per_operation"]
+                results[f"ratio/{name}/{transport}"] = mine / theirs
+        # Each round's own ratio, ours over Node's in that round: the spread of the comparison.
+        results[f"ratio_per_round/{transport}"] = [
+            ours_run["ms_per_operation"] / node_run["ms_per_operation"]
+            for ours_run, node_run in zip(runs[f"ours/{transport}"], runs[f"node/{transport}"], strict=True)
+        ]
+    results["servers"] = [name for name, _ in servers]
     return results
 
 
@@ -131,18 +173,27 @@ def main() -> None:
     parser.add_argument("--operations", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, default=list(TRANSPORTS))
+    parser.add_argument("--rounds", type=int, default=1, help="every cell this many times, order rotating")
+    parser.add_argument("--before-tree", type=Path, help="also measure the gateway of this checkout")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     results = asyncio.run(run(args))
     for transport in args.transports:
-        mine, theirs = results[f"ours/{transport}"], results[f"node/{transport}"]
-        print(
-            f"{transport:10s} ours {mine['ms_per_operation']:.3f} ms/op"
-            f" ({mine['done']} done, {mine['failed']} failed)"
-            f"  node {theirs['ms_per_operation']:.3f} ms/op"
-            f" ({theirs['done']} done, {theirs['failed']} failed)"
-            f"  ratio {results[f'ratio/{transport}']:.2f}"
+        cells = []
+        for name in results["servers"]:
+            cell = results[f"{name}/{transport}"]
+            low, high = cell["range"]
+            cells.append(
+                f"{name} {cell['ms_per_operation']:.3f} ms/op ({low:.2f}-{high:.2f};"
+                f" {cell['done']} done, {cell['failed']} failed)"
+            )
+        ratios = "  ".join(
+            f"ratio {name} {results[f'ratio/{name}/{transport}']:.2f}"
+            for name in results["servers"]
+            if name != "node"
         )
+        per_round = ", ".join(f"{ratio:.2f}" for ratio in results[f"ratio_per_round/{transport}"])
+        print(f"{transport:10s} {'  '.join(cells)}  {ratios}  (ours/node per round: {per_round})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     sys.exit(0)
