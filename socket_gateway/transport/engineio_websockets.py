@@ -33,6 +33,7 @@ from socket_gateway.transport.malformed_frames import (
     engineio_frame_problem,
     remote_address,
 )
+from socket_gateway.transport.upgrade import LISTENER_UPGRADE, ListenerWebSocket, UpgradeAcceptor
 
 
 class EngineIOWebSockets:
@@ -52,7 +53,9 @@ class EngineIOWebSockets:
         # Every driver by its session's Engine.IO sid, from the upgrade request on.
         self._drivers: weakref.WeakValueDictionary[str, EngineIOWebSocket] = weakref.WeakValueDictionary()
         # The uncompressed ones whose session runs, with the connection's transport: direct writes.
-        self._writable: dict[str, tuple[EngineIOWebSocket, web.WebSocketResponse, asyncio.Transport]] = {}
+        self._writable: dict[
+            str, tuple[EngineIOWebSocket, web.WebSocketResponse | ListenerWebSocket, asyncio.Transport]
+        ] = {}
         internals.install_websocket_driver(eio, self._driver)
 
     def _driver(self, handler: Any, server: Any) -> EngineIOWebSocket:
@@ -96,13 +99,14 @@ class EngineIOWebSockets:
     async def close(self, eio_sid: str) -> None:
         """Closes the session's WebSocket (after its CLOSE packet, which a hostile peer would ignore)."""
         driver = self._drivers.get(eio_sid)
-        if driver is not None and driver.response is not None:
-            await driver.response.close()
+        if driver is not None:
+            await driver.close()
 
-    def _opened(self, driver: EngineIOWebSocket, response: web.WebSocketResponse) -> None:
+    def _opened(self, driver: EngineIOWebSocket, response: web.WebSocketResponse | ListenerWebSocket) -> None:
         transport = driver.transport
         # A compressed session needs aiohttp's per-message deflate state: it keeps its queue.
-        if not response.compress and transport is not None:
+        compressed = isinstance(response, web.WebSocketResponse) and response.compress
+        if not compressed and transport is not None:
             self._writable[driver.socket.sid] = (driver, response, transport)
 
     def _closed(self, driver: EngineIOWebSocket) -> None:
@@ -113,26 +117,39 @@ class EngineIOWebSockets:
 
 
 class EngineIOWebSocket(internals.AiohttpWebSocketDriver):
-    """python-engineio's aiohttp WebSocket driver with the gateway's deflate setting and frame check."""
+    """python-engineio's aiohttp WebSocket driver with the gateway's deflate setting and frame check.
+
+    An upgrade the gateway's listener read itself (``upgrade.py``) runs on the listener's connection,
+    through a :class:`ListenerWebSocket`, instead of aiohttp's ``WebSocketResponse``.
+    """
 
     environ: dict[str, Any]
 
     def __init__(self, handler: Any, server: Any, sessions: EngineIOWebSockets) -> None:
         super().__init__(handler, server)
         self._sessions = sessions
+        self._listener: ListenerWebSocket | None = None
 
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse | None:
         sessions = self._sessions
-        response = await self.prepare(environ, compress=sessions.compress)
+        acceptor: UpgradeAcceptor | None = environ.get(LISTENER_UPGRADE)
+        response: web.WebSocketResponse | ListenerWebSocket
+        if acceptor is not None:
+            self.environ = environ
+            response = self._listener = acceptor.accept_websocket()
+            response.sid = self.socket.sid
+        else:
+            response = await self.prepare(environ, compress=sessions.compress)
         sessions._opened(self, response)
         try:
             await self.handler(self)
         finally:
             sessions._closed(self)
-        return response
+        return response if isinstance(response, web.WebSocketResponse) else None
 
     async def wait(self) -> str | bytes:
-        data: str | bytes = await super().wait()
+        listener = self._listener
+        data: str | bytes = await (listener.receive() if listener is not None else super().wait())
         problem = engineio_frame_problem(data)
         if problem is not None:
             socket = self.socket
@@ -144,15 +161,34 @@ class EngineIOWebSocket(internals.AiohttpWebSocketDriver):
             raise OSError(problem)
         return data
 
+    async def send(self, message: str | bytes) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener.send(message)  # never waits: a peer that stops reading is dropped at the cap
+        else:
+            await super().send(message)
+
+    async def close(self) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener.close()
+        elif self.response is not None:
+            await self.response.close()
+
     @property
     def transport(self) -> asyncio.Transport | None:
         """The connection under this WebSocket, once its request is known."""
+        if self._listener is not None:
+            return self._listener.transport
         request = internals.aiohttp_request(getattr(self, "environ", None) or {})
         transport = request.transport if request is not None else None
         return transport if isinstance(transport, asyncio.Transport) else None
 
     def abort(self) -> None:
         """Drops the connection under this WebSocket, if it has one."""
+        if self._listener is not None:
+            self._listener.abort()
+            return
         transport = self.transport
         if transport is not None:
             transport.abort()

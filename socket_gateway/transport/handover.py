@@ -36,6 +36,7 @@ from socket_gateway.transport.polling import (
     plain_response,
     with_body,
 )
+from socket_gateway.transport.upgrade import LISTENER_UPGRADE, ListenerWebSocket, accept_header
 from socket_gateway.transport.websocket import WebSocketSession
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,23 @@ def parse_new_session_upgrade(head: bytes, socketio_paths: Collection[str]) -> U
 
     None means "not for this path": the request may still be valid HTTP, for aiohttp to serve.
     """
+    parsed = _websocket_upgrade(head, socketio_paths)
+    if parsed is None or "sid" in parsed[1]:
+        return None
+    return parsed[0]
+
+
+def parse_session_upgrade(head: bytes, socketio_paths: Collection[str]) -> UpgradeRequest | None:
+    """A long-polling session's upgrade to WebSocket in a request head (it names its ``sid``), or None."""
+    parsed = _websocket_upgrade(head, socketio_paths)
+    if parsed is None or len(parsed[1].get("sid", ())) != 1:
+        return None
+    return parsed[0]
+
+
+def _websocket_upgrade(
+    head: bytes, socketio_paths: Collection[str]
+) -> tuple[UpgradeRequest, dict[str, list[str]]] | None:
     lines = head.decode("latin-1").split("\r\n")
     request_line = lines[0].split(" ")
     if len(request_line) != 3 or request_line[0] != "GET" or request_line[2] != "HTTP/1.1":
@@ -86,7 +104,7 @@ def parse_new_session_upgrade(head: bytes, socketio_paths: Collection[str]) -> U
     params = parse_qs(query, keep_blank_values=True)
     if params.get("EIO") != ["4"] or params.get("transport") != ["websocket"]:
         return None
-    if "sid" in params or "j" in params:
+    if "j" in params:
         return None
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -110,7 +128,7 @@ def parse_new_session_upgrade(head: bytes, socketio_paths: Collection[str]) -> U
             return None
     except (binascii.Error, ValueError):
         return None
-    return UpgradeRequest(target, path, query, key, headers)
+    return UpgradeRequest(target, path, query, key, headers), params
 
 
 def environ_of(request: UpgradeRequest, peer: tuple[str, int] | None) -> dict[str, Any]:
@@ -210,6 +228,15 @@ class WebSocketEndpoint:
             return None
         return parse_polling_request(head, self.socketio_paths, eio.max_http_buffer_size, peer)
 
+    def session_upgrade(self, head: bytes) -> UpgradeRequest | None:
+        """A long-polling session's upgrade in this head, if it is to be served here (else aiohttp's)."""
+        if not self.serve_polling or "websocket" not in self.eio.transports:
+            return None
+        request = parse_session_upgrade(head, self.socketio_paths)
+        if request is None or (self.serve_deflate_elsewhere and request.offers_deflate()):
+            return None
+        return request
+
     def stop_keeping_alive(self) -> None:
         """At shutdown: closes connections idle between requests; each answer from now on closes its own."""
         self.closing = True
@@ -245,6 +272,9 @@ class _Connection(asyncio.Protocol):
         # The long-polling request being answered; later bytes wait in the buffer meanwhile.
         self._answering: asyncio.Task[None] | None = None
         self._paused = False
+        self._upgrade_key = ""
+        # Set once an upgrade is accepted: the connection is a WebSocket's from then on.
+        self._accepted: ListenerWebSocket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -299,6 +329,11 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if request is None:
             polling = endpoint.polling_request(head, peer[:2] if peer else None)
+            if polling is None:
+                upgrade = endpoint.session_upgrade(head)
+                if upgrade is not None and len(buffer) == end + 4:
+                    self._answer_upgrade(environ_of(upgrade, peer[:2] if peer else None), upgrade.key)
+                    return
             # A body still on its way is read by aiohttp, whose partial-request timeout bounds it.
             if polling is None or len(buffer) < end + 4 + polling.content_length:
                 self._hand_over()
@@ -354,6 +389,44 @@ class _Connection(asyncio.Protocol):
             response, keep_alive = _INTERNAL_ERROR, False
         self._answering = None
         self._respond(response, keep_alive=keep_alive)
+
+    def _answer_upgrade(self, environ: dict[str, Any], key: str) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._buffer.clear()
+        self._upgrade_key = key
+        environ[internals.PLAIN_REQUEST] = True
+        environ[LISTENER_UPGRADE] = self
+        self._answering = asyncio.get_running_loop().create_task(self._upgrade(environ))
+
+    def accept_websocket(self) -> ListenerWebSocket:
+        """Answers the upgrade 101; the connection is the returned WebSocket's from then on."""
+        transport = self._transport
+        assert transport is not None
+        self._endpoint._connections.discard(self)
+        websocket = self._accepted = ListenerWebSocket(self._endpoint, transport, self._address)
+        self._address = None
+        transport.set_protocol(websocket)
+        transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_header(self._upgrade_key) + b"\r\n\r\n"
+        )
+        return websocket
+
+    async def _upgrade(self, environ: dict[str, Any]) -> None:
+        try:
+            # Runs the upgraded WebSocket to its end when python-engineio accepts the upgrade (then
+            # None: the connection was the WebSocket's); its refusal otherwise.
+            response = await internals.handle_plain_upgrade(self._endpoint.eio, environ)
+        except Exception:
+            self._endpoint.http_log.exception("upgrade_error", "Error handling a WebSocket upgrade")
+            response = _INTERNAL_ERROR
+        self._answering = None
+        if self._accepted is not None:
+            self._accepted.close()  # after the WebSocket's end (or a fault of the gateway's during it)
+        elif response is not None:
+            self._respond(response, keep_alive=False)
 
     def _respond(self, response: internals.PlainResponse, *, keep_alive: bool) -> None:
         transport = self._transport

@@ -207,6 +207,20 @@ async def handle_plain_request(eio: engineio.AsyncServer, environ: dict[str, Any
     return response
 
 
+async def handle_plain_upgrade(eio: engineio.AsyncServer, environ: dict[str, Any]) -> PlainResponse | None:
+    """A long-polling session's upgrade the gateway read itself, run by python-engineio to its end.
+
+    ``AsyncServer.handle_request`` checks the request (session, state, transport, origin) and, for an
+    upgrade, returns whatever the WebSocket driver's ``__call__`` returned once the session's
+    WebSocket has ended (``AsyncSocket.handle_get_request`` → ``_upgrade_websocket``): the gateway's
+    driver returns None for a connection it took over. A refusal is a :class:`PlainResponse`.
+    """
+    response = await eio.handle_request(environ)
+    if response is not None and not isinstance(response, PlainResponse):
+        raise TypeError(f"python-engineio answered a plain upgrade with {type(response).__name__}")
+    return response
+
+
 def install_queue_factory(eio: engineio.AsyncServer, factory: Callable[[], asyncio.Queue[Any]]) -> None:
     """Makes ``factory()`` the queue of every new python-engineio session of this server.
 

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 
 from service_common.connection_guard import ConnectionLimits
+from socket_gateway.transport import library_internals as internals
 from tests.gateway_support import ALLOWED_ORIGIN, WAIT, gateway_config, running_gateway, wait_until
+from tests.integration.test_gateway_websocket_transport import RawClient, upgrade_request
 
 POLLING = "/socket.io/?EIO=4&transport=polling"
 
@@ -115,3 +117,54 @@ async def test_a_connection_kept_between_polling_requests_is_closed_when_idle_an
         await running.stop()
         assert await asyncio.wait_for(kept_reader.read(), 0.9) == b""
         kept_writer.close()
+
+
+async def test_a_polling_session_upgraded_on_the_listener_hears_counts_directly_and_is_dropped_unread(
+    tmp_path: Path,
+) -> None:
+    """Proves a long-polling session's upgrade served on the listener's connection: the probe and the
+    UPGRADE as python-engineio answers them, count updates then written straight into the WebSocket,
+    and, as on every WebSocket, a peer that stops reading dropped once more than the cap (here 256 KiB)
+    waits for it, counted, leaving its room."""
+    config = gateway_config(tmp_path, max_queued_bytes_per_session=256 * 1024)
+    async with running_gateway(config) as running:
+        gateway = running.gateway
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        session = await handshake(reader, writer)
+        sid = session.rpartition("sid=")[2]
+        writer.write(post(session, b'40{"auctionId":"up"}'))
+        await response(reader)
+        writer.write(get(session))
+        assert (await response(reader))[2].startswith(b"40")
+
+        upgrade = upgrade_request(running.port, path=f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
+        upgraded, head = await RawClient.connect(running.port, upgrade)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        upgraded.send_text("2probe")
+        assert await upgraded.text() == "3probe"
+        upgraded.send_text("5")
+        socket = internals.sockets_of(gateway.sio.eio)[sid]
+        await wait_until(lambda: internals.is_plain_websocket(socket), "the upgrade")
+        direct_before = gateway.metrics.count_messages_direct_total
+
+        neighbour, _ = await RawClient.open_session(running.port, {"auctionId": "up"})
+        heard = json.loads((await upgraded.text_starting('42["viewerCountUpdate"'))[2:])[1]
+        assert heard["viewerCount"] == 2
+        await wait_until(lambda: gateway.metrics.count_messages_direct_total >= direct_before + 2, "direct")
+
+        upgraded.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        sio = gateway.sio
+        socketio_sid = internals.namespace_sid(sio, sid)
+        filler = "x" * 8_000
+        for sequence in range(20_000):
+            if sid not in sio.eio.sockets:
+                break
+            await sio.emit("probe", [sequence, filler], to=socketio_sid)
+            await asyncio.sleep(0)
+        assert sid not in sio.eio.sockets, "the deaf peer was never dropped"
+        await wait_until(lambda: gateway.registry.counts("up").viewer_count == 1, "seat kept")
+        assert gateway.metrics.sessions_dropped_unread["websocket"] == 1
+        upgraded.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        await upgraded.closed_by_server()
+        neighbour.close()
+        writer.close()
