@@ -186,6 +186,27 @@ async def test_plain_requests_are_answered_with_plain_responses_and_aiohttps_as_
         assert sid in eio.sockets
 
 
+async def test_a_plain_upgrade_is_refused_with_a_plain_response_or_returns_what_the_driver_returned() -> None:
+    """handle_plain_upgrade relies on handle_request returning a non-dict answer as it is: for an
+    upgrade, AsyncSocket._upgrade_websocket returns the driver's own __call__ result (None for a
+    connection the gateway's listener took over)."""
+    eio = engineio_server()
+    internals.install_plain_requests(eio)
+    unknown = {
+        internals.PLAIN_REQUEST: True,
+        **environ(upgrade="websocket", connection="Upgrade"),
+        "QUERY_STRING": "EIO=4&transport=websocket&sid=nobody",
+        "PATH_INFO": "/engine.io/",
+    }
+    refused = await internals.handle_plain_upgrade(eio, unknown)
+    assert refused is not None
+    assert refused.status.startswith("400")
+    assert "return await ws(environ)" in inspect.getsource(async_socket.AsyncSocket._upgrade_websocket)
+    handle_request = inspect.getsource(engineio.AsyncServer.handle_request)
+    assert "packets = await socket.handle_get_request(" in handle_request
+    assert "if not isinstance(r, dict):\n            return r" in handle_request
+
+
 def test_the_queue_factory_makes_every_new_sessions_queue() -> None:
     eio = engineio_server()
     made: list[asyncio.Queue[Any]] = []
