@@ -205,7 +205,9 @@ def create_app(
     cluster = None
     if config.redis_url:
         # No I/O here: the client connects on first use, in the cluster's cleanup context.
-        client = redis_client(config.redis_url, config.redis_timeout_seconds, config.redis_retries)
+        client = redis_client(
+            config.redis_url, config.redis_timeout_seconds, config.redis_retries, config.redis_cluster
+        )
         cluster = ClusterNode(
             RedisCounts(client, config.gateway_id, config.node_lease_seconds),
             registry,

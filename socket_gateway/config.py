@@ -111,6 +111,11 @@ _REDIS_TIMEOUT = VARIABLES.declare(
     "1",
     "a Redis call (or connect) slower than this counts as Redis down (at most 2/3 of the node lease)",
 )
+_REDIS_CLUSTER = VARIABLES.declare(
+    "GATEWAY_REDIS_CLUSTER",
+    "false",
+    "true: REDIS_URL names one node of a Redis Cluster (the client finds the others and each key's shard)",
+)
 _REDIS_RETRIES = VARIABLES.declare(
     "GATEWAY_REDIS_RETRIES",
     "3",
@@ -211,6 +216,8 @@ class GatewayConfig:
     gateway_id: str = field(default_factory=_default_gateway_id)
     # Scale-out (docs/socket_gateway.md, "Many gateways on Redis"): off without a URL.
     redis_url: str | None = None
+    # REDIS_URL is one node of a Redis Cluster (redis-py's RedisCluster), not one Redis.
+    redis_cluster: bool = False
     node_lease_seconds: float = 10.0
     # Separate from the heartbeat (a third of the lease): how long one Redis call may take before
     # the node counts Redis as down, and how often a call on a dropped connection is tried again.
@@ -291,6 +298,7 @@ class GatewayConfig:
             listen_backlog=read_int(env, _LISTEN_BACKLOG, minimum=16, maximum=65_535),
             gateway_id=read_str(env, _GATEWAY_ID) or _default_gateway_id(),
             redis_url=_read_redis_url(env),
+            redis_cluster=read_bool(env, _REDIS_CLUSTER),
             node_lease_seconds=node_lease_seconds,
             redis_timeout_seconds=redis_timeout_seconds,
             redis_retries=read_int(env, _REDIS_RETRIES, minimum=0, maximum=10),

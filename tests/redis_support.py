@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from service_common.timing import SnapshotTiming
 from testkit import waiting
@@ -71,10 +73,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         self.process = subprocess.Popen(
             [
                 self.binary,
+                *options,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -126,6 +129,116 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     try:
         yield server
+    finally:
+        server.stop()
+
+
+class RedisClusterServers:
+    """A real 3-master Redis Cluster on loopback ports: three ``redis-server --cluster-enabled yes``,
+    joined by ``redis-cli --cluster create``. No replicas, no persistence."""
+
+    MASTERS = 3
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.servers = [RedisServer(binary, workdir / f"cluster-{index}") for index in range(self.MASTERS)]
+        self.cli = shutil.which("redis-cli") or str(Path(binary).with_name("redis-cli"))
+
+    @property
+    def url(self) -> str:
+        """One node's URL: a cluster client discovers the others from it."""
+        return self.servers[0].url
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.workdir.mkdir(parents=True, exist_ok=True)
+            server.start(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{server.port}.conf",
+                "--cluster-node-timeout",
+                "5000",
+                # The cluster bus listens on its own free port (by default the port + 10000, which
+                # may be taken or beyond 65535).
+                "--cluster-port",
+                str(free_port()),
+            )
+        subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{server.port}" for server in self.servers),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=START_TIMEOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        # The slots are assigned at once; every node must agree the cluster is up (gossip): poll, bounded.
+        while time.monotonic() < deadline:
+            if all(b"cluster_state:ok" in self._ask(server.port, b"CLUSTER INFO") for server in self.servers):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the Redis Cluster did not come up within {START_TIMEOUT} s")
+
+    def flush(self) -> None:
+        for server in self.servers:
+            self._ask(server.port, b"FLUSHALL")
+
+    @staticmethod
+    def _ask(port: int, command: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=START_TIMEOUT) as conn:
+            conn.sendall(command + b"\r\n")
+            return conn.recv(65536)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """One 3-master Redis Cluster for the whole session (starting one costs ~1 s); flush it per test."""
+    cluster = RedisClusterServers(redis_server_binary(), tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class RedisBackend:
+    """Where a parametrized test's gateway state lives: one redis-server, or a 3-master Redis Cluster."""
+
+    url: str
+    cluster: bool
+
+    def client(self) -> aioredis.Redis | RedisCluster:
+        """A client of the backend's kind (the caller closes it)."""
+        return RedisCluster.from_url(self.url) if self.cluster else aioredis.Redis.from_url(self.url)
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisBackend]:
+    """Each test twice: on a fresh redis-server, then on the session's Redis Cluster, flushed.
+
+    A module using it imports ``redis_cluster`` too (the session fixture it asks for by name).
+    """
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        yield RedisBackend(cluster.url, True)
+        return
+    server = RedisServer(redis_server_binary(), tmp_path)
+    server.start()
+    try:
+        yield RedisBackend(server.url, False)
     finally:
         server.stop()
 

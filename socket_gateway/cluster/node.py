@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import overload
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,7 +18,7 @@ from socket_gateway.cluster.node_lease import NodeLease
 from socket_gateway.cluster.publish import RoomPublisher
 from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.sampler_lease import SamplerLease
-from socket_gateway.cluster.store import REDIS_FAILURES, RedisCounts
+from socket_gateway.cluster.store import REDIS_FAILURES, RedisClient, RedisCounts
 from socket_gateway.cluster.sync import RoomSync
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
@@ -30,7 +32,15 @@ HEALTH_CHECK_SECONDS = 10
 RETRY_BACKOFF = (0.05, 0.5)
 
 
-def redis_client(url: str, timeout_seconds: float, retries: int) -> aioredis.Redis:
+@overload
+def redis_client(url: str, timeout_seconds: float, retries: int) -> aioredis.Redis: ...
+
+
+@overload
+def redis_client(url: str, timeout_seconds: float, retries: int, cluster: bool) -> RedisClient: ...
+
+
+def redis_client(url: str, timeout_seconds: float, retries: int, cluster: bool = False) -> RedisClient:
     """The node's Redis client: each call (and each connect) bounded by ``timeout_seconds``, and a
     call whose connection dropped or was refused tried again ``retries`` times on a new connection.
 
@@ -38,10 +48,21 @@ def redis_client(url: str, timeout_seconds: float, retries: int) -> aioredis.Red
     a connection Redis had closed (a restart, ``CLIENT KILL``, its idle ``timeout``) failed the first
     call made on it and took the whole node out of the cluster until its next heartbeat. A timeout
     is not retried: Redis answering slowly is Redis down for this node, and retrying would hold its
-    heartbeat for several timeouts. No I/O here: the client connects on first use.
+    heartbeat for several timeouts. No I/O here: the client connects on first use. ``cluster``:
+    ``url`` is one node of a Redis Cluster (``GATEWAY_REDIS_CLUSTER``), and the client redis-py's
+    ``RedisCluster``, which finds the other nodes and routes each command by its key's slot.
     """
     base, cap = RETRY_BACKOFF
     retry = Retry(ExponentialBackoff(cap=cap, base=base), retries, supported_errors=(RedisConnectionError,))
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=retry,
+            retry_on_error=[RedisConnectionError],
+            health_check_interval=HEALTH_CHECK_SECONDS,
+        )
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout_seconds,

@@ -9,11 +9,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from service_common.log_limits import RateLimitedLog
 from socket_gateway.cluster.publish import SendCounts
-from socket_gateway.cluster.store import PREFIX, REDIS_FAILURES
+from socket_gateway.cluster.store import PREFIX, REDIS_FAILURES, RedisClient
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
 
@@ -41,7 +39,7 @@ class CountRelay:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         node_id: str,
         registry: RoomRegistry,
         here: SendCounts,

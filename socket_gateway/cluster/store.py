@@ -260,7 +260,9 @@ class RedisCounts:
                     if before is not None:
                         getattr(pipe, before[0])(*before[1:])
                     for name, key, args in calls:
-                        pipe.evalsha(self._sha[name], 1, key, *args)
+                        # Not pipe.evalsha: redis-py's cluster pipeline blocks that method, while the
+                        # command itself is routed by its one key like any other.
+                        pipe.execute_command("EVALSHA", self._sha[name], 1, key, *args)
                     replies = list(await pipe.execute())
                     return replies[1:] if before is not None else replies
             except NoScriptError:

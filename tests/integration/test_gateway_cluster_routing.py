@@ -12,9 +12,17 @@ import redis.asyncio as aioredis
 
 from tests.fault_support import metrics
 from tests.gateway_support import gateway_config, running_gateway
-from tests.redis_support import RedisServer, poll, readyz, redis_server
+from tests.redis_support import (
+    RedisBackend,
+    RedisServer,
+    poll,
+    readyz,
+    redis_backend,
+    redis_cluster,
+    redis_server,
+)
 
-__all__ = ["redis_server"]
+__all__ = ["redis_backend", "redis_cluster", "redis_server"]
 
 RECEIVED = "gateway_cluster_updates_received_total"
 UNSERVED = "gateway_cluster_updates_unserved_total"
@@ -22,14 +30,19 @@ RELAY_PROBLEM = "not receiving other nodes' updates (Redis pub/sub not subscribe
 
 
 async def test_a_node_receives_updates_only_for_auctions_it_has_viewers_of(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_backend: RedisBackend
 ) -> None:
     """Proves that node B, with a viewer in auction "both" only, receives none of the updates node A
     publishes for "only-a" (before: every update reached every node, to be dropped there) while it
-    still receives, and shows, A's updates for "both"."""
+    still receives, and shows, A's updates for "both". On one Redis and on a 3-master Redis Cluster
+    (GATEWAY_REDIS_CLUSTER)."""
     configs = [
         gateway_config(
-            tmp_path / name, redis_url=redis_server.url, node_lease_seconds=2.0, gateway_id=f"node-{name}"
+            tmp_path / name,
+            redis_url=redis_backend.url,
+            redis_cluster=redis_backend.cluster,
+            node_lease_seconds=2.0,
+            gateway_id=f"node-{name}",
         )
         for name in ("a", "b")
     ]

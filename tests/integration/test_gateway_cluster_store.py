@@ -13,19 +13,28 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from service_common.supervision import Supervisor
 from socket_gateway.cluster.node import ClusterNode
 from socket_gateway.cluster.relay import CountRelay
-from socket_gateway.cluster.store import CHUNK, Published, RedisCounts, RoomWrite, Sampled, Synced
+from socket_gateway.cluster.store import (
+    CHUNK,
+    Published,
+    RedisClient,
+    RedisCounts,
+    RoomWrite,
+    Sampled,
+    Synced,
+)
 from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.feed import ClusterCountPoller, CountFeed
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
-from tests.redis_support import RedisServer, redis_server
+from tests.redis_support import RedisBackend, RedisServer, redis_backend, redis_cluster, redis_server
 
-__all__ = ["redis_server"]
+__all__ = ["redis_backend", "redis_cluster", "redis_server"]
 
 WAIT = 10.0
 
@@ -70,6 +79,47 @@ async def clients(redis_server: RedisServer) -> AsyncIterator[list[aioredis.Redi
         await client.aclose()
 
 
+@pytest.fixture
+async def any_clients(redis_backend: RedisBackend) -> AsyncIterator[list[RedisClient]]:
+    """Three clients on one redis-server, then (the test again) on a 3-master Redis Cluster."""
+    made = [redis_backend.client() for _ in range(3)]
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+async def command_calls(client: RedisClient) -> dict[str, int]:
+    """Redis's own count of the commands run since ``CONFIG RESETSTAT``, scripts' included, over every
+    shard; CONFIG itself left out."""
+    if isinstance(client, RedisCluster):
+        per_node = await client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        stats = [entry for entry in per_node.values()]
+    else:
+        stats = [await client.info("commandstats")]
+    calls: dict[str, int] = {}
+    for stat in stats:
+        for name, entry in stat.items():
+            if not name.startswith("cmdstat_config"):
+                calls[name] = calls.get(name, 0) + int(entry["calls"])
+    return calls
+
+
+async def all_keys(client: RedisClient, pattern: str) -> list[str]:
+    """The keys matching ``pattern`` on every shard."""
+    if isinstance(client, RedisCluster):
+        found = await client.keys(pattern, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        found = await client.keys(pattern)
+    return sorted(map(_text, found))
+
+
+async def reset_stats(client: RedisClient) -> None:
+    if isinstance(client, RedisCluster):
+        await client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.config_resetstat()
+
+
 def _text(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
@@ -86,9 +136,9 @@ def expected(nodes: list[SimNode], auction_id: str) -> RoomCounts:
 
 
 async def test_global_counts_are_exact_under_random_churn_across_three_nodes(
-    clients: list[aioredis.Redis],
+    any_clients: list[RedisClient],
 ) -> None:
-    nodes = [SimNode(RedisCounts(client, f"node-{i}", 10)) for i, client in enumerate(clients)]
+    nodes = [SimNode(RedisCounts(client, f"node-{i}", 10)) for i, client in enumerate(any_clients)]
     rng = random.Random(6)
     auctions = ["a-1", "a-2", "a-3"]
     sids: list[tuple[int, str]] = []
@@ -132,13 +182,13 @@ async def test_global_counts_are_exact_under_random_churn_across_three_nodes(
     for each in nodes:
         await each.sample(1_800_000_060, 1_800_000_000, closes=True)
     # Empty rooms leave nothing behind: Redis state is bounded by the live rooms.
-    assert await clients[0].keys("va:gw:*") == []
+    assert await all_keys(any_clients[0], "va:gw:*") == []
 
 
 async def test_every_key_of_an_auction_shares_its_slot_and_every_key_of_a_node_its_own(
-    clients: list[aioredis.Redis],
+    any_clients: list[RedisClient],
 ) -> None:
-    nodes = [SimNode(RedisCounts(client, f"node-{i}", 10)) for i, client in enumerate(clients[:2])]
+    nodes = [SimNode(RedisCounts(client, f"node-{i}", 10)) for i, client in enumerate(any_clients[:2])]
     for index, node in enumerate(nodes):
         await node.store.heartbeat()
         node.registry.join(f"s{index}", "a-1", "shared")
@@ -147,7 +197,7 @@ async def test_every_key_of_an_auction_shares_its_slot_and_every_key_of_a_node_i
     await nodes[0].store.publish_gate("a-1", 300)
     tags = {"a-1": key_slot(b"a-1"), "a-2": key_slot(b"a-2")}
     tags |= {f"n:{node.store.member}": key_slot(f"n:{node.store.member}".encode()) for node in nodes}
-    for text in map(_text, await clients[0].keys("va:gw:*")):
+    for text in await all_keys(any_clients[0], "va:gw:*"):
         if "{" not in text:
             # The cluster-wide keys: one slot each, never touched by a script with another slot's keys.
             continue
@@ -155,7 +205,7 @@ async def test_every_key_of_an_auction_shares_its_slot_and_every_key_of_a_node_i
         # Redis Cluster hashes only the tag: one auction's (or one node's) keys share a slot.
         assert tag in tags, f"{text}: tagged with neither an auction nor a node"
         assert key_slot(text.encode()) == tags[tag]
-    room_keys = {_text(k) for k in await clients[0].keys("va:gw:{a-1}:*")}
+    room_keys = set(await all_keys(any_clients[0], "va:gw:{a-1}:*"))
     member = nodes[0].store.member
     assert {"va:gw:{a-1}:c", "va:gw:{a-1}:u", f"va:gw:{{a-1}}:v:{member}", "va:gw:{a-1}:last"} <= room_keys
 
@@ -252,10 +302,10 @@ async def test_publish_gate_lets_one_update_per_interval_and_never_repeats_a_val
 
 
 async def test_a_leaving_owner_hands_its_rooms_on_and_their_minute_goes_on_with_every_sample(
-    clients: list[aioredis.Redis],
+    any_clients: list[RedisClient],
 ) -> None:
-    owner = SimNode(RedisCounts(clients[0], "n1", 10))
-    other = SimNode(RedisCounts(clients[1], "n2", 10))
+    owner = SimNode(RedisCounts(any_clients[0], "n1", 10))
+    other = SimNode(RedisCounts(any_clients[1], "n2", 10))
     for node in (owner, other):
         await node.store.heartbeat()
     owner.registry.join("s1", "a-1", "v1")
@@ -285,14 +335,14 @@ async def test_a_leaving_owner_hands_its_rooms_on_and_their_minute_goes_on_with_
     )
     assert (closed.last, closed.partial) == (RoomCounts(1, 1), False)
     # Nothing of the leaving member is left.
-    assert await clients[0].keys(f"va:gw:{{n:{owner.store.member}}}*") == []
+    assert await all_keys(any_clients[0], f"va:gw:{{n:{owner.store.member}}}*") == []
 
 
 async def test_a_dead_owners_minute_is_closed_by_its_successor_flagged_partial(
-    clients: list[aioredis.Redis],
+    any_clients: list[RedisClient],
 ) -> None:
-    doomed = SimNode(RedisCounts(clients[0], "doomed", 0.5))
-    survivor = SimNode(RedisCounts(clients[1], "survivor", 10))
+    doomed = SimNode(RedisCounts(any_clients[0], "doomed", 0.5))
+    survivor = SimNode(RedisCounts(any_clients[1], "survivor", 10))
     for node in (doomed, survivor):
         await node.store.heartbeat()
     doomed.registry.join("d1", "a-1", "v1")
@@ -319,10 +369,10 @@ async def test_a_dead_owners_minute_is_closed_by_its_successor_flagged_partial(
 
 
 async def test_a_dead_members_rooms_are_reaped_a_bounded_chunk_at_a_time(
-    clients: list[aioredis.Redis],
+    any_clients: list[RedisClient],
 ) -> None:
-    doomed = SimNode(RedisCounts(clients[0], "doomed", 10))
-    survivor = SimNode(RedisCounts(clients[1], "survivor", 10))
+    doomed = SimNode(RedisCounts(any_clients[0], "doomed", 10))
+    survivor = SimNode(RedisCounts(any_clients[1], "survivor", 10))
     for node in (doomed, survivor):
         await node.store.heartbeat()
     rooms = {f"a-{i}" for i in range(CHUNK * 2 + 10)}
@@ -330,21 +380,21 @@ async def test_a_dead_members_rooms_are_reaped_a_bounded_chunk_at_a_time(
         doomed.registry.join(f"d{index}", auction_id, f"v{index}")
     await doomed.sync(rooms)
     stem = f"va:gw:{{n:{doomed.store.member}}}"
-    assert await clients[0].scard(f"{stem}:rooms") == len(rooms)
+    assert await any_clients[0].scard(f"{stem}:rooms") == len(rooms)
     # One call takes back one chunk of the dead member's rooms, one script per room, never all at once.
     first = await survivor.store.reap_member(doomed.store.member, died=True)
     assert len(first.changed) == CHUNK
     assert first.mine == set(first.changed)
-    assert await clients[0].scard(f"{stem}:rooms") == len(rooms) - CHUNK
+    assert await any_clients[0].scard(f"{stem}:rooms") == len(rooms) - CHUNK
     assert await survivor.store.counts_of(first.changed) == {}
     while not (await survivor.store.reap_member(doomed.store.member, died=True)).done:
         pass
     assert await survivor.store.counts_of(rooms) == {}
-    assert await clients[0].exists(f"{stem}:rooms", f"{stem}:owned") == 0
+    assert await any_clients[0].exists(f"{stem}:rooms", f"{stem}:owned") == 0
 
 
-async def test_the_poller_reads_only_the_watched_auctions(clients: list[aioredis.Redis]) -> None:
-    node = SimNode(RedisCounts(clients[0], "n1", 10))
+async def test_the_poller_reads_only_the_watched_auctions(any_clients: list[RedisClient]) -> None:
+    node = SimNode(RedisCounts(any_clients[0], "n1", 10))
     # 300 rooms with one anonymous viewer each.
     await node.store.sync_rooms([RoomWrite(f"a-{i}", 1, 1, set(), set()) for i in range(300)])
 
@@ -360,12 +410,11 @@ async def test_the_poller_reads_only_the_watched_auctions(clients: list[aioredis
     feed = CountFeed()
     feed.watch(Listener(), ["a-7", "nowhere"])
     poller = ClusterCountPoller(Ready(), feed, 1.0)  # type: ignore[arg-type]
-    await clients[0].config_resetstat()
+    await reset_stats(any_clients[0])
     await poller.poll_once()
     assert heard == [("a-7", RoomCounts(1, 1))]
     # Redis counts the commands run inside scripts too: the poll read two rooms, not all 300.
-    stats = await clients[0].info("commandstats")
-    calls = {name: entry["calls"] for name, entry in stats.items() if not name.startswith("cmdstat_config")}
+    calls = await command_calls(any_clients[0])
     assert sum(calls.values()) <= 4, calls
 
 

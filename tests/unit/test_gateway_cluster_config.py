@@ -15,6 +15,7 @@ def test_without_redis_url_the_gateway_runs_alone() -> None:
     assert config.redis_url is None
     assert config.node_lease_seconds == 10.0
     assert (config.redis_timeout_seconds, config.redis_retries) == (1.0, 3)
+    assert config.redis_cluster is False
 
 
 def test_redis_url_and_lease_are_read() -> None:
@@ -25,8 +26,10 @@ def test_redis_url_and_lease_are_read() -> None:
             "GATEWAY_NODE_LEASE_SECONDS": "2.5",
             "GATEWAY_REDIS_TIMEOUT_SECONDS": "1.5",
             "GATEWAY_REDIS_RETRIES": "0",
+            "GATEWAY_REDIS_CLUSTER": "true",
         }
     )
+    assert config.redis_cluster is True
     assert (config.redis_url, config.node_lease_seconds) == ("redis://127.0.0.1:6390/2", 2.5)
     assert (config.redis_timeout_seconds, config.redis_retries) == (1.5, 0)
 
@@ -44,6 +47,7 @@ def test_redis_url_and_lease_are_read() -> None:
         ("GATEWAY_REDIS_TIMEOUT_SECONDS", "0"),
         ("GATEWAY_REDIS_RETRIES", "11"),
         ("GATEWAY_REDIS_RETRIES", "-1"),
+        ("GATEWAY_REDIS_CLUSTER", "maybe"),
     ],
 )
 def test_invalid_scale_out_settings_are_refused_naming_the_variable(name: str, value: str) -> None:
