@@ -46,6 +46,7 @@ def lot_answer(facts: LotFacts, last_opened_at: float, since: float | None, hori
     The plain computation takes the lot's first opening and first close at or after ``since``, and
     its bids at or after that opening. Kept facts used the first opening and close of all time: the
     same when both are at or after ``since``, and after ``horizon_at`` (nothing older removed).
+    The SQLite store applies this rule in SQL, as it reads the kept lots (``sqlite_events._KEPT_LOTS``).
     """
     start = float("-inf") if since is None else since
     if last_opened_at < start:
