@@ -7,7 +7,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,15 +196,26 @@ class AlertingIngest:
 
 
 @asynccontextmanager
-async def alerting_ingest(directory: Path, tls: TlsMaterial) -> AsyncIterator[AlertingIngest]:
-    """Serves on a free loopback port; webhooks may reach loopback and trust the tests' CA."""
+async def alerting_ingest(
+    directory: Path,
+    tls: TlsMaterial,
+    *,
+    clock: Callable[[], float] = time.time,
+    store_class: type[SqliteAlertStore] = SqliteAlertStore,
+) -> AsyncIterator[AlertingIngest]:
+    """Serves on a free loopback port; webhooks may reach loopback and trust the tests' CA.
+
+    Args:
+        clock: the service's clock (rules' times, the listings of changes).
+        store_class: the alert store (a test's subclass observes what is read).
+    """
     config = ingest_config(
         sqlite_path=str(directory / "analytics.sqlite3"),
         alerts=AlertSettings(policy=LOOPBACK, ca_file=str(tls.ca_file), delivery=FAST),
     )
-    store = await SqliteSnapshotStore.open(config.sqlite_path, retention_days=90, clock=time.time)
-    alerts = await SqliteAlertStore.open(store, retention_days=90, clock=time.time)
-    server = create_ingest_server(config, store, time.time, alert_store=alerts)
+    store = await SqliteSnapshotStore.open(config.sqlite_path, retention_days=90, clock=clock)
+    alerts = await store_class.open(store, retention_days=90, clock=clock)
+    server = create_ingest_server(config, store, clock, alert_store=alerts)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -23,6 +23,8 @@ from ingest_service.alerts.domain import (
     TooManyAlertRules,
 )
 from ingest_service.alerts.store import (
+    DELETED_RULE_COLLECTION,
+    DELETED_RULES_KEPT_SECONDS,
     DELIVERY_COLLECTION,
     RULE_COLLECTION,
     UPDATED_AT_TOLERANCE_SECONDS,
@@ -39,6 +41,8 @@ DUE_INDEX = "status_next_attempt"
 BY_AUCTION_INDEX = "auction_created"
 EXPIRY_INDEX = "expire_at_ttl"
 RULES_BY_AUCTION_INDEX = "auction_created"
+RULES_BY_CHANGE_INDEX = "updated_id"
+DELETIONS_BY_TIME_INDEX = "deleted_at"
 
 
 class MongoAlertStore:
@@ -61,6 +65,10 @@ class MongoAlertStore:
         self._deliveries: AsyncCollection[Document] = database.get_collection(
             DELIVERY_COLLECTION, write_concern=concern
         )
+        # Deleted rules' ids, for the evaluators' listings of changes; removed by a TTL index.
+        self._deletions: AsyncCollection[Document] = database.get_collection(
+            DELETED_RULE_COLLECTION, write_concern=concern
+        )
         self._retention_seconds = retention_seconds
         self._clock = clock
 
@@ -77,6 +85,13 @@ class MongoAlertStore:
         try:
             await store._rules.create_index(
                 [("auction", ASCENDING), ("createdAt", ASCENDING)], name=RULES_BY_AUCTION_INDEX
+            )
+            await store._rules.create_index(
+                [("updatedAt", ASCENDING), ("_id", ASCENDING)], name=RULES_BY_CHANGE_INDEX
+            )
+            await store._deletions.create_index([("deletedAt", ASCENDING)], name=DELETIONS_BY_TIME_INDEX)
+            await store._deletions.create_index(
+                [("expireAt", ASCENDING)], expireAfterSeconds=0, name=EXPIRY_INDEX
             )
             await store._deliveries.create_index(
                 [("status", ASCENDING), ("nextAttemptAt", ASCENDING)], name=DUE_INDEX
@@ -137,9 +152,58 @@ class MongoAlertStore:
     async def delete_rule(self, auction_id: str, rule_id: str) -> bool:
         try:
             result = await self._rules.delete_one({"_id": rule_id, "auction": auction_id})
+            if result.deleted_count == 1:
+                now = self._clock()
+                await self._deletions.replace_one(
+                    {"_id": rule_id},
+                    {
+                        "_id": rule_id,
+                        "deletedAt": now,
+                        "expireAt": datetime.fromtimestamp(now + DELETED_RULES_KEPT_SECONDS, UTC),
+                    },
+                    upsert=True,
+                )
         except PyMongoError as error:
             raise StorageUnavailable(f"MongoDB: {error}") from error
         return result.deleted_count == 1
+
+    async def list_rule_changes(
+        self, since: float, after: tuple[float, str] | None, limit: int
+    ) -> list[AlertRule]:
+        query: Document = {"updatedAt": {"$gte": since}}
+        if after is not None:
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"updatedAt": {"$gt": after[0]}},
+                            {"updatedAt": after[0], "_id": {"$gt": after[1]}},
+                        ]
+                    },
+                ]
+            }
+        try:
+            documents = (
+                await self._rules.find(query)
+                .sort([("updatedAt", ASCENDING), ("_id", ASCENDING)])
+                .limit(limit)
+                .to_list()
+            )
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        return [_rule_of(document) for document in documents]
+
+    async def list_deleted_rules(self, since: float) -> list[str]:
+        try:
+            documents = (
+                await self._deletions.find({"deletedAt": {"$gte": since}})
+                .sort("deletedAt", ASCENDING)
+                .to_list()
+            )
+        except PyMongoError as error:
+            raise StorageUnavailable(f"MongoDB: {error}") from error
+        return [str(document["_id"]) for document in documents]
 
     async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
         try:

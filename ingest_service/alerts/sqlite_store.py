@@ -19,7 +19,7 @@ from ingest_service.alerts.domain import (
     DeliveryStatus,
     TooManyAlertRules,
 )
-from ingest_service.alerts.store import UPDATED_AT_TOLERANCE_SECONDS, ArmedReport
+from ingest_service.alerts.store import DELETED_RULES_KEPT_SECONDS, UPDATED_AT_TOLERANCE_SECONDS, ArmedReport
 from ingest_service.storage.sqlite_companion import SqliteCompanionStore
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.sqlite_transactions import write_transaction
@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS alert_rules (
     updated_at       REAL    NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alert_rules_by_auction ON alert_rules (auction_id, created_at);
+CREATE INDEX IF NOT EXISTS alert_rules_by_change ON alert_rules (updated_at, rule_id);
+-- Deleted rules, for the evaluators' listings of changes (kept a day).
+CREATE TABLE IF NOT EXISTS alert_rule_deletions (
+    rule_id    TEXT PRIMARY KEY,
+    deleted_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_rule_deletions_by_time ON alert_rule_deletions (deleted_at);
 CREATE TABLE IF NOT EXISTS alert_rule_firings (
     rule_id       TEXT PRIMARY KEY,
     last_fired_at REAL NOT NULL
@@ -141,6 +148,8 @@ class SqliteAlertStore(SqliteCompanionStore):
         return await self._snapshots.run(functools.partial(_update_rule, auction_id, rule_id, spec, now))
 
     async def delete_rule(self, auction_id: str, rule_id: str) -> bool:
+        now = self._clock()
+
         def delete(connection: sqlite3.Connection) -> bool:
             with write_transaction(connection):
                 cursor = connection.execute(
@@ -149,18 +158,44 @@ class SqliteAlertStore(SqliteCompanionStore):
                 if cursor.rowcount == 1:
                     connection.execute("DELETE FROM alert_rule_firings WHERE rule_id = ?", (rule_id,))
                     connection.execute("DELETE FROM alert_rule_states WHERE rule_id = ?", (rule_id,))
+                    connection.execute(
+                        "INSERT OR REPLACE INTO alert_rule_deletions (rule_id, deleted_at) VALUES (?, ?)",
+                        (rule_id, now),
+                    )
             return cursor.rowcount == 1
 
         return await self._snapshots.run(delete)
 
     async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
+        return await self._rules_with_states(
+            "r.paused = 0 AND r.rule_id > ? ORDER BY r.rule_id LIMIT ?", (after_rule_id, limit)
+        )
+
+    async def list_rule_changes(
+        self, since: float, after: tuple[float, str] | None, limit: int
+    ) -> list[AlertRule]:
+        position = after or (since, "")
+        return await self._rules_with_states(
+            "r.updated_at >= ? AND (r.updated_at, r.rule_id) > (?, ?) "
+            "ORDER BY r.updated_at, r.rule_id LIMIT ?",
+            (since, *position, limit),
+        )
+
+    async def list_deleted_rules(self, since: float) -> list[str]:
+        rows = await self._snapshots.run(
+            lambda connection: connection.execute(
+                "SELECT rule_id FROM alert_rule_deletions WHERE deleted_at >= ? ORDER BY deleted_at", (since,)
+            ).fetchall()
+        )
+        return [str(row[0]) for row in rows]
+
+    async def _rules_with_states(self, where: str, parameters: tuple[object, ...]) -> list[AlertRule]:
         columns = ", ".join(f"r.{column}" for column in _RULE_COLUMNS.split(", "))
         rows = await self._snapshots.run(
             lambda connection: connection.execute(
                 f"SELECT {columns}, s.armed FROM alert_rules r "
-                "LEFT JOIN alert_rule_states s ON s.rule_id = r.rule_id "
-                "WHERE r.paused = 0 AND r.rule_id > ? ORDER BY r.rule_id LIMIT ?",
-                (after_rule_id, limit),
+                f"LEFT JOIN alert_rule_states s ON s.rule_id = r.rule_id WHERE {where}",
+                parameters,
             ).fetchall()
         )
         return [
@@ -266,8 +301,13 @@ class SqliteAlertStore(SqliteCompanionStore):
     async def purge_expired(self) -> int:
         cutoff = self._clock() - self._retention_seconds
 
+        deletions_cutoff = self._clock() - DELETED_RULES_KEPT_SECONDS
+
         def purge(connection: sqlite3.Connection) -> int:
             with write_transaction(connection):
+                connection.execute(
+                    "DELETE FROM alert_rule_deletions WHERE deleted_at < ?", (deletions_cutoff,)
+                )
                 return connection.execute(
                     "DELETE FROM alert_deliveries WHERE created_at < ? AND status != ?",
                     (cutoff, DeliveryStatus.PENDING.value),

@@ -9,9 +9,12 @@ from ingest_service.alerts.domain import AlertDelivery, AlertRule, AlertRuleSpec
 
 RULE_COLLECTION = "alertrules"
 DELIVERY_COLLECTION = "alertdeliveries"
+DELETED_RULE_COLLECTION = "alertruledeletions"
 # How far a reported ``rule_updated_at`` may be from the stored one and still name the same spec: the
 # wire's timestamps are nanoseconds, the stores' epoch floats about a quarter of a microsecond apart.
 UPDATED_AT_TOLERANCE_SECONDS = 1e-5
+# How long a deleted rule's id is kept for the evaluators' listings of changes (theirs are seconds old).
+DELETED_RULES_KEPT_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,17 @@ class AlertStore(Protocol):
     async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
         """Rules not paused, of every auction, by rule id after ``after_rule_id`` (for the evaluator),
         each with its recorded evaluation state (``armed``)."""
+        ...
+
+    async def list_rule_changes(
+        self, since: float, after: tuple[float, str] | None, limit: int
+    ) -> list[AlertRule]:
+        """Rules of every auction, paused ones included, changed (``updated_at``) at ``since`` or later,
+        by ``(updated_at, rule_id)`` after ``after``, each with its recorded evaluation state."""
+        ...
+
+    async def list_deleted_rules(self, since: float) -> list[str]:
+        """Ids of the rules deleted at ``since`` or later (kept :data:`DELETED_RULES_KEPT_SECONDS`)."""
         ...
 
     async def record_firing(

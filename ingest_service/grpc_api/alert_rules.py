@@ -30,7 +30,7 @@ from ingest_service.alerts.domain import (
     new_rule_id,
     new_secret,
 )
-from ingest_service.alerts.store import AlertStore, ArmedReport
+from ingest_service.alerts.store import DELETED_RULES_KEPT_SECONDS, AlertStore, ArmedReport
 from ingest_service.alerts.targets import TargetPolicy, TargetRefused
 from ingest_service.domain import AuctionIdType, StorageUnavailable
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
@@ -69,6 +69,9 @@ _ARMED_TO_WIRE = {
     False: alerts_pb2.ALERT_ARMED_STATE_DISARMED,
 }
 MAX_ARMED_REPORTS = 1000
+# How far back of its cursor a listing of changes looks (see _list_changes). Also what the ingest
+# replicas' clocks (on MongoDB, several write) may differ by.
+CHANGES_MARGIN_SECONDS = 30.0
 
 
 def rule_to_wire(rule: AlertRule) -> alerts_pb2.AlertRule:
@@ -125,6 +128,19 @@ def _position(token: str) -> tuple[float, str] | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return (moment, delivery_id) if math.isfinite(moment) and delivery_id else None
+
+
+def _changes_cursor(moment: float) -> str:
+    return base64.urlsafe_b64encode(f"changes|{moment!r}".encode()).decode()
+
+
+def _moment_of_cursor(cursor: str) -> float | None:
+    try:
+        kind, _, moment = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        value = float(moment)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return value if kind == "changes" and math.isfinite(value) else None
 
 
 def _seconds(timestamp: Timestamp) -> float:
@@ -321,6 +337,10 @@ class AlertRuleServicer:
         if not 0 <= request.page_size <= MAX_RULE_PAGE:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"page_size: 0 to {MAX_RULE_PAGE}")
         size = request.page_size or DEFAULT_RULE_PAGE
+        # Taken before anything is read: a change after it is listed by the next listing of changes.
+        cursor = _changes_cursor(self._clock())
+        if request.changes_since:
+            return await self._list_changes(request, size, cursor, context)
         try:
             found = await self._store.list_active_rules(request.page_token, size + 1)
         except StorageUnavailable as error:
@@ -329,6 +349,44 @@ class AlertRuleServicer:
         return alerts_pb2.ListActiveAlertRulesResponse(
             rules=[rule_to_wire(rule) for rule in page],
             next_page_token=page[-1].rule_id if len(found) > size else "",
+            changes_cursor=cursor,
+        )
+
+    async def _list_changes(
+        self,
+        request: alerts_pb2.ListActiveAlertRulesRequest,
+        size: int,
+        cursor: str,
+        context: grpc.aio.ServicerContext,
+    ) -> alerts_pb2.ListActiveAlertRulesResponse:
+        since = _moment_of_cursor(request.changes_since)
+        if since is None:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "changes_since: not a changes_cursor")
+        if since < self._clock() - DELETED_RULES_KEPT_SECONDS:
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "changes_since: older than the deletions kept; list every rule instead",
+            )
+        after = None
+        if request.page_token:
+            after = _position(request.page_token)
+            if after is None:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "page_token: not one of this listing")
+        # A change is stamped with the moment its writer read the clock, a little before it commits;
+        # the margin lists again what committed late (a rule listed twice is the same rule).
+        floor = since - CHANGES_MARGIN_SECONDS
+        try:
+            found = await self._store.list_rule_changes(floor, after, size + 1)
+            deleted = await self._store.list_deleted_rules(floor) if after is None else []
+        except StorageUnavailable as error:
+            await abort_storage_unavailable(context, error, self._log)
+        page = found[:size]
+        return alerts_pb2.ListActiveAlertRulesResponse(
+            rules=[rule_to_wire(rule) for rule in page if not rule.spec.paused],
+            removed_rule_ids=[*deleted, *(rule.rule_id for rule in page if rule.spec.paused)],
+            next_page_token=_page_token(page[-1].updated_at, page[-1].rule_id) if len(found) > size else "",
+            changes_cursor=cursor,
         )
 
     async def RecordAlertFiring(

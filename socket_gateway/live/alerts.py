@@ -173,6 +173,11 @@ class AlertEvaluator:
     def auctions(self) -> frozenset[str]:
         return frozenset(self._by_auction)
 
+    def rule(self, rule_id: str) -> WatchedRule | None:
+        """The rule of that id as this evaluator holds it, if it does."""
+        entry = self._rules.get(rule_id)
+        return None if entry is None else entry[0]
+
     def set_rules(
         self,
         rules: Iterable[WatchedRule],
@@ -238,6 +243,47 @@ class AlertEvaluator:
                 _cancel_timer(state)
             if count % RULES_PER_STEP == 0:
                 yield
+
+    def apply_changes(
+        self, rules: Iterable[WatchedRule], removed: Iterable[str], current: Callable[[str], RoomCounts]
+    ) -> bool:
+        """Applies a listing of changes: ``rules`` new or changed (an unchanged one keeps its state),
+        ``removed`` (ids) paused or deleted; the others stay as they are. The work is per change, not
+        per rule held. Returns whether the set of auctions with rules changed."""
+        self._current = current
+        auctions_changed = False
+        now = self._clock()
+        for rule_id in removed:
+            auctions_changed |= self._drop(rule_id)
+        for rule in rules:
+            known = self._rules.get(rule.rule_id)
+            if known is not None and known[0] == rule:
+                continue
+            if known is not None:
+                self._drop(rule.rule_id)
+            entry = (rule, _State())
+            self._start(rule, entry[1], rule.value(current(rule.auction_id)), now)
+            self._rules[rule.rule_id] = entry
+            listed = self._by_auction.get(rule.auction_id)
+            if listed is None:
+                listed = self._by_auction[rule.auction_id] = []
+                auctions_changed = True
+            listed.append(entry)
+        return auctions_changed
+
+    def _drop(self, rule_id: str) -> bool:
+        """Forgets one rule; whether its auction has no rule left."""
+        entry = self._rules.pop(rule_id, None)
+        if entry is None:
+            return False
+        _cancel_timer(entry[1])
+        auction = entry[0].auction_id
+        listed = [each for each in self._by_auction.get(auction, ()) if each is not entry]
+        if listed:
+            self._by_auction[auction] = listed
+            return False
+        self._by_auction.pop(auction, None)
+        return True
 
     def settle(self) -> None:
         """The counts have come back: each rule loaded at the start meets them with its recorded state."""
@@ -414,6 +460,11 @@ class AlertService:
         self.loaded = asyncio.Event()
         # Rounds of the rules loop so far (each decides whether this node leads).
         self.rounds = 0
+        # The last complete listing's cursor: the next one lists only the changes since (None: list in
+        # full, as at the start or with an ingest service of before the listings of changes).
+        self._changes_cursor: str | None = None
+        # Rules (and removals) read from the ingest service so far: what a reload costs.
+        self.rules_received_total = 0
 
     def _queue(self, report: Firing | _ArmedChange) -> None:
         try:
@@ -446,18 +497,28 @@ class AlertService:
         self._feed.unwatch(self.evaluator)
         self.evaluator.clear()
         self.loaded.clear()
+        self._changes_cursor = None
 
     async def _load(self) -> None:
+        since = self._changes_cursor if self.loaded.is_set() else None
         rules: list[WatchedRule] = []
+        removed: list[str] = []
         token = ""
+        cursor = ""
         try:
             while True:
                 page = await self._stub.ListActiveAlertRules(
-                    alerts_pb2.ListActiveAlertRulesRequest(page_size=_RULE_PAGE, page_token=token),
+                    alerts_pb2.ListActiveAlertRulesRequest(
+                        page_size=_RULE_PAGE, page_token=token, changes_since=since or ""
+                    ),
                     metadata=self._metadata,
                     timeout=_CALL_TIMEOUT_SECONDS,
                 )
+                # The first page's cursor: a change made while the later pages were read is listed again.
+                cursor = cursor or page.changes_cursor
                 rules.extend(rule for rule in map(WatchedRule.from_wire, page.rules) if rule is not None)
+                removed.extend(page.removed_rule_ids)
+                self.rules_received_total += len(page.rules) + len(page.removed_rule_ids)
                 token = page.next_page_token
                 if not token:
                     break
@@ -465,12 +526,21 @@ class AlertService:
             # The rules already loaded stay in force until the ingest service answers again. An ingest
             # service without alerts (UNIMPLEMENTED: an older version) is no fault of this node's.
             code = error.code()
+            if code == grpc.StatusCode.FAILED_PRECONDITION and since is not None:
+                # The cursor is older than the deletions the ingest service keeps: in full next time.
+                self._changes_cursor = None
             self._log.log(
                 logging.INFO if code == grpc.StatusCode.UNIMPLEMENTED else logging.WARNING,
                 f"alert_rules_unavailable:{code.name}",
                 "Alert rules not refreshed",
                 extra={"code": code.name, "details": error.details()},
             )
+            return
+        # An ingest service of before the listings of changes gives no cursor: every reload in full.
+        self._changes_cursor = cursor or None
+        if since is not None:
+            if self.evaluator.apply_changes(rules, removed, self._feed.current):
+                self._feed.watch(self.evaluator, self.evaluator.auctions)
             return
         first = not self.loaded.is_set()
         # Starting to evaluate: the rules with a recorded state wait for the counts to settle.

@@ -137,6 +137,31 @@ async def test_the_queue_claims_each_due_delivery_once_per_lease_and_fences_late
     assert await alerts.list_deliveries("a-2", None, 10) == []
 
 
+async def test_the_rules_changed_since_a_moment_are_listed_with_the_deleted_ones(
+    alerts: AlertStore, backend: Backend
+) -> None:
+    """Proves what an evaluator's listing of changes reads: the rules whose updated_at is at or after
+    the moment (paused ones included, for the caller to remove), a page at a time in change order, and
+    the ids of the rules deleted since."""
+    old, kept, late = rule(at=100.0), rule(at=200.0), rule("a-2", at=300.0)
+    for each in (old, kept, late):
+        await alerts.create_rule(each)
+    paused = await alerts.update_rule("a-1", old.rule_id, replace(SPEC, paused=True), 400.0)
+    changed = [each.rule_id for each in await alerts.list_rule_changes(200.0, None, 10)]
+    assert changed == [kept.rule_id, late.rule_id, old.rule_id]
+    assert (await alerts.list_rule_changes(400.0, None, 10)) == [paused]
+    first = await alerts.list_rule_changes(150.0, None, 2)
+    rest = await alerts.list_rule_changes(150.0, (first[-1].updated_at, first[-1].rule_id), 2)
+    assert [each.rule_id for each in [*first, *rest]] == changed
+    assert await alerts.list_deleted_rules(0.0) == []
+
+    deleted_at = backend.clock()
+    assert await alerts.delete_rule("a-2", late.rule_id)
+    assert await alerts.list_deleted_rules(deleted_at) == [late.rule_id]
+    assert await alerts.list_deleted_rules(deleted_at + 1.0) == []
+    assert late.rule_id not in {each.rule_id for each in await alerts.list_rule_changes(0.0, None, 10)}
+
+
 async def armed_state(alerts: AlertStore, rule_id: str) -> bool | None:
     (found,) = [each for each in await alerts.list_active_rules("", 100) if each.rule_id == rule_id]
     return found.armed

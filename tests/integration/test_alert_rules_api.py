@@ -5,6 +5,7 @@ reaching a real HTTPS receiver that verifies it with ``standardwebhooks``, and t
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,9 @@ async def test_a_firing_is_queued_once_per_firing_id_and_not_for_a_paused_rule(
         alerts_pb2.CreateAlertRuleRequest(auction_id="a-1", spec=spec(receiver.url)), metadata=metadata
     )
     receiver.secret = created.secret
+    created_cursor = (
+        await stub.ListActiveAlertRules(alerts_pb2.ListActiveAlertRulesRequest(), metadata=metadata)
+    ).changes_cursor
     firing = alerts_pb2.RecordAlertFiringRequest(
         auction_id="a-1",
         rule_id=created.rule.rule_id,
@@ -213,6 +217,26 @@ async def test_a_firing_is_queued_once_per_firing_id_and_not_for_a_paused_rule(
     assert paused.value.code() == grpc.StatusCode.NOT_FOUND
     active = await stub.ListActiveAlertRules(alerts_pb2.ListActiveAlertRulesRequest(), metadata=metadata)
     assert list(active.rules) == []
+    # A listing of changes since a moment before the pause names the paused rule as removed.
+    changes = await stub.ListActiveAlertRules(
+        alerts_pb2.ListActiveAlertRulesRequest(changes_since=created_cursor), metadata=metadata
+    )
+    assert (list(changes.rules), list(changes.removed_rule_ids)) == ([], [created.rule.rule_id])
+    assert changes.changes_cursor
+    for bad in ("not-a-cursor", base64.urlsafe_b64encode(b"changes|nan").decode()):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListActiveAlertRules(
+                alerts_pb2.ListActiveAlertRulesRequest(changes_since=bad), metadata=metadata
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as too_old:
+        await stub.ListActiveAlertRules(
+            alerts_pb2.ListActiveAlertRulesRequest(
+                changes_since=base64.urlsafe_b64encode(b"changes|1.0").decode()
+            ),
+            metadata=metadata,
+        )
+    assert too_old.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_a_seller_manages_rules_of_their_auction_through_graphql(

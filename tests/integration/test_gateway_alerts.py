@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from viewer_analytics.v1 import alert_rule_service_pb2 as alerts_pb2
 
-from ingest_service.alerts.domain import DeliveryStatus
+from ingest_service.alerts.domain import AlertRule, DeliveryStatus
+from ingest_service.alerts.sqlite_store import SqliteAlertStore
+from ingest_service.grpc_api.alert_rules import CHANGES_MARGIN_SECONDS
 from socket_gateway.live.alerts import AlertService
 from tests.alert_support import AlertingIngest, TlsMaterial, WebhookReceiver, alerting_ingest
 from tests.gateway_support import RunningGateway, Viewer, gateway_config, running_gateway, wait_until
 from tests.redis_support import RedisServer, redis_server
+from tests.support import FakeClock
 
 __all__ = ["redis_server"]
 
@@ -233,5 +236,103 @@ async def test_with_redis_only_the_sampler_lease_holder_evaluates_and_one_webhoo
             assert sum(node.evaluator.fired_total for node in nodes) == 1
             (rule,) = await ingest.alerts.list_rules("global")
             assert len(await ingest.alerts.list_deliveries("global", rule.rule_id, 10)) == 1
+    finally:
+        await receiver.stop()
+
+
+class CountedAlertStore(SqliteAlertStore):
+    """The SQLite alert store, counting the rules the evaluator's listings read from it."""
+
+    rules_read = 0
+
+    async def list_active_rules(self, after_rule_id: str, limit: int) -> list[AlertRule]:
+        found = await super().list_active_rules(after_rule_id, limit)
+        self.rules_read += len(found)
+        return found
+
+    async def list_rule_changes(
+        self, since: float, after: tuple[float, str] | None, limit: int
+    ) -> list[AlertRule]:
+        found = await super().list_rule_changes(since, after, limit)
+        self.rules_read += len(found)
+        return found
+
+
+async def test_a_reload_reads_only_the_rules_changed_since_the_last_one(
+    tmp_path: Path, tls: TlsMaterial
+) -> None:
+    """Proves the reloads are incremental: with 30 rules loaded, reloads read nothing more from the
+    store until a rule changes; then an update, a pause, a deletion and a creation take effect, read as
+    those four rules alone (again for as long as the listings' margin looks back)."""
+    clock = FakeClock()
+    receiver = await receiving(tls)
+    try:
+        async with alerting_ingest(tmp_path, tls, clock=clock, store_class=CountedAlertStore) as ingest:
+            store = ingest.alerts
+            assert isinstance(store, CountedAlertStore)
+            rule_ids = [
+                await create_rule(ingest, receiver, f"many-{n % 10}", threshold=100) for n in range(30)
+            ]
+            # Past the margin the listings of changes look back by: these rules are old news.
+            clock.advance(CHANGES_MARGIN_SECONDS * 2)
+            config = gateway_config(tmp_path, ingest_target=ingest.target, alert_rules_refresh_seconds=0.05)
+            async with running_gateway(config) as gateway:
+                alerts = alerts_of(gateway)
+                evaluator = alerts.evaluator
+                await wait_until(lambda: evaluator.rule_count == 30, "the gateway to load the rules")
+
+                async def reloads(count: int) -> None:
+                    rounds = alerts.rounds
+                    await wait_until(lambda: alerts.rounds >= rounds + count, f"{count} more reloads")
+
+                await reloads(1)
+                read = store.rules_read
+                await reloads(5)
+                assert store.rules_read == read, "reloads of unchanged rules read them again"
+
+                updated, paused, deleted = rule_ids[:3]
+                stub, metadata = ingest.stub(), ingest.metadata
+                spec = alerts_pb2.AlertRuleSpec(
+                    kind=alerts_pb2.ALERT_KIND_ABOVE,
+                    metric=alerts_pb2.ALERT_METRIC_CONNECTIONS,
+                    webhook_url=receiver.url,
+                    threshold=200,
+                )
+                await stub.UpdateAlertRule(
+                    alerts_pb2.UpdateAlertRuleRequest(auction_id="many-0", rule_id=updated, spec=spec),
+                    metadata=metadata,
+                )
+                await stub.SetAlertRulePaused(
+                    alerts_pb2.SetAlertRulePausedRequest(auction_id="many-1", rule_id=paused, paused=True),
+                    metadata=metadata,
+                )
+                await stub.DeleteAlertRule(
+                    alerts_pb2.DeleteAlertRuleRequest(auction_id="many-2", rule_id=deleted), metadata=metadata
+                )
+                created = await create_rule(ingest, receiver, "many-new", threshold=5)
+
+                def applied() -> bool:
+                    held = evaluator.rule(updated)
+                    return (
+                        held is not None
+                        and held.threshold == 200
+                        and evaluator.rule(paused) is None
+                        and evaluator.rule(deleted) is None
+                        and evaluator.rule(created) is not None
+                    )
+
+                await wait_until(applied, "the changes to take effect")
+                assert evaluator.rule_count == 29
+                assert "many-new" in evaluator.auctions
+                # Each listing since reads the changed rules only (the deletion is not a rule).
+                before = store.rules_read
+                await reloads(3)
+                assert 0 < store.rules_read - before <= 3 * 3 * 2
+                clock.advance(CHANGES_MARGIN_SECONDS * 2)
+                await reloads(1)
+                read = store.rules_read
+                await reloads(5)
+                assert store.rules_read == read
+                assert evaluator.rule_count == 29
     finally:
         await receiver.stop()

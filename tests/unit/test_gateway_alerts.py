@@ -249,3 +249,33 @@ def test_every_change_of_a_rules_armed_state_is_reported() -> None:
         ("rule-ABOVE", True),
         ("rule-ABOVE", False),
     ]
+
+
+async def test_a_listing_of_changes_touches_only_the_rules_it_names() -> None:
+    """Proves the incremental reload: an unchanged rule listed again keeps its state (here, its
+    cooldown), a changed one starts afresh from the counts, a removed one is gone, a new auction is
+    watched; the rules not named are left as they are."""
+    kept = rule(ABOVE, 10, cooldown=60)
+    changed = replace(rule(ABOVE, 20), rule_id="rule-changed")
+    removed = rule(ZERO_WHILE_LIVE, window=60)
+    harness = Harness(kept, changed, removed, start=3)
+    assert harness.counts(11, 25, 5) == [11, 25]
+    evaluator = harness.evaluator
+    other = WatchedRule("rule-other", "a-2", ABOVE, False, 1, 0, 0, 0)
+    assert evaluator.apply_changes(
+        [kept, replace(changed, threshold=30), other], [removed.rule_id], lambda _auction: harness.now
+    )
+    assert evaluator.rule_count == 3
+    assert evaluator.rule(removed.rule_id) is None
+    assert evaluator.auctions == {"a-1", "a-2"}
+    held = evaluator.rule("rule-changed")
+    assert held is not None
+    assert held.threshold == 30
+    # kept crosses again within its cooldown: suppressed (a fresh state would have fired); the
+    # changed rule fires at its new threshold.
+    assert harness.counts(12, 31) == [11, 25, 31]
+    # Whether the auctions watched change: a-2's last rule, then one of a-1's two, then its last.
+    assert evaluator.apply_changes([], ["rule-other"], lambda _auction: harness.now)
+    assert not evaluator.apply_changes([], ["rule-ABOVE"], lambda _auction: harness.now)
+    assert evaluator.apply_changes([], ["rule-changed"], lambda _auction: harness.now)
+    assert (evaluator.rule_count, evaluator.auctions) == (0, frozenset())

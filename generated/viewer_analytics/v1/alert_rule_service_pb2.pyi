@@ -225,20 +225,26 @@ class ListAlertDeliveriesResponse(_message.Message):
     def __init__(self, deliveries: _Optional[_Iterable[_Union[AlertDelivery, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListActiveAlertRulesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "changes_since")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_SINCE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    changes_since: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., changes_since: _Optional[str] = ...) -> None: ...
 
 class ListActiveAlertRulesResponse(_message.Message):
-    __slots__ = ("rules", "next_page_token")
+    __slots__ = ("rules", "next_page_token", "changes_cursor", "removed_rule_ids")
     RULES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_RULE_IDS_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[AlertRule]
     next_page_token: str
-    def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    changes_cursor: str
+    removed_rule_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., changes_cursor: _Optional[str] = ..., removed_rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecordAlertFiringRequest(_message.Message):
     __slots__ = ("auction_id", "rule_id", "firing_id", "fired_at", "value", "reference_value", "require_armed")

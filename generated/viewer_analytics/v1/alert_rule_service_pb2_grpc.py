@@ -148,7 +148,8 @@ class AlertRuleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListActiveAlertRules(self, request, context):
-        """Every rule not paused, of every auction, by rule id a page at a time: what the evaluator loads.
+        """Every rule not paused, of every auction, by rule id a page at a time: what the evaluator loads;
+        or, with `changes_since`, only the rules changed since an earlier listing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
