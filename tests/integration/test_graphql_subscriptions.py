@@ -251,6 +251,26 @@ async def subscribe_once_freed(client: TransportWS, auction_id: str) -> str:
         await asyncio.sleep(0.05)
 
 
+async def hold_deliveries_once_freed(client: TransportWS, auction_id: str) -> str:
+    """Subscribes to ``alertDeliveries`` (which sends nothing while its ingest service is unreachable),
+    again while refused for the limit, until it holds a slot (bounded by ``WAIT``): a ping's pong with
+    no refusal before it says the subscribe was handled and its field has started."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        operation = await client.subscribe(auction_id, query=ALERT_DELIVERIES)
+        await client.send({"type": "ping"})
+        message = await client.receive()
+        if message["type"] == "pong":
+            return operation
+        assert message.get("id") == operation, message
+        codes = [error.get("extensions", {}).get("code") for error in message["payload"]["errors"]]
+        assert codes == ["SUBSCRIPTION_LIMIT_REACHED"], message
+        assert await client.receive() == {"id": operation, "type": "complete"}
+        assert (await client.receive())["type"] == "pong"
+        assert asyncio.get_running_loop().time() < deadline, "the completed subscription's slot was not freed"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_bad_auction_id_is_bad_user_input(tmp_path: Path) -> None:
     async with rig(tmp_path) as stack, stack.client(admin_token()) as client:
         assert await error_codes_of(client, await client.subscribe("not an id")) == ["BAD_USER_INPUT"]
@@ -292,10 +312,7 @@ async def test_subscriptions_per_token_are_limited_over_all_connections_and_free
         # One budget for every subscription field: alertDeliveries holds a slot as viewerCount does
         # (its ingest service is unreachable here: the subscription waits and keeps its slot).
         await two.send({"id": second_c, "type": "complete"})
-        deliveries = await one.subscribe("a", query=ALERT_DELIVERIES)
-        # A round trip on the same connection: its subscribe was handled and its field has started.
-        await one.send({"type": "ping"})
-        assert (await one.receive())["type"] == "pong"
+        deliveries = await hold_deliveries_once_freed(one, "a")
         assert await error_codes_of(two, await two.subscribe("c")) == ["SUBSCRIPTION_LIMIT_REACHED"]
         refused = await two.subscribe("b", query=ALERT_DELIVERIES)
         assert await error_codes_of(two, refused) == ["SUBSCRIPTION_LIMIT_REACHED"]
