@@ -276,8 +276,6 @@ async def test_dropped_redis_connections_are_retried_and_a_stall_within_the_time
         redis_url=redis_server.url,
         node_lease_seconds=3.0,
         redis_timeout_seconds=1.8,
-        # One retry is what a dropped connection needs; more would only lengthen the outage below.
-        redis_retries=1,
     )
     # The test's own client is the node's kind: Redis's restart below drops its connection too.
     admin = redis_client(redis_server.url, 1.0, 3)
