@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from socket_gateway.cluster.death_watch import DeathWatch
 from socket_gateway.cluster.health import NodeHealth
 from socket_gateway.cluster.sampler_lease import SamplerLease
 from socket_gateway.cluster.store import REDIS_FAILURES, MinuteSamples, RedisCounts
@@ -42,7 +43,8 @@ class ClusterSampling:
     every minute is closed once, by whichever node owns the room at its end, and a node's death loses
     no minute: the next owner finds the samples. The owner also tells a quiet room its counts again
     (``tell``). ``finish`` (a graceful stop) closes the node's open minutes itself, partial; the rooms
-    pass to the other nodes as it leaves, from the next minute on.
+    pass to the other nodes as it leaves, from the next minute on. A closed minute waits in a
+    ``DeathWatch`` until no member's death can still touch it (partial if one did).
 
     Args:
         lease: the rooms this node owns.
@@ -77,6 +79,8 @@ class ClusterSampling:
         self._counts: dict[str, RoomCounts] = {}
         self._skipped: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Closed minutes wait there until no member's death can still touch them (then partial if one did).
+        self._deaths = DeathWatch(store, schedule.interval, store.lease_ms / 3000)
 
     async def sample(self, tick: float, aggregator: SnapshotAggregator) -> list[MinuteSnapshot]:
         # The samples live in Redis, not in the aggregator (which a node alone uses).
@@ -125,7 +129,11 @@ class ClusterSampling:
                 await self._store.disown(dropped)
             except REDIS_FAILURES as error:
                 self._health.degrade(error)
-        return closed
+        try:
+            return await self._deaths.settle(closed)
+        except REDIS_FAILURES as error:
+            self._health.degrade(error)
+            return []
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -135,9 +143,11 @@ class ClusterSampling:
     def finish(self, now: float, aggregator: SnapshotAggregator) -> list[MinuteSnapshot]:
         # Finishing must not wait for Redis: the open minutes are closed from their samples so far,
         # and recorded as closed when the node leaves (ClusterNode.close), so the next owner of each
-        # room goes on from the next minute and no minute is sent twice.
+        # room goes on from the next minute and no minute is sent twice. The closed minutes still held
+        # back go too, partial.
+        held = self._deaths.release()
         if not self._health.healthy:
-            return []
+            return held
         minute_start = self._schedule.interval_of(now)
         snapshots = []
         for auction_id in self._lease.owned:
@@ -148,7 +158,7 @@ class ClusterSampling:
                 snapshots.append(snapshot(auction_id, minute, self._gateway_id, partial=True))
         self._lease.closed_on_stop = {s.auction_id: s.minute_start for s in snapshots}
         self._open.clear()
-        return snapshots
+        return held + snapshots
 
     def _fresh_minute(self, auction_id: str, minute_start: int) -> MinuteSamples | None:
         """A minute this node has not sampled yet, from the room's last counts (as a node alone closes

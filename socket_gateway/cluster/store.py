@@ -26,6 +26,9 @@ its Redis Cluster hash tag, ``p{a}:...``, and every key of one member (or node) 
   it owns, the rooms handed to it that it has not picked up yet; ``p{n:<member>}:reaper`` — which
   survivor is reaping it; ``p{n:<node>}:member`` — a node id's latest member (a restart retires it);
 - ``p:nodes`` — sorted set, member → lease expiry (ms, Redis clock), renewed by each heartbeat;
+- ``p:deaths`` — sorted set, ``<member>|<last renewal>`` → when a survivor last reaped part of it
+  (epoch seconds), for every member reaped as dead in the last ``DEATHS_KEPT_SECONDS``: each one's
+  death window, during which its viewers may have been counted twice (``death_watch.py``);
 - ``p{lease}:holder`` / ``p{lease}:token`` — the coordinator lease (one node evaluates the seller
   alerts) and its fencing token.
 
@@ -54,6 +57,9 @@ PREFIX = "va:gw:"
 # it its counts once more (sample.lua): the end of every burst is re-told by one node, after every
 # node's emits of the burst have had time to land.
 QUIET_INTERVALS = 4
+# How long a dead member's death window is kept in ``p:deaths``: far longer than a closed minute is
+# held back waiting for every member to renew after its end (``death_watch.py``).
+DEATHS_KEPT_SECONDS = 600.0
 # Errors that mean "Redis is unreachable or failing": the node falls back to its local counts.
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 # Rooms per call when a member's sets are walked (reaping, leaving, re-writing, sampling): each
@@ -114,6 +120,14 @@ class Synced(NamedTuple):
     counts: RoomCounts
     decision: Published | None
     claimed: bool
+
+
+class DeathView(NamedTuple):
+    """Whether a closed minute can still be touched by a death (epoch seconds, all on Redis's clock)."""
+
+    oldest_renewal: float  # the last renewal of the member that renewed longest ago
+    latest_renewal: float  # the last renewal of the member that renewed most recently
+    deaths: list[tuple[float, float]]  # (last renewal, last reap) of each member reaped after ``since``
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +224,7 @@ class RedisCounts:
         self._incarnations = itertools.count()
         self.member = self._new_member()
         self._nodes = f"{prefix}nodes"
+        self._deaths = f"{prefix}deaths"
         self._lease_key = f"{prefix}{{lease}}"
         self._scripts = ClusterScripts.load()
         self._sha = {
@@ -376,7 +391,7 @@ class RedisCounts:
         mine: set[str] = set()
         chunks = 0
         reply = await self._run("members", self._nodes, "dead", 8)
-        for dead in (_text(m) for m in reply[::2]):
+        for dead, expiry in zip(map(_text, reply[::2]), reply[1::2], strict=True):
             claimed = await self.client.set(
                 f"{self._node(dead)}:reaper", self.member, nx=True, px=max(self.lease_ms, 1000)
             )
@@ -385,6 +400,7 @@ class RedisCounts:
                 and _text(await self.client.get(f"{self._node(dead)}:reaper") or b"") != self.member
             ):
                 continue
+            await self._record_death(dead, float(expiry))
             while chunks < REAP_CHUNKS_PER_BEAT:
                 chunks += 1
                 reaped = await self.reap_member(dead, died=True)
@@ -395,6 +411,40 @@ class RedisCounts:
             if chunks >= REAP_CHUNKS_PER_BEAT:
                 break
         return Reaped(changed, mine, True)
+
+    async def _record_death(self, member: str, expiry_ms: float) -> None:
+        """Records (or extends to now) ``member``'s death window, on Redis's clock: from its last
+        renewal, its lease's expiry less the lease (every node's lease is the same:
+        ``GATEWAY_NODE_LEASE_SECONDS``), to this reap."""
+        seconds, micros = await self.client.time()
+        now = seconds + micros / 1e6
+        renewal = (expiry_ms - self.lease_ms) / 1000
+        await self._commands(
+            [
+                ("zadd", self._deaths, {f"{member}|{renewal:.3f}": now}),
+                ("zremrangebyscore", self._deaths, "-inf", now - DEATHS_KEPT_SECONDS),
+            ]
+        )
+
+    async def death_view(self, since: float | None) -> DeathView:
+        """The oldest and latest lease renewals of the members listed, and the death windows of the
+        members reaped after ``since`` (none asked when None): bounded reads (two members of the set,
+        the deaths of the last minutes)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrange(self._nodes, 0, 0, withscores=True)
+            pipe.zrange(self._nodes, -1, -1, withscores=True)
+            if since is not None:
+                pipe.zrangebyscore(self._deaths, f"({since}", "+inf", withscores=True)
+            oldest, latest, *found = await pipe.execute()
+        if not oldest:
+            # Nobody listed (this node's own lease lapsed and was reaped meanwhile): nothing is proved.
+            return DeathView(float("-inf"), float("-inf"), [])
+        deaths = found[0] if found else []
+        return DeathView(
+            (float(oldest[0][1]) - self.lease_ms) / 1000,
+            (float(latest[0][1]) - self.lease_ms) / 1000,
+            [(float(_text(m).rpartition("|")[2]), float(reaped)) for m, reaped in deaths],
+        )
 
     async def reap_member(self, member: str, died: bool, closed: dict[str, int] | None = None) -> Reaped:
         """Takes one chunk of ``member``'s rooms back, handing the sampling of the rooms it owned to

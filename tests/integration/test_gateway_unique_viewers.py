@@ -17,6 +17,7 @@ from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
 
 from ingest_service.storage.snapshot_details import decode_samples
 from socket_gateway.cluster.node import ClusterNode
+from testkit.waiting import poll
 from tests.conftest import RunningIngest
 from tests.gateway_support import (
     WAIT,
@@ -195,6 +196,14 @@ async def test_across_two_nodes_a_viewer_on_both_is_counted_once(
         )
         for _ in range(9):
             await tick()
+
+        async def closed_minute_stored() -> bool:
+            # The closed minute waits until both nodes have renewed their leases since its close (a
+            # real-time heartbeat: cluster/death_watch.py); a later tick queues it.
+            await tick()
+            return bool(stored_snapshots(ingest.config.sqlite_path, "shared"))
+
+        await poll(closed_minute_stored, "the closed minute stored", within=WAIT, every=0.2)
         for node in nodes:
             await node.delivered()
 
