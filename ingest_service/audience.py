@@ -35,8 +35,10 @@ class WindowViewers(NamedTuple):
 class ViewerTimeline:
     """An auction's viewers over time, from its snapshots' samples where they have some.
 
-    Sample i of a snapshot was taken at ``minute_start + (i + 1) * sample_interval`` (the gateway's
-    ticks: ``S < tick <= S + interval``). A snapshot without samples stands for its whole interval
+    Sample i of a snapshot was taken at ``minute_start + min((i + 1) * sample_interval, interval)``
+    (the gateway's ticks, ``snapshots.aggregation.SampleSchedule``: ``S < tick <= S + interval``, the
+    last on the interval's end even when the sample interval does not divide it). A snapshot without
+    samples stands for its whole interval
     ``[minute_start, minute_start + interval)`` with its mean and peak.
     """
 
@@ -50,8 +52,8 @@ class ViewerTimeline:
         self._minutes: list[SnapshotDetail] = []
         for detail in sorted(details, key=lambda each: each.minute_start):
             if detail.samples:
-                first = detail.minute_start + self._step
-                self._times.extend(range(first, first + len(detail.samples) * self._step, self._step))
+                start, end = detail.minute_start, detail.minute_start + self._interval
+                self._times.extend(min(start + (i + 1) * self._step, end) for i in range(len(detail.samples)))
                 self._values.extend(detail.samples)
             else:
                 self._minutes.append(detail)
