@@ -14,8 +14,9 @@ over Node's, measured side by side in one run. Loopback only; every step bounded
 
 ``--before-tree DIR`` also measures the gateway of another checkout (say a detached worktree of the
 commit before a change) in the same run, and ``--rounds N`` repeats every cell N times, the servers'
-order rotating each round, so that before, after and Node share the machine's drift; the figures are
-then each cell's median with its range::
+order rotating each round, so that before, after and Node share the machine's drift (``--tree
+NAME=DIR`` adds more checkouts, say each step of a change); the figures are then each cell's median
+with its range::
 
     .venv/bin/python -m bench.gateway_connect_cost --operations 600 --rounds 3 --before-tree /tmp/before
 """
@@ -122,17 +123,20 @@ async def node(transport: str, operations: int, concurrency: int) -> dict[str, A
         await server.wait()
 
 
+def _gateway_of(tree: Path) -> Any:
+    async def serve(transport: str, operations: int, concurrency: int) -> dict[str, Any]:
+        return await ours(transport, operations, concurrency, tree)
+
+    return serve
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {1})
-    servers: list[tuple[str, Any]] = [("ours", ours), ("node", node)]
-    if args.before_tree is not None:
-        before_tree = args.before_tree.resolve()
-
-        async def before(transport: str, operations: int, concurrency: int) -> dict[str, Any]:
-            return await ours(transport, operations, concurrency, before_tree)
-
-        servers.insert(1, ("before", before))
+    servers: list[tuple[str, Any]] = [("ours", ours)]
+    for name, tree in args.trees:
+        servers.append((name, _gateway_of(tree)))
+    servers.append(("node", node))
     runs: dict[str, list[dict[str, Any]]] = {}
     for round_number in range(args.rounds):
         for transport in args.transports:
@@ -175,8 +179,14 @@ def main() -> None:
     parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, default=list(TRANSPORTS))
     parser.add_argument("--rounds", type=int, default=1, help="every cell this many times, order rotating")
     parser.add_argument("--before-tree", type=Path, help="also measure the gateway of this checkout")
+    parser.add_argument(
+        "--tree", action="append", default=[], metavar="NAME=DIR", help="and of this one, named NAME"
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
+    named = ([f"before={args.before_tree}"] if args.before_tree is not None else []) + args.tree
+    pairs = (one.partition("=") for one in named)
+    args.trees = [(name, Path(directory).resolve()) for name, _, directory in pairs]
     results = asyncio.run(run(args))
     for transport in args.transports:
         cells = []
