@@ -18,6 +18,7 @@ from service_common.grpc_tls import open_channel
 from service_common.supervision import Supervisor
 from socket_gateway.clock import Clock, SystemClock
 from socket_gateway.cluster.node import ClusterNode, redis_client
+from socket_gateway.cluster.outage import OutageBuffer
 from socket_gateway.cluster.relay import CountRelay
 from socket_gateway.cluster.sampling import ClusterSampling
 from socket_gateway.cluster.sketches import ClusterSketches, SketchedSampling
@@ -482,6 +483,14 @@ async def _sampler_ctx(app: web.Application) -> AsyncIterator[None]:
             gateway.config.gateway_id,
             cluster.publisher.interval_ms,
             cluster.publisher.tell,
+            # A Redis outage loses no minute: the node's own samples meanwhile, handed over after.
+            OutageBuffer(
+                cluster.store,
+                gateway.registry,
+                schedule,
+                gateway.config.gateway_id,
+                gateway.config.node_lease_seconds,
+            ),
         )
         strategy = SketchedSampling(owned, sketches)
     gateway.sampler = Sampler(

@@ -9,6 +9,7 @@ from typing import Any
 
 from socket_gateway.cluster.death_watch import DeathWatch
 from socket_gateway.cluster.health import NodeHealth
+from socket_gateway.cluster.outage import OutageBuffer
 from socket_gateway.cluster.sampler_lease import SamplerLease
 from socket_gateway.cluster.store import REDIS_FAILURES, MinuteSamples, RedisCounts
 from socket_gateway.live.rooms import RoomCounts
@@ -44,7 +45,8 @@ class ClusterSampling:
     no minute: the next owner finds the samples. The owner also tells a quiet room its counts again
     (``tell``). ``finish`` (a graceful stop) closes the node's open minutes itself, partial; the rooms
     pass to the other nodes as it leaves, from the next minute on. A closed minute waits in a
-    ``DeathWatch`` until no member's death can still touch it (partial if one did).
+    ``DeathWatch`` until no member's death can still touch it (partial if one did). While Redis
+    fails, ``outage`` keeps this node's own samples and hands them over once Redis answers.
 
     Args:
         lease: the rooms this node owns.
@@ -65,8 +67,11 @@ class ClusterSampling:
         gateway_id: str,
         interval_ms: int,
         tell: Callable[[str, RoomCounts], Coroutine[Any, Any, None]],
+        outage: OutageBuffer | None = None,
     ) -> None:
         self._lease = lease
+        # This node's own samples while Redis fails, handed over when it answers (none: not kept).
+        self._outage = outage
         self._store = store
         self._health = health
         self._schedule = schedule
@@ -87,6 +92,13 @@ class ClusterSampling:
         aggregator.discard()
         if not self._health.healthy:
             self._open.clear()
+            if self._outage is not None:
+                self._outage.sample_locally(tick)
+            return []
+        try:
+            recovered = await self._outage.after_recovery() if self._outage is not None else []
+        except REDIS_FAILURES as error:
+            self._health.degrade(error)
             return []
         try:
             await self._lease.take_handed()
@@ -101,7 +113,10 @@ class ClusterSampling:
             )
         except REDIS_FAILURES as error:
             self._health.degrade(error)
-            return []
+            # The tick Redis failed on is this node's own too (a minute's close may fall on it).
+            if self._outage is not None:
+                self._outage.sample_locally(tick)
+            return recovered
         closed: list[MinuteSnapshot] = []
         dropped: list[str] = []
         minute_start = self._schedule.interval_of(tick)
@@ -130,10 +145,10 @@ class ClusterSampling:
             except REDIS_FAILURES as error:
                 self._health.degrade(error)
         try:
-            return await self._deaths.settle(closed)
+            return recovered + await self._deaths.settle(closed)
         except REDIS_FAILURES as error:
             self._health.degrade(error)
-            return []
+            return recovered
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -51,6 +51,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from socket_gateway.cluster.scripts import ClusterScripts
 from socket_gateway.live.rooms import RoomCounts
+from socket_gateway.snapshots.aggregation import MinuteSnapshot
 
 PREFIX = "va:gw:"
 # After a publish, once a room has had no publish for this many intervals, its sampling owner tells
@@ -60,6 +61,8 @@ QUIET_INTERVALS = 4
 # How long a dead member's death window is kept in ``p:deaths``: far longer than a closed minute is
 # held back waiting for every member to renew after its end (``death_watch.py``).
 DEATHS_KEPT_SECONDS = 600.0
+# How long the shares of a minute sampled during a Redis outage wait in Redis to be merged.
+OUTAGE_KEPT_MS = 600_000
 # Errors that mean "Redis is unreachable or failing": the node falls back to its local counts.
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 # Rooms per call when a member's sets are walked (reaping, leaving, re-writing, sampling): each
@@ -446,6 +449,61 @@ class RedisCounts:
             [(float(_text(m).rpartition("|")[2]), float(reaped)) for m, reaped in deaths],
         )
 
+    # --- minutes sampled locally during a Redis outage (outage.py) --------------------------------
+
+    async def hand_over_outage(self, snapshots: Sequence[MinuteSnapshot]) -> list[MinuteSnapshot]:
+        """Writes this member's share of each minute it closed from its own sockets while Redis failed,
+        ``p{a}:out:<minute>``, member → ``samples,total,peak,minimum,connections,unique``; the shares
+        written. A minute the room closed in Redis (up to ``p{a}:k``'s ``cl``) or still holds open
+        there (``p{a}:s``'s ``m``: its samples survived, its owner's next sample closes it) is not
+        handed: the cluster has it already."""
+        rooms = sorted({s.auction_id for s in snapshots})
+        known: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(rooms), CHUNK):
+            chunk = rooms[start : start + CHUNK]
+            calls: list[tuple[Any, ...]] = []
+            for a in chunk:
+                calls += [("hget", f"{self._room(a)}:k", "cl"), ("hget", f"{self._room(a)}:s", "m")]
+            replies = await self._commands(calls)
+            for index, a in enumerate(chunk):
+                closed, still_open = replies[2 * index], replies[2 * index + 1]
+                known[a] = (int(closed) if closed else -1, int(still_open) if still_open else -1)
+        handed = [
+            s
+            for s in snapshots
+            if s.minute_start > known[s.auction_id][0] and s.minute_start != known[s.auction_id][1]
+        ]
+        writes: list[tuple[Any, ...]] = []
+        for s in handed:
+            key = f"{self._room(s.auction_id)}:out:{s.minute_start}"
+            share = f"{s.sample_count},{round(s.avg_viewers * s.sample_count)},{s.peak_viewers},"
+            share += f"{s.min_viewers},{s.viewer_count},{s.unique_viewers}"
+            writes += [("hset", key, self.member, share), ("pexpire", key, OUTAGE_KEPT_MS)]
+        for start in range(0, len(writes), 2 * CHUNK):
+            await self._commands(writes[start : start + 2 * CHUNK])
+        return handed
+
+    async def merge_outage(self, minutes: Sequence[tuple[str, int]], gateway_id: str) -> list[MinuteSnapshot]:
+        """The outage minutes this member is first to claim (``p{a}:out:<minute>:done``), each merged
+        from every member's share, ``partial``."""
+        merged: list[MinuteSnapshot] = []
+        for start in range(0, len(minutes), CHUNK):
+            chunk = minutes[start : start + CHUNK]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for a, m in chunk:
+                    pipe.set(f"{self._room(a)}:out:{m}:done", self.member, nx=True, px=OUTAGE_KEPT_MS)
+                claims = await pipe.execute()
+            won = [(a, m) for (a, m), claimed in zip(chunk, claims, strict=True) if claimed]
+            calls: list[tuple[Any, ...]] = []
+            for a, m in won:
+                calls += [("hgetall", f"{self._room(a)}:out:{m}"), ("delete", f"{self._room(a)}:out:{m}")]
+            replies = await self._commands(calls)
+            for index, (a, m) in enumerate(won):
+                shares = replies[2 * index]
+                if shares:
+                    merged.append(_merged_outage_minute(a, m, shares.values(), gateway_id))
+        return merged
+
     async def reap_member(self, member: str, died: bool, closed: dict[str, int] | None = None) -> Reaped:
         """Takes one chunk of ``member``'s rooms back, handing the sampling of the rooms it owned to
         their successors among the live members (their inboxes hear of it first); ``done`` once
@@ -592,3 +650,24 @@ class RedisCounts:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _merged_outage_minute(
+    auction_id: str, minute_start: int, shares: Iterable[bytes | str], gateway_id: str
+) -> MinuteSnapshot:
+    """One minute from every member's share of it (``samples,total,peak,minimum,conn,uniq``)."""
+    rows = [[int(v) for v in _text(share).split(",")] for share in shares]
+    samples = max(row[0] for row in rows)
+    return MinuteSnapshot(
+        auction_id=auction_id,
+        minute_start=minute_start,
+        viewer_count=sum(row[4] for row in rows),
+        # The sum of the members' averages is the average of the sums when they sampled the same ticks.
+        avg_viewers=sum(row[1] / row[0] for row in rows),
+        peak_viewers=sum(row[2] for row in rows),
+        min_viewers=sum(row[3] for row in rows),
+        sample_count=samples,
+        unique_viewers=sum(row[5] for row in rows),
+        partial=True,
+        gateway_id=gateway_id,
+    )

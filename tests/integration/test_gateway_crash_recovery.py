@@ -17,9 +17,12 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
+
 from service_common.timing import SnapshotTiming
 from socket_gateway.cluster.node import redis_client
 from socket_gateway.cluster.store import room_key
+from tests.fault_support import metrics
 from tests.gateway_support import Viewer, stored_snapshots
 from tests.redis_support import (
     RedisServer,
@@ -42,14 +45,16 @@ AUCTION = "crash"
 PER_NODE = 4
 
 
-async def test_minutes_a_dead_nodes_viewers_were_counted_twice_in_are_stored_partial_and_none_is_lost(
+async def test_a_dead_nodes_double_count_is_stored_partial_and_a_redis_outage_loses_no_minute(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     """Proves that when a node is SIGKILLed half a second before a minute closes and its viewers
     reconnect to the survivors at once (counted twice until the reap, which comes after the close),
     no stored minute shows more viewers than there are without being ``partial``, the minute of the
     death is ``partial`` (its close came before the reap: before, it was stored as the truth), and
-    no minute is missing or sent twice."""
+    no minute is missing or sent twice. Then that Redis down for a whole minute and more (restarted
+    empty) loses no minute either: the minute Redis was down for is stored, ``partial``, with every
+    connection of both survivors (each sampled its own; before, the minute was missing)."""
     interval = TIMING.snapshot_interval_seconds
     async with AsyncExitStack() as stack:
         rig = await cluster_rig(stack, tmp_path, redis_server.url, TIMING, LEASE_SECONDS, AUCTION)
@@ -106,6 +111,24 @@ async def test_minutes_a_dead_nodes_viewers_were_counted_twice_in_are_stored_par
         stored = minutes()
         assert sent_duplicates(process for process, _ in nodes) == 0
 
+        # Then Redis down for a whole minute and more (restarted empty), the survivors serving their
+        # own sockets meanwhile: the outage's minutes are stored too, from both nodes' samples.
+        redis_server.stop()
+        down_at = time.time()
+        for index in survivors:
+            await poll(functools.partial(_redis_ready, http, ports[index], 0), f"node {index} degraded")
+        down_minute = (int(down_at) // interval + 1) * interval
+        # A span of the wall clock with Redis down: reached only by waiting for it.
+        await asyncio.sleep(down_minute + interval + 0.2 - time.time())
+        redis_server.start()
+        up_at = time.time()
+        for index in survivors:
+            await poll(functools.partial(ready, http, ports[index]), f"node {index} back")
+        after_minute = (int(up_at) // interval + 1) * interval
+        await poll(lambda: _holds(after_minute in minutes()), "the minute after Redis's return stored")
+        final = minutes()
+        assert sent_duplicates(process for process, _ in nodes) == 0
+
     death_minute = int(killed_at) // interval * interval
     assert stored[death_minute]["partial"] == 1, stored[death_minute]
     inflated = [
@@ -117,6 +140,22 @@ async def test_minutes_a_dead_nodes_viewers_were_counted_twice_in_are_stored_par
     starts = sorted(stored)
     assert starts == list(range(starts[0], starts[-1] + interval, interval)), starts
 
+    starts = sorted(final)
+    assert starts == list(range(starts[0], starts[-1] + interval, interval)), starts
+    outage = final[down_minute]
+    # Sampled by each survivor from its own sockets and merged: every connection counted, flagged.
+    assert (outage["partial"], outage["viewer_count"], outage["peak_viewers"]) == (1, truth[0], truth[0])
+    inflated = [
+        row
+        for row in final.values()
+        if not row["partial"] and max(row["peak_viewers"], row["viewer_count"]) > truth[0]
+    ]
+    assert not inflated, inflated
+
 
 async def _holds(condition: bool) -> bool:
     return condition
+
+
+async def _redis_ready(http: aiohttp.ClientSession, port: int, value: int) -> bool:
+    return (await metrics(http, port)).get("gateway_redis_ready") == value
