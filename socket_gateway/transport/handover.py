@@ -407,6 +407,11 @@ class _Connection(asyncio.Protocol):
         self._endpoint._connections.discard(self)
         websocket = self._accepted = ListenerWebSocket(self._endpoint, transport, self._address)
         self._address = None
+        if transport.is_closing():
+            # The client went away while python-engineio read its request: the WebSocket ends at once
+            # (it would never be told of a connection already lost).
+            websocket.connection_lost(None)
+            return websocket
         transport.set_protocol(websocket)
         transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
