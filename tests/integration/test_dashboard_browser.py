@@ -29,6 +29,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from graphql_api.app import create_app
 from ingest_service.domain import AnalyticsRange
@@ -437,10 +438,16 @@ async def test_phone_seller_list_and_unknown_states_at_390(stack: Stack, browser
     )
     assert svg_width == pytest.approx(plot_width, abs=1)
     assert svg_width >= 300
-    label_height = await page.locator("#chart text.x-tick").first.evaluate(
-        "t => t.getBoundingClientRect().height"
+    # Every time label at least 11 px tall, waited for: a refresh may be redrawing the chart just then.
+    heights = (
+        "[...document.querySelectorAll('#chart text.x-tick')].map(t => t.getBoundingClientRect().height)"
     )
-    assert label_height >= 11, f"axis labels {label_height} px tall"
+    try:
+        await page.wait_for_function(
+            f"() => {{ const h = {heights}; return h.length > 0 && Math.min(...h) >= 11; }}"
+        )
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"axis labels {await page.evaluate(heights)} px tall") from None
     assert_round_local_ticks(await axis_ticks(page))
 
     # A finger on the chart brings the tooltip of the point under it.
