@@ -107,7 +107,8 @@ class IngestProcess:
         self.port = free_loopback_port()
         env = {name: value for name, value in os.environ.items() if name not in _INGEST_VARIABLES}
         env.update(self._settings)
-        env.update({"INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(self.port)})
+        # The metrics listener on any free port (unset, it takes the one below INGEST_PORT, maybe busy).
+        env.update({"INGEST_HOST": "127.0.0.1", "INGEST_PORT": str(self.port), "INGEST_METRICS_PORT": "0"})
         cpus = None if self._cpu is None else str(self._cpu)
         with self._log_path.open("ab") as log:
             self._process = await spawn("ingest_service", env, stderr=log, stdout=log, cpus=cpus)

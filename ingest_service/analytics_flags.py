@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection
 from typing import Protocol
 
@@ -43,6 +43,8 @@ class AnalyticsFlagCache:
         self._clock = clock
         self._max_entries = max_entries
         self._entries: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        # Auctions looked up, by "hit" (answered from the cache) and "miss" (read from the store).
+        self.lookups: Counter[str] = Counter()
         if max_age_seconds > 0:
             logger.warning(
                 "Flags are cached: a change made through another ingest replica, or by the backend, "
@@ -53,6 +55,7 @@ class AnalyticsFlagCache:
     async def enabled_auctions(self, auction_ids: Collection[str]) -> set[str]:
         """Those of ``auction_ids`` whose analytics are enabled; unknown auctions are disabled."""
         if self._max_age_seconds <= 0:
+            self.lookups["miss"] += len(auction_ids)
             found = await self._store.get_settings(auction_ids)
             return {auction_id for auction_id, settings in found.items() if settings.enable_viewer_analytics}
         now = self._clock()
@@ -64,6 +67,8 @@ class AnalyticsFlagCache:
                 missing.append(auction_id)
             elif entry[0]:
                 enabled.add(auction_id)
+        self.lookups["hit"] += len(auction_ids) - len(missing)
+        self.lookups["miss"] += len(missing)
         if missing:
             found = await self._store.get_settings(missing)
             for auction_id in missing:

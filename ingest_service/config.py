@@ -39,6 +39,14 @@ VARIABLES = Variables(INTERNAL_KEY_VARIABLES, TIMING_VARIABLES, LOG_VARIABLES)
 _HOST = VARIABLES.declare("INGEST_HOST", "127.0.0.1", "address the gRPC server listens on")
 _PORT = VARIABLES.declare("INGEST_PORT", "50051", "its port (0: any free port)")
 VARIABLES.include(SERVER_TLS_VARIABLES)
+_METRICS_HOST = VARIABLES.declare(
+    "INGEST_METRICS_HOST", "127.0.0.1", "address of the HTTP listener for /metrics, /healthz and /readyz"
+)
+_METRICS_PORT = VARIABLES.declare(
+    "INGEST_METRICS_PORT",
+    "",
+    "its port (unset: INGEST_PORT - 1, or 0 when INGEST_PORT is 0; 0: any free port; off: no listener)",
+)
 _MONGODB_URI = VARIABLES.declare(
     "MONGODB_URI", "", "snapshots go to this MongoDB when set (unset: the SQLite file)"
 )
@@ -131,6 +139,33 @@ class MongoSettings:
 
 
 @dataclass(frozen=True)
+class MetricsListener:
+    """Where the HTTP listener of ``/metrics``, ``/healthz`` and ``/readyz`` listens (0: any free port)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], grpc_port: int) -> MetricsListener | None:
+        """Reads ``INGEST_METRICS_HOST`` and ``INGEST_METRICS_PORT``; None when the port is ``off``.
+
+        Unset, the port is the one below ``grpc_port`` (the one above, 50052 by default, is the socket
+        gateway's internal gRPC port, which shares a host with this service in the one-machine stack),
+        and 0 when ``grpc_port`` is 0, so that a service told to pick a free port picks both.
+
+        Raises:
+            service_common.config.ConfigError: the port is neither a port nor ``off``, or is INGEST_PORT.
+        """
+        raw = read_str(env, _METRICS_PORT)
+        if raw.lower() == "off":
+            return None
+        port = max(grpc_port - 1, 0) if raw == "" else read_port(env, _METRICS_PORT)
+        if port and port == grpc_port:
+            raise ConfigError("INGEST_METRICS_PORT", f"must differ from INGEST_PORT ({grpc_port})")
+        return cls(host=read_str(env, _METRICS_HOST), port=port)
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """Everything the ingest service reads from its environment.
 
@@ -139,6 +174,8 @@ class IngestConfig:
     MongoDB before it is answered ``UNAVAILABLE`` (PyMongo's ``serverSelectionTimeoutMS``).
     ``flag_cache_seconds`` of 0 (the default) reads the flags of every batch from the store, so that
     every replica decides on the committed value; more keeps them in this process that long.
+    ``metrics`` is where the HTTP listener for ``/metrics`` and the probes listens; None (``off``, and
+    the default of a configuration built in code, as the tests do) runs none.
     """
 
     internal_api_keys: tuple[str, ...]
@@ -157,6 +194,7 @@ class IngestConfig:
     logging: LogSettings = field(default_factory=LogSettings)
     tls: ServerTls | None = None
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    metrics: MetricsListener | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestConfig:
@@ -165,10 +203,11 @@ class IngestConfig:
         Raises:
             service_common.config.ConfigError: a variable is missing or invalid (the message names it).
         """
+        port = read_port(env, _PORT)
         return cls(
             internal_api_keys=read_internal_api_keys(env),
             host=read_str(env, _HOST),
-            port=read_port(env, _PORT),
+            port=port,
             mongodb_uri=read_optional_str(env, _MONGODB_URI),
             mongodb_server_selection_timeout_seconds=read_float(
                 env, _MONGODB_TIMEOUT, minimum=0.1, maximum=120.0
@@ -184,4 +223,5 @@ class IngestConfig:
             logging=LogSettings.from_env(env),
             tls=read_server_tls(env),
             alerts=AlertSettings.from_env(env),
+            metrics=MetricsListener.from_env(env, port),
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ingest_service.analytics_flags import AnalyticsFlagCache
 from ingest_service.domain import Snapshot, SnapshotOutcome
+from ingest_service.metrics import IngestMetrics
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.validation import SnapshotRules
 from service_common.log_limits import RateLimitedLog
@@ -45,11 +46,13 @@ class SnapshotIngestor:
         flags: AnalyticsFlagCache,
         rules: SnapshotRules,
         clock: Callable[[], float],
+        metrics: IngestMetrics,
     ) -> None:
         self._store = store
         self._flags = flags
         self._rules = rules
         self._clock = clock
+        self._metrics = metrics
         # One line per reason per window: a misconfigured sender has every snapshot rejected.
         self._rejections = RateLimitedLog(logger)
 
@@ -92,6 +95,10 @@ class SnapshotIngestor:
                     results[position] = _RESULT_OF_STORE_OUTCOME[outcome]
 
         final = [result for result in results if result is not None]
+        self._metrics.count_snapshots(
+            (result.outcome.value for result in final),
+            (result.detail for result in final if result.outcome is SnapshotOutcome.REJECTED),
+        )
         self._log_rejections(batch, final)
         self._log_batch(final)
         return final

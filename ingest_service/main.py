@@ -20,6 +20,9 @@ async def serve(config: IngestConfig) -> None:
     # A busy port is refused before the store is opened (or created) for nothing.
     with listen_errors(config.host, config.port, "INGEST_PORT"):
         ensure_port_free(config.host, config.port)
+    if config.metrics is not None:
+        with listen_errors(config.metrics.host, config.metrics.port, "INGEST_METRICS_PORT"):
+            ensure_port_free(config.metrics.host, config.metrics.port)
     store = await open_store(config)
     try:
         events = await open_event_store(config, store)
@@ -41,6 +44,9 @@ async def serve(config: IngestConfig) -> None:
                 "address": f"{config.host}:{server.port}",
                 "port": server.port,
                 "tls": config.tls is not None,
+                # /metrics, /healthz and /readyz over plain HTTP (INGEST_METRICS_PORT=off: none).
+                "metrics_address": metrics_address(config, server.metrics_port),
+                "metrics_port": server.metrics_port,
                 "store": "mongodb" if config.mongodb_uri else f"sqlite:{config.sqlite_path}",
                 # Where each auction's enableViewerAnalytics flag is read and written.
                 "analytics_flags": analytics_flags_location(config),
@@ -58,6 +64,15 @@ async def serve(config: IngestConfig) -> None:
         await alerts.close()
         await events.close()
         await store.close()
+
+
+def metrics_address(config: IngestConfig, port: int | None) -> str:
+    """Where ``/metrics`` is served, for the start-up line (``off`` without the HTTP listener)."""
+    if config.metrics is None or port is None:
+        return "off"
+    host = config.metrics.host
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/metrics"
 
 
 def analytics_flags_location(config: IngestConfig) -> str:

@@ -41,7 +41,9 @@ from ingest_service.grpc_api.guards import (
 )
 from ingest_service.grpc_api.snapshot_ingest import SnapshotIngestServicer
 from ingest_service.grpc_api.viewer_analytics import ViewerAnalyticsServicer
+from ingest_service.http_endpoints import HttpEndpoints
 from ingest_service.ingestion import SnapshotIngestor
+from ingest_service.metrics import CallMetricsInterceptor, IngestMetrics, ServerState
 from ingest_service.storage.event_port import AuctionEventStore
 from ingest_service.storage.port import SnapshotStore
 from ingest_service.store_health import WRITE_CHECK_TASK, HealthReporter, StoreWriteCheck
@@ -69,7 +71,8 @@ WRITE_CHECK_INTERVAL_SECONDS = 5.0
 
 
 class IngestServer:
-    """The gRPC server with its servicers; ``start`` binds and serves, ``stop`` drains and stops."""
+    """The gRPC server with its servicers, and the HTTP listener for ``/metrics`` and the probes beside it
+    (unless it is off); ``start`` serves both, ``stop`` drains and stops them."""
 
     def __init__(
         self,
@@ -80,6 +83,11 @@ class IngestServer:
         supervisor: Supervisor,
         write_check: StoreWriteCheck,
         sender: WebhookSender | None = None,
+        *,
+        metrics: IngestMetrics,
+        flags: AnalyticsFlagCache,
+        client_log: RateLimitedLog,
+        config: IngestConfig,
     ) -> None:
         self._server = server
         self._health = health_servicer
@@ -88,22 +96,66 @@ class IngestServer:
         self._supervisor = supervisor
         self._write_check = write_check
         self.sender = sender
+        self.metrics = metrics
+        self._flags = flags
+        self._client_log = client_log
         self._health_reporter = HealthReporter(
             health_servicer, ("", *SERVICE_NAMES), supervisor, needed=(WRITE_CHECK_TASK,)
         )
+        self._serving = False
+        self._http = (
+            None
+            if config.metrics is None
+            else HttpEndpoints(config.metrics, self.readiness_problems, self.render_metrics, client_log)
+        )
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of ``/metrics`` once started (None: the HTTP listener is off)."""
+        return None if self._http is None else self._http.port
 
     async def start(self) -> None:
         """Serves, reporting SERVING, and starts the supervised tasks (the store's write check).
 
         From then on health follows the tasks: NOT_SERVING while the store cannot be written.
+
+        Raises:
+            service_common.service_process.ListenError: the HTTP port is in use (nothing serves then).
         """
+        if self._http is not None:
+            await self._http.start()
         await self._server.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._serving = True
         self._supervisor.start(WRITE_CHECK_TASK, self._write_check.run)
         self._supervisor.start("health-reporter", self._health_reporter.run)
         if self.sender is not None:
             self._supervisor.start("alert-webhook-sender", self.sender.run)
+
+    def readiness_problems(self) -> list[str]:
+        """Why gRPC health says NOT_SERVING now (empty while it says SERVING), for ``/readyz``."""
+        if not self._serving:
+            return ["not serving (starting or stopping)"]
+        if self._health_reporter.serving:
+            return []
+        failing = self._health_reporter.failing()
+        # Health changes every HealthReporter interval: a task may have recovered since, not yet reported.
+        return [f"background task {task.name} failing ({task.last_error})" for task in failing] or [
+            "a needed task was failing a moment ago"
+        ]
+
+    def render_metrics(self) -> str:
+        """The ``/metrics`` text: the counters, and what the parts hold now."""
+        return self.metrics.render(
+            ServerState(
+                serving=not self.readiness_problems(),
+                tasks=self._supervisor.health(),
+                flag_lookups=self._flags.lookups,
+                log_lines_suppressed=self._client_log.suppressed_total,
+                alert_attempts=self.sender.attempts if self.sender is not None else {},
+            )
+        )
 
     def background_health(self) -> list[TaskHealth]:
         """The supervised tasks of the server: failures counted, the last error, whether one backs off."""
@@ -112,12 +164,16 @@ class IngestServer:
     async def stop(self, grace_seconds: float) -> None:
         """Reports NOT_SERVING, lets in-flight batches finish within ``grace_seconds``, then stops.
 
-        Health turns NOT_SERVING first so load balancers stop routing here while streams drain.
+        Health turns NOT_SERVING first so load balancers stop routing here while streams drain;
+        ``/readyz`` says so until the gRPC server has stopped, then the HTTP listener closes.
         """
+        self._serving = False
         await self._health.enter_graceful_shutdown()
         await self._supervisor.stop()
         self._snapshot_servicer.start_draining()
         await self._server.stop(grace_seconds)
+        if self._http is not None:
+            await self._http.stop()
         logger.info("Ingest service stopped")
 
 
@@ -142,9 +198,13 @@ def create_ingest_server(
     holds the alert rules and the queue of their webhook deliveries, which this server's sender sends
     (``resolver`` resolves the endpoints' host names: the system's when None).
 
+    ``config.metrics`` places the HTTP listener of ``/metrics``, ``/healthz`` and ``/readyz`` (bound by
+    ``start``; None: none).
+
     Raises:
         service_common.service_process.ListenError: the port is in use or cannot be bound.
     """
+    metrics = IngestMetrics()
     flags = AnalyticsFlagCache(store, max_age_seconds=config.flag_cache_seconds, clock=clock)
     rules = SnapshotRules(
         snapshot_interval_seconds=config.timing.snapshot_interval_seconds,
@@ -155,15 +215,24 @@ def create_ingest_server(
     # One table of causes for every line a client can make this server write.
     client_log = RateLimitedLog(logger)
     write_check = StoreWriteCheck(store, write_check_interval_seconds)
+
+    def write_failed(error: StorageUnavailable) -> None:
+        metrics.store_write_failures.inc()
+        write_check.write_failed(error)
+
     snapshot_servicer = SnapshotIngestServicer(
-        SnapshotIngestor(store, flags, rules, clock), client_log, write_check.write_failed
+        SnapshotIngestor(store, flags, rules, clock, metrics), client_log, write_failed, metrics
     )
     health_servicer = BoundedHealthServicer(("", *SERVICE_NAMES), client_log)
 
     server = grpc.aio.server(
         interceptors=[
-            # The key is checked first: a call without one never reaches a parser or a servicer.
-            InternalKeyInterceptor(InternalKeyRing(config.internal_api_keys), client_log),
+            # Outermost, so that every call is counted with the code it ends with, refusals included.
+            CallMetricsInterceptor(metrics),
+            # The key is checked next: a call without one never reaches a parser or a servicer.
+            InternalKeyInterceptor(
+                InternalKeyRing(config.internal_api_keys), client_log, refused=metrics.refused
+            ),
             UnauthenticatedCallLimiter(client_log),
             MalformedRequestInterceptor(client_log),
         ],
@@ -184,7 +253,7 @@ def create_ingest_server(
     snapshot_ingest_service_pb2_grpc.add_SnapshotIngestServiceServicer_to_server(snapshot_servicer, server)
     auction_settings_service_pb2_grpc.add_AuctionSettingsServiceServicer_to_server(
         AuctionSettingsServicer(
-            store, flags, clock, client_log, write_check.write_failed, config.mongodb.auction_id_type
+            store, flags, clock, client_log, write_failed, config.mongodb.auction_id_type
         ),
         server,
     )
@@ -205,7 +274,7 @@ def create_ingest_server(
             clock,
         )
         auction_event_service_pb2_grpc.add_AuctionEventServiceServicer_to_server(
-            AuctionEventServicer(recorder, client_log, write_check.write_failed), server
+            AuctionEventServicer(recorder, client_log, write_failed, metrics), server
         )
         auction_audience_service_pb2_grpc.add_AuctionAudienceServiceServicer_to_server(
             AuctionAudienceServicer(
@@ -251,4 +320,8 @@ def create_ingest_server(
         supervisor or Supervisor(expected_errors=(StorageUnavailable,)),
         write_check,
         sender,
+        metrics=metrics,
+        flags=flags,
+        client_log=client_log,
+        config=config,
     )

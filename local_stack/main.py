@@ -113,6 +113,10 @@ def stack_environment(base: Mapping[str, str], data_dir: str) -> dict[str, str]:
     env.setdefault("GATEWAY_PORT", "8081")
     env.setdefault("GRAPHQL_PORT", "8080")
     env.setdefault("INGEST_TARGET", f"127.0.0.1:{env['INGEST_PORT']}")
+    # The ingest service's /metrics and probes, on the port below its gRPC one as it picks when unset
+    # (the one above is the gateway's gRPC port); named here so that the banner can say where.
+    if env["INGEST_PORT"].isdigit():
+        env.setdefault("INGEST_METRICS_PORT", str(max(int(env["INGEST_PORT"]) - 1, 0)))
     # The GraphQL API's subscriptions read the live counts from the gateway's internal gRPC port.
     env.setdefault("GATEWAY_GRPC_PORT", "50052")
     env.setdefault("GATEWAY_GRPC_TARGET", f"127.0.0.1:{env['GATEWAY_GRPC_PORT']}")
@@ -149,6 +153,7 @@ def banner(env: Mapping[str, str]) -> str:
             f"  GraphQL API      {graphql}/graphql   (GraphiQL in the browser; health {graphql}/healthz)",
             f"  Socket gateway   http://127.0.0.1:{env['GATEWAY_PORT']}   (Socket.IO at /socket.io/)",
             f"  Ingest service   {env['INGEST_TARGET']}   (gRPC, internal; key in x-internal-request)",
+            *ingest_metrics_line(env),
             f"  Data             {os.path.dirname(env['ANALYTICS_SQLITE_PATH']) or '.'}/",
             "  Development admin token (12 h), send as 'Authorization: Bearer <token>':",
             f"    {token}",
@@ -166,6 +171,15 @@ def banner(env: Mapping[str, str]) -> str:
             "",
         ]
     )
+
+
+def ingest_metrics_line(env: Mapping[str, str]) -> list[str]:
+    """The banner's line for the ingest service's /metrics (none when INGEST_METRICS_PORT is off)."""
+    port = env.get("INGEST_METRICS_PORT", "")
+    if not port.isdigit() or port == "0":
+        return []
+    base = f"http://127.0.0.1:{port}"
+    return [f"  Ingest metrics   {base}/metrics   (Prometheus text; probes {base}/healthz, {base}/readyz)"]
 
 
 class Stack:

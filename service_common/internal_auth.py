@@ -109,12 +109,20 @@ class InternalKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses, with ``UNAUTHENTICATED``, every call without an accepted key, before any handler runs.
 
     Anyone who reaches the port can cause a refusal, so its log line is rate-limited per reason
-    (``log``; by default one line per reason every 10 s, with the count of those left out).
+    (``log``; by default one line per reason every 10 s, with the count of those left out);
+    ``refused``, when given, is told each refusal's method and reason (``missing``, ``not accepted``)
+    for the service's metrics.
     """
 
-    def __init__(self, key_ring: InternalKeyRing, log: RateLimitedLog | None = None) -> None:
+    def __init__(
+        self,
+        key_ring: InternalKeyRing,
+        log: RateLimitedLog | None = None,
+        refused: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._key_ring = key_ring
         self._log = log if log is not None else RateLimitedLog(logger)
+        self._refused = refused
 
     async def intercept_service(
         self,
@@ -129,6 +137,8 @@ class InternalKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if self._key_ring.accepts(presented):
             return handler
         reason = "missing" if presented is None else "not accepted"
+        if self._refused is not None:
+            self._refused(method, reason)
         # Never log the presented value: a near-miss key is still a secret.
         self._log.warning(
             f"refused_key_{reason.replace(' ', '_')}",

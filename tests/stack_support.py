@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Three services starting on a 2-core machine shared with other tests.
 START_TIMEOUT = 30.0
-PORT_VARIABLES = ("INGEST_PORT", "GATEWAY_PORT", "GRAPHQL_PORT", "GATEWAY_GRPC_PORT")
+PORT_VARIABLES = ("INGEST_PORT", "INGEST_METRICS_PORT", "GATEWAY_PORT", "GRAPHQL_PORT", "GATEWAY_GRPC_PORT")
 # What local_stack fills in itself must not leak in from the environment running the tests.
 STACK_VARIABLES = {
     "INTERNAL_API_KEY",

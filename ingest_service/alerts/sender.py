@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import ssl
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -123,6 +124,8 @@ class WebhookSender:
         self._log = log
         self._draw = draw
         self._wake = asyncio.Event()
+        # Attempts by the delivery's status after them (pending: tried again later), for /metrics.
+        self.attempts: Counter[str] = Counter()
 
     def wake(self) -> None:
         """Makes the sender look for due deliveries now (a delivery was just queued)."""
@@ -189,6 +192,7 @@ class WebhookSender:
                 finished = replace(
                     finished, last_error=outcome.error, next_attempt_at=min(now + delay, horizon)
                 )
+        self.attempts[finished.status.value] += 1
         recorded = await self._store.finish_attempt(finished)
         logger.info(
             "Alert delivery attempt",

@@ -26,6 +26,7 @@ from ingest_service.auction_events import (
 from ingest_service.domain import AnalyticsRange, AuctionIdType, StorageUnavailable
 from ingest_service.grpc_api.aborts import abort, abort_storage_unavailable
 from ingest_service.grpc_api.conversions import timestamp_of
+from ingest_service.metrics import IngestMetrics
 from ingest_service.sketches import UniqueViewerCount
 from ingest_service.storage.event_port import AuctionEventStore
 from ingest_service.storage.port import SnapshotStore
@@ -184,10 +185,12 @@ class AuctionEventServicer:
         recorder: AuctionEventRecorder,
         log: RateLimitedLog,
         write_failed: Callable[[StorageUnavailable], None],
+        metrics: IngestMetrics,
     ) -> None:
         self._recorder = recorder
         self._log = log
         self._write_failed = write_failed
+        self._metrics = metrics
 
     async def RecordAuctionEvents(
         self, request: events_pb2.RecordAuctionEventsRequest, context: grpc.aio.ServicerContext
@@ -204,6 +207,7 @@ class AuctionEventServicer:
         except StorageUnavailable as error:
             self._write_failed(error)
             await abort_storage_unavailable(context, error, self._log)
+        self._metrics.count_events(result.outcome.value for result in results)
         response = events_pb2.RecordAuctionEventsResponse()
         for message, result in zip(received, results, strict=True):
             response.acks.add(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from ingest_service.domain import StorageUnavailable
 from ingest_service.grpc_api.aborts import abort
 from ingest_service.grpc_api.conversions import OUTCOME_TO_WIRE, snapshot_from_wire
 from ingest_service.ingestion import SnapshotIngestor
+from ingest_service.metrics import IngestMetrics
 from service_common.log_limits import RateLimitedLog
 
 
@@ -30,10 +32,12 @@ class SnapshotIngestServicer:
         ingestor: SnapshotIngestor,
         log: RateLimitedLog,
         write_failed: Callable[[StorageUnavailable], None],
+        metrics: IngestMetrics,
     ) -> None:
         self._ingestor = ingestor
         self._log = log
         self._write_failed = write_failed
+        self._metrics = metrics
         self._draining = asyncio.Event()
 
     def start_draining(self) -> None:
@@ -46,6 +50,7 @@ class SnapshotIngestServicer:
         # reports a write racing a refusal as INTERNAL, losing the refusal's code (grpc/grpc#36066).
         await context.send_initial_metadata(())
         self._log.info("stream_opened", "Snapshot stream opened", extra={"peer": peer})
+        self._metrics.stream_opened()
         draining = asyncio.ensure_future(self._draining.wait())
         try:
             while True:
@@ -70,9 +75,12 @@ class SnapshotIngestServicer:
                         "stream_closed", "Snapshot stream closed by the client", extra={"peer": peer}
                     )
                     return
+                started = time.perf_counter()
                 await context.write(await self._answer(request, context))
+                self._metrics.snapshot_batch_duration.observe((), time.perf_counter() - started)
         finally:
             draining.cancel()
+            self._metrics.stream_closed()
 
     async def _answer(
         self, request: ingest_pb2.StreamSnapshotsRequest, context: grpc.aio.ServicerContext

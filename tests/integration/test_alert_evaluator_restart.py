@@ -29,7 +29,7 @@ AUCTION = "restart-1"
 
 async def start_ingest(store: Path, tls: TlsMaterial, port: int) -> ServiceProcess:
     process = await ServiceProcess.start(
-        "ingest_service", {**ingest_env(store, tls), "INGEST_PORT": str(port)}
+        "ingest_service", {**ingest_env(store, tls), "INGEST_PORT": str(port), "INGEST_METRICS_PORT": "0"}
     )
     await process.log_entry("Ingest service listening")
     return process

@@ -138,6 +138,8 @@ async def test_a_queued_delivery_arrives_once_signed_per_standard_webhooks(
 
     got = await receiver.wait_for(2)
     assert [each.webhook_id for each in got] == [delivery.delivery_id, second.delivery_id]
+    # What the ingest service's /metrics reads (ingest_alert_delivery_attempts_total).
+    assert sending.sender.attempts == {"delivered": 2}
     first = got[0]
     assert first.verified, "the standardwebhooks package refused the signature"
     assert first.body == delivery.payload.encode()

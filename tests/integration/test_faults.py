@@ -60,6 +60,8 @@ def ingest_env(store: Path, port: int = 0) -> dict[str, str]:
     return base_env(
         INGEST_HOST="127.0.0.1",
         INGEST_PORT=str(port),
+        # Restarted on a fixed gRPC port: the metrics port is any free one, not the one below it.
+        INGEST_METRICS_PORT="0",
         ANALYTICS_SQLITE_PATH=str(store),
         ANALYTICS_SQLITE_BUSY_TIMEOUT_SECONDS=BUSY_TIMEOUT_SECONDS,
         INGEST_SHUTDOWN_GRACE_SECONDS="1",

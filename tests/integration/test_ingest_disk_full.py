@@ -19,12 +19,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ingest_service.config import MetricsListener
 from ingest_service.domain import StorageUnavailable
 from ingest_service.store_health import WRITE_CHECK_TASK
+from service_common.prometheus import parse_samples
 from service_common.supervision import Supervisor
 from tests.conftest import RunningIngest, ingest_config, serving_ingest
 from tests.support import FakeClock, make_snapshot, outcome_names
@@ -67,7 +70,7 @@ async def disk(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock)
     on_tmpfs = request.param == "tmpfs"
     if on_tmpfs and not mount_tmpfs(directory, "1m"):
         pytest.skip("mounting a tmpfs needs root: the max_page_count case fills the store instead")
-    config = ingest_config(sqlite_path=str(directory / "analytics.sqlite3"))
+    config = ingest_config(sqlite_path=str(directory / "analytics.sqlite3"), metrics=MetricsListener())
     # Short backoffs, so that recovery takes a fraction of a second rather than the defaults' seconds.
     supervisor = Supervisor(
         initial_backoff_seconds=0.05,
@@ -96,6 +99,15 @@ async def disk(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock)
     finally:
         if on_tmpfs:
             unmount(directory)
+
+
+async def probe(running: RunningIngest, path: str) -> tuple[int, str]:
+    """Status and body of ``GET path`` on the service's HTTP listener (``/readyz``, ``/metrics``)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{running.server.metrics_port}{path}") as response,
+    ):
+        return response.status, await response.text()
 
 
 async def test_a_full_disk_is_logged_with_its_cause_and_the_batch_is_stored_once_space_returns(
@@ -147,6 +159,16 @@ async def test_health_is_not_serving_while_the_store_cannot_be_written_and_servi
         # Health changes as soon as the write check sees the failed batch (10 s: never, before).
         async with asyncio.timeout(10):
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING, disk.how
+        # Plain HTTP says what gRPC health says, with the store's error; /metrics counts the failure.
+        status, body = await probe(running, "/readyz")
+        assert status == 503, body
+        assert "database or disk is full" in body
+        samples = parse_samples((await probe(running, "/metrics"))[1])
+        assert samples["ingest_serving"] == 0
+        assert samples["ingest_store_write_failures_total"] >= 1
+        calls = 'ingest_grpc_calls_total{service="SnapshotIngestService",method="StreamSnapshots"'
+        assert samples[f'{calls},code="UNAVAILABLE"}}'] == 1
+        assert samples[f'ingest_task_failures_total{{task="{WRITE_CHECK_TASK}"}}'] >= 1
         (failed,) = [
             record
             for record in caplog.records
@@ -169,5 +191,6 @@ async def test_health_is_not_serving_while_the_store_cannot_be_written_and_servi
             await result  # type: ignore[misc]
         assert outcome_names(await client.send(batch)) == ["STORED"] * len(batch)
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        assert await probe(running, "/readyz") == (200, '{"ready": true, "problems": []}')
     finally:
         watch.cancel()

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from ingest_service.domain import AnalyticsRange, Snapshot, SnapshotOutcome
 from ingest_service.server import create_ingest_server
 from ingest_service.storage.sqlite_store import SqliteSnapshotStore
 from service_common.internal_auth import internal_key_metadata
+from service_common.prometheus import parse_samples
 from service_common.viewer_snapshot import to_wire
 from tests.conftest import RunningIngest, ingest_config
 from tests.support import TEST_KEY, FakeClock, IngestClient, make_snapshot, outcome_names
@@ -169,12 +171,24 @@ async def test_the_process_serves_and_exits_cleanly_on_a_stop_signal(
         minute = int(time.time()) // 60 * 60 - 60
         assert outcome_names(await client.send([make_snapshot("process", minute)])) == ["STORED"]
     await running_process.wait_for_log("Viewer snapshot saved")
+    # Its HTTP listener, on the free port the start-up line names (INGEST_PORT=0: both any free one).
+    metrics_url = str(listening["metrics_address"])
+    assert metrics_url == f"http://127.0.0.1:{listening['metrics_port']}/metrics"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(metrics_url) as response:
+            samples = parse_samples(await response.text())
+        assert samples['ingest_snapshots_total{outcome="stored"}'] == 1
+        async with http.get(metrics_url.replace("/metrics", "/readyz")) as response:
+            assert response.status == 200
 
     running_process.process.send_signal(stop_signal)
     assert await running_process.exit_code() == 0
     messages = [entry["message"] for entry in running_process.log]
     assert "Ingest service stopped" in messages
     assert "SQLite store closed" in messages
+    # The stop closed the HTTP listener with the rest.
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", int(str(listening["metrics_port"])))
 
 
 @pytest.mark.parametrize(

@@ -25,15 +25,18 @@ SERVICES = {
 
 
 def service_env(module: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return base_env(
-        ANALYTICS_SQLITE_PATH=str(tmp_path / "ingest.sqlite3"),
-        OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
-        GRAPHQL_JWT_SECRET=JWT_SECRET,
+    settings = {
+        "ANALYTICS_SQLITE_PATH": str(tmp_path / "ingest.sqlite3"),
+        "OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+        "GRAPHQL_JWT_SECRET": JWT_SECRET,
         # The services never reach this: they stop before serving.
-        INGEST_TARGET="127.0.0.1:9",
-        GATEWAY_GRPC_PORT="0",
-        **extra,
-    )
+        "INGEST_TARGET": "127.0.0.1:9",
+        "GATEWAY_GRPC_PORT": "0",
+        # The ports not under test are any free ones (the metrics port's case leaves the gRPC one).
+        "INGEST_PORT": "0",
+        "INGEST_METRICS_PORT": "0",
+    }
+    return base_env(**{**settings, **extra})
 
 
 @pytest.fixture
@@ -56,11 +59,14 @@ async def run_to_exit(module: str, env: dict[str, str]) -> tuple[int, list[str]]
     return code, stderr.splitlines()
 
 
-@pytest.mark.parametrize("module", list(SERVICES))
+# Each port a service listens on, by the variable that sets it.
+PORTS = [*SERVICES.items(), ("ingest_service", "INGEST_METRICS_PORT")]
+
+
+@pytest.mark.parametrize(("module", "variable"), PORTS)
 async def test_a_busy_port_stops_the_service_naming_the_port(
-    module: str, held_port: int, tmp_path: Path
+    module: str, variable: str, held_port: int, tmp_path: Path
 ) -> None:
-    variable = SERVICES[module]
     code, lines = await run_to_exit(module, service_env(module, tmp_path, **{variable: str(held_port)}))
     assert code == 2, lines[-5:]
     naming = [line for line in lines if f"port {held_port} is already in use" in line]

@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 from viewer_analytics.v1 import viewer_snapshot_pb2 as snapshot_pb2
 
-from ingest_service.config import IngestConfig, MongoSettings
+from ingest_service.config import IngestConfig, MetricsListener, MongoSettings
 from ingest_service.domain import AuctionIdType
 from service_common.config import ConfigError
 from service_common.timing import SnapshotTiming
@@ -133,3 +133,41 @@ def test_the_default_message_limit_fits_the_largest_batch_a_gateway_sends() -> N
     batch = ingest_pb2.StreamSnapshotsRequest(snapshots=[largest] * largest_batch)
     default = IngestConfig.from_env({"INTERNAL_API_KEY": KEY}).max_message_bytes
     assert batch.ByteSize() < default < 2 * batch.ByteSize()
+
+
+def test_the_metrics_listener_defaults_to_the_port_below_the_grpc_one() -> None:
+    """Below, not above: 50052 is the socket gateway's internal gRPC port on the same host."""
+    defaults = IngestConfig.from_env({"INTERNAL_API_KEY": KEY})
+    assert defaults.metrics == MetricsListener("127.0.0.1", 50050)
+    moved = IngestConfig.from_env({"INTERNAL_API_KEY": KEY, "INGEST_PORT": "6000"})
+    assert moved.metrics == MetricsListener("127.0.0.1", 5999)
+    # A service told to take any free gRPC port takes any free metrics port too.
+    assert IngestConfig.from_env({"INTERNAL_API_KEY": KEY, "INGEST_PORT": "0"}).metrics == MetricsListener()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"INGEST_METRICS_PORT": "9464", "INGEST_METRICS_HOST": "0.0.0.0"}, MetricsListener("0.0.0.0", 9464)),
+        ({"INGEST_METRICS_PORT": "0"}, MetricsListener("127.0.0.1", 0)),
+        ({"INGEST_METRICS_PORT": "off"}, None),
+        ({"INGEST_METRICS_PORT": " OFF "}, None),
+    ],
+)
+def test_the_metrics_listener_is_read(settings: dict[str, str], expected: MetricsListener | None) -> None:
+    assert IngestConfig.from_env({"INTERNAL_API_KEY": KEY, **settings}).metrics == expected
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"INGEST_METRICS_PORT": "metrics"},
+        {"INGEST_METRICS_PORT": "70000"},
+        {"INGEST_METRICS_PORT": "-1"},
+        {"INGEST_METRICS_PORT": "6000", "INGEST_PORT": "6000"},
+    ],
+)
+def test_an_invalid_metrics_port_names_its_variable(settings: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        IngestConfig.from_env({"INTERNAL_API_KEY": KEY, **settings})
+    assert refused.value.variable == "INGEST_METRICS_PORT"
