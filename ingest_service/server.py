@@ -124,7 +124,12 @@ class IngestServer:
         """
         if self._http is not None:
             await self._http.start()
-        await self._server.start()
+        try:
+            await self._server.start()
+        except BaseException:
+            if self._http is not None:
+                await self._http.stop()
+            raise
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._serving = True

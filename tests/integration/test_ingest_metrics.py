@@ -13,11 +13,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from viewer_analytics.v1 import auction_event_service_pb2 as events_pb2
 from viewer_analytics.v1 import auction_event_service_pb2_grpc as events_grpc
+from viewer_analytics.v1 import snapshot_ingest_service_pb2 as ingest_pb2
 from viewer_analytics.v1 import viewer_analytics_service_pb2 as analytics_pb2
 
 from ingest_service.config import MetricsListener
 from service_common.internal_auth import internal_key_metadata
 from service_common.prometheus import CONTENT_TYPE, parse_samples
+from service_common.viewer_snapshot import to_wire
 from tests.conftest import RunningIngest, ingest_config, serving_ingest
 from tests.support import FakeClock, IngestClient, make_snapshot, outcome_names
 
@@ -69,7 +71,13 @@ async def test_the_counters_move_with_real_grpc_traffic(running: RunningIngest) 
         "REJECTED",
         "REJECTED",
     ]
-    assert outcome_names(await client.send(first[:1])) == ["DUPLICATE"]
+    # A stream held open, as a gateway holds one: counted open until it ends.
+    held = client.ingest.StreamSnapshots(metadata=client.metadata)
+    await held.write(ingest_pb2.StreamSnapshotsRequest(snapshots=[to_wire(first[0])]))
+    assert outcome_names((await held.read()).acks) == ["DUPLICATE"]
+    assert parse_samples((await get(running, "/metrics"))[2])["ingest_snapshot_streams_open"] == 1
+    await held.done_writing()
+    assert await held.read() is grpc.aio.EOF
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await IngestClient(running.channel, None).send(first[:1])
     assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
