@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import datasketches
 import pytest
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from viewer_analytics.v1 import auction_event_service_pb2 as E
 
 from tests.conftest import RunningIngest
@@ -229,12 +230,21 @@ async def test_lots_markers_and_funnel_at_1280_and_390(
     await open_dashboard(page, api)
     await expect(page.locator("#chart g.lot-marker")).to_have_count(len(PLANS))
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
-    cell = page.locator("#lots tbody tr[data-lot-id=lot-3] td[data-key=peakViewers]")
-    assert await cell.evaluate("td => getComputedStyle(td).display") == "flex"
-    label = await cell.evaluate("td => getComputedStyle(td, '::before').content")
-    assert label == '"Peak"'
-    text_height = await cell.evaluate("td => td.getBoundingClientRect().height")
-    assert text_height >= 14, f"a card line {text_height} px tall"
+    # A card line: the cell a labelled flex row at least 14 px tall. Read in one go, and waited for:
+    # a refresh may be redrawing the table at that moment (a detached cell has no style).
+    card_line = """() => {
+        const td = document.querySelector("#lots tbody tr[data-lot-id=lot-3] td[data-key=peakViewers]");
+        return td && [getComputedStyle(td).display, getComputedStyle(td, "::before").content,
+                      td.getBoundingClientRect().height];
+    }"""
+    readable = f"() => {{ const line = ({card_line})(); return line && line[0] === 'flex'"
+    readable += " && line[1] === '\"Peak\"' && line[2] >= 14; }"
+    try:
+        await page.wait_for_function(readable)
+    except PlaywrightTimeoutError:
+        raise AssertionError(
+            f"the card line [display, label, height] is {await page.evaluate(card_line)}"
+        ) from None
     await page.locator("#lots th[data-key=bids] button").tap()
     assert (await lot_order(page))[0] == "lot-4"  # most bids first
     await page.screenshot(path=str(ARTIFACTS / "lots-390.png"), full_page=True)

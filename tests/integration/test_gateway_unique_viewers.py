@@ -207,14 +207,17 @@ async def test_across_two_nodes_a_viewer_on_both_is_counted_once(
         for node in nodes:
             await node.delivered()
 
-    # One snapshot, from the closing node, with the global counts' samples.
+    # One snapshot of the minute, from the closing node, with the global counts' samples. The ticks
+    # that waited for it may have closed the next minute too (its viewers are the same three).
     rows = stored_snapshots(ingest.config.sqlite_path, "shared")
-    assert [(row["minute_start"], row["gateway_id"], decode_samples(row["samples"])) for row in rows] == [
-        (start, closing.gateway.config.gateway_id, (4,) * 12)
-    ]
+    assert [
+        (row["minute_start"], row["gateway_id"], decode_samples(row["samples"]))
+        for row in rows
+        if row["minute_start"] == start
+    ] == [(start, closing.gateway.config.gateway_id, (4,) * 12)]
     shared = await audience_of(api, "shared")
     # both, only-here, the id-less socket and the visitor: four, "both" counted once across the nodes.
-    assert shared["viewerAnalytics"] == {"summary": {"snapshotCount": 1, "uniqueViewers": 4}}
+    assert shared["viewerAnalytics"] == {"summary": {"snapshotCount": len(rows), "uniqueViewers": 4}}
 
 
 async def csv_unique_viewers(api: RunningGraphQL, auction_id: str, bucket: str) -> dict[int, int]:
