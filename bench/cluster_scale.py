@@ -41,11 +41,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from socket_gateway.cluster import store as store_module
 from socket_gateway.cluster.store import RedisCounts, RoomWrite
@@ -57,6 +59,8 @@ INTERVAL_MS = 500
 SAMPLE_SECONDS = 5.0
 # Bounds every wait on Redis or on a phase.
 PHASE_LIMIT = 900.0
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -119,8 +123,32 @@ class RedisProcess:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # Still inside a long script (SIGTERM waits for it): the figures are taken already.
+            self.process.kill()
+            self.process.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def busy(error: BaseException) -> bool:
+    """Redis's answer to every other client while one script has run past ``busy-reply-threshold``
+    (5 s): the old design's whole-keyspace scripts reach it at full size."""
+    return isinstance(error, ResponseError) and str(error).startswith("BUSY")
+
+
+async def patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` again after each BUSY reply, until Redis has finished the long script (bounded)."""
+    deadline = time.monotonic() + PHASE_LIMIT
+    while True:
+        try:
+            return await call()
+        except ResponseError as error:
+            if not busy(error) or time.monotonic() > deadline:
+                raise
+            # The script ends on its own; nothing signals it but Redis answering again.
+            await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -183,7 +211,7 @@ class Design:
 
 
 async def redis_info(client: aioredis.Redis) -> dict[str, Any]:
-    memory = await client.info("memory")
+    memory = await patiently(lambda: client.info("memory"))
     stats = await client.info("stats")
     latency = await client.info("latencystats")
     slow = await client.slowlog_get(1_000_000)
@@ -213,7 +241,7 @@ def latency_of(latency: dict[str, Any], command: str) -> dict[str, float]:
 
 
 async def reset(client: aioredis.Redis) -> None:
-    await client.config_resetstat()
+    await patiently(client.config_resetstat)
     await client.slowlog_reset()
 
 
@@ -221,7 +249,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(15)
     server = RedisProcess()
     await server.wait_ready()
-    admin = aioredis.Redis.from_url(server.url)
+    admin = aioredis.Redis.from_url(server.url, socket_timeout=PHASE_LIMIT)
     design = Design()
     out: dict[str, Any] = {"design": "new" if design.new else "old", **vars(args)}
     out.pop("old_tree", None)
@@ -229,7 +257,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["load_average_before"] = round(os.getloadavg()[0], 1)
     try:
         nodes = [
-            Node(RedisCounts(aioredis.Redis.from_url(server.url), f"node-{i}", args.lease))
+            Node(
+                RedisCounts(
+                    aioredis.Redis.from_url(server.url, socket_timeout=PHASE_LIMIT), f"node-{i}", args.lease
+                )
+            )
             for i in range(args.nodes)
         ]
         auctions = [f"auction-{i}" for i in range(args.auctions)]
@@ -246,12 +278,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(0, len(rooms), POPULATE_BATCH):
                 await design.sync(node, rooms[i : i + POPULATE_BATCH], ask=False)
 
+        async def keep_leases() -> None:
+            # Every node keeps its lease while the others populate (as its heartbeat would).
+            while True:
+                await asyncio.gather(*(patiently(n.store.heartbeat) for n in nodes))
+                await asyncio.sleep(args.lease / 3)
+
+        leases = asyncio.create_task(keep_leases())
         await asyncio.wait_for(asyncio.gather(*(populate(n) for n in nodes)), PHASE_LIMIT)
+        leases.cancel()
+        await asyncio.gather(leases, return_exceptions=True)
         out["populate_seconds"] = round(time.perf_counter() - started, 1)
         out["room_node_pairs"] = sum(len(n.rooms) for n in nodes)
         populated = await redis_info(admin)
         out["redis_memory_mb"] = populated["used_memory_mb"]
         out["redis_keys"] = populated["keys"]
+
+        # BUSY replies the nodes got (a script ran past 5 s); their writes were lost.
+        busy_replies = [0]
 
         async def churn(seconds: float, with_ticks: bool) -> int:
             """Viewer events (a join or a leave, half each) at ``args.rate``; each node writes its changed
@@ -287,7 +331,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     tick = int(time.time())
                     tasks += [design.sample(n, i == 0, tick) for i, n in enumerate(nodes)]
                     next_sample = now + SAMPLE_SECONDS
-                await asyncio.wait_for(asyncio.gather(*tasks), PHASE_LIMIT)
+                for outcome in await asyncio.wait_for(
+                    asyncio.gather(*tasks, return_exceptions=True), PHASE_LIMIT
+                ):
+                    if isinstance(outcome, BaseException):
+                        if not busy(outcome):
+                            raise outcome
+                        busy_replies[0] += 1
                 # The step's pace: the next batch of events is due a step after this one's start.
                 await asyncio.sleep(max(0.0, step - (time.perf_counter() - tick_started)))
             return events
@@ -312,6 +362,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         steady_took = time.perf_counter() - steady_started
         info = await redis_info(admin)
         out["steady_events_per_second"] = round(steady_events / steady_took)
+        out["steady_busy_replies"] = busy_replies[0]
         out["steady_commands_per_second"] = round(info["commands"] / steady_took)
         out["steady_slow_calls_over_1ms"] = info["slow_calls"]
         out["steady_slowest_call_ms"] = info["slowest_ms"]
@@ -335,11 +386,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # The lease runs out on Redis's clock: nothing to await but its length.
         await asyncio.sleep(args.lease + 0.2)
         for node in survivors:
-            await node.store.heartbeat()
+            await patiently(node.store.heartbeat)
         reap_started = time.perf_counter()
         reaper = survivors[0]
         for _ in range(10_000):
-            reaped: Any = await reaper.store.reap()
+            reaped: Any = await patiently(reaper.store.reap)
             changed = reaped.changed if design.new else reaped
             if not changed:
                 break
@@ -397,23 +448,20 @@ def old_run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     argv += ["--lease", str(args.lease)]
     env = {**os.environ, "PYTHONPATH": f"{tree}:{tree / 'generated'}"}
-    done = subprocess.run(
-        argv, cwd=tree, env=env, capture_output=True, text=True, timeout=3 * PHASE_LIMIT, check=True
-    )
+    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=3 * PHASE_LIMIT)
+    if done.returncode:
+        raise SystemExit(f"the run in {tree} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    results = [asyncio.run(run(args))]
+    result = asyncio.run(run(args))
+    # Printed at once: the old design's run comes after, and may take as long.
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1), flush=True)
     if args.old_tree is not None:
-        results.append(old_run(args))
-    if args.json:
-        print(json.dumps(results[0]))
-        return
-    for result in results:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(old_run(args), indent=1), flush=True)
 
 
 if __name__ == "__main__":
