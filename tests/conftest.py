@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -23,6 +24,10 @@ from service_common.grpc_tls import ClientTls, open_channel
 from service_common.supervision import Supervisor
 from service_common.timing import SnapshotTiming
 from tests.support import ROTATED_KEY, TEST_KEY, FakeClock, IngestClient
+
+if TYPE_CHECKING:
+    # Imported where used: tests.redis_support imports this module.
+    from tests.redis_support import RedisClusterServers
 
 pytest_plugins = ["tests.hang_report", "tests.worker_count"]
 
@@ -151,3 +156,18 @@ async def serving_ingest(
             yield RunningIngest(server, store, config, clock, channel)
         finally:
             await channel.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """One real 3-master Redis Cluster for the whole test process (starting one costs ~3 s); tests
+    flush it (``tests.redis_support.redis_backend``)."""
+    from tests.redis_support import RedisClusterServers as Servers
+    from tests.redis_support import redis_server_binary
+
+    cluster = Servers(redis_server_binary(), tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

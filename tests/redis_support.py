@@ -201,17 +201,6 @@ class RedisClusterServers:
             server.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    """One 3-master Redis Cluster for the whole session (starting one costs ~1 s); flush it per test."""
-    cluster = RedisClusterServers(redis_server_binary(), tmp_path_factory.mktemp("redis-cluster"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 @dataclass(frozen=True)
 class RedisBackend:
     """Where a parametrized test's gateway state lives: one redis-server, or a 3-master Redis Cluster."""
@@ -226,10 +215,8 @@ class RedisBackend:
 
 @pytest.fixture(params=["redis", "cluster"])
 def redis_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisBackend]:
-    """Each test twice: on a fresh redis-server, then on the session's Redis Cluster, flushed.
-
-    A module using it imports ``redis_cluster`` too (the session fixture it asks for by name).
-    """
+    """Each test twice: on a fresh redis-server, then on the session's Redis Cluster (``redis_cluster``
+    in ``tests/conftest.py``: one per test process), flushed."""
     if request.param == "cluster":
         cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
         cluster.flush()

@@ -18,11 +18,10 @@ from tests.redis_support import (
     poll,
     readyz,
     redis_backend,
-    redis_cluster,
     redis_server,
 )
 
-__all__ = ["redis_backend", "redis_cluster", "redis_server"]
+__all__ = ["redis_backend", "redis_server"]
 
 RECEIVED = "gateway_cluster_updates_received_total"
 UNSERVED = "gateway_cluster_updates_unserved_total"

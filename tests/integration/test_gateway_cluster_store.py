@@ -32,9 +32,9 @@ from socket_gateway.live.broadcast import CountBroadcaster
 from socket_gateway.live.feed import ClusterCountPoller, CountFeed
 from socket_gateway.live.rooms import RoomCounts, RoomRegistry
 from socket_gateway.metrics import GatewayMetrics
-from tests.redis_support import RedisBackend, RedisServer, redis_backend, redis_cluster, redis_server
+from tests.redis_support import RedisBackend, RedisServer, redis_backend, redis_server
 
-__all__ = ["redis_backend", "redis_cluster", "redis_server"]
+__all__ = ["redis_backend", "redis_server"]
 
 WAIT = 10.0
 
