@@ -175,6 +175,23 @@ def _default_gateway_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# The id names the node's keys in Redis inside a hash tag ({n:<id>@<incarnation>}): braces or an "@"
+# would break the tag or the incarnation; the ingest service takes at most 128 characters.
+_GATEWAY_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _read_gateway_id(env: Mapping[str, str]) -> str:
+    gateway_id = read_str(env, _GATEWAY_ID)
+    if not gateway_id:
+        return _default_gateway_id()
+    if not _GATEWAY_ID_PATTERN.fullmatch(gateway_id):
+        raise ConfigError(
+            _GATEWAY_ID.name,
+            f"expected 1-100 letters, digits, '_', '.' or '-' (first a letter or digit), got {gateway_id!r}",
+        )
+    return gateway_id
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """Everything the socket gateway reads from its environment.
@@ -296,7 +313,7 @@ class GatewayConfig:
             ping_interval_seconds=read_float(env, _PING_INTERVAL, minimum=1, maximum=300),
             ping_timeout_seconds=read_float(env, _PING_TIMEOUT, minimum=1, maximum=300),
             listen_backlog=read_int(env, _LISTEN_BACKLOG, minimum=16, maximum=65_535),
-            gateway_id=read_str(env, _GATEWAY_ID) or _default_gateway_id(),
+            gateway_id=_read_gateway_id(env),
             redis_url=_read_redis_url(env),
             redis_cluster=read_bool(env, _REDIS_CLUSTER),
             node_lease_seconds=node_lease_seconds,

@@ -54,3 +54,19 @@ def test_invalid_scale_out_settings_are_refused_naming_the_variable(name: str, v
     with pytest.raises(ConfigError) as refused:
         GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, name: value})
     assert name in str(refused.value)
+
+
+@pytest.mark.parametrize("gateway_id", ["node-{a}", "node@1", "", "-node", "x" * 101, "node 1"])
+def test_a_gateway_id_that_would_break_its_redis_keys_is_refused(gateway_id: str) -> None:
+    if gateway_id == "":
+        # Unset: the host name and process id, which are always valid.
+        assert GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "GATEWAY_ID": ""}).gateway_id
+        return
+    with pytest.raises(ConfigError, match="GATEWAY_ID"):
+        GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "GATEWAY_ID": gateway_id})
+
+
+def test_a_plain_gateway_id_is_kept() -> None:
+    assert (
+        GatewayConfig.from_env({"INTERNAL_API_KEY": KEY, "GATEWAY_ID": "gw-eu_1.a"}).gateway_id == "gw-eu_1.a"
+    )
