@@ -194,6 +194,14 @@ async def test_across_two_nodes_a_viewer_on_both_is_counted_once(
         await wait_until(
             lambda: other.gateway.registry.counts("shared").viewer_count == 2, "the visitor gone"
         )
+
+        async def gone_from_the_global_counts() -> bool:
+            # The closing node samples the cluster's counts, which the leave reaches by its node's
+            # next sync to Redis: the next tick must not find the visitor still there.
+            counts = await cluster_of(closing).store.counts_of(["shared"])
+            return counts["shared"].viewer_count == 4
+
+        await poll(gone_from_the_global_counts, "the visitor gone from the cluster's counts", within=WAIT)
         for _ in range(9):
             await tick()
 
