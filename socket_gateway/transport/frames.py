@@ -1,5 +1,7 @@
 """The WebSocket frame codec (RFC 6455 §5) of the gateway's own WebSocket sessions: no I/O, no Engine.IO.
 
+Also the opening handshake's accept key (§4.2.2), which every WebSocket the gateway answers sends.
+
 Server frames are built whole (unmasked, final, uncompressed). Client frames are read from a
 connection's buffer by :class:`FrameReader`: masking required, reserved bits refused, fragments
 reassembled into one buffer, a message over its size limit or split into more than
@@ -9,6 +11,8 @@ session's: the reader hands each complete message, ping and close to a :class:`F
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import struct
 from typing import Protocol
 
@@ -20,6 +24,12 @@ MAX_FRAMES_PER_MESSAGE = 128
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_header(key: str) -> bytes:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:

@@ -28,6 +28,7 @@ from service_common.http_server_log import HttpServerLog
 from service_common.log_limits import RateLimitedLog
 from socket_gateway.metrics import GatewayMetrics
 from socket_gateway.transport import library_internals as internals
+from socket_gateway.transport.frames import accept_header
 from socket_gateway.transport.malformed_frames import MalformedFrameLog
 from socket_gateway.transport.polling import (
     PollingRequest,
@@ -36,7 +37,7 @@ from socket_gateway.transport.polling import (
     plain_response,
     with_body,
 )
-from socket_gateway.transport.upgrade import LISTENER_UPGRADE, ListenerWebSocket, accept_header
+from socket_gateway.transport.upgrade import LISTENER_UPGRADE, ListenerWebSocket
 from socket_gateway.transport.websocket import WebSocketSession
 
 logger = logging.getLogger(__name__)

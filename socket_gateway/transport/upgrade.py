@@ -21,8 +21,6 @@ the gateway's own sessions, a peer that leaves more than ``max_unsent_bytes`` un
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
 
 # The environ key under which the listener offers python-engineio's driver the connection.
 LISTENER_UPGRADE = "gateway.listener_upgrade"
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # Messages read but not yet taken by python-engineio past which reading pauses (a peer that floods).
 _MAX_INBOX_MESSAGES = 64
 
@@ -53,11 +50,6 @@ class UpgradeAcceptor(Protocol):
     def accept_websocket(self) -> ListenerWebSocket:
         """Answers 101 and hands the connection, from then on, to the returned WebSocket."""
         ...
-
-
-def accept_header(key: str) -> bytes:
-    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
-    return base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
 
 
 class ListenerWebSocket(asyncio.Protocol):

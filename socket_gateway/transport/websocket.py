@@ -24,8 +24,6 @@ python-engineio's internals that relies on is named in ``library_internals``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from socket_gateway.transport.frames import (
     OP_PONG,
     FrameReader,
     ProtocolError,
+    accept_header,
     close_frame,
     server_frame,
     websocket_text_frame,
@@ -48,8 +47,6 @@ from socket_gateway.transport.malformed_frames import engineio_frame_problem
 
 if TYPE_CHECKING:
     from socket_gateway.transport.handover import UpgradeRequest, WebSocketEndpoint
-
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 @dataclass(frozen=True)
@@ -227,7 +224,7 @@ class WebSocketSession(internals.EngineIOSocket, asyncio.Protocol):
             self.transport.close()
             return
         self.connected = True
-        accept = base64.b64encode(hashlib.sha1(self._request.key.encode() + _ACCEPT_GUID).digest())
+        accept = accept_header(self._request.key)
         opening = internals.open_packet(server, self.sid, upgrades=[])
         # The 101 and the OPEN packet in one write.
         self.transport.write(
