@@ -13,9 +13,8 @@ from typing import TypeVar
 from aiohttp import web
 
 from graphql_api import analytics
-from graphql_api.request_auth import authenticate
+from graphql_api.request_auth import Refusal, authorized_auction, challenge_headers
 from graphql_api.resources import CLOCK, CONFIG, VERIFIER
-from service_common.auction_ids import auction_id_problem
 
 E = TypeVar("E", analytics.RangePreset, analytics.Bucket)
 
@@ -36,15 +35,9 @@ class ExportRequest:
 def read_export_request(request: web.Request) -> ExportRequest | web.Response:
     """The auction and window of an export, or the answer that refuses it (401, 403 or 400)."""
     app = request.app
-    principal, problem = authenticate(request, app[VERIFIER])
-    if principal is None:
-        return error_response(401, problem)
-    auction_id = request.match_info["auction_id"]
-    if not principal.may_access(auction_id):
-        return error_response(403, "not authorized for this auction")
-    id_problem = auction_id_problem(auction_id)
-    if id_problem:
-        return error_response(400, id_problem)
+    auction_id = authorized_auction(request, app[VERIFIER])
+    if isinstance(auction_id, Refusal):
+        return error_response(auction_id.status, auction_id.message)
     try:
         window = analytics.resolve_window(
             enum_parameter(request, "range", analytics.RangePreset),
@@ -59,8 +52,7 @@ def read_export_request(request: web.Request) -> ExportRequest | web.Response:
 
 
 def error_response(status: int, message: str) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="viewer-analytics"'} if status == 401 else None
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return web.json_response({"error": message}, status=status, headers=challenge_headers(status))
 
 
 def csv_response(text: str, filename: str) -> web.Response:

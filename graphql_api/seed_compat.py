@@ -17,9 +17,8 @@ from graphql_api import analytics
 from graphql_api.budget import ResponseTooLarge, encode_json_in_slices
 from graphql_api.errors import ANALYTICS_UNAVAILABLE_MESSAGE
 from graphql_api.ingest import IngestUnavailable
-from graphql_api.request_auth import authenticate
+from graphql_api.request_auth import Refusal, authorized_auction, challenge_headers
 from graphql_api.resources import CLOCK, CONFIG, INGEST, VERIFIER
-from service_common.auction_ids import auction_id_problem
 
 SEED_ANALYTICS_PATH = "/api/v1/auctions/{auction_id}/analytics/viewers"
 SUCCESS_MESSAGE = "Viewer analytics retrieved successfully"
@@ -37,8 +36,9 @@ TIME_RANGES = {
 
 def _failure(status: int, message: str) -> web.Response:
     """The seed's error envelope; a 401 also names the scheme it expects."""
-    headers = {"WWW-Authenticate": 'Bearer realm="viewer-analytics"'} if status == 401 else None
-    return web.json_response({"success": False, "message": message}, status=status, headers=headers)
+    return web.json_response(
+        {"success": False, "message": message}, status=status, headers=challenge_headers(status)
+    )
 
 
 def seed_snapshot(auction_id: str, point: analytics.AnalyticsPoint) -> dict[str, Any]:
@@ -85,15 +85,9 @@ async def viewer_analytics(request: web.Request) -> web.Response:
     the bytes budget and the time budget.
     """
     app = request.app
-    principal, problem = authenticate(request, app[VERIFIER])
-    if principal is None:
-        return _failure(401, problem)
-    auction_id = request.match_info["auction_id"]
-    if not principal.may_access(auction_id):
-        return _failure(403, "not authorized for this auction")
-    id_problem = auction_id_problem(auction_id)
-    if id_problem:
-        return _failure(400, id_problem)
+    auction_id = authorized_auction(request, app[VERIFIER])
+    if isinstance(auction_id, Refusal):
+        return _failure(auction_id.status, auction_id.message)
     raw_range = request.query.get("timeRange") or "all"
     preset = TIME_RANGES.get(raw_range)
     if preset is None:
