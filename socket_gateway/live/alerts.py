@@ -24,9 +24,9 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 from viewer_analytics.v1 import alert_rule_service_pb2 as alerts_pb2
@@ -52,6 +52,7 @@ _RULE_PAGE = 1000
 # Rules replaced between two returns to the event loop (about 10 ms of work on a loaded machine).
 RULES_PER_STEP = 1000
 _CALL_TIMEOUT_SECONDS = 5.0
+_Answer = TypeVar("_Answer")
 # How long an evaluator that starts waits before comparing the counts with the rules' recorded states:
 # a restarted gateway's viewers reconnect within about 1-2 s (socket.io-client's first retry comes
 # after 0.5-1.5 s), and until they have, its counts read low. A crossing in that moment is reported
@@ -578,34 +579,24 @@ class AlertService:
                 auction_id=change.rule.auction_id, rule_id=change.rule.rule_id, armed=change.armed
             )
             report.rule_updated_at.FromNanoseconds(change.rule.updated_at_nanos)
-        delay = 0.2
-        while True:
-            try:
-                await self._stub.RecordAlertArmed(
-                    request, metadata=self._metadata, timeout=_CALL_TIMEOUT_SECONDS
-                )
-            except grpc.aio.AioRpcError as error:
-                code = error.code()
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    self._log.warning(
-                        "alert_armed_retry",
-                        "Alert rule states not recorded yet; retrying",
-                        extra={"code": code.name},
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                # UNIMPLEMENTED: an ingest service of before the recorded states; the rules are then
-                # evaluated from the counts alone after a restart, as they were.
-                self._log.info(
-                    f"alert_armed_refused:{code.name}",
-                    "Alert rule states refused by the ingest service",
-                    extra={"code": code.name, "details": error.details()},
-                )
-            return
+        answer = await self._until_answered(
+            lambda: self._stub.RecordAlertArmed(
+                request, metadata=self._metadata, timeout=_CALL_TIMEOUT_SECONDS
+            ),
+            "alert_armed_retry",
+            "Alert rule states not recorded yet; retrying",
+        )
+        if isinstance(answer, grpc.aio.AioRpcError):
+            # UNIMPLEMENTED: an ingest service of before the recorded states; the rules are then
+            # evaluated from the counts alone after a restart, as they were.
+            code = answer.code()
+            self._log.info(
+                f"alert_armed_refused:{code.name}",
+                "Alert rule states refused by the ingest service",
+                extra={"code": code.name, "details": answer.details()},
+            )
 
     async def _report(self, firing: Firing) -> None:
-        delay = 0.2
         request = alerts_pb2.RecordAlertFiringRequest(
             auction_id=firing.auction_id,
             rule_id=firing.rule_id,
@@ -616,37 +607,47 @@ class AlertService:
             require_armed=True,
         )
         request.fired_at.FromNanoseconds(round(firing.at * 1e9))
-        while True:
-            try:
-                response = await self._stub.RecordAlertFiring(
-                    request, metadata=self._metadata, timeout=_CALL_TIMEOUT_SECONDS
-                )
-            except grpc.aio.AioRpcError as error:
-                code = error.code()
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    self._log.warning(
-                        "alert_report_retry",
-                        "Alert firing not reported yet; retrying",
-                        extra={"code": code.name},
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                # NOT_FOUND: the rule was deleted or paused since it was loaded; nothing to send.
-                self._log.info(
-                    f"alert_report_refused:{code.name}",
-                    "Alert firing refused by the ingest service",
-                    extra={"code": code.name, "rule_id": firing.rule_id, "details": error.details()},
-                )
-                return
-            self.reported_total += 1
-            logger.info(
-                "Alert fired",
-                extra={
-                    "rule_id": firing.rule_id,
-                    "auction_id": firing.auction_id,
-                    "value": firing.value,
-                    "delivery_id": response.delivery.delivery_id,
-                },
+        response = await self._until_answered(
+            lambda: self._stub.RecordAlertFiring(
+                request, metadata=self._metadata, timeout=_CALL_TIMEOUT_SECONDS
+            ),
+            "alert_report_retry",
+            "Alert firing not reported yet; retrying",
+        )
+        if isinstance(response, grpc.aio.AioRpcError):
+            # NOT_FOUND: the rule was deleted or paused since it was loaded; nothing to send.
+            code = response.code()
+            self._log.info(
+                f"alert_report_refused:{code.name}",
+                "Alert firing refused by the ingest service",
+                extra={"code": code.name, "rule_id": firing.rule_id, "details": response.details()},
             )
             return
+        self.reported_total += 1
+        logger.info(
+            "Alert fired",
+            extra={
+                "rule_id": firing.rule_id,
+                "auction_id": firing.auction_id,
+                "value": firing.value,
+                "delivery_id": response.delivery.delivery_id,
+            },
+        )
+
+    async def _until_answered(
+        self, call: Callable[[], Awaitable[_Answer]], retry_cause: str, retry_message: str
+    ) -> _Answer | grpc.aio.AioRpcError:
+        """The ingest service's answer to ``call``, or its refusal: retried, with backoff up to 10 s,
+        for as long as the service is unreachable or does not answer in time (a report is never dropped
+        for an outage)."""
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    return error
+                self._log.warning(retry_cause, retry_message, extra={"code": code.name})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
