@@ -212,6 +212,17 @@ class WebSocketEndpoint:
         )
         metrics.rate_limited_logs["http"] = self.http_log
 
+    def note_dropped_for_unread(self, sid: str, remote: str | None) -> None:
+        """Counts and logs a WebSocket session dropped because its peer left more than
+        ``max_unsent_bytes`` unsent (the caller, which checked on its write path, aborts it)."""
+        self.metrics.websockets_dropped_unread_total += 1
+        self.metrics.sessions_dropped_unread["websocket"] += 1
+        self.log.warning(
+            "stopped_reading",
+            "Viewer stopped reading; connection dropped",
+            extra={"connection": sid, "remote": remote},
+        )
+
     def runner_options(self) -> dict[str, Any]:
         """``web.AppRunner`` keyword arguments for the requests handed to aiohttp: the idle timeout, and
         a log where a malformed request is one rate-limited line without traceback (aiohttp's own wrote

@@ -108,14 +108,7 @@ class WebSocketSession(internals.EngineIOSocket, asyncio.Protocol):
             return
         transport.write(frame)
         if transport.get_write_buffer_size() > self._endpoint.max_unsent_bytes:
-            endpoint = self._endpoint
-            endpoint.metrics.websockets_dropped_unread_total += 1
-            endpoint.metrics.sessions_dropped_unread["websocket"] += 1
-            endpoint.log.warning(
-                "stopped_reading",
-                "Viewer stopped reading; connection dropped",
-                extra={"connection": self.sid, "remote": self.environ["REMOTE_ADDR"]},
-            )
+            self._endpoint.note_dropped_for_unread(self.sid, self.environ["REMOTE_ADDR"])
             transport.abort()
 
     def schedule_ping(self) -> None:
