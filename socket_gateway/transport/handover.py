@@ -35,6 +35,7 @@ from socket_gateway.transport.polling import (
     encode_response,
     parse_polling_request,
     plain_response,
+    request_environ,
     with_body,
 )
 from socket_gateway.transport.upgrade import LISTENER_UPGRADE, ListenerWebSocket
@@ -134,20 +135,8 @@ def _websocket_upgrade(
 
 def environ_of(request: UpgradeRequest, peer: tuple[str, int] | None) -> dict[str, Any]:
     """The WSGI-style environ python-engineio's aiohttp driver builds, from this request."""
-    host, port = peer if peer else ("", 0)
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "QUERY_STRING": request.query,
-        "RAW_URI": request.target,
-        "PATH_INFO": request.path,
-        "SCRIPT_NAME": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SERVER_NAME": "socket_gateway",
-        "SERVER_PORT": "0",
-        "REMOTE_ADDR": host,
-        "REMOTE_PORT": str(port),
-        "wsgi.url_scheme": request.headers.get("x-forwarded-proto", "http"),
-    }
+    environ = request_environ("GET", request.target, peer)
+    environ["wsgi.url_scheme"] = request.headers.get("x-forwarded-proto", "http")
     for name, value in request.headers.items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     return environ

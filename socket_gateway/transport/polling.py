@@ -65,6 +65,24 @@ class _Body:
         return await self.readexactly(length)
 
 
+def request_environ(method: str, target: str, peer: tuple[str, int] | None) -> dict[str, Any]:
+    """The WSGI environ python-engineio's aiohttp driver builds for a request, before its headers."""
+    path, _, query = target.partition("?")
+    host, port = peer if peer else ("", 0)
+    return {
+        "REQUEST_METHOD": method,
+        "QUERY_STRING": query,
+        "RAW_URI": target,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "socket_gateway",
+        "SERVER_PORT": "0",
+        "REMOTE_ADDR": host,
+        "REMOTE_PORT": str(port),
+    }
+
+
 def parse_polling_request(
     head: bytes, socketio_paths: Collection[str], max_body_bytes: int, peer: tuple[str, int] | None
 ) -> PollingRequest | None:
@@ -91,20 +109,8 @@ def parse_polling_request(
     params = parse_qs(query, keep_blank_values=True)
     if params.get("transport") != ["polling"] or "j" in params:
         return None
-    host, port = peer if peer else ("", 0)
-    environ: dict[str, Any] = {
-        internals.PLAIN_REQUEST: True,
-        "REQUEST_METHOD": method,
-        "QUERY_STRING": query,
-        "RAW_URI": target,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SERVER_NAME": "socket_gateway",
-        "SERVER_PORT": "0",
-        "REMOTE_ADDR": host,
-        "REMOTE_PORT": str(port),
-    }
+    environ = request_environ(method, target, peer)
+    environ[internals.PLAIN_REQUEST] = True
     content_length = 0
     keep_alive = True
     for line in lines[1:]:
