@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import overload
+from typing import Any, overload
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -54,23 +54,16 @@ def redis_client(url: str, timeout_seconds: float, retries: int, cluster: bool =
     """
     base, cap = RETRY_BACKOFF
     retry = Retry(ExponentialBackoff(cap=cap, base=base), retries, supported_errors=(RedisConnectionError,))
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "retry": retry,
+        "retry_on_error": [RedisConnectionError],
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+    }
     if cluster:
-        return RedisCluster.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=retry,
-            retry_on_error=[RedisConnectionError],
-            health_check_interval=HEALTH_CHECK_SECONDS,
-        )
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        retry=retry,
-        retry_on_error=[RedisConnectionError],
-        health_check_interval=HEALTH_CHECK_SECONDS,
-    )
+        return RedisCluster.from_url(url, **options)
+    return aioredis.Redis.from_url(url, **options)
 
 
 class ClusterNode:
